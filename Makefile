@@ -1,0 +1,52 @@
+# The README's two commands are `make demo` and `make test`; both install what they need first.
+SHELL := /bin/bash
+PYTHON ?= python3
+# torch==2.13.0 first: on the project's CPU machines pip takes the local CPU wheel, so a CUDA build is never pulled.
+# On your own machine, override, e.g. `make install TORCH="torch --index-url https://download.pytorch.org/whl/cpu"`.
+TORCH ?= torch==2.13.0
+VENV := .venv
+BIN := $(abspath $(VENV))/bin
+STAMP := $(VENV)/.installed-stamp
+NB_ENV := TRITON_INTERPRET=1 PLOTLY_RENDERER=notebook_connected OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+NB_WORKERS ?= 2
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+export PATH := $(BIN):$(PATH)
+
+.PHONY: install demo test test-nbs test-py gates lab gpu-test export clean-nbs
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q $(TORCH) numpy
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	@touch $(STAMP)
+
+demo: install
+	$(BIN)/python tools/demo.py
+
+# The whole suite: notebooks stay clean and in sync with the package, every notebook runs, then pytest.
+test: install
+	@$(MAKE) --no-print-directory gates
+	@$(MAKE) --no-print-directory test-nbs
+	@$(MAKE) --no-print-directory test-py
+
+gates:
+	$(BIN)/python tools/nochange.py "notebooks must be committed clean: run nbdev-clean" nbs -- $(BIN)/nbdev-clean
+	$(BIN)/python tools/nochange.py "nomic_repro/ is generated: edit the notebook, run nbdev-export, commit both" nomic_repro -- $(BIN)/nbdev-export
+
+test-nbs:
+	$(NB_ENV) $(BIN)/python tools/nbtest.py --n-workers $(NB_WORKERS) --timing --cell-timeout 600
+
+test-py:
+	$(NB_ENV) $(BIN)/python -m pytest tests -q
+
+# On a machine with a GPU: the `#| gpu` cells too (one worker: one device).
+gpu-test: install
+	PLOTLY_RENDERER=notebook_connected $(BIN)/python tools/nbtest.py --flags gpu --n-workers 1 --timing
+
+export: install
+	$(BIN)/nbdev-export && $(BIN)/nbdev-clean
+
+lab: install
+	$(BIN)/jupyter lab nbs

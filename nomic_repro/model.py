@@ -5,7 +5,7 @@ __all__ = ['ATTN_IMPLS', 'NomicBertConfig', 'NomicBertAttention', 'NomicBertMLP'
            'NomicBertEncoder', 'NomicBert', 'init_weights', 'MaskedLMOutput', 'NomicBertPredictionHeadTransform',
            'NomicBertLMPredictionHead', 'NomicBertMLMHead', 'NomicBertForMaskedLM']
 
-# %% ../nbs/05_nomic_bert.ipynb #9b5765eb
+# %% ../nbs/05_nomic_bert.ipynb #4db0fc77
 import math
 from dataclasses import dataclass, asdict, fields, replace
 from functools import partial
@@ -17,7 +17,7 @@ from .rope import RotaryEmbedding, apply_rotary
 from .ntk import DynamicNTKRotaryEmbedding
 from .attention import attention_sdpa, unpad, pad
 
-# %% ../nbs/05_nomic_bert.ipynb #d50c92da
+# %% ../nbs/05_nomic_bert.ipynb #c7b4544e
 @dataclass(frozen=True)
 class NomicBertConfig:
     "Architecture of a NomicBERT encoder; the defaults are nomic-embed-text-v1/v1.5."
@@ -60,7 +60,7 @@ class NomicBertConfig:
         if unknown: raise ValueError(f"unknown NomicBertConfig keys {unknown}; valid keys are {sorted(names)}")
         return cls(**d)
 
-# %% ../nbs/05_nomic_bert.ipynb #f4025e28
+# %% ../nbs/05_nomic_bert.ipynb #35163f30
 class NomicBertAttention(nn.Module):
     "Fused-QKV multi-head attention with rotary q and k; `attn_fn(q, k, v)` does the attention proper."
     def __init__(self, cfg: NomicBertConfig):
@@ -102,7 +102,7 @@ class NomicBertBlock(nn.Module):
         h = self.norm1(h + self.attn(h, cos, sin, attn_fn))
         return self.norm2(h + self.mlp(h))
 
-# %% ../nbs/05_nomic_bert.ipynb #703d869d
+# %% ../nbs/05_nomic_bert.ipynb #423814f3
 ATTN_IMPLS = ("torch", "triton")
 
 def _flash_varlen():
@@ -132,7 +132,7 @@ class NomicBertEncoder(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList([NomicBertBlock(cfg) for _ in range(cfg.num_layers)])
 
-# %% ../nbs/05_nomic_bert.ipynb #6856fab5
+# %% ../nbs/05_nomic_bert.ipynb #826b1d68
 class NomicBert(nn.Module):
     "The NomicBERT encoder: token ids `[B, S]` (right-padded) -> last hidden state `[B, S, hidden]`."
     def __init__(self, cfg: NomicBertConfig = NomicBertConfig(), attn_impl: str = "torch"):
@@ -155,21 +155,26 @@ class NomicBert(nn.Module):
         self._attn_impl = v
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None) -> Tensor:
-        "Last hidden state `[B, S, hidden]`; padded positions hold zeros with `attn_impl='triton'`."
+        "Last hidden state `[B, S, hidden]`; rows of a padded batch are zero at padding."
         B, S, mask = *input_ids.shape, _check_inputs(input_ids, attention_mask, self.config)
         h = self.emb_ln(self.embeddings(input_ids, token_type_ids))
         cos, sin = self.rotary(S, device=h.device, dtype=h.dtype)                   # per batch: padded length S
-        if self.attn_impl == "torch":
-            attn = partial(attention_sdpa, key_padding_mask=None if mask.all() else mask)
-            for layer in self.encoder.layers: h = layer(h, cos, sin, attn)
+        if self.attn_impl == "torch" and mask.all():                               # nothing to skip: stay dense
+            for layer in self.encoder.layers: h = layer(h, cos, sin, attention_sdpa)
             return h
         hp, idx, cu, max_len = unpad(h, mask)                                      # [T, hidden]: real tokens only
-        pos, flash = idx % S, _flash_varlen()
-        attn = lambda q, k, v: flash(q.contiguous(), k.contiguous(), v.contiguous(), cu, max_len)
+        pos = idx % S
+        if self.attn_impl == "torch":                                              # pad only around attention
+            def attn(q, k, v):
+                o = attention_sdpa(pad(q, idx, B, S), pad(k, idx, B, S), pad(v, idx, B, S), mask)
+                return o.flatten(0, 1)[idx]
+        else:
+            flash = _flash_varlen()
+            attn = lambda q, k, v: flash(q.contiguous(), k.contiguous(), v.contiguous(), cu, max_len)
         for layer in self.encoder.layers: hp = layer(hp, cos[pos], sin[pos], attn)
         return pad(hp, idx, B, S)
 
-# %% ../nbs/05_nomic_bert.ipynb #953e9c95
+# %% ../nbs/05_nomic_bert.ipynb #d772a5e9
 def init_weights(m: nn.Module, std: float = 0.02):
     "BERT's initialisation: normal(0, std) weights, zero biases, unit LayerNorms."
     if isinstance(m, (nn.Linear, nn.Embedding)):
@@ -191,7 +196,7 @@ def _check_inputs(input_ids: Tensor, attention_mask: Tensor | None, cfg: NomicBe
     if not _right_padded(mask): raise ValueError("attention_mask must be right-padded (real tokens first): NomicBERT's rotary positions count from column 0")
     return mask
 
-# %% ../nbs/05_nomic_bert.ipynb #2fd6da66
+# %% ../nbs/05_nomic_bert.ipynb #200164e5
 @dataclass
 class MaskedLMOutput:
     "MLM logits `[B, S, vocab]` and, when labels were given, the mean cross-entropy over labelled (≠ -100) tokens."
@@ -219,7 +224,7 @@ class NomicBertMLMHead(nn.Module):
         self.predictions = NomicBertLMPredictionHead(cfg)
     def forward(self, h): return self.predictions(h)
 
-# %% ../nbs/05_nomic_bert.ipynb #fdcd7051
+# %% ../nbs/05_nomic_bert.ipynb #1a4d0d05
 class NomicBertForMaskedLM(nn.Module):
     "NomicBERT with the MLM head; the decoder weight is tied to the word embeddings."
     def __init__(self, cfg: NomicBertConfig = NomicBertConfig(), attn_impl: str = "torch"):

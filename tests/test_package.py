@@ -22,13 +22,15 @@ def test_wheel_installs_and_imports_outside_the_repo(tmp_path):
     wheel = next((tmp_path / "dist").glob("nomic_repro-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     assert "nomic_repro/rope.py" in names and "nomic_repro/ntk.py" in names
+    assert "nomic_repro/assets/bert-base-uncased/vocab.txt" in names and "nomic_repro/assets/bert-base-uncased/SOURCE.md" in names
     assert not any(n.startswith(("nbs/", "tests/", "kernels/")) for n in names)
     meta = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode()
     for dep in ("torch", "triton", "transformers", "safetensors", "einops"): assert f"Requires-Dist: {dep}" in meta
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(target), str(wheel)], check=True)
     env = {**os.environ, "PYTHONPATH": str(target)}
-    code = "import nomic_repro, nomic_repro.rope, nomic_repro.ntk; print(nomic_repro.__file__); print(nomic_repro.ntk.dynamic_ntk_base(8192))"
+    code = ("import nomic_repro, nomic_repro.rope, nomic_repro.ntk, nomic_repro.checkpoint as c; print(nomic_repro.__file__); "
+            "print(nomic_repro.ntk.dynamic_ntk_base(8192)); assert c.load_tokenizer()('hello')['input_ids'] == [101, 7592, 102]")
     # -s: no user site; the editable install of the repo is hidden because PYTHONPATH comes first and cwd is elsewhere
     out = subprocess.run([sys.executable, "-s", "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True, check=True).stdout
     path, base = out.split()

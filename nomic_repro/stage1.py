@@ -4,7 +4,7 @@
 __all__ = ['MLM_PRESETS', 'MLMData', 'MLMPreset', 'get_mlm_preset', 'MLMObjective', 'MLMTask', 'build_mlm_dataset', 'run_mlm',
            'add_mlm_args', 'mlm_from_args', 'main']
 
-# %% ../nbs/13_stage1_mlm.ipynb #56e38006
+# %% ../nbs/13_stage1_mlm.ipynb #7b5b9f95
 import argparse, json, sys, time
 from dataclasses import dataclass, asdict, field, replace
 from pathlib import Path
@@ -17,7 +17,7 @@ from .checkpoint import load_tokenizer, save_pretrained
 from .data import read_records, tokenize_documents, SequenceDataset, mask_tokens
 from .train import TrainConfig, Task, train, setup_distributed, wrap_ddp, apply_overrides, list_checkpoints
 
-# %% ../nbs/13_stage1_mlm.ipynb #68c70568
+# %% ../nbs/13_stage1_mlm.ipynb #8e500843
 @dataclass(frozen=True)
 class MLMData:
     "Where stage 1 reads text and how it cuts it."
@@ -52,7 +52,7 @@ def get_mlm_preset(name: str, overrides=()) -> MLMPreset:
     if name not in MLM_PRESETS: raise ValueError(f"unknown preset {name!r}; choose one of {sorted(MLM_PRESETS)}")
     return apply_overrides(MLM_PRESETS[name], list(overrides))
 
-# %% ../nbs/13_stage1_mlm.ipynb #7ca1b6de
+# %% ../nbs/13_stage1_mlm.ipynb #fed2483c
 class MLMObjective(nn.Module):
     "Summed cross-entropy (and correct predictions) of an MLM model at the labelled positions only."
     def __init__(self, mlm: NomicBertForMaskedLM):
@@ -66,15 +66,23 @@ class MLMObjective(nn.Module):
         return F.cross_entropy(logits, target, reduction="sum"), (logits.argmax(-1) == target).sum()
 
 class MLMTask(Task):
-    "Stage 1 as a trainer task: each step's batch from `SequenceDataset`, masked with a per-(step, rank) generator."
+    "Stage 1 as a trainer task: each step's batch from `SequenceDataset`, masked as a whole with a per-step generator."
     def __init__(self, ds: SequenceDataset, tokenizer, cfg: TrainConfig, mlm_prob: float = 0.3):
         self.ds, self.cfg, self.mlm_prob = ds, cfg, mlm_prob
         self.special, self.mask_id, self.vocab = tokenizer.all_special_ids, tokenizer.mask_token_id, tokenizer.vocab_size
     def micro_batches(self, step, rank, world_size, grad_accum):
-        ids, am = self.ds.batch(step, self.cfg.batch_size, rank, world_size)
-        g = torch.Generator().manual_seed((self.cfg.seed * 1_000_003 + step) * 1009 + rank)
+        "The global batch of `step` is masked as one (so the masks do not depend on how it is split), then sliced."
+        ids, am = self.ds.batch(step, self.cfg.batch_size)
+        g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step)
         inp, labels = mask_tokens(ids, am, special_ids=self.special, mask_id=self.mask_id, vocab_size=self.vocab, mlm_prob=self.mlm_prob, generator=g)
-        return list(zip(inp.chunk(grad_accum), am.chunk(grad_accum), labels.chunk(grad_accum)))
+        if self.cfg.batch_size % (world_size * grad_accum):
+            raise ValueError(f"batch_size {self.cfg.batch_size} is not divisible by world_size × grad_accum = {world_size * grad_accum}")
+        rows = slice(rank * len(ids) // world_size, (rank + 1) * len(ids) // world_size)
+        out = []
+        for i, a, l in zip(inp[rows].chunk(grad_accum), am[rows].chunk(grad_accum), labels[rows].chunk(grad_accum)):
+            S = int(a.sum(-1).max())                                           # trim to this micro-batch's longest row
+            out.append((i[:, :S], a[:, :S], l[:, :S]))
+        return out
     def count(self, b): return int((b[2] != -100).sum())
     def tokens(self, b): return int(b[1].sum())
     def loss(self, model, b):
@@ -82,7 +90,7 @@ class MLMTask(Task):
         l, correct = model(*(t.to(dev) for t in b))
         return l, {"accuracy": correct}
 
-# %% ../nbs/13_stage1_mlm.ipynb #6b946921
+# %% ../nbs/13_stage1_mlm.ipynb #7791da2e
 def _check_same_preset(out: Path, preset: MLMPreset):
     f = out / "preset.json"
     cur = json.loads(json.dumps(asdict(preset)))
@@ -104,7 +112,7 @@ def build_mlm_dataset(preset: MLMPreset, tokenizer, data_root=None) -> tuple[Seq
     seqs = tokenize_documents(texts, tokenizer, preset.data.seq_len, preset.data.packing)
     return SequenceDataset(seqs, pad_id=tokenizer.pad_token_id, seed=preset.train.seed), report
 
-# %% ../nbs/13_stage1_mlm.ipynb #6afb0a3a
+# %% ../nbs/13_stage1_mlm.ipynb #5846ca67
 def run_mlm(preset: MLMPreset | str, output_dir, *, data_root=None, max_steps: int | None = None, overrides=(),
             progress: bool | None = None) -> dict:
     "Stage 1: train `NomicBertForMaskedLM` with `preset` into `output_dir` (resuming), stopping after `max_steps` if given."
@@ -124,7 +132,7 @@ def run_mlm(preset: MLMPreset | str, output_dir, *, data_root=None, max_steps: i
     return {"preset": preset.name, "sequences": len(ds), "data": report, **res, "seconds": round(time.time() - t0, 1),
             "first_loss": log[0]["loss"] if log else None, "last_loss": log[-1]["loss"] if log else None, "model_dir": str(out / "model")}
 
-# %% ../nbs/13_stage1_mlm.ipynb #69958338
+# %% ../nbs/13_stage1_mlm.ipynb #49c369d5
 def add_mlm_args(p: argparse.ArgumentParser):
     p.add_argument("--preset", default="tiny", help=f"one of {sorted(MLM_PRESETS)}")
     p.add_argument("--output-dir", required=True, help="run folder; rerunning on it resumes")
@@ -146,5 +154,5 @@ def main(argv=None):
     try: mlm_from_args(args)
     except (ValueError, FileNotFoundError, KeyError) as e: sys.exit(f"error: {e}")
 
-# %% ../nbs/13_stage1_mlm.ipynb #ba26d478
+# %% ../nbs/13_stage1_mlm.ipynb #2a4e5d45
 if __name__ == "__main__": main()

@@ -4,7 +4,7 @@
 __all__ = ['MLM_PRESETS', 'MLMData', 'MLMPreset', 'get_mlm_preset', 'MLMObjective', 'MLMTask', 'build_mlm_dataset', 'run_mlm',
            'add_mlm_args', 'mlm_from_args', 'main']
 
-# %% ../nbs/13_stage1_mlm.ipynb #7b5b9f95
+# %% ../nbs/13_stage1_mlm.ipynb #db58db4e
 import argparse, json, sys, time
 from dataclasses import dataclass, asdict, field, replace
 from pathlib import Path
@@ -17,7 +17,7 @@ from .checkpoint import load_tokenizer, save_pretrained
 from .data import read_records, tokenize_documents, SequenceDataset, mask_tokens
 from .train import TrainConfig, Task, train, setup_distributed, wrap_ddp, apply_overrides, list_checkpoints
 
-# %% ../nbs/13_stage1_mlm.ipynb #8e500843
+# %% ../nbs/13_stage1_mlm.ipynb #0e034caa
 @dataclass(frozen=True)
 class MLMData:
     "Where stage 1 reads text and how it cuts it."
@@ -34,7 +34,7 @@ class MLMPreset:
     model: NomicBertConfig
     data: MLMData
     train: TrainConfig
-    attn_impl: str = "torch"
+    attn_impl: str = "auto"                       # "auto": the Triton kernel on a GPU, PyTorch attention on a CPU
 
 _TINY_MODEL = NomicBertConfig(hidden_size=128, num_layers=2, num_heads=2, intermediate_size=256)
 _SMALL_MODEL = NomicBertConfig(hidden_size=512, num_layers=8, num_heads=8, intermediate_size=1536)
@@ -42,9 +42,9 @@ MLM_PRESETS = {
     "tiny": MLMPreset("tiny", _TINY_MODEL, MLMData(seq_len=128),
                       TrainConfig(max_steps=300, batch_size=32, lr=2e-3, save_every=100, log_every=1)),
     "small": MLMPreset("small", _SMALL_MODEL, MLMData(seq_len=512),
-                       TrainConfig(max_steps=20_000, batch_size=256, lr=5e-4, save_every=1000, log_every=10), attn_impl="triton"),
+                       TrainConfig(max_steps=20_000, batch_size=256, lr=5e-4, save_every=1000, log_every=10)),
     "base": MLMPreset("base", NomicBertConfig(), MLMData(sources=("hf:bookcorpus", "hf:wikimedia/wikipedia:20231101.en"), seq_len=2048, packing="concat"),
-                      TrainConfig(max_steps=100_000, batch_size=4096, grad_accum=8, lr=5e-4, save_every=1000, log_every=10), attn_impl="triton"),
+                      TrainConfig(max_steps=100_000, batch_size=4096, grad_accum=8, lr=5e-4, save_every=1000, log_every=10)),
 }
 
 def get_mlm_preset(name: str, overrides=()) -> MLMPreset:
@@ -52,7 +52,7 @@ def get_mlm_preset(name: str, overrides=()) -> MLMPreset:
     if name not in MLM_PRESETS: raise ValueError(f"unknown preset {name!r}; choose one of {sorted(MLM_PRESETS)}")
     return apply_overrides(MLM_PRESETS[name], list(overrides))
 
-# %% ../nbs/13_stage1_mlm.ipynb #fed2483c
+# %% ../nbs/13_stage1_mlm.ipynb #c127e229
 class MLMObjective(nn.Module):
     "Summed cross-entropy (and correct predictions) of an MLM model at the labelled positions only."
     def __init__(self, mlm: NomicBertForMaskedLM):
@@ -90,7 +90,7 @@ class MLMTask(Task):
         l, correct = model(*(t.to(dev) for t in b))
         return l, {"accuracy": correct}
 
-# %% ../nbs/13_stage1_mlm.ipynb #7791da2e
+# %% ../nbs/13_stage1_mlm.ipynb #6e54889a
 def _check_same_preset(out: Path, preset: MLMPreset):
     f = out / "preset.json"
     cur = json.loads(json.dumps(asdict(preset)))
@@ -112,7 +112,7 @@ def build_mlm_dataset(preset: MLMPreset, tokenizer, data_root=None) -> tuple[Seq
     seqs = tokenize_documents(texts, tokenizer, preset.data.seq_len, preset.data.packing)
     return SequenceDataset(seqs, pad_id=tokenizer.pad_token_id, seed=preset.train.seed), report
 
-# %% ../nbs/13_stage1_mlm.ipynb #5846ca67
+# %% ../nbs/13_stage1_mlm.ipynb #dc42c306
 def run_mlm(preset: MLMPreset | str, output_dir, *, data_root=None, max_steps: int | None = None, overrides=(),
             progress: bool | None = None) -> dict:
     "Stage 1: train `NomicBertForMaskedLM` with `preset` into `output_dir` (resuming), stopping after `max_steps` if given."
@@ -123,7 +123,8 @@ def run_mlm(preset: MLMPreset | str, output_dir, *, data_root=None, max_steps: i
     tok = load_tokenizer()
     ds, report = build_mlm_dataset(preset, tok, data_root)
     seed_everything(preset.train.seed)
-    mlm = NomicBertForMaskedLM(preset.model, attn_impl=preset.attn_impl).to(device)
+    attn = preset.attn_impl if preset.attn_impl != "auto" else ("triton" if device.type == "cuda" else "torch")
+    mlm = NomicBertForMaskedLM(preset.model, attn_impl=attn).to(device)
     model = wrap_ddp(MLMObjective(mlm), device)
     t0 = time.time()
     res = train(model, MLMTask(ds, tok, preset.train, preset.data.mlm_prob), preset.train, out, stop_at=max_steps, progress=progress, desc="stage 1 (MLM)")
@@ -132,7 +133,7 @@ def run_mlm(preset: MLMPreset | str, output_dir, *, data_root=None, max_steps: i
     return {"preset": preset.name, "sequences": len(ds), "data": report, **res, "seconds": round(time.time() - t0, 1),
             "first_loss": log[0]["loss"] if log else None, "last_loss": log[-1]["loss"] if log else None, "model_dir": str(out / "model")}
 
-# %% ../nbs/13_stage1_mlm.ipynb #49c369d5
+# %% ../nbs/13_stage1_mlm.ipynb #b9158d68
 def add_mlm_args(p: argparse.ArgumentParser):
     p.add_argument("--preset", default="tiny", help=f"one of {sorted(MLM_PRESETS)}")
     p.add_argument("--output-dir", required=True, help="run folder; rerunning on it resumes")
@@ -154,5 +155,5 @@ def main(argv=None):
     try: mlm_from_args(args)
     except (ValueError, FileNotFoundError, KeyError) as e: sys.exit(f"error: {e}")
 
-# %% ../nbs/13_stage1_mlm.ipynb #2a4e5d45
+# %% ../nbs/13_stage1_mlm.ipynb #bd3ab819
 if __name__ == "__main__": main()

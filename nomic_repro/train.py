@@ -4,7 +4,7 @@
 __all__ = ['CKPT_DIR', 'TrainConfig', 'lr_lambda', 'make_optimizer', 'Task', 'save_checkpoint', 'list_checkpoints',
            'load_checkpoint', 'TrainingDiverged', 'train', 'setup_distributed', 'wrap_ddp', 'apply_overrides']
 
-# %% ../nbs/12_train_loop.ipynb #fca425fe
+# %% ../nbs/12_train_loop.ipynb #ae268b2e
 import json, math, os, shutil, tempfile, time
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
@@ -15,7 +15,7 @@ from safetensors.torch import save_model, load_model
 from tqdm.auto import tqdm
 from .core import get_device, in_test
 
-# %% ../nbs/12_train_loop.ipynb #2cb2b636
+# %% ../nbs/12_train_loop.ipynb #cf28aa66
 @dataclass(frozen=True)
 class TrainConfig:
     "Optimisation and bookkeeping for one training stage (defaults: Nomic's stage 1, FACTS §5.1)."
@@ -40,7 +40,7 @@ class TrainConfig:
         if not 0 <= self.warmup_frac < 1: raise ValueError(f"warmup_frac must be in [0, 1), got {self.warmup_frac}")
         if self.precision not in ("auto", "fp32", "bf16"): raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
 
-# %% ../nbs/12_train_loop.ipynb #82897d76
+# %% ../nbs/12_train_loop.ipynb #fedaef66
 def lr_lambda(step: int, max_steps: int, warmup_frac: float) -> float:
     "Multiplier of the peak LR at `step`: linear warmup over `warmup_frac` of `max_steps`, then linear decay to 0."
     warm = max(1, round(warmup_frac * max_steps))
@@ -59,7 +59,7 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig):
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, cfg.max_steps, cfg.warmup_frac))
     return opt, sched
 
-# %% ../nbs/12_train_loop.ipynb #447fc9db
+# %% ../nbs/12_train_loop.ipynb #22df75ca
 class Task:
     "What a stage supplies to `train`: the micro-batches of a step, their item counts, and their summed loss."
     def micro_batches(self, step: int, rank: int, world_size: int, grad_accum: int) -> list:
@@ -74,8 +74,13 @@ class Task:
     def tokens(self, batch) -> int:
         "Real tokens in `batch`, for tokens/s (0 if not meaningful)."
         return 0
+    def loss_and_backward(self, model: nn.Module, batch, scale: float) -> tuple[Tensor, dict]:
+        "Backpropagate `scale × loss`; return the detached summed loss and metrics. Override to control backward (GradCache)."
+        l, m = self.loss(model, batch)
+        (l * scale).backward()
+        return l.detach(), m
 
-# %% ../nbs/12_train_loop.ipynb #03fc1dea
+# %% ../nbs/12_train_loop.ipynb #9a1a3d5a
 CKPT_DIR = "checkpoints"
 
 def _unwrap(model: nn.Module) -> nn.Module: return getattr(model, "module", model)
@@ -112,7 +117,7 @@ def load_checkpoint(path, model: nn.Module, opt=None, sched=None) -> dict:
     torch.set_rng_state(state["torch_rng"])
     return json.loads((path / "trainer.json").read_text())
 
-# %% ../nbs/12_train_loop.ipynb #9607f227
+# %% ../nbs/12_train_loop.ipynb #00baafd9
 class TrainingDiverged(RuntimeError):
     "The loss became NaN or infinite."
 
@@ -133,7 +138,7 @@ def _truncate_log(log: Path, step: int):
     keep = [l for l in log.read_text().splitlines() if l.strip() and json.loads(l).get("step", 0) <= step]
     tmp = log.with_suffix(".tmp"); tmp.write_text("".join(l + "\n" for l in keep)); os.replace(tmp, log)
 
-# %% ../nbs/12_train_loop.ipynb #d1c77680
+# %% ../nbs/12_train_loop.ipynb #68f96c24
 def _train_step(model, task, step, cfg, device, rank, world):
     "One optimizer step's forward/backward over this rank's micro-batches; returns (mean loss, metrics, tokens)."
     batches = task.micro_batches(step, rank, world, cfg.grad_accum)
@@ -144,9 +149,8 @@ def _train_step(model, task, step, cfg, device, rank, world):
         sync = i == len(batches) - 1 or not hasattr(model, "no_sync")
         ctx = model.no_sync() if not sync else _nullcontext()
         with ctx, _autocast(cfg, device):
-            l, m = task.loss(model, b)
-            (l * world / total).backward()
-        loss_sum += l.detach().float(); tokens += task.tokens(b)
+            l, m = task.loss_and_backward(model, b, world / total.item())
+        loss_sum += l.float(); tokens += task.tokens(b)
         for k, v in m.items(): metrics[k] = metrics.get(k, 0.0) + float(v)
     return _all_sum(loss_sum) / total, {k: v / total.item() for k, v in metrics.items()}, tokens * world
 
@@ -154,7 +158,7 @@ class _nullcontext:
     def __enter__(self): return self
     def __exit__(self, *a): return False
 
-# %% ../nbs/12_train_loop.ipynb #65e7c83f
+# %% ../nbs/12_train_loop.ipynb #eeb3199f
 def train(model: nn.Module, task: Task, cfg: TrainConfig, output_dir, *, stop_at: int | None = None, progress: bool | None = None,
           desc: str = "train") -> dict:
     "Train `model` on `task` to step `stop_at` (default `cfg.max_steps`), resuming from the newest checkpoint in `output_dir`."
@@ -189,7 +193,7 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, output_dir, *, stop_at
     bar.close()
     return {"start_step": start, "end_step": stop, "last": last}
 
-# %% ../nbs/12_train_loop.ipynb #90b1a5a3
+# %% ../nbs/12_train_loop.ipynb #605851e7
 def setup_distributed() -> tuple[int, int, torch.device]:
     "Initialise `torch.distributed` from torchrun's environment (if present); return (rank, world_size, device)."
     if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) == 1:
@@ -208,7 +212,7 @@ def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
     from torch.nn.parallel import DistributedDataParallel as DDP
     return DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
 
-# %% ../nbs/12_train_loop.ipynb #2e21a318
+# %% ../nbs/12_train_loop.ipynb #29be058a
 import dataclasses
 
 def _parse_value(text: str, current):

@@ -3,20 +3,26 @@
 # %% auto #0
 __all__ = ['MATRYOSHKA_LOSS_DIMS', 'info_nce', 'matryoshka_info_nce', 'BiEncoder', 'grad_cache_backward']
 
-# %% ../nbs/14_infonce.ipynb #c2fd9052
+# %% ../nbs/14_infonce.ipynb #8360545f
 import torch
 import torch.nn.functional as F
 import torch.distributed as dist
 from torch import nn, Tensor
 from .embed import mean_pool
 
-# %% ../nbs/14_infonce.ipynb #50c3892d
-def _gather(x: Tensor) -> tuple[Tensor, int]:
-    "All ranks' `x` concatenated (gradients flow back to each owner) and this rank's offset; `(x, 0)` when not distributed."
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1: return x, 0
+# %% ../nbs/14_infonce.ipynb #1a44943b
+def _gather(x: Tensor, split: int | None = None):
+    "All ranks' `x` concatenated (gradients flow back to each owner) and this rank's offset (with `split`: rows before/after it, gathered in one collective)."
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return ((x, 0) if split is None else (x[:split], x[split:], 0))
+    import warnings
     from torch.distributed.nn.functional import all_gather
-    parts = all_gather(x.contiguous())
-    return torch.cat(parts), dist.get_rank() * x.shape[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)        # the public autograd all_gather is marked deprecated in 2.13
+        parts = all_gather(x.contiguous())
+    off = dist.get_rank() * (x.shape[0] if split is None else split)
+    if split is None: return torch.cat(parts), off
+    return torch.cat([p[:split] for p in parts]), torch.cat([p[split:] for p in parts]), off
 
 def _candidates(d: Tensor, negatives: Tensor | None) -> tuple[Tensor, int]:
     "[B·(1+n), D] candidates, each positive followed by its query's negatives, and the stride 1+n."
@@ -25,7 +31,7 @@ def _candidates(d: Tensor, negatives: Tensor | None) -> tuple[Tensor, int]:
         raise ValueError(f"negatives must be [B, n, D] = [{d.shape[0]}, n, {d.shape[-1]}], got {tuple(negatives.shape)}")
     return torch.cat([d[:, None], negatives], 1).flatten(0, 1), 1 + negatives.shape[1]
 
-# %% ../nbs/14_infonce.ipynb #af02e614
+# %% ../nbs/14_infonce.ipynb #37960cd4
 def info_nce(q: Tensor, d: Tensor, *, temperature: float = 0.02, symmetric: bool = False, negatives: Tensor | None = None,
              reduction: str = "mean", gather: bool = True) -> Tensor:
     "InfoNCE of L2-normalised queries `q` `[B, D]` against their documents `d` `[B, D]`, every document (and hard negative `[B, n, D]`) of the global batch as candidates."
@@ -33,17 +39,18 @@ def info_nce(q: Tensor, d: Tensor, *, temperature: float = 0.02, symmetric: bool
     if not temperature > 0: raise ValueError(f"temperature must be positive, got {temperature}")
     if reduction not in ("mean", "sum"): raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
     cands, stride = _candidates(d, negatives)
-    if gather: cands, offset = _gather(cands)
-    else: offset = 0
-    labels = offset + torch.arange(q.shape[0], device=q.device) * stride
-    acc = torch.promote_types(q.dtype, torch.float32)                    # logits in at least fp32 (bf16 under autocast)
+    B, acc = q.shape[0], torch.promote_types(q.dtype, torch.float32)     # logits in at least fp32
+    if symmetric:                            # one collective for candidates and queries, so every rank runs the same ones
+        cands, qs, off = _gather(torch.cat([cands, q]), split=cands.shape[0]) if gather else (cands, q, 0)
+    else: cands, off = _gather(cands) if gather else (cands, 0)
+    labels = off + torch.arange(B, device=q.device) * stride
     loss = F.cross_entropy(q.to(acc) @ cands.to(acc).T / temperature, labels, reduction="sum")
     if symmetric:                                            # documents -> queries: each positive against every query
-        qs, qoff = _gather(q) if gather else (q, 0)
-        loss = (loss + F.cross_entropy(d.to(acc) @ qs.to(acc).T / temperature, qoff + torch.arange(q.shape[0], device=q.device), reduction="sum")) / 2
+        qoff = off // stride
+        loss = (loss + F.cross_entropy(d.to(acc) @ qs.to(acc).T / temperature, qoff + torch.arange(B, device=q.device), reduction="sum")) / 2
     return loss / q.shape[0] if reduction == "mean" else loss
 
-# %% ../nbs/14_infonce.ipynb #6ec701d3
+# %% ../nbs/14_infonce.ipynb #61d97f06
 MATRYOSHKA_LOSS_DIMS = (768, 512, 256, 128, 64)
 
 def matryoshka_info_nce(q: Tensor, d: Tensor, dims=MATRYOSHKA_LOSS_DIMS, *, negatives: Tensor | None = None, **kw) -> Tensor:
@@ -53,7 +60,7 @@ def matryoshka_info_nce(q: Tensor, d: Tensor, dims=MATRYOSHKA_LOSS_DIMS, *, nega
     norm = lambda x, k: F.normalize(x[..., :k], dim=-1)
     return sum(info_nce(norm(q, k), norm(d, k), negatives=None if negatives is None else norm(negatives, k), **kw) for k in dims)
 
-# %% ../nbs/14_infonce.ipynb #c228ef81
+# %% ../nbs/14_infonce.ipynb #775cf111
 class BiEncoder(nn.Module):
     "Encoder + mean pooling (+ optional non-affine LayerNorm) (+ L2): the embedding model stages 2 and 3 train."
     def __init__(self, encoder: nn.Module, *, layer_norm: bool = False, normalize: bool = True):
@@ -64,7 +71,7 @@ class BiEncoder(nn.Module):
         if self.layer_norm: e = F.layer_norm(e, e.shape[-1:])
         return F.normalize(e, dim=-1) if self.normalize else e
 
-# %% ../nbs/14_infonce.ipynb #c18397e9
+# %% ../nbs/14_infonce.ipynb #fa97cc46
 def _embed_chunks(model: nn.Module, batch: tuple[Tensor, Tensor], chunk: int):
     "No-grad embeddings of `batch` (ids, mask) in chunks, with the RNG state before each chunk."
     out, states = [], []

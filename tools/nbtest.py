@@ -16,7 +16,7 @@ def main(args):
     started, failed, in_fail_list = set(), set(), False
     for line in p.stdout:
         sys.stdout.write(line); sys.stdout.flush()
-        if m := re.match(r"Starting (.+\.ipynb)\s*$", line): started.add(m.group(1).rsplit("/", 1)[-1])
+        for name in re.findall(r"Starting (\S+?\.ipynb)", line): started.add(name.rsplit("/", 1)[-1])   # parallel workers may share a line
         if "Tests Failed On The Following Notebooks" in line: in_fail_list = True
         elif in_fail_list and (m := re.match(r"\s+(\S+\.ipynb)\s*$", line)): failed.add(m.group(1))
     rc = p.wait()

@@ -5,7 +5,7 @@ __all__ = ['LAYOUTS', 'CheckpointError', 'detect_layout', 'load_state_dict_stric
            'resolve_folder', 'read_state_dict', 'read_config', 'load_pretrained', 'export_state_dict',
            'save_pretrained', 'load_tokenizer']
 
-# %% ../nbs/06_checkpoints.ipynb #9f6810b1
+# %% ../nbs/06_checkpoints.ipynb #bf11fe2e
 import json, os, re, tempfile, warnings
 from dataclasses import replace
 from pathlib import Path
@@ -15,7 +15,7 @@ import transformers
 from safetensors.torch import load_file, save_file
 from .model import NomicBertConfig, NomicBert, NomicBertForMaskedLM
 
-# %% ../nbs/06_checkpoints.ipynb #1ac79064
+# %% ../nbs/06_checkpoints.ipynb #2446968d
 LAYOUTS = ("nomic", "nomic-mlm", "transformers")
 
 class CheckpointError(ValueError):
@@ -36,7 +36,7 @@ def detect_layout(keys) -> str:
                           f"'bert.encoder.layers.0…' (nomic-bert-2048) or 'layers.0.self_attn.q_proj.weight' (transformers); "
                           f"found e.g. {sorted(keys)[:4]}")
 
-# %% ../nbs/06_checkpoints.ipynb #b63f12f0
+# %% ../nbs/06_checkpoints.ipynb #91342af6
 def _hf_to_nomic(sd: dict, num_layers: int) -> dict:
     "transformers `nomic_bert` keys (optionally `nomic_bert.`-prefixed) -> our (Nomic) keys; MLM head keys kept."
     p = "nomic_bert." if any(k.startswith("nomic_bert.") for k in sd) else ""
@@ -69,7 +69,7 @@ def _nomic_to_hf(sd: dict, num_layers: int, prefix: str = "") -> dict:
                 if f"{src}{ours}.{s}" in sd: out[f"{dst}{hf}.{s}"] = sd.pop(f"{src}{ours}.{s}")
     return {**out, **sd}
 
-# %% ../nbs/06_checkpoints.ipynb #350a4f34
+# %% ../nbs/06_checkpoints.ipynb #a9ad914f
 def load_state_dict_strict(model: nn.Module, sd: dict[str, Tensor]):
     "Load `sd` into `model` only if every key and shape matches; otherwise raise one `CheckpointError` listing all problems."
     expected = model.state_dict()
@@ -91,12 +91,14 @@ def load_state_dict_strict(model: nn.Module, sd: dict[str, Tensor]):
     model.load_state_dict(sd, strict=True)
     return model
 
-# %% ../nbs/06_checkpoints.ipynb #1c37f3a9
+# %% ../nbs/06_checkpoints.ipynb #c03baec8
 _NOMIC_NAMES = {"vocab_size": "vocab_size", "n_embd": "hidden_size", "n_layer": "num_layers", "n_head": "num_heads",
                 "n_inner": "intermediate_size", "type_vocab_size": "type_vocab_size", "layer_norm_epsilon": "layer_norm_eps",
                 "rotary_emb_base": "rotary_base", "max_trained_positions": "max_trained_positions",
                 "rotary_scaling_factor": "rotary_scaling_factor", "activation_function": "activation", "qkv_proj_bias": "qkv_bias",
                 "mlp_fc1_bias": "mlp_fc1_bias", "mlp_fc2_bias": "mlp_fc2_bias", "pad_token_id": "pad_token_id"}
+_MOE_NAMES = {"num_experts": "num_experts", "moe_top_k": "moe_top_k", "moe_every_n_layers": "moe_every_n_layers"}
+_MOE_UNSUPPORTED = {"moe_normalize_expert_weights": False, "num_shared_experts": 0, "expert_choice_router": False, "ffn_div": 1}
 _UNSUPPORTED = {"rotary_emb_fraction": 1.0, "rotary_emb_interleaved": False, "prenorm": False, "use_rms_norm": False,
                 "parallel_block": False, "causal": False, "rotary_emb_scale_base": None}
 
@@ -105,8 +107,12 @@ def config_from_dict(d: dict) -> NomicBertConfig:
     if "n_embd" in d:
         for k, ok in _UNSUPPORTED.items():
             if k in d and d[k] != ok: raise CheckpointError(f"config.json sets {k}={d[k]!r}; this implementation supports only {ok!r}")
-        if d.get("num_experts", 0) and d.get("moe_every_n_layers", 0): raise CheckpointError("config.json describes a mixture-of-experts model (nomic-embed-text-v2-moe); load it with the MoE model, not NomicBert")
         kw = {ours: d[k] for k, ours in _NOMIC_NAMES.items() if k in d and d[k] is not None}
+        if d.get("num_experts") and d.get("moe_every_n_layers"):                    # nomic-embed-text-v2-moe
+            for k, ok in _MOE_UNSUPPORTED.items():
+                if d.get(k, ok) != ok: raise CheckpointError(f"config.json sets {k}={d[k]!r}; this mixture-of-experts implementation supports only {ok!r}")
+            if kw.get("activation") != "gelu": raise CheckpointError(f"config.json describes a mixture-of-experts model with activation_function={kw.get('activation')!r}; its experts must be 'gelu'")
+            kw.update({ours: d[k] for k, ours in _MOE_NAMES.items() if d.get(k) is not None})
         kw.setdefault("intermediate_size", 4 * kw.get("hidden_size", 768))
         if kw.get("activation") == "gelu_new": raise CheckpointError("activation_function 'gelu_new' (tanh GELU) is not supported; use 'gelu' or 'swiglu'")
         return NomicBertConfig(**kw)
@@ -123,13 +129,14 @@ def config_from_dict(d: dict) -> NomicBertConfig:
 
 def config_to_nomic_dict(cfg: NomicBertConfig, mlm: bool = False) -> dict:
     "Nomic's `config.json` for `cfg`, loadable by Nomic's remote code and by `config_from_dict`."
-    d = {nomic: getattr(cfg, ours) for nomic, ours in _NOMIC_NAMES.items()}
+    d = {nomic: getattr(cfg, ours) for nomic, ours in {**_NOMIC_NAMES, **(_MOE_NAMES if cfg.num_experts else {})}.items()}
+    if cfg.num_experts: d.update(_MOE_UNSUPPORTED)
     return {"architectures": ["NomicBertForPreTraining" if mlm else "NomicBertModel"], "model_type": "nomic_bert",
             "auto_map": {"AutoConfig": "nomic-ai/nomic-bert-2048--configuration_hf_nomic_bert.NomicBertConfig",
                          "AutoModel": "nomic-ai/nomic-bert-2048--modeling_hf_nomic_bert.NomicBertModel"},
             **d, **_UNSUPPORTED, "n_positions": 8192, "pad_vocab_size_multiple": 64, "torch_dtype": "float32"}
 
-# %% ../nbs/06_checkpoints.ipynb #c36354ae
+# %% ../nbs/06_checkpoints.ipynb #284337f4
 def resolve_folder(path_or_id: str | os.PathLike, revision: str | None = None) -> Path:
     "A local checkpoint folder: `path_or_id` itself, or a hub snapshot of it."
     p = Path(path_or_id).expanduser()
@@ -164,10 +171,10 @@ def read_config(folder: Path) -> dict:
     try: return json.loads(f.read_text())
     except json.JSONDecodeError as e: raise CheckpointError(f"{f} is not valid JSON: {e}") from e
 
-# %% ../nbs/06_checkpoints.ipynb #85856952
+# %% ../nbs/06_checkpoints.ipynb #696f75f9
 def load_pretrained(path_or_id, *, with_mlm_head: bool = False, attn_impl: str = "torch", rotary_scaling_factor: float | None = None,
-                    device=None, dtype=None, revision: str | None = None) -> NomicBert | NomicBertForMaskedLM:
-    "Load a NomicBERT checkpoint (Nomic, nomic-bert-2048 or transformers layout) from a folder or hub id, strictly."
+                    device=None, dtype=None, revision: str | None = None, moe_impl: str = "torch") -> NomicBert | NomicBertForMaskedLM:
+    "Load a NomicBERT checkpoint (Nomic, nomic-bert-2048 or transformers layout; v2-moe too) from a folder or hub id, strictly."
     folder = resolve_folder(path_or_id, revision)
     cfg = config_from_dict(read_config(folder))
     if rotary_scaling_factor is not None: cfg = replace(cfg, rotary_scaling_factor=rotary_scaling_factor)
@@ -179,14 +186,26 @@ def load_pretrained(path_or_id, *, with_mlm_head: bool = False, attn_impl: str =
     head = {k: v for k, v in sd.items() if k.startswith("cls.")}
     enc = {k: v for k, v in sd.items() if not k.startswith("cls.")}
     if with_mlm_head:
+        if cfg.num_experts: raise CheckpointError("with_mlm_head=True is not supported for mixture-of-experts checkpoints")
         if not head: raise CheckpointError(f"with_mlm_head=True but {folder} has no MLM head (cls.predictions.*)")
         if "cls.predictions.transform.dense.bias" in head: cfg = replace(cfg, mlm_head_bias=True)
         model = NomicBertForMaskedLM(cfg, attn_impl=attn_impl)
         load_state_dict_strict(model, {**{"bert." + k: v for k, v in enc.items()}, **head})
+    elif cfg.num_experts: model = _load_moe(cfg, enc, attn_impl, moe_impl)
     else: model = load_state_dict_strict(NomicBert(cfg, attn_impl=attn_impl), enc)
     return model.to(device=device, dtype=dtype).eval()
 
-# %% ../nbs/06_checkpoints.ipynb #9ba4ab2c
+def _load_moe(cfg, sd, attn_impl, moe_impl):
+    "Nomic Embed v2: check each MoE layer's expert count against the config, then load into `NomicBertMoE`."
+    from nomic_repro.model_moe import NomicBertMoE   # notebook 10 builds on this one, so it is imported when needed
+    for i in range(cfg.num_layers):
+        w1 = sd.get(f"encoder.layers.{i}.mlp.experts.mlp.w1")
+        if w1 is not None and cfg.is_moe_layer(i) and w1.shape[0] != cfg.num_experts * cfg.intermediate_size:
+            raise CheckpointError(f"encoder.layers.{i}.mlp.experts.mlp.w1 has {w1.shape[0]} rows = {w1.shape[0] / cfg.intermediate_size:g} experts × "
+                                  f"{cfg.intermediate_size}, but config.json says num_experts={cfg.num_experts}")
+    return load_state_dict_strict(NomicBertMoE(cfg, attn_impl=attn_impl, moe_impl=moe_impl), sd)
+
+# %% ../nbs/06_checkpoints.ipynb #03d7b6dc
 def _atomic_write(path: Path, write):
     "Write `path` through `write(tmp_path)` then rename, so a crash never leaves a partial file."
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -210,7 +229,7 @@ def _st_files(save_dir: Path, cfg: NomicBertConfig, max_seq_length: int):
     _write_json(save_dir / "config_sentence_transformers.json", {"prompts": {"query": "search_query: ", "document": "search_document: "},
         "default_prompt_name": None, "similarity_fn_name": "cosine"})
 
-# %% ../nbs/06_checkpoints.ipynb #636b99ee
+# %% ../nbs/06_checkpoints.ipynb #bb72b4c0
 def export_state_dict(model: NomicBert | NomicBertForMaskedLM, layout: str = "nomic") -> dict[str, Tensor]:
     "The model's tensors under `layout`'s key names (tied decoder weight left out, as the published files do)."
     if layout not in ("nomic", "transformers"): raise ValueError(f"layout must be 'nomic' or 'transformers', got {layout!r}")
@@ -231,7 +250,7 @@ def export_state_dict(model: NomicBert | NomicBertForMaskedLM, layout: str = "no
         out.update(head)
     return out
 
-# %% ../nbs/06_checkpoints.ipynb #d201a1a1
+# %% ../nbs/06_checkpoints.ipynb #2b52e314
 def save_pretrained(model: NomicBert | NomicBertForMaskedLM, save_dir, *, layout: str = "nomic", tokenizer=None, max_seq_length: int = 8192) -> Path:
     "Write `model` (weights, config.json, tokenizer; sentence-transformers files for `layout='transformers'`) to `save_dir`."
     save_dir, cfg, mlm = Path(save_dir), model.config, isinstance(model, NomicBertForMaskedLM)
@@ -251,7 +270,7 @@ def save_pretrained(model: NomicBert | NomicBertForMaskedLM, save_dir, *, layout
     (tokenizer or load_tokenizer()).save_pretrained(str(save_dir))
     return save_dir
 
-# %% ../nbs/06_checkpoints.ipynb #7257f6fe
+# %% ../nbs/06_checkpoints.ipynb #90e26737
 def _from_pretrained(cls, path_or_id, **kwargs):
     "Load a checkpoint folder or hub id into this class (see `load_pretrained`)."
     return load_pretrained(path_or_id, with_mlm_head=cls is NomicBertForMaskedLM, **kwargs)
@@ -263,7 +282,7 @@ def _save_pretrained(self, save_dir, **kwargs):
 for _cls in (NomicBert, NomicBertForMaskedLM):
     _cls.from_pretrained, _cls.save_pretrained = classmethod(_from_pretrained), _save_pretrained
 
-# %% ../nbs/06_checkpoints.ipynb #3998751a
+# %% ../nbs/06_checkpoints.ipynb #34794a0c
 def load_tokenizer(path=None, model_max_length: int = 8192):
     "The checkpoint folder's tokenizer when `path` has one, else bert-base-uncased from the vendored `vocab.txt`."
     if path is not None and any((Path(path) / f).exists() for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")):

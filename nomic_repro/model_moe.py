@@ -3,7 +3,7 @@
 # %% auto #0
 __all__ = ['V2_MOE_CONFIG', 'MoEOutput', 'NomicBertMoE', 'num_parameters', 'v2_config_json', 'load_v2_tokenizer']
 
-# %% ../nbs/10_nomic_bert_moe.ipynb #dddeb8db
+# %% ../nbs/10_nomic_bert_moe.ipynb #be165da4
 from dataclasses import dataclass, replace
 import torch
 from torch import nn, Tensor
@@ -11,13 +11,13 @@ import transformers
 from .model import NomicBertConfig, NomicBert
 from .moe import MoEMLP, MOE_IMPLS, moe_function, moe_layers, moe_aux_loss, moe_expert_load, upcycle
 
-# %% ../nbs/10_nomic_bert_moe.ipynb #95361263
+# %% ../nbs/10_nomic_bert_moe.ipynb #76d7942c
 V2_MOE_CONFIG = NomicBertConfig(vocab_size=250048, hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072,
                                 type_vocab_size=1, layer_norm_eps=1e-5, rotary_base=10000.0, max_trained_positions=2048,
                                 activation="gelu", qkv_bias=True, mlp_fc1_bias=True, mlp_fc2_bias=True, pad_token_id=1,
                                 num_experts=8, moe_top_k=2, moe_every_n_layers=2, router_aux_loss_coef=1.0)
 
-# %% ../nbs/10_nomic_bert_moe.ipynb #8437bed0
+# %% ../nbs/10_nomic_bert_moe.ipynb #9f0dd24c
 @dataclass
 class MoEOutput:
     "The encoder output, the auxiliary load-balancing loss (already × `router_aux_loss_coef`) and the expert load `[layers, E]`."
@@ -57,7 +57,7 @@ class NomicBertMoE(NomicBert):
         model.load_state_dict(up.state_dict(), strict=True, assign=True)
         return model.to(next(dense.parameters()).device)
 
-# %% ../nbs/10_nomic_bert_moe.ipynb #84d434a9
+# %% ../nbs/10_nomic_bert_moe.ipynb #757f8abe
 def num_parameters(model: nn.Module, active: bool = False) -> int:
     "All parameters of `model`, or with `active=True` those one token uses (top-k of the experts in each MoE layer)."
     n = sum(p.numel() for p in model.parameters())
@@ -67,7 +67,7 @@ def num_parameters(model: nn.Module, active: bool = False) -> int:
             n -= (E - k) * (m.experts.mlp.w1.numel() + m.experts.mlp.w2.numel()) // E
     return n
 
-# %% ../nbs/10_nomic_bert_moe.ipynb #c1ebdc2a
+# %% ../nbs/10_nomic_bert_moe.ipynb #68a248d4
 def v2_config_json(cfg: NomicBertConfig = V2_MOE_CONFIG) -> dict:
     "nomic-embed-text-v2-moe's `config.json` (FACTS §3.4) for `cfg`."
     return {"architectures": ["NomicBertModel"], "model_type": "nomic_bert", "n_embd": cfg.hidden_size, "n_layer": cfg.num_layers,
@@ -81,7 +81,7 @@ def v2_config_json(cfg: NomicBertConfig = V2_MOE_CONFIG) -> dict:
             "expert_choice_router": False, "ffn_div": 1, "attn_pdrop": 0.0, "resid_pdrop": 0.0, "moe_resid_pdrop": 0.0,
             "add_pooling_layer": False}
 
-# %% ../nbs/10_nomic_bert_moe.ipynb #5a177474
+# %% ../nbs/10_nomic_bert_moe.ipynb #9937399d
 def load_v2_tokenizer(path, model_max_length: int = 512):
     "nomic-embed-text-v2-moe's XLM-R tokenizer from the checkpoint folder `path` (tokenizer.json or sentencepiece.bpe.model)."
     from pathlib import Path

@@ -5,7 +5,7 @@ __all__ = ['LAYOUTS', 'CheckpointError', 'detect_layout', 'load_state_dict_stric
            'resolve_folder', 'read_state_dict', 'read_config', 'load_pretrained', 'export_state_dict',
            'save_pretrained', 'load_tokenizer']
 
-# %% ../nbs/06_checkpoints.ipynb #bf11fe2e
+# %% ../nbs/06_checkpoints.ipynb #9f6810b1
 import json, os, re, tempfile, warnings
 from dataclasses import replace
 from pathlib import Path
@@ -15,7 +15,7 @@ import transformers
 from safetensors.torch import load_file, save_file
 from .model import NomicBertConfig, NomicBert, NomicBertForMaskedLM
 
-# %% ../nbs/06_checkpoints.ipynb #2446968d
+# %% ../nbs/06_checkpoints.ipynb #1ac79064
 LAYOUTS = ("nomic", "nomic-mlm", "transformers")
 
 class CheckpointError(ValueError):
@@ -36,7 +36,7 @@ def detect_layout(keys) -> str:
                           f"'bert.encoder.layers.0…' (nomic-bert-2048) or 'layers.0.self_attn.q_proj.weight' (transformers); "
                           f"found e.g. {sorted(keys)[:4]}")
 
-# %% ../nbs/06_checkpoints.ipynb #91342af6
+# %% ../nbs/06_checkpoints.ipynb #b63f12f0
 def _hf_to_nomic(sd: dict, num_layers: int) -> dict:
     "transformers `nomic_bert` keys (optionally `nomic_bert.`-prefixed) -> our (Nomic) keys; MLM head keys kept."
     p = "nomic_bert." if any(k.startswith("nomic_bert.") for k in sd) else ""
@@ -69,7 +69,7 @@ def _nomic_to_hf(sd: dict, num_layers: int, prefix: str = "") -> dict:
                 if f"{src}{ours}.{s}" in sd: out[f"{dst}{hf}.{s}"] = sd.pop(f"{src}{ours}.{s}")
     return {**out, **sd}
 
-# %% ../nbs/06_checkpoints.ipynb #a9ad914f
+# %% ../nbs/06_checkpoints.ipynb #350a4f34
 def load_state_dict_strict(model: nn.Module, sd: dict[str, Tensor]):
     "Load `sd` into `model` only if every key and shape matches; otherwise raise one `CheckpointError` listing all problems."
     expected = model.state_dict()
@@ -91,7 +91,7 @@ def load_state_dict_strict(model: nn.Module, sd: dict[str, Tensor]):
     model.load_state_dict(sd, strict=True)
     return model
 
-# %% ../nbs/06_checkpoints.ipynb #c03baec8
+# %% ../nbs/06_checkpoints.ipynb #1c37f3a9
 _NOMIC_NAMES = {"vocab_size": "vocab_size", "n_embd": "hidden_size", "n_layer": "num_layers", "n_head": "num_heads",
                 "n_inner": "intermediate_size", "type_vocab_size": "type_vocab_size", "layer_norm_epsilon": "layer_norm_eps",
                 "rotary_emb_base": "rotary_base", "max_trained_positions": "max_trained_positions",
@@ -136,7 +136,7 @@ def config_to_nomic_dict(cfg: NomicBertConfig, mlm: bool = False) -> dict:
                          "AutoModel": "nomic-ai/nomic-bert-2048--modeling_hf_nomic_bert.NomicBertModel"},
             **d, **_UNSUPPORTED, "n_positions": 8192, "pad_vocab_size_multiple": 64, "torch_dtype": "float32"}
 
-# %% ../nbs/06_checkpoints.ipynb #284337f4
+# %% ../nbs/06_checkpoints.ipynb #c36354ae
 def resolve_folder(path_or_id: str | os.PathLike, revision: str | None = None) -> Path:
     "A local checkpoint folder: `path_or_id` itself, or a hub snapshot of it."
     p = Path(path_or_id).expanduser()
@@ -171,7 +171,7 @@ def read_config(folder: Path) -> dict:
     try: return json.loads(f.read_text())
     except json.JSONDecodeError as e: raise CheckpointError(f"{f} is not valid JSON: {e}") from e
 
-# %% ../nbs/06_checkpoints.ipynb #696f75f9
+# %% ../nbs/06_checkpoints.ipynb #85856952
 def load_pretrained(path_or_id, *, with_mlm_head: bool = False, attn_impl: str = "torch", rotary_scaling_factor: float | None = None,
                     device=None, dtype=None, revision: str | None = None, moe_impl: str = "torch") -> NomicBert | NomicBertForMaskedLM:
     "Load a NomicBERT checkpoint (Nomic, nomic-bert-2048 or transformers layout; v2-moe too) from a folder or hub id, strictly."
@@ -205,7 +205,7 @@ def _load_moe(cfg, sd, attn_impl, moe_impl):
                                   f"{cfg.intermediate_size}, but config.json says num_experts={cfg.num_experts}")
     return load_state_dict_strict(NomicBertMoE(cfg, attn_impl=attn_impl, moe_impl=moe_impl), sd)
 
-# %% ../nbs/06_checkpoints.ipynb #03d7b6dc
+# %% ../nbs/06_checkpoints.ipynb #9ba4ab2c
 def _atomic_write(path: Path, write):
     "Write `path` through `write(tmp_path)` then rename, so a crash never leaves a partial file."
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -229,7 +229,7 @@ def _st_files(save_dir: Path, cfg: NomicBertConfig, max_seq_length: int):
     _write_json(save_dir / "config_sentence_transformers.json", {"prompts": {"query": "search_query: ", "document": "search_document: "},
         "default_prompt_name": None, "similarity_fn_name": "cosine"})
 
-# %% ../nbs/06_checkpoints.ipynb #bb72b4c0
+# %% ../nbs/06_checkpoints.ipynb #636b99ee
 def export_state_dict(model: NomicBert | NomicBertForMaskedLM, layout: str = "nomic") -> dict[str, Tensor]:
     "The model's tensors under `layout`'s key names (tied decoder weight left out, as the published files do)."
     if layout not in ("nomic", "transformers"): raise ValueError(f"layout must be 'nomic' or 'transformers', got {layout!r}")
@@ -250,7 +250,7 @@ def export_state_dict(model: NomicBert | NomicBertForMaskedLM, layout: str = "no
         out.update(head)
     return out
 
-# %% ../nbs/06_checkpoints.ipynb #2b52e314
+# %% ../nbs/06_checkpoints.ipynb #d201a1a1
 def save_pretrained(model: NomicBert | NomicBertForMaskedLM, save_dir, *, layout: str = "nomic", tokenizer=None, max_seq_length: int = 8192) -> Path:
     "Write `model` (weights, config.json, tokenizer; sentence-transformers files for `layout='transformers'`) to `save_dir`."
     save_dir, cfg, mlm = Path(save_dir), model.config, isinstance(model, NomicBertForMaskedLM)
@@ -270,7 +270,7 @@ def save_pretrained(model: NomicBert | NomicBertForMaskedLM, save_dir, *, layout
     (tokenizer or load_tokenizer()).save_pretrained(str(save_dir))
     return save_dir
 
-# %% ../nbs/06_checkpoints.ipynb #90e26737
+# %% ../nbs/06_checkpoints.ipynb #7257f6fe
 def _from_pretrained(cls, path_or_id, **kwargs):
     "Load a checkpoint folder or hub id into this class (see `load_pretrained`)."
     return load_pretrained(path_or_id, with_mlm_head=cls is NomicBertForMaskedLM, **kwargs)
@@ -282,7 +282,7 @@ def _save_pretrained(self, save_dir, **kwargs):
 for _cls in (NomicBert, NomicBertForMaskedLM):
     _cls.from_pretrained, _cls.save_pretrained = classmethod(_from_pretrained), _save_pretrained
 
-# %% ../nbs/06_checkpoints.ipynb #34794a0c
+# %% ../nbs/06_checkpoints.ipynb #3998751a
 def load_tokenizer(path=None, model_max_length: int = 8192):
     "The checkpoint folder's tokenizer when `path` has one, else bert-base-uncased from the vendored `vocab.txt`."
     if path is not None and any((Path(path) / f).exists() for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")):

@@ -72,7 +72,8 @@ def _grouped_gemm_kernel(A, a_rows, scale, B, offsets, C, C2, Aux, N, K, s_am, s
     if expert < 0: return                                             # a spare tile: the grid is an upper bound
     rows = row0 + tl.arange(0, BLOCK_M)
     rmask = rows < row_end
-    src = tl.load(a_rows + rows, mask=rmask, other=0) if GATHER else rows    # gather the token rows while loading
+    src = rows
+    if GATHER: src = tl.load(a_rows + rows, mask=rmask, other=0)        # gather the token rows while loading
     cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     cmask = cols < N
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
@@ -131,7 +132,8 @@ def _grouped_xty_kernel(X, Y, y_rows, scale, offsets, Out, M, N, s_xm, s_xk, s_y
         rows = r0 + tl.arange(0, BLOCK_K)
         rmask = rows < end
         xt = tl.load(X + rows[None, :].to(tl.int64) * s_xm + ms[:, None] * s_xk, mask=rmask[None, :] & (ms[:, None] < M), other=0.0)
-        src = tl.load(y_rows + rows, mask=rmask, other=0) if GATHER else rows
+        src = rows
+        if GATHER: src = tl.load(y_rows + rows, mask=rmask, other=0)
         y = tl.load(Y + src[:, None].to(tl.int64) * s_ym + ns[None, :] * s_yn, mask=rmask[:, None] & (ns[None, :] < N), other=0.0)
         if SCALE: y = (y.to(tl.float32) * tl.load(scale + rows, mask=rmask, other=0.0).to(tl.float32)[:, None]).to(Y.dtype.element_ty)
         if IEEE: acc = tl.dot(xt, y, acc, input_precision="ieee")

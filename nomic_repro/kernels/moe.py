@@ -223,6 +223,8 @@ def moe_mlp(x: Tensor, topk_idx: Tensor, topk_weight: Tensor, w1: Tensor, w2: Te
     if not (x.dtype == w1.dtype == w2.dtype) or x.dtype not in (torch.float16, torch.bfloat16, torch.float32):
         raise ValueError(f"x, w1 and w2 must share one dtype among float16, bfloat16 and float32, got {x.dtype}, {w1.dtype}, {w2.dtype}")
     if len({t.device for t in (x, topk_idx, topk_weight, w1, w2)}) != 1: raise ValueError("x, topk_idx, topk_weight, w1 and w2 must be on one device")
+    if INTERPRET and x.dtype == torch.bfloat16:
+        raise ValueError("bfloat16 is computed wrongly by the Triton interpreter (an upstream issue): use float32 or float16 on a CPU, or moe_impl='grouped_mm'")
     return _MoEMLPFunction.apply(x.contiguous(), topk_idx, topk_weight, w1, w2)
 
 # %% ../../nbs/09_moe_kernels.ipynb #befe2c92

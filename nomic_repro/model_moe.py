@@ -53,8 +53,8 @@ class NomicBertMoE(NomicBert):
     def from_dense(cls, dense: NomicBert, num_experts: int = 8, top_k: int = 2, moe_every_n_layers: int = 2, **kwargs) -> "NomicBertMoE":
         "Upcycle a dense GELU `NomicBert` (`moe.upcycle`) into a `NomicBertMoE`."
         up = upcycle(dense, num_experts, top_k, moe_every_n_layers)
-        with torch.device("meta"): model = cls(up.config, attn_impl=dense.attn_impl, **kwargs)
-        model.load_state_dict(up.state_dict(), strict=True, assign=True)
+        model = cls(up.config, attn_impl=dense.attn_impl, **kwargs)
+        model.load_state_dict(up.state_dict(), strict=True)
         return model.to(next(dense.parameters()).device)
 
 # %% ../nbs/10_nomic_bert_moe.ipynb #757f8abe

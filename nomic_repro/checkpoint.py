@@ -97,6 +97,8 @@ _NOMIC_NAMES = {"vocab_size": "vocab_size", "n_embd": "hidden_size", "n_layer": 
                 "rotary_emb_base": "rotary_base", "max_trained_positions": "max_trained_positions",
                 "rotary_scaling_factor": "rotary_scaling_factor", "activation_function": "activation", "qkv_proj_bias": "qkv_bias",
                 "mlp_fc1_bias": "mlp_fc1_bias", "mlp_fc2_bias": "mlp_fc2_bias", "pad_token_id": "pad_token_id"}
+_MOE_NAMES = {"num_experts": "num_experts", "moe_top_k": "moe_top_k", "moe_every_n_layers": "moe_every_n_layers"}
+_MOE_UNSUPPORTED = {"moe_normalize_expert_weights": False, "num_shared_experts": 0, "expert_choice_router": False, "ffn_div": 1}
 _UNSUPPORTED = {"rotary_emb_fraction": 1.0, "rotary_emb_interleaved": False, "prenorm": False, "use_rms_norm": False,
                 "parallel_block": False, "causal": False, "rotary_emb_scale_base": None}
 
@@ -105,8 +107,12 @@ def config_from_dict(d: dict) -> NomicBertConfig:
     if "n_embd" in d:
         for k, ok in _UNSUPPORTED.items():
             if k in d and d[k] != ok: raise CheckpointError(f"config.json sets {k}={d[k]!r}; this implementation supports only {ok!r}")
-        if d.get("num_experts", 0) and d.get("moe_every_n_layers", 0): raise CheckpointError("config.json describes a mixture-of-experts model (nomic-embed-text-v2-moe); load it with the MoE model, not NomicBert")
         kw = {ours: d[k] for k, ours in _NOMIC_NAMES.items() if k in d and d[k] is not None}
+        if d.get("num_experts") and d.get("moe_every_n_layers"):                    # nomic-embed-text-v2-moe
+            for k, ok in _MOE_UNSUPPORTED.items():
+                if d.get(k, ok) != ok: raise CheckpointError(f"config.json sets {k}={d[k]!r}; this mixture-of-experts implementation supports only {ok!r}")
+            if kw.get("activation") != "gelu": raise CheckpointError(f"config.json describes a mixture-of-experts model with activation_function={kw.get('activation')!r}; its experts must be 'gelu'")
+            kw.update({ours: d[k] for k, ours in _MOE_NAMES.items() if d.get(k) is not None})
         kw.setdefault("intermediate_size", 4 * kw.get("hidden_size", 768))
         if kw.get("activation") == "gelu_new": raise CheckpointError("activation_function 'gelu_new' (tanh GELU) is not supported; use 'gelu' or 'swiglu'")
         return NomicBertConfig(**kw)
@@ -123,7 +129,8 @@ def config_from_dict(d: dict) -> NomicBertConfig:
 
 def config_to_nomic_dict(cfg: NomicBertConfig, mlm: bool = False) -> dict:
     "Nomic's `config.json` for `cfg`, loadable by Nomic's remote code and by `config_from_dict`."
-    d = {nomic: getattr(cfg, ours) for nomic, ours in _NOMIC_NAMES.items()}
+    d = {nomic: getattr(cfg, ours) for nomic, ours in {**_NOMIC_NAMES, **(_MOE_NAMES if cfg.num_experts else {})}.items()}
+    if cfg.num_experts: d.update(_MOE_UNSUPPORTED)
     return {"architectures": ["NomicBertForPreTraining" if mlm else "NomicBertModel"], "model_type": "nomic_bert",
             "auto_map": {"AutoConfig": "nomic-ai/nomic-bert-2048--configuration_hf_nomic_bert.NomicBertConfig",
                          "AutoModel": "nomic-ai/nomic-bert-2048--modeling_hf_nomic_bert.NomicBertModel"},
@@ -166,8 +173,8 @@ def read_config(folder: Path) -> dict:
 
 # %% ../nbs/06_checkpoints.ipynb #85856952
 def load_pretrained(path_or_id, *, with_mlm_head: bool = False, attn_impl: str = "torch", rotary_scaling_factor: float | None = None,
-                    device=None, dtype=None, revision: str | None = None) -> NomicBert | NomicBertForMaskedLM:
-    "Load a NomicBERT checkpoint (Nomic, nomic-bert-2048 or transformers layout) from a folder or hub id, strictly."
+                    device=None, dtype=None, revision: str | None = None, moe_impl: str = "torch") -> NomicBert | NomicBertForMaskedLM:
+    "Load a NomicBERT checkpoint (Nomic, nomic-bert-2048 or transformers layout; v2-moe too) from a folder or hub id, strictly."
     folder = resolve_folder(path_or_id, revision)
     cfg = config_from_dict(read_config(folder))
     if rotary_scaling_factor is not None: cfg = replace(cfg, rotary_scaling_factor=rotary_scaling_factor)
@@ -179,12 +186,24 @@ def load_pretrained(path_or_id, *, with_mlm_head: bool = False, attn_impl: str =
     head = {k: v for k, v in sd.items() if k.startswith("cls.")}
     enc = {k: v for k, v in sd.items() if not k.startswith("cls.")}
     if with_mlm_head:
+        if cfg.num_experts: raise CheckpointError("with_mlm_head=True is not supported for mixture-of-experts checkpoints")
         if not head: raise CheckpointError(f"with_mlm_head=True but {folder} has no MLM head (cls.predictions.*)")
         if "cls.predictions.transform.dense.bias" in head: cfg = replace(cfg, mlm_head_bias=True)
         model = NomicBertForMaskedLM(cfg, attn_impl=attn_impl)
         load_state_dict_strict(model, {**{"bert." + k: v for k, v in enc.items()}, **head})
+    elif cfg.num_experts: model = _load_moe(cfg, enc, attn_impl, moe_impl)
     else: model = load_state_dict_strict(NomicBert(cfg, attn_impl=attn_impl), enc)
     return model.to(device=device, dtype=dtype).eval()
+
+def _load_moe(cfg, sd, attn_impl, moe_impl):
+    "Nomic Embed v2: check each MoE layer's expert count against the config, then load into `NomicBertMoE`."
+    from nomic_repro.model_moe import NomicBertMoE   # notebook 10 builds on this one, so it is imported when needed
+    for i in range(cfg.num_layers):
+        w1 = sd.get(f"encoder.layers.{i}.mlp.experts.mlp.w1")
+        if w1 is not None and cfg.is_moe_layer(i) and w1.shape[0] != cfg.num_experts * cfg.intermediate_size:
+            raise CheckpointError(f"encoder.layers.{i}.mlp.experts.mlp.w1 has {w1.shape[0]} rows = {w1.shape[0] / cfg.intermediate_size:g} experts × "
+                                  f"{cfg.intermediate_size}, but config.json says num_experts={cfg.num_experts}")
+    return load_state_dict_strict(NomicBertMoE(cfg, attn_impl=attn_impl, moe_impl=moe_impl), sd)
 
 # %% ../nbs/06_checkpoints.ipynb #9ba4ab2c
 def _atomic_write(path: Path, write):

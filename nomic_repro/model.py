@@ -37,6 +37,10 @@ class NomicBertConfig:
     mlp_fc2_bias: bool = False
     mlm_head_bias: bool = False           # transformers' MLM head has dense and decoder biases; Nomic's has none
     pad_token_id: int = 0
+    num_experts: int = 0                  # v2: 8 GELU experts on every `moe_every_n_layers`-th layer (0 = dense)
+    moe_top_k: int = 2
+    moe_every_n_layers: int = 0           # v2: 2, MoE on layers with i % 2 == 1
+    router_aux_loss_coef: float = 1.0     # weight of the load-balancing loss (1 in stage 2, 0 in stage 3)
 
     def __post_init__(self):
         for f in ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size", "max_trained_positions"):
@@ -46,6 +50,18 @@ class NomicBertConfig:
         if self.activation not in ("swiglu", "gelu"): raise ValueError(f"activation must be 'swiglu' or 'gelu', got {self.activation!r}")
         if self.rotary_scaling_factor is not None and not self.rotary_scaling_factor > 0:
             raise ValueError(f"rotary_scaling_factor must be positive or None, got {self.rotary_scaling_factor!r}")
+        if self.num_experts or self.moe_every_n_layers: self._check_moe()
+
+    def _check_moe(self):
+        if self.num_experts < 1 or self.moe_every_n_layers < 1:
+            raise ValueError(f"a mixture-of-experts config needs num_experts >= 1 and moe_every_n_layers >= 1, got {self.num_experts} and {self.moe_every_n_layers}")
+        if not 1 <= self.moe_top_k <= self.num_experts:
+            raise ValueError(f"moe_top_k must be in [1, num_experts={self.num_experts}], got {self.moe_top_k}")
+        if self.activation != "gelu": raise ValueError(f"a mixture-of-experts config needs activation='gelu' (the experts are GELU MLPs), got {self.activation!r}")
+
+    def is_moe_layer(self, i: int) -> bool:
+        "Whether layer `i` is a mixture of experts: i % n == 1 for n = `moe_every_n_layers` ≥ 2 (v2: layers 1, 3, …, 11), every layer for n = 1."
+        return self.num_experts > 0 and i % self.moe_every_n_layers == 1 % self.moe_every_n_layers
 
     @property
     def head_dim(self) -> int: return self.hidden_size // self.num_heads
@@ -91,10 +107,10 @@ class NomicBertMLP(nn.Module):
         return self.fc2(F.gelu(self.fc1(x)))
 
 class NomicBertBlock(nn.Module):
-    "Post-norm encoder layer: norm1(h + attn(h)), then norm2(h + mlp(h))."
-    def __init__(self, cfg: NomicBertConfig):
+    "Post-norm encoder layer: norm1(h + attn(h)), then norm2(h + mlp(h)); `mlp` replaces the dense MLP (v2's experts)."
+    def __init__(self, cfg: NomicBertConfig, mlp: nn.Module | None = None):
         super().__init__()
-        self.attn, self.mlp = NomicBertAttention(cfg), NomicBertMLP(cfg)
+        self.attn, self.mlp = NomicBertAttention(cfg), (NomicBertMLP(cfg) if mlp is None else mlp)
         self.norm1 = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.norm2 = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
 
@@ -128,20 +144,23 @@ class NomicBertEmbeddings(nn.Module):
         return e
 
 class NomicBertEncoder(nn.Module):
-    def __init__(self, cfg: NomicBertConfig):
+    def __init__(self, cfg: NomicBertConfig, moe_mlp=None):
         super().__init__()
-        self.layers = nn.ModuleList([NomicBertBlock(cfg) for _ in range(cfg.num_layers)])
+        self.layers = nn.ModuleList([NomicBertBlock(cfg, moe_mlp(cfg) if cfg.is_moe_layer(i) else None) for i in range(cfg.num_layers)])
 
 # %% ../nbs/05_nomic_bert.ipynb #826b1d68
 class NomicBert(nn.Module):
     "The NomicBERT encoder: token ids `[B, S]` (right-padded) -> last hidden state `[B, S, hidden]`."
+    moe_mlp = None   # the MoE layer class; set by `model_moe.NomicBertMoE`, which builds mixture-of-experts configs
     def __init__(self, cfg: NomicBertConfig = NomicBertConfig(), attn_impl: str = "torch"):
         super().__init__()
+        if cfg.num_experts and self.moe_mlp is None:
+            raise ValueError(f"this config has num_experts={cfg.num_experts}: build it with nomic_repro.model_moe.NomicBertMoE")
         self.config = cfg
         self.attn_impl = attn_impl
         self.embeddings = NomicBertEmbeddings(cfg)
         self.emb_ln = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
-        self.encoder = NomicBertEncoder(cfg)
+        self.encoder = NomicBertEncoder(cfg, self.moe_mlp)
         self.rotary = (RotaryEmbedding(cfg.head_dim, cfg.rotary_base) if cfg.rotary_scaling_factor is None else
                        DynamicNTKRotaryEmbedding(cfg.head_dim, cfg.rotary_base, cfg.max_trained_positions, cfg.rotary_scaling_factor))
         self.apply(partial(init_weights, std=0.02))

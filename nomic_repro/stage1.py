@@ -4,7 +4,7 @@
 __all__ = ['MLM_PRESETS', 'MLMData', 'MLMPreset', 'get_mlm_preset', 'MLMObjective', 'MLMTask', 'build_mlm_dataset', 'run_mlm',
            'add_mlm_args', 'mlm_from_args', 'main']
 
-# %% ../nbs/13_stage1_mlm.ipynb #db58db4e
+# %% ../nbs/13_stage1_mlm.ipynb #38a541e0
 import argparse, json, sys, time
 from dataclasses import dataclass, asdict, field, replace
 from pathlib import Path
@@ -17,7 +17,7 @@ from .checkpoint import load_tokenizer, save_pretrained
 from .data import read_records, tokenize_documents, SequenceDataset, mask_tokens
 from .train import TrainConfig, Task, train, setup_distributed, wrap_ddp, apply_overrides, list_checkpoints
 
-# %% ../nbs/13_stage1_mlm.ipynb #0e034caa
+# %% ../nbs/13_stage1_mlm.ipynb #fc702b9b
 @dataclass(frozen=True)
 class MLMData:
     "Where stage 1 reads text and how it cuts it."
@@ -52,7 +52,7 @@ def get_mlm_preset(name: str, overrides=()) -> MLMPreset:
     if name not in MLM_PRESETS: raise ValueError(f"unknown preset {name!r}; choose one of {sorted(MLM_PRESETS)}")
     return apply_overrides(MLM_PRESETS[name], list(overrides))
 
-# %% ../nbs/13_stage1_mlm.ipynb #c127e229
+# %% ../nbs/13_stage1_mlm.ipynb #9275ab2b
 class MLMObjective(nn.Module):
     "Summed cross-entropy (and correct predictions) of an MLM model at the labelled positions only."
     def __init__(self, mlm: NomicBertForMaskedLM):
@@ -90,7 +90,7 @@ class MLMTask(Task):
         l, correct = model(*(t.to(dev) for t in b))
         return l, {"accuracy": correct}
 
-# %% ../nbs/13_stage1_mlm.ipynb #6e54889a
+# %% ../nbs/13_stage1_mlm.ipynb #42e83805
 def _check_same_preset(out: Path, preset: MLMPreset):
     f = out / "preset.json"
     cur = json.loads(json.dumps(asdict(preset)))
@@ -112,7 +112,7 @@ def build_mlm_dataset(preset: MLMPreset, tokenizer, data_root=None) -> tuple[Seq
     seqs = tokenize_documents(texts, tokenizer, preset.data.seq_len, preset.data.packing)
     return SequenceDataset(seqs, pad_id=tokenizer.pad_token_id, seed=preset.train.seed), report
 
-# %% ../nbs/13_stage1_mlm.ipynb #dc42c306
+# %% ../nbs/13_stage1_mlm.ipynb #30bf1286
 def run_mlm(preset: MLMPreset | str, output_dir, *, data_root=None, max_steps: int | None = None, overrides=(),
             progress: bool | None = None) -> dict:
     "Stage 1: train `NomicBertForMaskedLM` with `preset` into `output_dir` (resuming), stopping after `max_steps` if given."
@@ -133,7 +133,7 @@ def run_mlm(preset: MLMPreset | str, output_dir, *, data_root=None, max_steps: i
     return {"preset": preset.name, "sequences": len(ds), "data": report, **res, "seconds": round(time.time() - t0, 1),
             "first_loss": log[0]["loss"] if log else None, "last_loss": log[-1]["loss"] if log else None, "model_dir": str(out / "model")}
 
-# %% ../nbs/13_stage1_mlm.ipynb #b9158d68
+# %% ../nbs/13_stage1_mlm.ipynb #fc52f76c
 def add_mlm_args(p: argparse.ArgumentParser):
     p.add_argument("--preset", default="tiny", help=f"one of {sorted(MLM_PRESETS)}")
     p.add_argument("--output-dir", required=True, help="run folder; rerunning on it resumes")
@@ -155,5 +155,5 @@ def main(argv=None):
     try: mlm_from_args(args)
     except (ValueError, FileNotFoundError, KeyError) as e: sys.exit(f"error: {e}")
 
-# %% ../nbs/13_stage1_mlm.ipynb #bd3ab819
+# %% ../nbs/13_stage1_mlm.ipynb #bd462627
 if __name__ == "__main__": main()

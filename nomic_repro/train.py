@@ -4,7 +4,7 @@
 __all__ = ['CKPT_DIR', 'TrainConfig', 'lr_lambda', 'make_optimizer', 'Task', 'save_checkpoint', 'list_checkpoints',
            'load_checkpoint', 'TrainingDiverged', 'train', 'setup_distributed', 'wrap_ddp', 'apply_overrides']
 
-# %% ../nbs/12_train_loop.ipynb #ae268b2e
+# %% ../nbs/12_train_loop.ipynb #3348cf68
 import json, math, os, shutil, tempfile, time
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
@@ -15,7 +15,7 @@ from safetensors.torch import save_model, load_model
 from tqdm.auto import tqdm
 from .core import get_device, in_test
 
-# %% ../nbs/12_train_loop.ipynb #cf28aa66
+# %% ../nbs/12_train_loop.ipynb #65096f0f
 @dataclass(frozen=True)
 class TrainConfig:
     "Optimisation and bookkeeping for one training stage (defaults: Nomic's stage 1, FACTS §5.1)."
@@ -27,6 +27,8 @@ class TrainConfig:
     eps: float = 1e-6
     weight_decay: float = 1e-5
     warmup_frac: float = 0.06
+    warmup_steps: int | None = None   # absolute warmup (stage 2: 700, stage 3: 400); overrides warmup_frac
+    schedule: str = "linear"          # after warmup: "linear" decay to 0, or "inverse_sqrt" (stage 2)
     grad_clip: float | None = None    # Nomic's MLM run used no clipping
     seed: int = 0
     log_every: int = 1
@@ -39,12 +41,14 @@ class TrainConfig:
             if getattr(self, f) < 1: raise ValueError(f"{f} must be >= 1, got {getattr(self, f)}")
         if not 0 <= self.warmup_frac < 1: raise ValueError(f"warmup_frac must be in [0, 1), got {self.warmup_frac}")
         if self.precision not in ("auto", "fp32", "bf16"): raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
+        if self.schedule not in ("linear", "inverse_sqrt"): raise ValueError(f"schedule must be 'linear' or 'inverse_sqrt', got {self.schedule!r}")
 
-# %% ../nbs/12_train_loop.ipynb #fedaef66
-def lr_lambda(step: int, max_steps: int, warmup_frac: float) -> float:
-    "Multiplier of the peak LR at `step`: linear warmup over `warmup_frac` of `max_steps`, then linear decay to 0."
-    warm = max(1, round(warmup_frac * max_steps))
+# %% ../nbs/12_train_loop.ipynb #d329ab95
+def lr_lambda(step: int, max_steps: int, warmup_frac: float, warmup_steps: int | None = None, schedule: str = "linear") -> float:
+    "Multiplier of the peak LR at `step`: linear warmup, then linear decay to 0 at `max_steps` (or inverse-sqrt decay)."
+    warm = max(1, warmup_steps if warmup_steps is not None else round(warmup_frac * max_steps))
     if step < warm: return (step + 1) / warm
+    if schedule == "inverse_sqrt": return math.sqrt(warm / (step + 1))
     return max(0.0, (max_steps - step) / max(1, max_steps - warm))
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig):
@@ -56,10 +60,10 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig):
         seen.add(id(p)); (decay if p.ndim >= 2 else no_decay).append(p)
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
                             lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, cfg.max_steps, cfg.warmup_frac))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, cfg.max_steps, cfg.warmup_frac, cfg.warmup_steps, cfg.schedule))
     return opt, sched
 
-# %% ../nbs/12_train_loop.ipynb #22df75ca
+# %% ../nbs/12_train_loop.ipynb #428be9fc
 class Task:
     "What a stage supplies to `train`: the micro-batches of a step, their item counts, and their summed loss."
     def micro_batches(self, step: int, rank: int, world_size: int, grad_accum: int) -> list:
@@ -80,7 +84,7 @@ class Task:
         (l * scale).backward()
         return l.detach(), m
 
-# %% ../nbs/12_train_loop.ipynb #9a1a3d5a
+# %% ../nbs/12_train_loop.ipynb #f3baffd4
 CKPT_DIR = "checkpoints"
 
 def _unwrap(model: nn.Module) -> nn.Module: return getattr(model, "module", model)
@@ -117,7 +121,7 @@ def load_checkpoint(path, model: nn.Module, opt=None, sched=None) -> dict:
     torch.set_rng_state(state["torch_rng"])
     return json.loads((path / "trainer.json").read_text())
 
-# %% ../nbs/12_train_loop.ipynb #00baafd9
+# %% ../nbs/12_train_loop.ipynb #b417848d
 class TrainingDiverged(RuntimeError):
     "The loss became NaN or infinite."
 
@@ -138,7 +142,7 @@ def _truncate_log(log: Path, step: int):
     keep = [l for l in log.read_text().splitlines() if l.strip() and json.loads(l).get("step", 0) <= step]
     tmp = log.with_suffix(".tmp"); tmp.write_text("".join(l + "\n" for l in keep)); os.replace(tmp, log)
 
-# %% ../nbs/12_train_loop.ipynb #68f96c24
+# %% ../nbs/12_train_loop.ipynb #cc3822b0
 def _train_step(model, task, step, cfg, device, rank, world):
     "One optimizer step's forward/backward over this rank's micro-batches; returns (mean loss, metrics, tokens)."
     batches = task.micro_batches(step, rank, world, cfg.grad_accum)
@@ -158,7 +162,7 @@ class _nullcontext:
     def __enter__(self): return self
     def __exit__(self, *a): return False
 
-# %% ../nbs/12_train_loop.ipynb #eeb3199f
+# %% ../nbs/12_train_loop.ipynb #e29545d5
 def train(model: nn.Module, task: Task, cfg: TrainConfig, output_dir, *, stop_at: int | None = None, progress: bool | None = None,
           desc: str = "train") -> dict:
     "Train `model` on `task` to step `stop_at` (default `cfg.max_steps`), resuming from the newest checkpoint in `output_dir`."
@@ -193,7 +197,7 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, output_dir, *, stop_at
     bar.close()
     return {"start_step": start, "end_step": stop, "last": last}
 
-# %% ../nbs/12_train_loop.ipynb #605851e7
+# %% ../nbs/12_train_loop.ipynb #e6320733
 def setup_distributed() -> tuple[int, int, torch.device]:
     "Initialise `torch.distributed` from torchrun's environment (if present); return (rank, world_size, device)."
     if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) == 1:
@@ -212,7 +216,7 @@ def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
     from torch.nn.parallel import DistributedDataParallel as DDP
     return DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
 
-# %% ../nbs/12_train_loop.ipynb #29be058a
+# %% ../nbs/12_train_loop.ipynb #b5c6f10b
 import dataclasses
 
 def _parse_value(text: str, current):

@@ -127,9 +127,9 @@ class HashEncoder:
 def test_bm25_and_hash_encoder_on_scifact_slice():
     data = ev.subsample(ev.load_task("scifact")[1], 300, seed=3)
     assert len(data.corpus) == 300 and all(d in data.corpus for v in data.qrels.values() for d in v)
-    for model in (ev.BM25Retriever(), HashEncoder()):
+    for model, floor in ((ev.BM25Retriever(), 0.6), (HashEncoder(), 0.2)):    # random ranking: about 0.02
         m = ev.evaluate_retrieval(model, data)["metrics"]
-        assert 0.4 < m["ndcg@10"] <= 1 and m["recall@100"] >= m["ndcg@10"] * 0.5, (model, m)
+        assert floor < m["ndcg@10"] <= 1 and m["recall@100"] > floor, (model, m)
 
 
 def test_mteb_runs_our_adapter_on_a_local_task_and_agrees():

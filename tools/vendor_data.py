@@ -7,6 +7,7 @@ Writes gzip'd JSON Lines (mtime 0, so re-running gives identical bytes):
   data/pairs/wikipedia.jsonl.gz        {"query", "document"}: article title -> summary      (weak pairs)
   data/pairs/agnews.jsonl.gz           {"query", "document"}: news title -> description     (weak pairs)
   data/pairs/reuters.jsonl.gz          {"query", "document"}: headline -> body               (weak pairs)
+  data/supervised/medquad.jsonl.gz     {"query", "document", "id"}: medical question -> answer (supervised pairs)
 Each folder gets a SOURCE.md with provenance and licence. Nothing here downloads anything.
 """
 import argparse, csv, gzip, io, json, re, tarfile
@@ -50,6 +51,25 @@ def main(argv=None):
             head, _, body = text.strip().partition("\n")
             if head.strip() and body.strip(): rows.append({"query": clean(head).title(), "document": clean(body)})
     n_re = write_jsonl_gz(out / "pairs" / "reuters.jsonl.gz", rows)
+
+    import xml.etree.ElementTree as ET
+    rows = []
+    with tarfile.open(src / "medquad" / "medquad_with_answers.tar.gz") as tar:
+        for m in sorted(tar.getmembers(), key=lambda m: m.name):
+            if not m.isfile() or not m.name.endswith(".xml"): continue
+            root = ET.fromstring(tar.extractfile(m).read())
+            for qa in root.iter("QAPair"):
+                q, a = clean(qa.findtext("Question") or ""), clean(qa.findtext("Answer") or "")
+                if q and a: rows.append({"query": q, "document": a[:1500], "id": m.name.rsplit("/", 1)[-1][:-4] + "-" + qa.get("pid", "")})
+    n_mq = write_jsonl_gz(out / "supervised" / "medquad.jsonl.gz", rows)
+    (out / "supervised" / "SOURCE.md").write_text(f"""# Supervised pairs (stage 3)
+
+- `medquad.jsonl.gz`: {n_mq} question -> answer pairs (`query`, `document`, `id`) from MedQuAD (Ben Abacha &
+  Demner-Fushman, BMC Bioinformatics 2019), the subsets that still have answers (folders 1-9), from GitHub
+  `abachaa/MedQuAD` @ 577bd37b; answers whitespace-normalised and cut to their first 1,500 characters.
+  Licence: CC BY 4.0. Hard negatives are mined by stage 3 itself (nothing precomputed here).
+  Caution: medical domain, close to NFCorpus.
+""")
 
     (out / "mlm" / "SOURCE.md").write_text(f"""# MLM text: Wikipedia vital-article lead summaries
 

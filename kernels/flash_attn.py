@@ -17,11 +17,18 @@ Passes: fwd, and fwd+bwd. FLOPs count only real work: 4*H*D*sum(len^2) forward, 
 
 First a correctness check against nomic_repro.attention at tiny shapes (fp32, and fp16; bf16 too on a GPU).
 On a CPU only that check runs (under TRITON_INTERPRET=1 timings would measure numpy, not the kernel).
+`--compile-sm90` (works on a CPU): compile, without running, every autotune config of the three kernels for an
+H100/H200 (sm_90) with Triton's bundled ptxas, and print each one's shared memory; a kernel that does not compile
+for the GPU fails here, not on the rented machine.
 On a GPU: timings with triton.testing.do_bench (median), printed with ratios to sdpa_flash (equal lengths) or
 sdpa_mask (mixed), and written to kernels/results/flash_attn-<gpu name>.csv.
 """
-import argparse, csv, math, sys
+import argparse, csv, math, os, sys, warnings
 from pathlib import Path
+if "--compile-sm90" in sys.argv:                 # compile for a GPU we do not have: keep triton out of the interpreter
+    os.environ.pop("TRITON_INTERPRET", None)
+    import triton  # noqa: F401  (before nomic_repro, which would otherwise switch the interpreter on)
+    warnings.filterwarnings("ignore", message="triton was imported before nomic_repro")
 import nomic_repro  # noqa: F401  (first: sets TRITON_INTERPRET=1 when there is no GPU, before triton loads)
 import torch
 import torch.nn.functional as F
@@ -130,6 +137,39 @@ def sweep(args, device, dtype):
     print(f"wrote {out}")
 
 
+def compile_sm90(dtypes, head_dims):
+    "Compile every GPU autotune config of fwd, dK/dV and dQ for sm_90 (no launch); return the failures."
+    import triton
+    from triton.compiler import ASTSource
+    from triton.backends.compiler import GPUTarget
+    import nomic_repro.kernels.flash_attn as fa
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        raise RuntimeError("the interpreter is on: run --compile-sm90 in a fresh process without TRITON_INTERPRET")
+    ints = lambda *names: {n: "i32" for n in names}
+    consts = lambda D, b, ieee: {"HEAD_DIM": D, "BLOCK_M": b["BLOCK_M"], "BLOCK_N": b["BLOCK_N"], "IEEE": ieee}
+    failures = []
+    for dt in dtypes:
+        p = "*" + {"bf16": "bf16", "fp16": "fp16", "fp32": "fp32"}[dt]
+        fwd = {"Q": p, "K": p, "V": p, "O": p, "LSE": "*fp32", "CU": "*i32", "sm_scale": "fp32",
+               **ints("stride_qt", "stride_qh", "stride_kt", "stride_kh", "stride_vt", "stride_vh", "stride_ot", "stride_oh", "stride_lh", "SEQ_BUCKET")}
+        bwd = {"Q": p, "K": p, "V": p, "DO": p, "LSE": "*fp32", "DELTA": "*fp32", "CU": "*i32", "sm_scale": "fp32",
+               **ints("stride_qt", "stride_qh", "stride_kt", "stride_kh", "stride_vt", "stride_vh", "stride_dt", "stride_dh", "stride_lh", "SEQ_BUCKET")}
+        for D in head_dims:
+            for name, fn, cfgs, sig in [("fwd", fa._fwd_kernel, fa._FWD_GPU, fwd), ("dkdv", fa._dkdv_kernel, fa._DKDV_GPU, {**bwd, "DK": p, "DV": p}),
+                                        ("dq", fa._dq_kernel, fa._DQ_GPU, {**bwd, "DQ": p})]:
+                sig = {**sig, "HEAD_DIM": "constexpr", "BLOCK_M": "constexpr", "BLOCK_N": "constexpr", "IEEE": "constexpr"}
+                for blocks, w, st in cfgs:
+                    src = ASTSource(fn=fn, signature=sig, constexprs=consts(D, blocks, dt == "fp32"))
+                    try:
+                        smem = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=dict(num_warps=w, num_stages=st)).metadata.shared
+                        note = "  (over the H100's 232,448 B: the autotuner skips it)" if smem > 232448 else ""
+                        print(f"  {dt} D{D:<3d} {name:4s} M{blocks['BLOCK_M']:<3d} N{blocks['BLOCK_N']:<3d} w{w} s{st}: compiled, {smem} B shared{note}")
+                    except Exception as e:
+                        failures.append((dt, D, name, blocks, w, st))
+                        print(f"  {dt} D{D} {name} {blocks} w{w} s{st}: FAILED {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
+    return failures
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dtype", default="bf16", choices=sorted(DTYPES)); ap.add_argument("--heads", type=int, default=12)
@@ -137,7 +177,14 @@ def main(argv=None):
     ap.add_argument("--lengths", default="512,1024,2048,4096,8192", help="equal-length batches, comma-separated")
     ap.add_argument("--mixed", default="64,2048", help="min,max of the mixed batch's random lengths")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    ap.add_argument("--compile-sm90", action="store_true", help="only compile every config for sm_90 (no GPU needed)")
+    ap.add_argument("--compile-dtypes", default="bf16,fp16,fp32"); ap.add_argument("--compile-head-dims", default="32,64,128")
     args = ap.parse_args(argv)
+    if args.compile_sm90:
+        print("compiling for sm_90 (H100/H200), not launching:")
+        failed = compile_sm90(args.compile_dtypes.split(","), [int(x) for x in args.compile_head_dims.split(",")])
+        print(f"{len(failed)} configs failed to compile")
+        return 1 if failed else 0
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     print(f"correctness on {device} (tiny shapes):")
     check(device)

@@ -3,7 +3,7 @@
 # %% auto #0
 __all__ = ['HEAD_DIMS', 'DTYPES', 'FlashAttnVarlen', 'flash_attn_varlen', 'flash_attn']
 
-# %% ../../nbs/04_flash_attention.ipynb #a732a1ca
+# %% ../../nbs/04_flash_attention.ipynb #b56725d0
 from ..core import TRITON_INTERPRETER  # first: sets TRITON_INTERPRET=1 on machines without CUDA
 import os, math
 import torch
@@ -12,7 +12,7 @@ import triton.language as tl
 from torch import Tensor
 from ..attention import unpad, pad, check_cu_seqlens
 
-# %% ../../nbs/04_flash_attention.ipynb #6a199e4f
+# %% ../../nbs/04_flash_attention.ipynb #b7f287d1
 @triton.jit
 def _dot(a, b, IEEE: tl.constexpr):
     "a @ b accumulated in fp32; exact fp32 products when IEEE (fp32 inputs), tensor-core default otherwise."
@@ -39,7 +39,7 @@ def _fwd_tile(acc, l_i, m_i, q, k_ptrs, v_ptrs, start_n, seqlen, stride_kt, stri
     acc = acc * alpha[:, None] + _dot(p.to(v.dtype), v, IEEE)
     return acc, l_i, m_new
 
-# %% ../../nbs/04_flash_attention.ipynb #d7ae7ed8
+# %% ../../nbs/04_flash_attention.ipynb #34e22c8b
 @triton.jit
 def _fwd_kernel(Q, K, V, O, LSE, CU, sm_scale, stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh,
                 stride_ot, stride_oh, stride_lh, SEQ_BUCKET, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
@@ -71,7 +71,7 @@ def _fwd_kernel(Q, K, V, O, LSE, CU, sm_scale, stride_qt, stride_qh, stride_kt, 
              mask=row_ok[:, None])
     tl.store(LSE + h * stride_lh + start + offs_m, (m_i + tl.math.log2(l_i)) * 0.6931471805599453, mask=row_ok)
 
-# %% ../../nbs/04_flash_attention.ipynb #ab01136f
+# %% ../../nbs/04_flash_attention.ipynb #73c4f9eb
 def _configs(gpu: list, interp: dict) -> list:
     "One interpreter config on CPU, else the GPU list of (block sizes, warps, stages)."
     if os.environ.get("TRITON_INTERPRET") == "1": return [triton.Config(interp)]
@@ -84,14 +84,14 @@ def _prune(block: str):
         return keep or configs[:1]
     return {"early_config_prune": prune}
 
-_FWD_CONFIGS = _configs([({"BLOCK_M": m, "BLOCK_N": n}, w, s) for m, n, w, s in
-                         [(128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3), (128, 32, 4, 4), (64, 64, 4, 3), (64, 32, 4, 4)]],
-                        {"BLOCK_M": 64, "BLOCK_N": 64})
+def _grid_of(mnws) -> list: return [({"BLOCK_M": m, "BLOCK_N": n}, w, s) for m, n, w, s in mnws]
+# (BLOCK_M, BLOCK_N, warps, stages) tried on a GPU; BLOCK_M is the query tile, BLOCK_N the key/value tile
+_FWD_GPU = _grid_of([(128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3), (128, 32, 4, 4), (64, 64, 4, 3), (64, 32, 4, 4)])
+_FWD_CONFIGS = _configs(_FWD_GPU, {"BLOCK_M": 64, "BLOCK_N": 64})
 _KEY = ["SEQ_BUCKET", "HEAD_DIM", "IEEE"]
 _fwd = triton.autotune(_FWD_CONFIGS, key=_KEY, prune_configs_by=_prune("BLOCK_M"))(_fwd_kernel)
-len(_FWD_CONFIGS)
 
-# %% ../../nbs/04_flash_attention.ipynb #555f6400
+# %% ../../nbs/04_flash_attention.ipynb #32c11107
 HEAD_DIMS = (16, 32, 64, 128)
 DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
@@ -118,7 +118,7 @@ def _check_varlen(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqle
         raise ValueError(f"max_seqlen must be an int >= the longest sequence ({longest}), got {max_seqlen!r}")
     return max_seqlen
 
-# %% ../../nbs/04_flash_attention.ipynb #1ce4c6a4
+# %% ../../nbs/04_flash_attention.ipynb #148225c9
 def _flash_fwd(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqlen: int, softmax_scale: float):
     "Launch the forward kernel: -> (o `[T, H, D]`, lse `[H, T]` fp32, natural log)."
     T, H, D = q.shape
@@ -132,7 +132,7 @@ def _flash_fwd(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqlen: 
                HEAD_DIM=D, IEEE=q.dtype == torch.float32)
     return o, lse
 
-# %% ../../nbs/04_flash_attention.ipynb #560f59b6
+# %% ../../nbs/04_flash_attention.ipynb #6a0c6b72
 @triton.jit
 def _delta_kernel(O, DO, DELTA, T, stride_ot, stride_oh, stride_dt, stride_dh, stride_lh,
                   HEAD_DIM: tl.constexpr, BLOCK_T: tl.constexpr):
@@ -168,7 +168,7 @@ def _dkdv_tile(dk, dv, k, v, q_ptrs, do_ptrs, lse_ptrs, delta_ptrs, start_m, seq
     dk += _dot(ds_t.to(q.dtype), q, IEEE)                                           # dK += dSᵀ Q (scaled later)
     return dk, dv
 
-# %% ../../nbs/04_flash_attention.ipynb #3471c391
+# %% ../../nbs/04_flash_attention.ipynb #53aa82c8
 @triton.jit
 def _dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, CU, sm_scale, stride_qt, stride_qh, stride_kt, stride_kh,
                  stride_vt, stride_vh, stride_dt, stride_dh, stride_lh, SEQ_BUCKET, HEAD_DIM: tl.constexpr,
@@ -200,7 +200,7 @@ def _dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, CU, sm_scale, stride_qt, strid
     tl.store(DK + out, (dk * sm_scale).to(DK.dtype.element_ty), mask=col_ok)
     tl.store(DV + out, dv.to(DV.dtype.element_ty), mask=col_ok)
 
-# %% ../../nbs/04_flash_attention.ipynb #7e904d85
+# %% ../../nbs/04_flash_attention.ipynb #4c81f125
 @triton.jit
 def _dq_tile(dq, q, do, lse2, delta, k_ptrs, v_ptrs, start_n, seqlen, stride_kt, stride_vt, qk_scale, offs_n,
              MASK: tl.constexpr, IEEE: tl.constexpr):
@@ -244,13 +244,11 @@ def _dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, CU, sm_scale, stride_qt, stride_qh, 
     tl.store(DQ + (start + offs_m[:, None]) * stride_qt + h * stride_qh + offs_d[None, :], (dq * sm_scale).to(DQ.dtype.element_ty),
              mask=ok[:, None])
 
-# %% ../../nbs/04_flash_attention.ipynb #25ba5046
-_DKDV_CONFIGS = _configs([({"BLOCK_M": m, "BLOCK_N": n}, w, s) for m, n, w, s in
-                          [(32, 128, 4, 3), (64, 128, 8, 3), (32, 64, 4, 3), (64, 64, 4, 3), (16, 64, 4, 4)]],
-                         {"BLOCK_M": 64, "BLOCK_N": 64})
-_DQ_CONFIGS = _configs([({"BLOCK_M": m, "BLOCK_N": n}, w, s) for m, n, w, s in
-                        [(128, 32, 4, 3), (128, 64, 8, 3), (64, 32, 4, 3), (64, 64, 4, 3), (64, 16, 4, 4)]],
-                       {"BLOCK_M": 64, "BLOCK_N": 64})
+# %% ../../nbs/04_flash_attention.ipynb #f7b781ec
+_DKDV_GPU = _grid_of([(32, 128, 4, 3), (64, 128, 8, 3), (32, 64, 4, 3), (64, 64, 4, 3), (16, 64, 4, 4)])
+_DQ_GPU = _grid_of([(128, 32, 4, 3), (128, 64, 8, 3), (64, 32, 4, 3), (64, 64, 4, 3), (64, 16, 4, 4)])
+_DKDV_CONFIGS = _configs(_DKDV_GPU, {"BLOCK_M": 64, "BLOCK_N": 64})
+_DQ_CONFIGS = _configs(_DQ_GPU, {"BLOCK_M": 64, "BLOCK_N": 64})
 _dkdv = triton.autotune(_DKDV_CONFIGS, key=_KEY, prune_configs_by=_prune("BLOCK_N"))(_dkdv_kernel)
 _dq = triton.autotune(_DQ_CONFIGS, key=_KEY, prune_configs_by=_prune("BLOCK_M"))(_dq_kernel)
 
@@ -271,7 +269,7 @@ def _flash_bwd(do, q, k, v, o, lse, cu_seqlens, max_seqlen: int, softmax_scale: 
         q, k, v, do, lse, delta, dq, cu_seqlens, softmax_scale, *st, bucket, HEAD_DIM=D, IEEE=ieee)
     return dq, dk, dv
 
-# %% ../../nbs/04_flash_attention.ipynb #ff1c5fd1
+# %% ../../nbs/04_flash_attention.ipynb #09c1e178
 class FlashAttnVarlen(torch.autograd.Function):
     "Differentiable varlen flash attention; returns (o, lse) with lse `[H, T]` fp32 (not differentiable)."
     @staticmethod

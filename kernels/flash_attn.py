@@ -146,27 +146,27 @@ def compile_sm90(dtypes, head_dims):
     if os.environ.get("TRITON_INTERPRET") == "1":
         raise RuntimeError("the interpreter is on: run --compile-sm90 in a fresh process without TRITON_INTERPRET")
     ints = lambda *names: {n: "i32" for n in names}
-    consts = lambda D, b, ieee: {"HEAD_DIM": D, "BLOCK_M": b["BLOCK_M"], "BLOCK_N": b["BLOCK_N"], "IEEE": ieee}
+    consts = lambda D, b, ieee, rope: {"HEAD_DIM": D, "BLOCK_M": b["BLOCK_M"], "BLOCK_N": b["BLOCK_N"], "IEEE": ieee, "ROPE": rope}
     failures = []
     for dt in dtypes:
         p = "*" + {"bf16": "bf16", "fp16": "fp16", "fp32": "fp32"}[dt]
-        fwd = {"Q": p, "K": p, "V": p, "O": p, "LSE": "*fp32", "CU": "*i32", "sm_scale": "fp32",
+        fwd = {"Q": p, "K": p, "V": p, "O": p, "LSE": "*fp32", "CU": "*i32", "INV_FREQ": "*fp32", "sm_scale": "fp32",
                **ints("stride_qt", "stride_qh", "stride_kt", "stride_kh", "stride_vt", "stride_vh", "stride_ot", "stride_oh", "stride_lh", "SEQ_BUCKET")}
-        bwd = {"Q": p, "K": p, "V": p, "DO": p, "LSE": "*fp32", "DELTA": "*fp32", "CU": "*i32", "sm_scale": "fp32",
+        bwd = {"Q": p, "K": p, "V": p, "DO": p, "LSE": "*fp32", "DELTA": "*fp32", "CU": "*i32", "INV_FREQ": "*fp32", "sm_scale": "fp32",
                **ints("stride_qt", "stride_qh", "stride_kt", "stride_kh", "stride_vt", "stride_vh", "stride_dt", "stride_dh", "stride_lh", "SEQ_BUCKET")}
         for D in head_dims:
             for name, fn, cfgs, sig in [("fwd", fa._fwd_kernel, fa._FWD_GPU, fwd), ("dkdv", fa._dkdv_kernel, fa._DKDV_GPU, {**bwd, "DK": p, "DV": p}),
                                         ("dq", fa._dq_kernel, fa._DQ_GPU, {**bwd, "DQ": p})]:
-                sig = {**sig, "HEAD_DIM": "constexpr", "BLOCK_M": "constexpr", "BLOCK_N": "constexpr", "IEEE": "constexpr"}
-                for blocks, w, st in cfgs:
-                    src = ASTSource(fn=fn, signature=sig, constexprs=consts(D, blocks, dt == "fp32"))
+                sig = {**sig, **{c: "constexpr" for c in ("HEAD_DIM", "BLOCK_M", "BLOCK_N", "IEEE", "ROPE")}}
+                for (blocks, w, st), rope in [*((c, False) for c in cfgs), (cfgs[0], True)]:   # RoPE-fused: first config
+                    src = ASTSource(fn=fn, signature=sig, constexprs=consts(D, blocks, dt == "fp32", rope))
                     try:
                         smem = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=dict(num_warps=w, num_stages=st)).metadata.shared
                         note = "  (over the H100's 232,448 B: the autotuner skips it)" if smem > 232448 else ""
-                        print(f"  {dt} D{D:<3d} {name:4s} M{blocks['BLOCK_M']:<3d} N{blocks['BLOCK_N']:<3d} w{w} s{st}: compiled, {smem} B shared{note}")
+                        print(f"  {dt} D{D:<3d} {name:4s} M{blocks['BLOCK_M']:<3d} N{blocks['BLOCK_N']:<3d} w{w} s{st}{' rope' if rope else ''}: compiled, {smem} B shared{note}")
                     except Exception as e:
                         failures.append((dt, D, name, blocks, w, st))
-                        print(f"  {dt} D{D} {name} {blocks} w{w} s{st}: FAILED {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
+                        print(f"  {dt} D{D} {name} {blocks} w{w} s{st}{' rope' if rope else ''}: FAILED {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
     return failures
 
 

@@ -182,7 +182,7 @@ def test_random_ragged_batches_fp32(seed):
 
 
 def test_gpu_kernels_compile_for_sm90_without_a_gpu():
-    "Every bf16 head-dim-64 autotune config of fwd, dK/dV and dQ compiles for an H100/H200 (sm_90), not launched."
+    "Every bf16 head-dim-64 autotune config of fwd, dK/dV and dQ (and one RoPE-fused each) compiles for sm_90, not launched."
     import os, subprocess, sys
     from pathlib import Path
     root = Path(__file__).resolve().parents[1]
@@ -191,4 +191,43 @@ def test_gpu_kernels_compile_for_sm90_without_a_gpu():
                         "--compile-head-dims", "64"], env=env, cwd=root, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "0 configs failed to compile" in r.stdout
-    assert r.stdout.count("compiled,") == 16, r.stdout
+    assert r.stdout.count("compiled,") == 16 + 3, r.stdout                          # + one RoPE-fused config each
+
+
+def _rope_tables(lengths, inv_freq, dtype):
+    "cos, sin [T, D] for packed sequences (positions restart at 0), angles in fp32 as RotaryEmbedding builds them."
+    pos = torch.cat([torch.arange(n) for n in lengths])
+    ang = pos[:, None].float() * inv_freq
+    ang = torch.cat((ang, ang), -1)
+    return ang.cos().to(dtype), ang.sin().to(dtype)
+
+
+@pytest.mark.parametrize("dtype,D", [(torch.float32, 64), (torch.float16, 128), (torch.float32, 32)], ids=["fp32-64", "fp16-128", "fp32-32"])
+def test_fused_rope_matches_rotating_first(dtype, D):
+    "rotary_inv_freq= (Dynamic NTK frequencies here) equals apply_rotary then attention: against fp64, 2x/3x rule."
+    from nomic_repro.rope import apply_rotary
+    from nomic_repro.ntk import dynamic_ntk_inv_freq
+    seed_everything(5)
+    cu, T, scale = cu_seqlens_from_lengths(LENGTHS), sum(LENGTHS), 1 / math.sqrt(D)
+    inv_freq = dynamic_ntk_inv_freq(4096, dim=D)
+    q, k, v, do = (x.to(dtype) for x in torch.randn(4, T, H, D).unbind(0))
+    def rotated(attn, cos, sin):
+        return lambda q, k, v, cu, s: attn(apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v, cu, s)
+    ref = run_torch(rotated(attention_varlen_ref, *_rope_tables(LENGTHS, inv_freq.double(), torch.float64)),
+                    *(x.double() for x in (q, k, v, do)), cu, scale)
+    pt = run_torch(rotated(attention_lowp, *_rope_tables(LENGTHS, inv_freq, dtype)), q, k, v, do, cu, scale)
+    qf, kf, vf = (x.clone().requires_grad_() for x in (q, k, v))
+    o = flash_attn_varlen(qf, kf, vf, cu, softmax_scale=scale, rotary_inv_freq=inv_freq)
+    o.backward(do)
+    for name, a, p, r in zip(("out", "dq", "dk", "dv"), (o.detach(), qf.grad, kf.grad, vf.grad), pt[:1] + pt[2:], ref[:1] + ref[2:]):
+        err_k, err_t = (a.double() - r).abs().max().item(), (p.double() - r).abs().max().item()
+        print(f"rope D{D} {str(dtype)[6:]} {name}: kernel err {err_k:.3g}, torch err {err_t:.3g}")
+        assert err_k <= (2 if name == "out" else 3) * err_t + floor(r, dtype), (name, err_k, err_t)
+
+
+def test_fused_rope_validates_frequencies():
+    q = torch.randn(10, H, 32)
+    cu = torch.tensor([0, 4, 10], dtype=torch.int32)
+    for bad in (torch.ones(32), torch.ones(16, dtype=torch.float64), [1.0] * 16):
+        with pytest.raises(ValueError, match=r"rotary_inv_freq must be fp32 \[head_dim/2\] = \(16,\)"):
+            flash_attn_varlen(q, q, q, cu, rotary_inv_freq=bad)

@@ -3,7 +3,7 @@
 # %% auto #0
 __all__ = ['HEAD_DIMS', 'DTYPES', 'FlashAttnVarlen', 'flash_attn_varlen', 'flash_attn']
 
-# %% ../../nbs/04_flash_attention.ipynb #b56725d0
+# %% ../../nbs/04_flash_attention.ipynb #651b31d8
 from ..core import TRITON_INTERPRETER  # first: sets TRITON_INTERPRET=1 on machines without CUDA
 import os, math
 import torch
@@ -12,7 +12,7 @@ import triton.language as tl
 from torch import Tensor
 from ..attention import unpad, pad, check_cu_seqlens
 
-# %% ../../nbs/04_flash_attention.ipynb #b7f287d1
+# %% ../../nbs/04_flash_attention.ipynb #f9bc7965
 @triton.jit
 def _dot(a, b, IEEE: tl.constexpr):
     "a @ b accumulated in fp32; exact fp32 products when IEEE (fp32 inputs), tensor-core default otherwise."
@@ -20,8 +20,18 @@ def _dot(a, b, IEEE: tl.constexpr):
     else: return tl.dot(a, b)
 
 @triton.jit
-def _fwd_tile(acc, l_i, m_i, q, k_ptrs, v_ptrs, start_n, seqlen, stride_kt, stride_vt, qk_scale, offs_n,
-              MASK: tl.constexpr, IEEE: tl.constexpr):
+def _rope(x, pos, INV_FREQ, HEAD_DIM: tl.constexpr, INVERSE: tl.constexpr):
+    "Rotate-half RoPE of rows x [R, D] at positions pos [R], in fp32 (INVERSE rotates back: for gradients)."
+    halves = tl.permute(tl.reshape(x.to(tl.float32), (x.shape[0], 2, HEAD_DIM // 2)), (0, 2, 1))
+    x1, x2 = tl.split(halves)                                                    # [R, D/2] each
+    ang = pos.to(tl.float32)[:, None] * tl.load(INV_FREQ + tl.arange(0, HEAD_DIM // 2))[None, :]
+    c, s = tl.cos(ang), tl.sin(ang)
+    if INVERSE: s = -s
+    return tl.reshape(tl.permute(tl.join(x1 * c - x2 * s, x2 * c + x1 * s), (0, 2, 1)), (x.shape[0], HEAD_DIM))
+
+@triton.jit
+def _fwd_tile(acc, l_i, m_i, q, k_ptrs, v_ptrs, start_n, seqlen, stride_kt, stride_vt, qk_scale, offs_n, INV_FREQ,
+              HEAD_DIM: tl.constexpr, MASK: tl.constexpr, IEEE: tl.constexpr, ROPE: tl.constexpr):
     "Fold the K/V tile at `start_n` into a query tile's running (acc, l, m). MASK: the last, partial tile."
     cols = start_n + offs_n
     if MASK:
@@ -30,6 +40,7 @@ def _fwd_tile(acc, l_i, m_i, q, k_ptrs, v_ptrs, start_n, seqlen, stride_kt, stri
     else:
         k = tl.load(k_ptrs + start_n * stride_kt)
         v = tl.load(v_ptrs + start_n * stride_vt)
+    if ROPE: k = _rope(k, cols, INV_FREQ, HEAD_DIM, False).to(v.dtype)         # rotary, as the tile loads
     s = _dot(q, tl.trans(k), IEEE) * qk_scale                       # [BLOCK_M, BLOCK_N] scores, log2 units
     if MASK: s = tl.where((cols < seqlen)[None, :], s, float("-inf"))
     m_new = tl.maximum(m_i, tl.max(s, 1))
@@ -39,11 +50,11 @@ def _fwd_tile(acc, l_i, m_i, q, k_ptrs, v_ptrs, start_n, seqlen, stride_kt, stri
     acc = acc * alpha[:, None] + _dot(p.to(v.dtype), v, IEEE)
     return acc, l_i, m_new
 
-# %% ../../nbs/04_flash_attention.ipynb #34e22c8b
+# %% ../../nbs/04_flash_attention.ipynb #619c48ee
 @triton.jit
-def _fwd_kernel(Q, K, V, O, LSE, CU, sm_scale, stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh,
-                stride_ot, stride_oh, stride_lh, SEQ_BUCKET, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
-                BLOCK_N: tl.constexpr, IEEE: tl.constexpr):
+def _fwd_kernel(Q, K, V, O, LSE, CU, INV_FREQ, sm_scale, stride_qt, stride_qh, stride_kt, stride_kh, stride_vt,
+                stride_vh, stride_ot, stride_oh, stride_lh, SEQ_BUCKET, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
+                BLOCK_N: tl.constexpr, IEEE: tl.constexpr, ROPE: tl.constexpr):
     pid_m, b, h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     start = tl.load(CU + b).to(tl.int64)
     seqlen = tl.load(CU + b + 1) - tl.load(CU + b)
@@ -53,6 +64,7 @@ def _fwd_kernel(Q, K, V, O, LSE, CU, sm_scale, stride_qt, stride_qh, stride_kt, 
     offs_n, offs_d = tl.arange(0, BLOCK_N), tl.arange(0, HEAD_DIM)
     row_ok = offs_m < seqlen
     q = tl.load(Q + (start + offs_m[:, None]) * stride_qt + h * stride_qh + offs_d[None, :], mask=row_ok[:, None], other=0.0)
+    if ROPE: q = _rope(q, offs_m, INV_FREQ, HEAD_DIM, False).to(Q.dtype.element_ty)
     k_ptrs = K + (start + offs_n[:, None]) * stride_kt + h * stride_kh + offs_d[None, :]
     v_ptrs = V + (start + offs_n[:, None]) * stride_vt + h * stride_vh + offs_d[None, :]
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
@@ -62,16 +74,16 @@ def _fwd_kernel(Q, K, V, O, LSE, CU, sm_scale, stride_qt, stride_qh, stride_kt, 
     n_full = (seqlen // BLOCK_N) * BLOCK_N
     for start_n in range(0, n_full, BLOCK_N):
         acc, l_i, m_i = _fwd_tile(acc, l_i, m_i, q, k_ptrs, v_ptrs, start_n, seqlen, stride_kt, stride_vt,
-                                  qk_scale, offs_n, False, IEEE)
+                                  qk_scale, offs_n, INV_FREQ, HEAD_DIM, False, IEEE, ROPE)
     if n_full < seqlen:
         acc, l_i, m_i = _fwd_tile(acc, l_i, m_i, q, k_ptrs, v_ptrs, n_full, seqlen, stride_kt, stride_vt,
-                                  qk_scale, offs_n, True, IEEE)
+                                  qk_scale, offs_n, INV_FREQ, HEAD_DIM, True, IEEE, ROPE)
     o = acc / l_i[:, None]
     tl.store(O + (start + offs_m[:, None]) * stride_ot + h * stride_oh + offs_d[None, :], o.to(O.dtype.element_ty),
              mask=row_ok[:, None])
     tl.store(LSE + h * stride_lh + start + offs_m, (m_i + tl.math.log2(l_i)) * 0.6931471805599453, mask=row_ok)
 
-# %% ../../nbs/04_flash_attention.ipynb #73c4f9eb
+# %% ../../nbs/04_flash_attention.ipynb #46c0ec56
 def _configs(gpu: list, interp: dict) -> list:
     "One interpreter config on CPU, else the GPU list of (block sizes, warps, stages)."
     if os.environ.get("TRITON_INTERPRET") == "1": return [triton.Config(interp)]
@@ -88,10 +100,10 @@ def _grid_of(mnws) -> list: return [({"BLOCK_M": m, "BLOCK_N": n}, w, s) for m, 
 # (BLOCK_M, BLOCK_N, warps, stages) tried on a GPU; BLOCK_M is the query tile, BLOCK_N the key/value tile
 _FWD_GPU = _grid_of([(128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3), (128, 32, 4, 4), (64, 64, 4, 3), (64, 32, 4, 4)])
 _FWD_CONFIGS = _configs(_FWD_GPU, {"BLOCK_M": 64, "BLOCK_N": 64})
-_KEY = ["SEQ_BUCKET", "HEAD_DIM", "IEEE"]
+_KEY = ["SEQ_BUCKET", "HEAD_DIM", "IEEE", "ROPE"]
 _fwd = triton.autotune(_FWD_CONFIGS, key=_KEY, prune_configs_by=_prune("BLOCK_M"))(_fwd_kernel)
 
-# %% ../../nbs/04_flash_attention.ipynb #32c11107
+# %% ../../nbs/04_flash_attention.ipynb #a1d16f26
 HEAD_DIMS = (16, 32, 64, 128)
 DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
@@ -118,21 +130,23 @@ def _check_varlen(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqle
         raise ValueError(f"max_seqlen must be an int >= the longest sequence ({longest}), got {max_seqlen!r}")
     return max_seqlen
 
-# %% ../../nbs/04_flash_attention.ipynb #148225c9
-def _flash_fwd(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqlen: int, softmax_scale: float):
-    "Launch the forward kernel: -> (o `[T, H, D]`, lse `[H, T]` fp32, natural log)."
+# %% ../../nbs/04_flash_attention.ipynb #8e05e2e5
+def _flash_fwd(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqlen: int, softmax_scale: float,
+               inv_freq: Tensor | None = None):
+    "Launch the forward kernel: -> (o `[T, H, D]`, lse `[H, T]` fp32, natural log). `inv_freq`: RoPE q, k on load."
     T, H, D = q.shape
     o = torch.empty_like(q)
     lse = torch.empty(H, T, device=q.device, dtype=torch.float32)
     B = cu_seqlens.numel() - 1
     if T == 0 or max_seqlen == 0: return o, lse
     grid = lambda meta: (triton.cdiv(max_seqlen, meta["BLOCK_M"]), B, H)
-    _fwd[grid](q, k, v, o, lse, cu_seqlens, softmax_scale, q.stride(0), q.stride(1), k.stride(0), k.stride(1),
-               v.stride(0), v.stride(1), o.stride(0), o.stride(1), lse.stride(0), triton.next_power_of_2(max_seqlen),
-               HEAD_DIM=D, IEEE=q.dtype == torch.float32)
+    rope = inv_freq is not None
+    _fwd[grid](q, k, v, o, lse, cu_seqlens, inv_freq if rope else lse, softmax_scale, q.stride(0), q.stride(1),
+               k.stride(0), k.stride(1), v.stride(0), v.stride(1), o.stride(0), o.stride(1), lse.stride(0),
+               triton.next_power_of_2(max_seqlen), HEAD_DIM=D, IEEE=q.dtype == torch.float32, ROPE=rope)
     return o, lse
 
-# %% ../../nbs/04_flash_attention.ipynb #6a0c6b72
+# %% ../../nbs/04_flash_attention.ipynb #29416daf
 @triton.jit
 def _delta_kernel(O, DO, DELTA, T, stride_ot, stride_oh, stride_dt, stride_dh, stride_lh,
                   HEAD_DIM: tl.constexpr, BLOCK_T: tl.constexpr):
@@ -147,7 +161,8 @@ def _delta_kernel(O, DO, DELTA, T, stride_ot, stride_oh, stride_dt, stride_dh, s
 
 @triton.jit
 def _dkdv_tile(dk, dv, k, v, q_ptrs, do_ptrs, lse_ptrs, delta_ptrs, start_m, seqlen, stride_qt, stride_dt,
-               qk_scale, offs_m, MASK: tl.constexpr, IEEE: tl.constexpr):
+               qk_scale, offs_m, INV_FREQ, HEAD_DIM: tl.constexpr, MASK: tl.constexpr, IEEE: tl.constexpr,
+               ROPE: tl.constexpr):
     "Add one query tile's contribution to a K/V tile's (dK, dV); works on transposed scores [BLOCK_N, BLOCK_M]."
     rows = start_m + offs_m
     ok = rows < seqlen
@@ -160,6 +175,7 @@ def _dkdv_tile(dk, dv, k, v, q_ptrs, do_ptrs, lse_ptrs, delta_ptrs, start_m, seq
         q, do = tl.load(q_ptrs + start_m * stride_qt), tl.load(do_ptrs + start_m * stride_dt)
         lse2 = tl.load(lse_ptrs + start_m) * 1.4426950408889634
         delta = tl.load(delta_ptrs + start_m)
+    if ROPE: q = _rope(q, rows, INV_FREQ, HEAD_DIM, False).to(do.dtype)
     p_t = tl.math.exp2(_dot(k, tl.trans(q), IEEE) * qk_scale - lse2[None, :])     # Pᵀ, recomputed
     if MASK: p_t = tl.where(ok[None, :], p_t, 0.0)
     dv += _dot(p_t.to(do.dtype), do, IEEE)                                          # dV += Pᵀ dO
@@ -168,11 +184,11 @@ def _dkdv_tile(dk, dv, k, v, q_ptrs, do_ptrs, lse_ptrs, delta_ptrs, start_m, seq
     dk += _dot(ds_t.to(q.dtype), q, IEEE)                                           # dK += dSᵀ Q (scaled later)
     return dk, dv
 
-# %% ../../nbs/04_flash_attention.ipynb #53aa82c8
+# %% ../../nbs/04_flash_attention.ipynb #1e5a420a
 @triton.jit
-def _dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, CU, sm_scale, stride_qt, stride_qh, stride_kt, stride_kh,
+def _dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, CU, INV_FREQ, sm_scale, stride_qt, stride_qh, stride_kt, stride_kh,
                  stride_vt, stride_vh, stride_dt, stride_dh, stride_lh, SEQ_BUCKET, HEAD_DIM: tl.constexpr,
-                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, IEEE: tl.constexpr):
+                 BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, IEEE: tl.constexpr, ROPE: tl.constexpr):
     pid_n, b, h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     start = tl.load(CU + b).to(tl.int64)
     seqlen = tl.load(CU + b + 1) - tl.load(CU + b)
@@ -183,6 +199,7 @@ def _dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, CU, sm_scale, stride_qt, strid
     col_ok = (offs_n < seqlen)[:, None]
     k = tl.load(K + (start + offs_n[:, None]) * stride_kt + h * stride_kh + offs_d[None, :], mask=col_ok, other=0.0)
     v = tl.load(V + (start + offs_n[:, None]) * stride_vt + h * stride_vh + offs_d[None, :], mask=col_ok, other=0.0)
+    if ROPE: k = _rope(k, offs_n, INV_FREQ, HEAD_DIM, False).to(v.dtype)
     q_ptrs = Q + (start + offs_m[:, None]) * stride_qt + h * stride_qh + offs_d[None, :]
     do_ptrs = DO + (start + offs_m[:, None]) * stride_dt + h * stride_dh + offs_d[None, :]
     lse_ptrs, delta_ptrs = LSE + h * stride_lh + start + offs_m, DELTA + h * stride_lh + start + offs_m
@@ -192,18 +209,20 @@ def _dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, CU, sm_scale, stride_qt, strid
     m_full = (seqlen // BLOCK_M) * BLOCK_M
     for start_m in range(0, m_full, BLOCK_M):
         dk, dv = _dkdv_tile(dk, dv, k, v, q_ptrs, do_ptrs, lse_ptrs, delta_ptrs, start_m, seqlen, stride_qt,
-                            stride_dt, qk_scale, offs_m, False, IEEE)
+                            stride_dt, qk_scale, offs_m, INV_FREQ, HEAD_DIM, False, IEEE, ROPE)
     if m_full < seqlen:
         dk, dv = _dkdv_tile(dk, dv, k, v, q_ptrs, do_ptrs, lse_ptrs, delta_ptrs, m_full, seqlen, stride_qt,
-                            stride_dt, qk_scale, offs_m, True, IEEE)
+                            stride_dt, qk_scale, offs_m, INV_FREQ, HEAD_DIM, True, IEEE, ROPE)
     out = (start + offs_n[:, None]) * stride_kt + h * stride_kh + offs_d[None, :]   # dK, dV laid out like K
-    tl.store(DK + out, (dk * sm_scale).to(DK.dtype.element_ty), mask=col_ok)
+    dk = dk * sm_scale
+    if ROPE: dk = _rope(dk, offs_n, INV_FREQ, HEAD_DIM, True)                    # gradient w.r.t. the unrotated k
+    tl.store(DK + out, dk.to(DK.dtype.element_ty), mask=col_ok)
     tl.store(DV + out, dv.to(DV.dtype.element_ty), mask=col_ok)
 
-# %% ../../nbs/04_flash_attention.ipynb #4c81f125
+# %% ../../nbs/04_flash_attention.ipynb #255cf189
 @triton.jit
 def _dq_tile(dq, q, do, lse2, delta, k_ptrs, v_ptrs, start_n, seqlen, stride_kt, stride_vt, qk_scale, offs_n,
-             MASK: tl.constexpr, IEEE: tl.constexpr):
+             INV_FREQ, HEAD_DIM: tl.constexpr, MASK: tl.constexpr, IEEE: tl.constexpr, ROPE: tl.constexpr):
     "Add one K/V tile's contribution to a query tile's dQ."
     cols = start_n + offs_n
     if MASK:
@@ -211,15 +230,16 @@ def _dq_tile(dq, q, do, lse2, delta, k_ptrs, v_ptrs, start_n, seqlen, stride_kt,
         v = tl.load(v_ptrs + start_n * stride_vt, mask=(cols < seqlen)[:, None], other=0.0)
     else:
         k, v = tl.load(k_ptrs + start_n * stride_kt), tl.load(v_ptrs + start_n * stride_vt)
+    if ROPE: k = _rope(k, cols, INV_FREQ, HEAD_DIM, False).to(v.dtype)
     p = tl.math.exp2(_dot(q, tl.trans(k), IEEE) * qk_scale - lse2[:, None])          # P, recomputed
     if MASK: p = tl.where((cols < seqlen)[None, :], p, 0.0)
     ds = p * (_dot(do, tl.trans(v), IEEE) - delta[:, None])                          # dS = P ∘ (dP − Δ)
     return dq + _dot(ds.to(k.dtype), k, IEEE)
 
 @triton.jit
-def _dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, CU, sm_scale, stride_qt, stride_qh, stride_kt, stride_kh,
+def _dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, CU, INV_FREQ, sm_scale, stride_qt, stride_qh, stride_kt, stride_kh,
                stride_vt, stride_vh, stride_dt, stride_dh, stride_lh, SEQ_BUCKET, HEAD_DIM: tl.constexpr,
-               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, IEEE: tl.constexpr):
+               BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, IEEE: tl.constexpr, ROPE: tl.constexpr):
     pid_m, b, h = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     start = tl.load(CU + b).to(tl.int64)
     seqlen = tl.load(CU + b + 1) - tl.load(CU + b)
@@ -230,6 +250,7 @@ def _dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, CU, sm_scale, stride_qt, stride_qh, 
     ok = offs_m < seqlen
     q = tl.load(Q + (start + offs_m[:, None]) * stride_qt + h * stride_qh + offs_d[None, :], mask=ok[:, None], other=0.0)
     do = tl.load(DO + (start + offs_m[:, None]) * stride_dt + h * stride_dh + offs_d[None, :], mask=ok[:, None], other=0.0)
+    if ROPE: q = _rope(q, offs_m, INV_FREQ, HEAD_DIM, False).to(do.dtype)
     lse2 = tl.load(LSE + h * stride_lh + start + offs_m, mask=ok, other=0.0) * 1.4426950408889634
     delta = tl.load(DELTA + h * stride_lh + start + offs_m, mask=ok, other=0.0)
     k_ptrs = K + (start + offs_n[:, None]) * stride_kt + h * stride_kh + offs_d[None, :]
@@ -238,13 +259,17 @@ def _dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, CU, sm_scale, stride_qt, stride_qh, 
     qk_scale = sm_scale * 1.4426950408889634
     n_full = (seqlen // BLOCK_N) * BLOCK_N
     for start_n in range(0, n_full, BLOCK_N):
-        dq = _dq_tile(dq, q, do, lse2, delta, k_ptrs, v_ptrs, start_n, seqlen, stride_kt, stride_vt, qk_scale, offs_n, False, IEEE)
+        dq = _dq_tile(dq, q, do, lse2, delta, k_ptrs, v_ptrs, start_n, seqlen, stride_kt, stride_vt, qk_scale, offs_n,
+                      INV_FREQ, HEAD_DIM, False, IEEE, ROPE)
     if n_full < seqlen:
-        dq = _dq_tile(dq, q, do, lse2, delta, k_ptrs, v_ptrs, n_full, seqlen, stride_kt, stride_vt, qk_scale, offs_n, True, IEEE)
-    tl.store(DQ + (start + offs_m[:, None]) * stride_qt + h * stride_qh + offs_d[None, :], (dq * sm_scale).to(DQ.dtype.element_ty),
+        dq = _dq_tile(dq, q, do, lse2, delta, k_ptrs, v_ptrs, n_full, seqlen, stride_kt, stride_vt, qk_scale, offs_n,
+                      INV_FREQ, HEAD_DIM, True, IEEE, ROPE)
+    dq = dq * sm_scale
+    if ROPE: dq = _rope(dq, offs_m, INV_FREQ, HEAD_DIM, True)                    # gradient w.r.t. the unrotated q
+    tl.store(DQ + (start + offs_m[:, None]) * stride_qt + h * stride_qh + offs_d[None, :], dq.to(DQ.dtype.element_ty),
              mask=ok[:, None])
 
-# %% ../../nbs/04_flash_attention.ipynb #f7b781ec
+# %% ../../nbs/04_flash_attention.ipynb #d94d92c0
 _DKDV_GPU = _grid_of([(32, 128, 4, 3), (64, 128, 8, 3), (32, 64, 4, 3), (64, 64, 4, 3), (16, 64, 4, 4)])
 _DQ_GPU = _grid_of([(128, 32, 4, 3), (128, 64, 8, 3), (64, 32, 4, 3), (64, 64, 4, 3), (64, 16, 4, 4)])
 _DKDV_CONFIGS = _configs(_DKDV_GPU, {"BLOCK_M": 64, "BLOCK_N": 64})
@@ -252,7 +277,7 @@ _DQ_CONFIGS = _configs(_DQ_GPU, {"BLOCK_M": 64, "BLOCK_N": 64})
 _dkdv = triton.autotune(_DKDV_CONFIGS, key=_KEY, prune_configs_by=_prune("BLOCK_N"))(_dkdv_kernel)
 _dq = triton.autotune(_DQ_CONFIGS, key=_KEY, prune_configs_by=_prune("BLOCK_M"))(_dq_kernel)
 
-def _flash_bwd(do, q, k, v, o, lse, cu_seqlens, max_seqlen: int, softmax_scale: float):
+def _flash_bwd(do, q, k, v, o, lse, cu_seqlens, max_seqlen: int, softmax_scale: float, inv_freq: Tensor | None = None):
     "Launch Δ, dK/dV and dQ: -> (dq, dk, dv), each `[T, H, D]` contiguous in the dtype of q."
     T, H, D = q.shape
     q, k, v, o, do = (t.contiguous() for t in (q, k, v, o, do))
@@ -262,36 +287,48 @@ def _flash_bwd(do, q, k, v, o, lse, cu_seqlens, max_seqlen: int, softmax_scale: 
     _delta_kernel[(triton.cdiv(T, 64), H)](o, do, delta, T, o.stride(0), o.stride(1), do.stride(0), do.stride(1),
                                            delta.stride(0), HEAD_DIM=D, BLOCK_T=64)
     B, bucket, ieee = cu_seqlens.numel() - 1, triton.next_power_of_2(max_seqlen), q.dtype == torch.float32
+    rope, freq = inv_freq is not None, (lse if inv_freq is None else inv_freq)
     st = (q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1), do.stride(0), do.stride(1), lse.stride(0))
     _dkdv[lambda m: (triton.cdiv(max_seqlen, m["BLOCK_N"]), B, H)](
-        q, k, v, do, lse, delta, dk, dv, cu_seqlens, softmax_scale, *st, bucket, HEAD_DIM=D, IEEE=ieee)
+        q, k, v, do, lse, delta, dk, dv, cu_seqlens, freq, softmax_scale, *st, bucket, HEAD_DIM=D, IEEE=ieee, ROPE=rope)
     _dq[lambda m: (triton.cdiv(max_seqlen, m["BLOCK_M"]), B, H)](
-        q, k, v, do, lse, delta, dq, cu_seqlens, softmax_scale, *st, bucket, HEAD_DIM=D, IEEE=ieee)
+        q, k, v, do, lse, delta, dq, cu_seqlens, freq, softmax_scale, *st, bucket, HEAD_DIM=D, IEEE=ieee, ROPE=rope)
     return dq, dk, dv
 
-# %% ../../nbs/04_flash_attention.ipynb #09c1e178
+# %% ../../nbs/04_flash_attention.ipynb #ca2f7663
+def _check_inv_freq(inv_freq: Tensor | None, q: Tensor) -> Tensor | None:
+    "Rotary frequencies must be fp32 `[head_dim / 2]` on q's device (rotate-half RoPE over all head dims)."
+    if inv_freq is None: return None
+    D = q.shape[-1]
+    if not isinstance(inv_freq, Tensor) or inv_freq.shape != (D // 2,) or inv_freq.dtype != torch.float32 or inv_freq.device != q.device:
+        got = f"{tuple(inv_freq.shape)} {inv_freq.dtype} on {inv_freq.device}" if isinstance(inv_freq, Tensor) else repr(inv_freq)
+        raise ValueError(f"rotary_inv_freq must be fp32 [head_dim/2] = ({D // 2},) on {q.device}, got {got}")
+    return inv_freq.contiguous()
+
 class FlashAttnVarlen(torch.autograd.Function):
     "Differentiable varlen flash attention; returns (o, lse) with lse `[H, T]` fp32 (not differentiable)."
     @staticmethod
-    def forward(ctx, q, k, v, cu_seqlens, max_seqlen, softmax_scale):
-        o, lse = _flash_fwd(q, k, v, cu_seqlens, max_seqlen, softmax_scale)
-        ctx.save_for_backward(q, k, v, o, lse, cu_seqlens)
+    def forward(ctx, q, k, v, cu_seqlens, max_seqlen, softmax_scale, inv_freq=None):
+        o, lse = _flash_fwd(q, k, v, cu_seqlens, max_seqlen, softmax_scale, inv_freq)
+        ctx.save_for_backward(q, k, v, o, lse, cu_seqlens, inv_freq)
         ctx.max_seqlen, ctx.softmax_scale = max_seqlen, softmax_scale
         ctx.mark_non_differentiable(lse)
         return o, lse
 
     @staticmethod
     def backward(ctx, do, dlse):
-        q, k, v, o, lse, cu_seqlens = ctx.saved_tensors
-        dq, dk, dv = _flash_bwd(do, q, k, v, o, lse, cu_seqlens, ctx.max_seqlen, ctx.softmax_scale)
-        return dq, dk, dv, None, None, None
+        q, k, v, o, lse, cu_seqlens, inv_freq = ctx.saved_tensors
+        dq, dk, dv = _flash_bwd(do, q, k, v, o, lse, cu_seqlens, ctx.max_seqlen, ctx.softmax_scale, inv_freq)
+        return dq, dk, dv, None, None, None, None
 
 def flash_attn_varlen(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqlen: int | None = None,
-                      softmax_scale: float | None = None, return_lse: bool = False):
+                      softmax_scale: float | None = None, return_lse: bool = False, *,
+                      rotary_inv_freq: Tensor | None = None):
     "Bidirectional attention on packed tokens: q, k, v `[T, H, D]`, `cu_seqlens` `[B+1]` int32 -> o `[T, H, D]` (and lse `[H, T]`)."
     max_seqlen = _check_varlen(q, k, v, cu_seqlens, max_seqlen)
     scale = 1 / math.sqrt(q.shape[-1]) if softmax_scale is None else float(softmax_scale)
-    o, lse = FlashAttnVarlen.apply(q, k, v, cu_seqlens.contiguous(), max_seqlen, scale)
+    inv_freq = _check_inv_freq(rotary_inv_freq, q)
+    o, lse = FlashAttnVarlen.apply(q, k, v, cu_seqlens.contiguous(), max_seqlen, scale, inv_freq)
     return (o, lse) if return_lse else o
 
 def flash_attn(q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None = None,

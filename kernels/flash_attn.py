@@ -12,6 +12,8 @@ Variants (all non-causal, NomicBERT's 12 heads x 64 by default):
   5. torch_varlen    torch.nn.attention.varlen.varlen_attn (PyTorch's bundled flash kernels), when this torch has it
 Batches: equal lengths 512..8192 (B*S = --tokens), and a mixed batch with lengths drawn uniformly from 64..2048
 (seed 0) up to --tokens real tokens, padded to its longest for the dense peers.
+triton_varlen is timed through the public flash_attn_varlen, so each call includes its input validation, which
+reads cu_seqlens on the host (one device sync), as the model pays it.
 Passes: fwd, and fwd+bwd. FLOPs count only real work: 4*H*D*sum(len^2) forward, x3.5 forward+backward
 (flash-attention's convention), so on the mixed batch the dense peers' TFLOP/s is *effective* (padding is waste).
 

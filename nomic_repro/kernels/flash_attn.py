@@ -3,7 +3,7 @@
 # %% auto #0
 __all__ = ['HEAD_DIMS', 'DTYPES', 'FlashAttnVarlen', 'flash_attn_varlen', 'flash_attn']
 
-# %% ../../nbs/04_flash_attention.ipynb #651b31d8
+# %% ../../nbs/04_flash_attention.ipynb #627cd5a6
 from ..core import TRITON_INTERPRETER  # first: sets TRITON_INTERPRET=1 on machines without CUDA
 import os, math
 import torch
@@ -12,7 +12,7 @@ import triton.language as tl
 from torch import Tensor
 from ..attention import unpad, pad, check_cu_seqlens
 
-# %% ../../nbs/04_flash_attention.ipynb #f9bc7965
+# %% ../../nbs/04_flash_attention.ipynb #77e22f5d
 @triton.jit
 def _dot(a, b, IEEE: tl.constexpr):
     "a @ b accumulated in fp32; exact fp32 products when IEEE (fp32 inputs), tensor-core default otherwise."
@@ -50,7 +50,7 @@ def _fwd_tile(acc, l_i, m_i, q, k_ptrs, v_ptrs, start_n, seqlen, stride_kt, stri
     acc = acc * alpha[:, None] + _dot(p.to(v.dtype), v, IEEE)
     return acc, l_i, m_new
 
-# %% ../../nbs/04_flash_attention.ipynb #619c48ee
+# %% ../../nbs/04_flash_attention.ipynb #94168079
 @triton.jit
 def _fwd_kernel(Q, K, V, O, LSE, CU, INV_FREQ, sm_scale, stride_qt, stride_qh, stride_kt, stride_kh, stride_vt,
                 stride_vh, stride_ot, stride_oh, stride_lh, SEQ_BUCKET, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr,
@@ -83,7 +83,7 @@ def _fwd_kernel(Q, K, V, O, LSE, CU, INV_FREQ, sm_scale, stride_qt, stride_qh, s
              mask=row_ok[:, None])
     tl.store(LSE + h * stride_lh + start + offs_m, (m_i + tl.math.log2(l_i)) * 0.6931471805599453, mask=row_ok)
 
-# %% ../../nbs/04_flash_attention.ipynb #46c0ec56
+# %% ../../nbs/04_flash_attention.ipynb #2673cd90
 def _configs(gpu: list, interp: dict) -> list:
     "One interpreter config on CPU, else the GPU list of (block sizes, warps, stages)."
     if os.environ.get("TRITON_INTERPRET") == "1": return [triton.Config(interp)]
@@ -103,7 +103,7 @@ _FWD_CONFIGS = _configs(_FWD_GPU, {"BLOCK_M": 64, "BLOCK_N": 64})
 _KEY = ["SEQ_BUCKET", "HEAD_DIM", "IEEE", "ROPE"]
 _fwd = triton.autotune(_FWD_CONFIGS, key=_KEY, prune_configs_by=_prune("BLOCK_M"))(_fwd_kernel)
 
-# %% ../../nbs/04_flash_attention.ipynb #a1d16f26
+# %% ../../nbs/04_flash_attention.ipynb #58665539
 HEAD_DIMS = (16, 32, 64, 128)
 DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
@@ -130,7 +130,7 @@ def _check_varlen(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqle
         raise ValueError(f"max_seqlen must be an int >= the longest sequence ({longest}), got {max_seqlen!r}")
     return max_seqlen
 
-# %% ../../nbs/04_flash_attention.ipynb #8e05e2e5
+# %% ../../nbs/04_flash_attention.ipynb #f8e6f825
 def _flash_fwd(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqlen: int, softmax_scale: float,
                inv_freq: Tensor | None = None):
     "Launch the forward kernel: -> (o `[T, H, D]`, lse `[H, T]` fp32, natural log). `inv_freq`: RoPE q, k on load."
@@ -146,7 +146,7 @@ def _flash_fwd(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqlen: 
                triton.next_power_of_2(max_seqlen), HEAD_DIM=D, IEEE=q.dtype == torch.float32, ROPE=rope)
     return o, lse
 
-# %% ../../nbs/04_flash_attention.ipynb #29416daf
+# %% ../../nbs/04_flash_attention.ipynb #54892c3e
 @triton.jit
 def _delta_kernel(O, DO, DELTA, T, stride_ot, stride_oh, stride_dt, stride_dh, stride_lh,
                   HEAD_DIM: tl.constexpr, BLOCK_T: tl.constexpr):
@@ -184,7 +184,7 @@ def _dkdv_tile(dk, dv, k, v, q_ptrs, do_ptrs, lse_ptrs, delta_ptrs, start_m, seq
     dk += _dot(ds_t.to(q.dtype), q, IEEE)                                           # dK += dSᵀ Q (scaled later)
     return dk, dv
 
-# %% ../../nbs/04_flash_attention.ipynb #1e5a420a
+# %% ../../nbs/04_flash_attention.ipynb #0bb57ffd
 @triton.jit
 def _dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, CU, INV_FREQ, sm_scale, stride_qt, stride_qh, stride_kt, stride_kh,
                  stride_vt, stride_vh, stride_dt, stride_dh, stride_lh, SEQ_BUCKET, HEAD_DIM: tl.constexpr,
@@ -219,7 +219,7 @@ def _dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, CU, INV_FREQ, sm_scale, stride
     tl.store(DK + out, dk.to(DK.dtype.element_ty), mask=col_ok)
     tl.store(DV + out, dv.to(DV.dtype.element_ty), mask=col_ok)
 
-# %% ../../nbs/04_flash_attention.ipynb #255cf189
+# %% ../../nbs/04_flash_attention.ipynb #fedfba44
 @triton.jit
 def _dq_tile(dq, q, do, lse2, delta, k_ptrs, v_ptrs, start_n, seqlen, stride_kt, stride_vt, qk_scale, offs_n,
              INV_FREQ, HEAD_DIM: tl.constexpr, MASK: tl.constexpr, IEEE: tl.constexpr, ROPE: tl.constexpr):
@@ -269,7 +269,7 @@ def _dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, CU, INV_FREQ, sm_scale, stride_qt, s
     tl.store(DQ + (start + offs_m[:, None]) * stride_qt + h * stride_qh + offs_d[None, :], dq.to(DQ.dtype.element_ty),
              mask=ok[:, None])
 
-# %% ../../nbs/04_flash_attention.ipynb #d94d92c0
+# %% ../../nbs/04_flash_attention.ipynb #9133f4d5
 _DKDV_GPU = _grid_of([(32, 128, 4, 3), (64, 128, 8, 3), (32, 64, 4, 3), (64, 64, 4, 3), (16, 64, 4, 4)])
 _DQ_GPU = _grid_of([(128, 32, 4, 3), (128, 64, 8, 3), (64, 32, 4, 3), (64, 64, 4, 3), (64, 16, 4, 4)])
 _DKDV_CONFIGS = _configs(_DKDV_GPU, {"BLOCK_M": 64, "BLOCK_N": 64})
@@ -295,7 +295,7 @@ def _flash_bwd(do, q, k, v, o, lse, cu_seqlens, max_seqlen: int, softmax_scale: 
         q, k, v, do, lse, delta, dq, cu_seqlens, freq, softmax_scale, *st, bucket, HEAD_DIM=D, IEEE=ieee, ROPE=rope)
     return dq, dk, dv
 
-# %% ../../nbs/04_flash_attention.ipynb #ca2f7663
+# %% ../../nbs/04_flash_attention.ipynb #f77bc57f
 def _check_inv_freq(inv_freq: Tensor | None, q: Tensor) -> Tensor | None:
     "Rotary frequencies must be fp32 `[head_dim / 2]` on q's device (rotate-half RoPE over all head dims)."
     if inv_freq is None: return None

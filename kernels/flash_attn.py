@@ -10,6 +10,8 @@ Variants (all non-causal, NomicBERT's 12 heads x 64 by default):
   3. sdpa_mask       attention_sdpa with a key-padding mask (PyTorch picks efficient / cuDNN / math)
   4. naive           attention_naive (einsum + fp32 softmax) with the mask
   5. torch_varlen    torch.nn.attention.varlen.varlen_attn (PyTorch's bundled flash kernels), when this torch has it
+  6. triton_rope     ours with RoPE fused into the Q/K loads (rotary_inv_freq=), unrotated q, k in
+  7. rope_then_triton  apply_rotary on q and k in torch, then ours: the unfused path 6 replaces
 Batches: equal lengths 512..8192 (B*S = --tokens), and a mixed batch with lengths drawn uniformly from 64..2048
 (seed 0) up to --tokens real tokens, padded to its longest for the dense peers.
 triton_varlen is timed through the public flash_attn_varlen, so each call includes its input validation, which
@@ -38,6 +40,7 @@ from nomic_repro.core import assert_close, seed_everything
 from nomic_repro.attention import (attention_naive, attention_sdpa, attention_varlen_ref, cu_seqlens_from_lengths,
                                    unpad, pad)
 from nomic_repro.kernels.flash_attn import flash_attn_varlen, flash_attn
+from nomic_repro.rope import apply_rotary, rotary_inv_freq
 import triton
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -65,6 +68,21 @@ def check(device):
     q, k, v = torch.randn(3, B, S, 2, 64, device=device).unbind(0)
     assert_close(flash_attn(q, k, v, mask)[mask], attention_naive(q, k, v, mask)[mask], atol=1e-5, rtol=1e-5)
     print("  flash_attn on a padded batch == attention_naive on the real tokens")
+    T, D = sum(lengths), 64
+    inv_freq = rotary_inv_freq(D, 1000.0, device=device)
+    cos, sin = rope_tables(lengths, inv_freq)
+    q, k, v = torch.randn(3, T, 2, D, device=device).unbind(0)
+    fused = flash_attn_varlen(q, k, v, cu, rotary_inv_freq=inv_freq)
+    assert_close(fused, flash_attn_varlen(apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v, cu), atol=1e-5, rtol=1e-5)
+    print("  RoPE fused into the kernel == apply_rotary then the kernel")
+
+
+def rope_tables(lengths, inv_freq):
+    "cos, sin [T, D] for packed sequences (positions restart at 0 per sequence)."
+    pos = torch.cat([torch.arange(n, device=inv_freq.device) for n in lengths])
+    ang = pos[:, None].float() * inv_freq
+    ang = torch.cat((ang, ang), -1)
+    return ang.cos(), ang.sin()
 
 
 def flops(lengths, H, D, pas):
@@ -80,6 +98,10 @@ def peers(lengths, H, D, dtype, device, equal):
     qp, kp, vp = (unpad(x, mask)[0].contiguous() for x in (qd, kd, vd))
     cu = cu_seqlens_from_lengths(lengths, device=device)
     out = {"triton_varlen": ((qp, kp, vp), lambda: flash_attn_varlen(qp, kp, vp, cu, S))}
+    inv_freq = rotary_inv_freq(D, 1000.0, device=device)
+    cos, sin = (t.to(dtype) for t in rope_tables(lengths, inv_freq))
+    out["triton_rope"] = ((qp, kp, vp), lambda: flash_attn_varlen(qp, kp, vp, cu, S, rotary_inv_freq=inv_freq))
+    out["rope_then_triton"] = ((qp, kp, vp), lambda: flash_attn_varlen(apply_rotary(qp, cos, sin), apply_rotary(kp, cos, sin), vp, cu, S))
     if equal:
         from torch.nn.attention import sdpa_kernel, SDPBackend
         qt, kt, vt = (x.transpose(1, 2).detach() for x in (qd, kd, vd))   # [B, H, S, D] views

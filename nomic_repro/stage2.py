@@ -5,9 +5,9 @@
 # %% auto #0
 __all__ = ['DEMO_PAIR_SOURCES', 'STAGE2_PRESETS', 'PairSource', 'PairDataset', 'load_pair_sources', 'tokenize_side',
            'ContrastiveTask', 'consistency_filter', 'load_filter_encoder', 'ContrastiveData', 'ContrastivePreset',
-           'build_pairs', 'run_contrastive']
+           'build_pairs', 'run_contrastive', 'evaluate_stage']
 
-# %% ../nbs/15_stage2_contrastive.ipynb #1695c85e
+# %% ../nbs/15_stage2_contrastive.ipynb #f1a8799d
 import argparse, json, sys, time
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
@@ -20,7 +20,7 @@ from .data import read_records
 from .losses import info_nce, BiEncoder, grad_cache_backward
 from .train import TrainConfig, Task, train, setup_distributed, wrap_ddp, apply_overrides
 
-# %% ../nbs/15_stage2_contrastive.ipynb #10c46de4
+# %% ../nbs/15_stage2_contrastive.ipynb #f55ce05b
 @dataclass(frozen=True)
 class PairSource:
     "A file of (query, document) pairs and the task prefix each side gets (None: no prefix)."
@@ -57,7 +57,7 @@ def load_pair_sources(sources=DEMO_PAIR_SOURCES, data_root=None, limit: int | No
         out[s.name] = (s, rows)
     return out
 
-# %% ../nbs/15_stage2_contrastive.ipynb #931edba1
+# %% ../nbs/15_stage2_contrastive.ipynb #d1898b5e
 def tokenize_side(tokenizer, texts: list[str], max_length: int) -> tuple[Tensor, Tensor]:
     "Right-padded ids and mask for `texts`, truncated to `max_length` tokens."
     b = tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
@@ -94,7 +94,7 @@ class ContrastiveTask(Task):
                                 chunk_size=self.chunk, scale=scale)
         return l, {}
 
-# %% ../nbs/15_stage2_contrastive.ipynb #70f014cb
+# %% ../nbs/15_stage2_contrastive.ipynb #284558c2
 @torch.no_grad()
 def consistency_filter(pairs: list[tuple[str, str]], encoder, *, sample_size: int = 10_000, top_k: int = 2,
                        batch_size: int = 64, max_length: int = 256) -> list[bool]:
@@ -116,7 +116,7 @@ def load_filter_encoder(spec="minilm", device=None):
     from nomic_repro.eval import load_encoder       # the evaluation harness owns the baseline encoders
     return load_encoder(spec, device=device)
 
-# %% ../nbs/15_stage2_contrastive.ipynb #39047761
+# %% ../nbs/15_stage2_contrastive.ipynb #dbde9160
 @dataclass(frozen=True)
 class ContrastiveData:
     sources: tuple = DEMO_PAIR_SOURCES
@@ -126,6 +126,7 @@ class ContrastiveData:
     filter_model: str | None = "minilm"      # None: no consistency filtering
     filter_sample_size: int = 10_000
     filter_top_k: int = 2
+    filter_max_length: int = 256
 
 @dataclass(frozen=True)
 class ContrastivePreset:
@@ -135,10 +136,11 @@ class ContrastivePreset:
     temperature: float = 0.02
     grad_cache_chunk: int | None = None
     layer_norm: bool = False                 # v1.5's non-affine LayerNorm after pooling (Matryoshka runs)
+    eval_tasks: tuple = ("scifact", "stsb")  # scored with nomic_repro.eval when the stage ends; () to skip
 
 _STAGE2 = dict(betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, grad_clip=1.0, schedule="inverse_sqrt")
 STAGE2_PRESETS = {
-    "tiny": ContrastivePreset("tiny", ContrastiveData(limit_per_source=4000, filter_sample_size=4000),
+    "tiny": ContrastivePreset("tiny", ContrastiveData(limit_per_source=2000, filter_sample_size=2000, filter_max_length=128, doc_max_length=128),
                               TrainConfig(max_steps=150, batch_size=64, lr=5e-4, warmup_steps=15, save_every=50, **_STAGE2)),
     "small": ContrastivePreset("small", ContrastiveData(), TrainConfig(max_steps=3000, batch_size=1024, lr=2e-4, warmup_steps=150, save_every=500, log_every=10, **_STAGE2),
                                grad_cache_chunk=128),
@@ -147,14 +149,15 @@ STAGE2_PRESETS = {
                               grad_cache_chunk=64),
 }
 
-# %% ../nbs/15_stage2_contrastive.ipynb #618580b2
+# %% ../nbs/15_stage2_contrastive.ipynb #c1047e79
 def build_pairs(preset: ContrastivePreset, data_root=None, device=None, report: dict | None = None) -> PairDataset:
     "Read the preset's sources and apply consistency filtering; `report` receives kept/total per source."
     srcs = load_pair_sources(preset.data.sources, data_root, preset.data.limit_per_source)
     if preset.data.filter_model:
         enc = load_filter_encoder(preset.data.filter_model, device)
         for name, (s, rows) in list(srcs.items()):
-            keep = consistency_filter(rows, enc, sample_size=preset.data.filter_sample_size, top_k=preset.data.filter_top_k)
+            keep = consistency_filter(rows, enc, sample_size=preset.data.filter_sample_size, top_k=preset.data.filter_top_k,
+                                      max_length=preset.data.filter_max_length)
             kept = [r for r, k in zip(rows, keep) if k]
             if report is not None: report[name] = {"pairs": len(rows), "kept": len(kept)}
             srcs[name] = (s, kept)
@@ -181,6 +184,16 @@ def run_contrastive(preset: ContrastivePreset | str, init_from, output_dir, *, d
         if task_cls is None else task_cls(preset, data_root, device, report)
     t0 = time.time()
     res = train(model, task, preset.train, out, stop_at=max_steps, progress=progress, desc=desc)
-    if rank == 0: save_pretrained(enc, out / "model", layout="nomic")
-    if rank == 0: (out / "data_report.json").write_text(json.dumps(report, indent=2))
-    return {"preset": preset.name, "data": report, **res, "seconds": round(time.time() - t0, 1), "model_dir": str(out / "model")}
+    scores = {}
+    if rank == 0:
+        save_pretrained(enc, out / "model", layout="nomic")
+        (out / "data_report.json").write_text(json.dumps(report, indent=2))
+        if res["end_step"] == preset.train.max_steps and preset.eval_tasks: scores = evaluate_stage(out / "model", preset.eval_tasks, out, data_root)
+    return {"preset": preset.name, "data": report, **res, "seconds": round(time.time() - t0, 1), "model_dir": str(out / "model"), "eval": scores}
+
+def evaluate_stage(model_dir, tasks, out: Path, data_root=None) -> dict:
+    "Score the stage's model on `tasks` with the evaluation harness; results in `out/eval.json`, main scores returned."
+    from nomic_repro import eval as ev
+    results = [ev.run_eval(str(model_dir), t) for t in tasks]        # eval tasks read the vendored data/eval
+    ev.save_results(results, out / "eval.json")
+    return {t: {"metric": r["main_score"], "score": r["metrics"][r["main_score"]]} for t, r in zip(tasks, results)}

@@ -6,7 +6,7 @@
 __all__ = ['STAGE3_PRESETS', 'mine_hard_negatives', 'TripletDataset', 'SupervisedTask', 'FinetuneData', 'FinetunePreset',
            'build_triplets', 'run_finetune']
 
-# %% ../nbs/16_stage3_finetune.ipynb #ec905e53
+# %% ../nbs/16_stage3_finetune.ipynb #fe59af93
 import gzip, json, time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,7 +22,7 @@ from .train import TrainConfig
 from .stage2 import (PairSource, ContrastiveTask, ContrastiveData, ContrastivePreset, tokenize_side,
                                 load_filter_encoder, run_contrastive)
 
-# %% ../nbs/16_stage3_finetune.ipynb #83ce26b4
+# %% ../nbs/16_stage3_finetune.ipynb #38a5cec3
 @torch.no_grad()
 def mine_hard_negatives(pairs: list[tuple[str, str]], encoder, *, top_k: int = 20, batch_size: int = 64, max_length: int = 256,
                         seed: int = 0) -> list[list[str]]:
@@ -48,7 +48,7 @@ def mine_hard_negatives(pairs: list[tuple[str, str]], encoder, *, top_k: int = 2
             mined[q] = neg
     return [mined[q] for q, _ in pairs]
 
-# %% ../nbs/16_stage3_finetune.ipynb #b3a95990
+# %% ../nbs/16_stage3_finetune.ipynb #2645ed5c
 class TripletDataset:
     "(query, positive, stored negatives) triplets with a deterministic batch and negative sample per step."
     def __init__(self, triplets: list[tuple[str, str, list[str]]], source: PairSource, n_negatives: int = 7, seed: int = 0):
@@ -87,7 +87,7 @@ class SupervisedTask(ContrastiveTask):
         e = model(torch.cat([pad(qi), pad(di)]).to(dev), torch.cat([pad(qm), pad(dm)]).to(dev))
         return self._loss(e[: len(qi)], e[len(qi):])
 
-# %% ../nbs/16_stage3_finetune.ipynb #03650b8d
+# %% ../nbs/16_stage3_finetune.ipynb #537d15a7
 @dataclass(frozen=True)
 class FinetuneData:
     source: PairSource = PairSource("medquad", "supervised/medquad.jsonl.gz", "search_query", "search_document")
@@ -106,17 +106,18 @@ class FinetunePreset:
     temperature: float = 0.02
     grad_cache_chunk: int | None = None
     layer_norm: bool = False
+    eval_tasks: tuple = ("scifact", "stsb")
 
 _STAGE3 = dict(betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, grad_clip=1.0, schedule="linear")
 STAGE3_PRESETS = {
-    "tiny": FinetunePreset("tiny", FinetuneData(limit=4000, mine_top_k=10, n_negatives=3),
+    "tiny": FinetunePreset("tiny", FinetuneData(limit=2000, mine_top_k=10, n_negatives=3, doc_max_length=128),
                            TrainConfig(max_steps=100, batch_size=32, lr=1e-4, warmup_steps=10, save_every=50, **_STAGE3)),
     "small": FinetunePreset("small", FinetuneData(), TrainConfig(max_steps=1000, batch_size=128, lr=2e-5, warmup_steps=100, save_every=250, log_every=10, **_STAGE3)),
     "base": FinetunePreset("base", FinetuneData(doc_max_length=512, query_max_length=512),
                            TrainConfig(max_steps=6612, batch_size=256, lr=2e-5, warmup_steps=400, save_every=500, log_every=10, **_STAGE3)),
 }
 
-# %% ../nbs/16_stage3_finetune.ipynb #41ad9355
+# %% ../nbs/16_stage3_finetune.ipynb #0587e08f
 def _write_mined(path: Path, triplets):
     tmp = path.with_suffix(".tmp")
     with gzip.open(tmp, "wt") as f:

@@ -5,14 +5,14 @@
 # %% auto #0
 __all__ = ['MATRYOSHKA_LOSS_DIMS', 'info_nce', 'matryoshka_info_nce', 'BiEncoder', 'grad_cache_backward']
 
-# %% ../nbs/14_infonce.ipynb #8360545f
+# %% ../nbs/14_infonce.ipynb #57aa9ea6
 import torch
 import torch.nn.functional as F
 import torch.distributed as dist
 from torch import nn, Tensor
 from .embed import mean_pool
 
-# %% ../nbs/14_infonce.ipynb #1a44943b
+# %% ../nbs/14_infonce.ipynb #745621d1
 def _gather(x: Tensor, split: int | None = None):
     "All ranks' `x` concatenated (gradients flow back to each owner) and this rank's offset (with `split`: rows before/after it, gathered in one collective)."
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
@@ -33,7 +33,7 @@ def _candidates(d: Tensor, negatives: Tensor | None) -> tuple[Tensor, int]:
         raise ValueError(f"negatives must be [B, n, D] = [{d.shape[0]}, n, {d.shape[-1]}], got {tuple(negatives.shape)}")
     return torch.cat([d[:, None], negatives], 1).flatten(0, 1), 1 + negatives.shape[1]
 
-# %% ../nbs/14_infonce.ipynb #37960cd4
+# %% ../nbs/14_infonce.ipynb #4025fbbb
 def info_nce(q: Tensor, d: Tensor, *, temperature: float = 0.02, symmetric: bool = False, negatives: Tensor | None = None,
              reduction: str = "mean", gather: bool = True) -> Tensor:
     "InfoNCE of L2-normalised queries `q` `[B, D]` against their documents `d` `[B, D]`, every document (and hard negative `[B, n, D]`) of the global batch as candidates."
@@ -52,7 +52,7 @@ def info_nce(q: Tensor, d: Tensor, *, temperature: float = 0.02, symmetric: bool
         loss = (loss + F.cross_entropy(d.to(acc) @ qs.to(acc).T / temperature, qoff + torch.arange(B, device=q.device), reduction="sum")) / 2
     return loss / q.shape[0] if reduction == "mean" else loss
 
-# %% ../nbs/14_infonce.ipynb #61d97f06
+# %% ../nbs/14_infonce.ipynb #c6663cc8
 MATRYOSHKA_LOSS_DIMS = (768, 512, 256, 128, 64)
 
 def matryoshka_info_nce(q: Tensor, d: Tensor, dims=MATRYOSHKA_LOSS_DIMS, *, negatives: Tensor | None = None, **kw) -> Tensor:
@@ -62,18 +62,23 @@ def matryoshka_info_nce(q: Tensor, d: Tensor, dims=MATRYOSHKA_LOSS_DIMS, *, nega
     norm = lambda x, k: F.normalize(x[..., :k], dim=-1)
     return sum(info_nce(norm(q, k), norm(d, k), negatives=None if negatives is None else norm(negatives, k), **kw) for k in dims)
 
-# %% ../nbs/14_infonce.ipynb #775cf111
+# %% ../nbs/14_infonce.ipynb #e019b9d5
 class BiEncoder(nn.Module):
     "Encoder + mean pooling (+ optional non-affine LayerNorm) (+ L2): the embedding model stages 2 and 3 train."
     def __init__(self, encoder: nn.Module, *, layer_norm: bool = False, normalize: bool = True):
         super().__init__()
         self.encoder, self.layer_norm, self.normalize = encoder, layer_norm, normalize
+        self.aux_loss = self.expert_load = None
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        e = mean_pool(self.encoder(input_ids, attention_mask), attention_mask)
+        if getattr(getattr(self.encoder, "config", None), "num_experts", 0):     # v2 MoE: keep the router's aux loss
+            out = self.encoder(input_ids, attention_mask, return_aux=True)
+            h, self.aux_loss, self.expert_load = out.last_hidden_state, out.aux_loss, out.expert_load
+        else: h = self.encoder(input_ids, attention_mask)
+        e = mean_pool(h, attention_mask)
         if self.layer_norm: e = F.layer_norm(e, e.shape[-1:])
         return F.normalize(e, dim=-1) if self.normalize else e
 
-# %% ../nbs/14_infonce.ipynb #fa97cc46
+# %% ../nbs/14_infonce.ipynb #444d4eb7
 def _embed_chunks(model: nn.Module, batch: tuple[Tensor, Tensor], chunk: int):
     "No-grad embeddings of `batch` (ids, mask) in chunks, with the RNG state before each chunk."
     out, states = [], []

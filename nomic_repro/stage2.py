@@ -7,7 +7,7 @@ __all__ = ['DEMO_PAIR_SOURCES', 'STAGE2_PRESETS', 'PairSource', 'PairDataset', '
            'ContrastiveTask', 'consistency_filter', 'load_filter_encoder', 'ContrastiveData', 'ContrastivePreset',
            'build_pairs', 'run_contrastive', 'evaluate_stage']
 
-# %% ../nbs/15_stage2_contrastive.ipynb #f1a8799d
+# %% ../nbs/15_stage2_contrastive.ipynb #e68180fa
 import argparse, json, sys, time
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
@@ -20,7 +20,7 @@ from .data import read_records
 from .losses import info_nce, BiEncoder, grad_cache_backward
 from .train import TrainConfig, Task, train, setup_distributed, wrap_ddp, apply_overrides
 
-# %% ../nbs/15_stage2_contrastive.ipynb #f55ce05b
+# %% ../nbs/15_stage2_contrastive.ipynb #464b80a8
 @dataclass(frozen=True)
 class PairSource:
     "A file of (query, document) pairs and the task prefix each side gets (None: no prefix)."
@@ -57,11 +57,21 @@ def load_pair_sources(sources=DEMO_PAIR_SOURCES, data_root=None, limit: int | No
         out[s.name] = (s, rows)
     return out
 
-# %% ../nbs/15_stage2_contrastive.ipynb #d1898b5e
+# %% ../nbs/15_stage2_contrastive.ipynb #c4425edf
 def tokenize_side(tokenizer, texts: list[str], max_length: int) -> tuple[Tensor, Tensor]:
     "Right-padded ids and mask for `texts`, truncated to `max_length` tokens."
     b = tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
     return b["input_ids"], b["attention_mask"]
+
+def _inner(model): return getattr(model, "module", model)
+
+def _with_aux(model, loss: Tensor, metrics: dict, n: int):
+    "Add a MoE encoder's load-balancing loss (weighted by the `n` queries of this batch) and log it with the expert load."
+    aux = getattr(_inner(model), "aux_loss", None)
+    if aux is None: return loss, metrics
+    load = _inner(model).expert_load.float()                           # [MoE layers, E] token-slots
+    imbalance = (load.max(-1).values / load.mean(-1).clamp_min(1e-9)).mean()
+    return loss + aux * n, {**metrics, "aux_loss": float(aux.detach()) * n, "expert_load_max_over_mean": float(imbalance) * n}
 
 class ContrastiveTask(Task):
     "InfoNCE on each step's one-source batch of pairs (queries local, documents gathered across ranks)."
@@ -85,16 +95,18 @@ class ContrastiveTask(Task):
         pad = lambda x: torch.nn.functional.pad(x, (0, S - x.shape[1]))
         dev = next(model.parameters()).device
         e = model(torch.cat([pad(qi), pad(di)]).to(dev), torch.cat([pad(qm), pad(dm)]).to(dev))
-        return self._loss(e[: len(qi)], e[len(qi):])
+        return _with_aux(model, *self._loss(e[: len(qi)], e[len(qi):]), len(qi))
     def loss_and_backward(self, model, b, scale):
         if not self.chunk: return super().loss_and_backward(model, b, scale)
+        if getattr(_inner(model), "aux_loss", None) is not None or getattr(getattr(getattr(_inner(model), "encoder", None), "config", None), "num_experts", 0):
+            raise ValueError("GradCache with a mixture-of-experts encoder is not supported yet (its aux loss needs the chunked surrogate); unset grad_cache_chunk")
         dev = next(model.parameters()).device
         (qi, qm), (di, dm), _ = b
         l = grad_cache_backward(model, (qi.to(dev), qm.to(dev)), (di.to(dev), dm.to(dev)), lambda q, d: self._loss(q, d)[0],
                                 chunk_size=self.chunk, scale=scale)
         return l, {}
 
-# %% ../nbs/15_stage2_contrastive.ipynb #284558c2
+# %% ../nbs/15_stage2_contrastive.ipynb #dd4bac05
 @torch.no_grad()
 def consistency_filter(pairs: list[tuple[str, str]], encoder, *, sample_size: int = 10_000, top_k: int = 2,
                        batch_size: int = 64, max_length: int = 256) -> list[bool]:
@@ -116,7 +128,7 @@ def load_filter_encoder(spec="minilm", device=None):
     from nomic_repro.eval import load_encoder       # the evaluation harness owns the baseline encoders
     return load_encoder(spec, device=device)
 
-# %% ../nbs/15_stage2_contrastive.ipynb #dbde9160
+# %% ../nbs/15_stage2_contrastive.ipynb #2042ef5c
 @dataclass(frozen=True)
 class ContrastiveData:
     sources: tuple = DEMO_PAIR_SOURCES
@@ -137,6 +149,7 @@ class ContrastivePreset:
     grad_cache_chunk: int | None = None
     layer_norm: bool = False                 # v1.5's non-affine LayerNorm after pooling (Matryoshka runs)
     eval_tasks: tuple = ("scifact", "stsb")  # scored with nomic_repro.eval when the stage ends; () to skip
+    aux_loss_coef: float | None = None       # MoE encoders: router aux-loss coefficient (None: the checkpoint's, 1.0 in v2)
 
 _STAGE2 = dict(betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, grad_clip=1.0, schedule="inverse_sqrt")
 STAGE2_PRESETS = {
@@ -149,7 +162,7 @@ STAGE2_PRESETS = {
                               grad_cache_chunk=64),
 }
 
-# %% ../nbs/15_stage2_contrastive.ipynb #c1047e79
+# %% ../nbs/15_stage2_contrastive.ipynb #b7c48abb
 def build_pairs(preset: ContrastivePreset, data_root=None, device=None, report: dict | None = None) -> PairDataset:
     "Read the preset's sources and apply consistency filtering; `report` receives kept/total per source."
     srcs = load_pair_sources(preset.data.sources, data_root, preset.data.limit_per_source)
@@ -178,6 +191,8 @@ def run_contrastive(preset: ContrastivePreset | str, init_from, output_dir, *, d
     pairs = build_pairs(preset, data_root, device, report) if task_cls is None else None
     seed_everything(preset.train.seed)
     enc = load_pretrained(init_from, device=device)
+    if getattr(preset, "aux_loss_coef", None) is not None and getattr(enc.config, "num_experts", 0):
+        enc.config = replace(enc.config, router_aux_loss_coef=preset.aux_loss_coef)
     model = wrap_ddp(BiEncoder(enc, layer_norm=preset.layer_norm), device)
     task = (task_cls or ContrastiveTask)(pairs, load_tokenizer(), preset.train, temperature=preset.temperature,
             query_max_length=preset.data.query_max_length, doc_max_length=preset.data.doc_max_length, grad_cache_chunk=preset.grad_cache_chunk) \

@@ -6,7 +6,7 @@
 __all__ = ['STAGE3_PRESETS', 'mine_hard_negatives', 'TripletDataset', 'SupervisedTask', 'FinetuneData', 'FinetunePreset',
            'build_triplets', 'run_finetune']
 
-# %% ../nbs/16_stage3_finetune.ipynb #fe59af93
+# %% ../nbs/16_stage3_finetune.ipynb #3a5857d8
 import gzip, json, time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -20,9 +20,9 @@ from .data import read_records
 from .losses import info_nce
 from .train import TrainConfig
 from .stage2 import (PairSource, ContrastiveTask, ContrastiveData, ContrastivePreset, tokenize_side,
-                                load_filter_encoder, run_contrastive)
+                                load_filter_encoder, run_contrastive, _with_aux)
 
-# %% ../nbs/16_stage3_finetune.ipynb #38a5cec3
+# %% ../nbs/16_stage3_finetune.ipynb #4d137f95
 @torch.no_grad()
 def mine_hard_negatives(pairs: list[tuple[str, str]], encoder, *, top_k: int = 20, batch_size: int = 64, max_length: int = 256,
                         seed: int = 0) -> list[list[str]]:
@@ -48,7 +48,7 @@ def mine_hard_negatives(pairs: list[tuple[str, str]], encoder, *, top_k: int = 2
             mined[q] = neg
     return [mined[q] for q, _ in pairs]
 
-# %% ../nbs/16_stage3_finetune.ipynb #2645ed5c
+# %% ../nbs/16_stage3_finetune.ipynb #087b3182
 class TripletDataset:
     "(query, positive, stored negatives) triplets with a deterministic batch and negative sample per step."
     def __init__(self, triplets: list[tuple[str, str, list[str]]], source: PairSource, n_negatives: int = 7, seed: int = 0):
@@ -85,9 +85,9 @@ class SupervisedTask(ContrastiveTask):
         pad = lambda x: F.pad(x, (0, S - x.shape[1]))
         dev = next(model.parameters()).device
         e = model(torch.cat([pad(qi), pad(di)]).to(dev), torch.cat([pad(qm), pad(dm)]).to(dev))
-        return self._loss(e[: len(qi)], e[len(qi):])
+        return _with_aux(model, *self._loss(e[: len(qi)], e[len(qi):]), len(qi))
 
-# %% ../nbs/16_stage3_finetune.ipynb #537d15a7
+# %% ../nbs/16_stage3_finetune.ipynb #12859844
 @dataclass(frozen=True)
 class FinetuneData:
     source: PairSource = PairSource("medquad", "supervised/medquad.jsonl.gz", "search_query", "search_document")
@@ -107,6 +107,7 @@ class FinetunePreset:
     grad_cache_chunk: int | None = None
     layer_norm: bool = False
     eval_tasks: tuple = ("scifact", "stsb")
+    aux_loss_coef: float | None = 0.0        # v2 fine-tuning turns the router's aux loss off (FACTS §4)
 
 _STAGE3 = dict(betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, grad_clip=1.0, schedule="linear")
 STAGE3_PRESETS = {
@@ -117,7 +118,7 @@ STAGE3_PRESETS = {
                            TrainConfig(max_steps=6612, batch_size=256, lr=2e-5, warmup_steps=400, save_every=500, log_every=10, **_STAGE3)),
 }
 
-# %% ../nbs/16_stage3_finetune.ipynb #0587e08f
+# %% ../nbs/16_stage3_finetune.ipynb #e04b87b8
 def _write_mined(path: Path, triplets):
     tmp = path.with_suffix(".tmp")
     with gzip.open(tmp, "wt") as f:

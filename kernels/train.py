@@ -37,7 +37,7 @@ def main(argv=None):
         batch = a.batch or (p.train.batch_size if dev.type == "cuda" else 8)
         attn = "triton" if dev.type == "cuda" else "torch"
         sets = [f"train.max_steps={a.steps + 1}", f"train.batch_size={batch}", "train.grad_accum=1", f"attn_impl={attn}",
-                "train.save_every=100000", "data.limit_docs=4000"]
+                "train.save_every=100000", "train.log_every=1", "data.limit_docs=4000"]
         if name == "base": sets[-1] = "data.sources=[\"mlm/wikipedia.jsonl.gz\"]"
         with tempfile.TemporaryDirectory() as d:
             t0 = time.time()

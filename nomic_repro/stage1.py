@@ -6,7 +6,7 @@
 __all__ = ['MLM_PRESETS', 'MLMData', 'MLMPreset', 'get_mlm_preset', 'MLMObjective', 'MLMTask', 'build_mlm_dataset', 'run_mlm',
            'add_mlm_args', 'mlm_from_args', 'main']
 
-# %% ../nbs/13_stage1_mlm.ipynb #38a541e0
+# %% ../nbs/13_stage1_mlm.ipynb #c5dcc627
 import argparse, json, sys, time
 from dataclasses import dataclass, asdict, field, replace
 from pathlib import Path
@@ -19,7 +19,7 @@ from .checkpoint import load_tokenizer, save_pretrained
 from .data import read_records, tokenize_documents, SequenceDataset, mask_tokens
 from .train import TrainConfig, Task, train, setup_distributed, wrap_ddp, apply_overrides, list_checkpoints
 
-# %% ../nbs/13_stage1_mlm.ipynb #fc702b9b
+# %% ../nbs/13_stage1_mlm.ipynb #fa0bebe1
 @dataclass(frozen=True)
 class MLMData:
     "Where stage 1 reads text and how it cuts it."
@@ -38,8 +38,9 @@ class MLMPreset:
     train: TrainConfig
     attn_impl: str = "auto"                       # "auto": the Triton kernel on a GPU, PyTorch attention on a CPU
 
-_TINY_MODEL = NomicBertConfig(hidden_size=128, num_layers=2, num_heads=2, intermediate_size=256)
-_SMALL_MODEL = NomicBertConfig(hidden_size=512, num_layers=8, num_heads=8, intermediate_size=1536)
+# max_trained_positions = the training length, so Dynamic NTK (served beyond it) scales from the right L0
+_TINY_MODEL = NomicBertConfig(hidden_size=128, num_layers=2, num_heads=2, intermediate_size=256, max_trained_positions=128)
+_SMALL_MODEL = NomicBertConfig(hidden_size=512, num_layers=8, num_heads=8, intermediate_size=1536, max_trained_positions=512)
 MLM_PRESETS = {
     "tiny": MLMPreset("tiny", _TINY_MODEL, MLMData(seq_len=128),
                       TrainConfig(max_steps=300, batch_size=32, lr=2e-3, save_every=100, log_every=1)),
@@ -54,7 +55,7 @@ def get_mlm_preset(name: str, overrides=()) -> MLMPreset:
     if name not in MLM_PRESETS: raise ValueError(f"unknown preset {name!r}; choose one of {sorted(MLM_PRESETS)}")
     return apply_overrides(MLM_PRESETS[name], list(overrides))
 
-# %% ../nbs/13_stage1_mlm.ipynb #9275ab2b
+# %% ../nbs/13_stage1_mlm.ipynb #c24f5bb7
 class MLMObjective(nn.Module):
     "Summed cross-entropy (and correct predictions) of an MLM model at the labelled positions only."
     def __init__(self, mlm: NomicBertForMaskedLM):
@@ -92,7 +93,7 @@ class MLMTask(Task):
         l, correct = model(*(t.to(dev) for t in b))
         return l, {"accuracy": correct}
 
-# %% ../nbs/13_stage1_mlm.ipynb #42e83805
+# %% ../nbs/13_stage1_mlm.ipynb #dd1b2928
 def _check_same_preset(out: Path, preset: MLMPreset):
     f = out / "preset.json"
     cur = json.loads(json.dumps(asdict(preset)))
@@ -114,7 +115,7 @@ def build_mlm_dataset(preset: MLMPreset, tokenizer, data_root=None) -> tuple[Seq
     seqs = tokenize_documents(texts, tokenizer, preset.data.seq_len, preset.data.packing)
     return SequenceDataset(seqs, pad_id=tokenizer.pad_token_id, seed=preset.train.seed), report
 
-# %% ../nbs/13_stage1_mlm.ipynb #30bf1286
+# %% ../nbs/13_stage1_mlm.ipynb #64a3027b
 def run_mlm(preset: MLMPreset | str, output_dir, *, data_root=None, max_steps: int | None = None, overrides=(),
             progress: bool | None = None) -> dict:
     "Stage 1: train `NomicBertForMaskedLM` with `preset` into `output_dir` (resuming), stopping after `max_steps` if given."
@@ -135,7 +136,7 @@ def run_mlm(preset: MLMPreset | str, output_dir, *, data_root=None, max_steps: i
     return {"preset": preset.name, "sequences": len(ds), "data": report, **res, "seconds": round(time.time() - t0, 1),
             "first_loss": log[0]["loss"] if log else None, "last_loss": log[-1]["loss"] if log else None, "model_dir": str(out / "model")}
 
-# %% ../nbs/13_stage1_mlm.ipynb #fc52f76c
+# %% ../nbs/13_stage1_mlm.ipynb #391682d2
 def add_mlm_args(p: argparse.ArgumentParser):
     p.add_argument("--preset", default="tiny", help=f"one of {sorted(MLM_PRESETS)}")
     p.add_argument("--output-dir", required=True, help="run folder; rerunning on it resumes")
@@ -157,5 +158,5 @@ def main(argv=None):
     try: mlm_from_args(args)
     except (ValueError, FileNotFoundError, KeyError) as e: sys.exit(f"error: {e}")
 
-# %% ../nbs/13_stage1_mlm.ipynb #bd462627
+# %% ../nbs/13_stage1_mlm.ipynb #0c405647
 if __name__ == "__main__": main()

@@ -6,7 +6,7 @@
 __all__ = ['DEMO_SUPERVISED_SOURCES', 'STAGE3_PRESETS', 'mine_hard_negatives', 'TripletDataset', 'SupervisedTask', 'FinetuneData',
            'FinetunePreset', 'build_triplets', 'run_finetune']
 
-# %% ../nbs/16_stage3_finetune.ipynb #e98b4bd2
+# %% ../nbs/16_stage3_finetune.ipynb #1a84420b
 import gzip, json, time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,7 +22,7 @@ from .train import TrainConfig
 from .stage2 import (PairSource, ContrastiveTask, ContrastiveData, ContrastivePreset, tokenize_side,
                                 load_filter_encoder, run_contrastive, _with_aux)
 
-# %% ../nbs/16_stage3_finetune.ipynb #d8e597b3
+# %% ../nbs/16_stage3_finetune.ipynb #e6f4ca57
 @torch.no_grad()
 def mine_hard_negatives(pairs: list[tuple[str, str]], encoder, *, top_k: int = 20, batch_size: int = 64, max_length: int = 256,
                         seed: int = 0) -> list[list[str]]:
@@ -48,7 +48,7 @@ def mine_hard_negatives(pairs: list[tuple[str, str]], encoder, *, top_k: int = 2
             mined[q] = neg
     return [mined[q] for q, _ in pairs]
 
-# %% ../nbs/16_stage3_finetune.ipynb #bd307a32
+# %% ../nbs/16_stage3_finetune.ipynb #57c92c93
 class TripletDataset:
     "(query, positive, stored negatives) triplets from one or more sources; one source per step (∝ size), a fresh negative sample."
     def __init__(self, sources: dict[str, tuple[PairSource, list]], n_negatives: int = 7, seed: int = 0):
@@ -91,7 +91,7 @@ class SupervisedTask(ContrastiveTask):
         e = model(torch.cat([pad(qi), pad(di)]).to(dev), torch.cat([pad(qm), pad(dm)]).to(dev))
         return _with_aux(model, *self._loss(e[: len(qi)], e[len(qi):]), len(qi))
 
-# %% ../nbs/16_stage3_finetune.ipynb #a7241e9f
+# %% ../nbs/16_stage3_finetune.ipynb #014ebe17
 DEMO_SUPERVISED_SOURCES = (PairSource("medquad", "supervised/medquad.jsonl.gz", "search_query", "search_document"),
                            PairSource("scifact_train", "supervised/scifact_train.jsonl.gz", "search_query", "search_document"))
 
@@ -125,7 +125,7 @@ STAGE3_PRESETS = {
                            TrainConfig(max_steps=6612, batch_size=256, lr=2e-5, warmup_steps=400, save_every=500, log_every=10, **_STAGE3)),
 }
 
-# %% ../nbs/16_stage3_finetune.ipynb #4e4422fc
+# %% ../nbs/16_stage3_finetune.ipynb #c93c6b15
 def _write_mined(path: Path, triplets):
     tmp = path.with_suffix(".tmp")
     with gzip.open(tmp, "wt") as f:

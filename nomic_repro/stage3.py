@@ -6,7 +6,7 @@
 __all__ = ['DEMO_SUPERVISED_SOURCES', 'STAGE3_PRESETS', 'mine_hard_negatives', 'TripletDataset', 'SupervisedTask', 'FinetuneData',
            'FinetunePreset', 'build_triplets', 'run_finetune']
 
-# %% ../nbs/16_stage3_finetune.ipynb #1a84420b
+# %% ../nbs/16_stage3_finetune.ipynb #b2ee2e78
 import gzip, json, time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,7 +22,7 @@ from .train import TrainConfig
 from .stage2 import (PairSource, ContrastiveTask, ContrastiveData, ContrastivePreset, tokenize_side,
                                 load_filter_encoder, run_contrastive, _with_aux)
 
-# %% ../nbs/16_stage3_finetune.ipynb #e6f4ca57
+# %% ../nbs/16_stage3_finetune.ipynb #6e0f625b
 @torch.no_grad()
 def mine_hard_negatives(pairs: list[tuple[str, str]], encoder, *, top_k: int = 20, batch_size: int = 64, max_length: int = 256,
                         seed: int = 0) -> list[list[str]]:
@@ -48,7 +48,7 @@ def mine_hard_negatives(pairs: list[tuple[str, str]], encoder, *, top_k: int = 2
             mined[q] = neg
     return [mined[q] for q, _ in pairs]
 
-# %% ../nbs/16_stage3_finetune.ipynb #57c92c93
+# %% ../nbs/16_stage3_finetune.ipynb #5550b2dc
 class TripletDataset:
     "(query, positive, stored negatives) triplets from one or more sources; one source per step (∝ size), a fresh negative sample."
     def __init__(self, sources: dict[str, tuple[PairSource, list]], n_negatives: int = 7, seed: int = 0):
@@ -71,7 +71,7 @@ class TripletDataset:
                 [add_prefix(n, s.doc_task) for n in negs])
 
 class SupervisedTask(ContrastiveTask):
-    "InfoNCE with hard negatives: each query against all positives and all negatives of the global batch."
+    "InfoNCE with hard negatives: each query against all positives and all negatives of the global batch (the forward pass is stage 2's)."
     def __init__(self, triplets: TripletDataset, tokenizer, cfg: TrainConfig, **kw):
         super().__init__(triplets, tokenizer, cfg, **kw)
     def micro_batches(self, step, rank, world_size, grad_accum):
@@ -83,15 +83,8 @@ class SupervisedTask(ContrastiveTask):
         B = len(q); pos, neg = d[:B], d[B:].reshape(B, -1, d.shape[-1])
         loss = info_nce(q, pos, negatives=neg, temperature=self.tau, reduction="sum")
         return loss, {"accuracy": float((q @ pos.T).argmax(-1).eq(torch.arange(B, device=q.device)).sum())}
-    def loss(self, model, b):
-        (qi, qm), (di, dm), _ = b
-        S = max(qi.shape[1], di.shape[1])
-        pad = lambda x: F.pad(x, (0, S - x.shape[1]))
-        dev = next(model.parameters()).device
-        e = model(torch.cat([pad(qi), pad(di)]).to(dev), torch.cat([pad(qm), pad(dm)]).to(dev))
-        return _with_aux(model, *self._loss(e[: len(qi)], e[len(qi):]), len(qi))
 
-# %% ../nbs/16_stage3_finetune.ipynb #014ebe17
+# %% ../nbs/16_stage3_finetune.ipynb #777f24e9
 DEMO_SUPERVISED_SOURCES = (PairSource("medquad", "supervised/medquad.jsonl.gz", "search_query", "search_document"),
                            PairSource("scifact_train", "supervised/scifact_train.jsonl.gz", "search_query", "search_document"))
 
@@ -125,7 +118,7 @@ STAGE3_PRESETS = {
                            TrainConfig(max_steps=6612, batch_size=256, lr=2e-5, warmup_steps=400, save_every=500, log_every=10, **_STAGE3)),
 }
 
-# %% ../nbs/16_stage3_finetune.ipynb #c93c6b15
+# %% ../nbs/16_stage3_finetune.ipynb #d8dc4c4d
 def _write_mined(path: Path, triplets):
     tmp = path.with_suffix(".tmp")
     with gzip.open(tmp, "wt") as f:

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['COMMANDS', 'CLIError', 'arg', 'subcommand', 'build_parser', 'main', 'eval_command', 'mlm_command',
-           'contrastive_command', 'finetune_command']
+           'contrastive_command', 'finetune_command', 'run_command']
 
 # %% ../nbs/19_cli.ipynb #c8a6600c
 import argparse, contextlib, io, json, sys
@@ -126,3 +126,16 @@ def finetune_command(args):
     from nomic_repro.stage3 import run_finetune
     if not Path(args.init).is_dir(): raise CLIError(f"--init {args.init!r} is not a checkpoint folder")
     _run_stage(run_finetune, args, args.init)
+
+# %% ../nbs/19_cli.ipynb #9b3f0ca2
+@subcommand("run", "The whole pipeline: stage 1 -> 2 -> 3 -> evaluation -> report (resumable).",
+    arg("--preset", default="tiny", help="tiny | small | base"),
+    arg("--output-dir", required=True, help="run folder; running the command again skips finished stages"),
+    arg("--data-root", default=None, help="folder the data sources are relative to (default: the vendored data/)"),
+    arg("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="e.g. mlm.train.max_steps=100"))
+def run_command(args):
+    from nomic_repro.pipeline import run_pipeline, evaluation_table
+    try: report = run_pipeline(args.preset, args.output_dir, data_root=args.data_root, overrides=args.overrides)
+    except ValueError as e: raise CLIError(str(e)) from None
+    if report["evaluation"]: print(evaluation_table(report["evaluation"]))
+    print(f"report: {Path(args.output_dir) / 'report.html'} ({report['seconds']} s)")

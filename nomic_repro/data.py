@@ -6,7 +6,7 @@
 __all__ = ['default_data_root', 'resolve_source', 'ReadStats', 'clean_text', 'read_records', 'tokenize_documents',
            'SequenceDataset', 'mask_tokens']
 
-# %% ../nbs/11_data.ipynb #1924aa01
+# %% ../nbs/11_data.ipynb #564c7761
 import gzip, json, os, re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-# %% ../nbs/11_data.ipynb #3f040ba2
+# %% ../nbs/11_data.ipynb #02b915ac
 def default_data_root() -> Path:
     "`$NOMIC_REPRO_DATA`, else the checkout's `data/` folder."
     if os.environ.get("NOMIC_REPRO_DATA"): return Path(os.environ["NOMIC_REPRO_DATA"])
@@ -29,7 +29,7 @@ def resolve_source(source: str | os.PathLike, data_root=None) -> Path | str:
     if not p.exists(): raise FileNotFoundError(f"data source {str(source)!r} not found (looked for {p}); pass --data-root or an absolute path")
     return p
 
-# %% ../nbs/11_data.ipynb #fba6a4f9
+# %% ../nbs/11_data.ipynb #3cfea161
 @dataclass
 class ReadStats:
     "How many records a reader kept, and how many it skipped, by reason."
@@ -70,7 +70,7 @@ def read_records(source, fields: tuple[str, ...], data_root=None, limit: int | N
     if not out: raise ValueError(f"data source {str(source)!r} has no usable records with fields {list(fields)} ({stats!r})")
     return out, stats
 
-# %% ../nbs/11_data.ipynb #4134da14
+# %% ../nbs/11_data.ipynb #47e8c1ed
 def tokenize_documents(texts: list[str], tokenizer, seq_len: int, packing: str = "document") -> list[list[int]]:
     "Token-id sequences of at most `seq_len`: one or more per document (`'document'`), or the reference's concatenated stream (`'concat'`)."
     if seq_len < 3: raise ValueError(f"seq_len must be at least 3 ([CLS] token [SEP]), got {seq_len}")
@@ -83,7 +83,7 @@ def tokenize_documents(texts: list[str], tokenizer, seq_len: int, packing: str =
     n = seq_len - 2
     return [[cls, *doc[i : i + n], sep] for doc in ids if doc for i in range(0, len(doc), n)]
 
-# %% ../nbs/11_data.ipynb #92e31bb8
+# %% ../nbs/11_data.ipynb #421fb63c
 class SequenceDataset:
     "Token sequences with a deterministic, resumable batch for every (step, rank)."
     def __init__(self, seqs: list[list[int]], pad_id: int = 0, seed: int = 0):
@@ -94,11 +94,11 @@ class SequenceDataset:
 
     def indices(self, step: int, batch_size: int) -> list[int]:
         "The dataset rows of global step `step`: consecutive slots of a fresh permutation each epoch."
-        n, out = len(self.seqs), []
+        n, out, perms = len(self.seqs), [], {}
         for slot in range(step * batch_size, (step + 1) * batch_size):
             epoch, i = divmod(slot, n)
-            perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch))
-            out.append(int(perm[i]))
+            if epoch not in perms: perms[epoch] = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)).tolist()
+            out.append(perms[epoch][i])
         return out
 
     def batch(self, step: int, batch_size: int, rank: int = 0, world_size: int = 1) -> tuple[Tensor, Tensor]:
@@ -110,7 +110,7 @@ class SequenceDataset:
         ids = torch.tensor([r + [self.pad_id] * (S - len(r)) for r in rows])
         return ids, (torch.arange(S)[None] < torch.tensor([len(r) for r in rows])[:, None]).long()
 
-# %% ../nbs/11_data.ipynb #a24c21ca
+# %% ../nbs/11_data.ipynb #9a46c175
 def mask_tokens(input_ids: Tensor, attention_mask: Tensor, *, special_ids, mask_id: int, vocab_size: int,
                 mlm_prob: float = 0.3, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
     "BERT masking: choose `mlm_prob` of real non-special tokens; 80% -> [MASK], 10% -> random, 10% kept. Returns (inputs, labels)."

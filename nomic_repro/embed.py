@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['TASK_PREFIXES', 'TASK_ALIASES', 'MATRYOSHKA_DIMS', 'mean_pool', 'postprocess', 'resolve_task', 'add_prefix',
-           'Embedder']
+           'Embedder', 'length_batches']
 
-# %% ../nbs/07_embed.ipynb #0df1df3c
+# %% ../nbs/07_embed.ipynb #ff999b74
 import math, warnings
 from pathlib import Path
 import numpy as np
@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from .core import get_device, in_test
 from .checkpoint import load_pretrained, load_tokenizer, resolve_folder
 
-# %% ../nbs/07_embed.ipynb #2c4e4e3c
+# %% ../nbs/07_embed.ipynb #f3e9a561
 TASK_PREFIXES = {"search_query": "search_query: ", "search_document": "search_document: ",
                  "classification": "classification: ", "clustering": "clustering: "}
 TASK_ALIASES = {"query": "search_query", "document": "search_document", "passage": "search_document"}
@@ -36,7 +36,7 @@ def postprocess(pooled: Tensor, *, layer_norm: bool = False, dim: int | None = N
     if dim is not None: pooled = pooled[..., :dim]
     return F.normalize(pooled, dim=-1) if normalize else pooled
 
-# %% ../nbs/07_embed.ipynb #136e3e32
+# %% ../nbs/07_embed.ipynb #1f1edc56
 def resolve_task(task: str | None) -> str | None:
     if task is None: return None
     t = TASK_ALIASES.get(task, task)
@@ -52,7 +52,7 @@ def add_prefix(texts: list[str], task: str | None) -> list[str]:
     p = TASK_PREFIXES[task]
     return [t if t.startswith(p) else p + t for t in texts]
 
-# %% ../nbs/07_embed.ipynb #b4da374f
+# %% ../nbs/07_embed.ipynb #b05c552c
 class Embedder:
     "Nomic Embed inference: prefixes, length-sorted batches, mean pooling, optional v1.5 LayerNorm + Matryoshka, L2."
     def __init__(self, model, tokenizer=None, *, layer_norm: bool = False, max_length: int | None = None, device=None, dtype=None):
@@ -76,10 +76,11 @@ class Embedder:
     def __repr__(self):
         return f"Embedder({type(self.model).__name__}, layer_norm={self.layer_norm}, max_length={self.max_length}, device={self.device})"
 
-# %% ../nbs/07_embed.ipynb #86428188
-def _batches(lengths: list[int], batch_size: int):
-    "Index batches over texts sorted longest first, so padding within a batch is small."
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+# %% ../nbs/07_embed.ipynb #9fa8bcb8
+def length_batches(lengths: list[int], batch_size: int, sort: bool = True) -> list[list[int]]:
+    "Index batches of `batch_size`; with `sort`, longest first, so padding within a batch is small."
+    if batch_size < 1: raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i]) if sort else list(range(len(lengths)))
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 @torch.no_grad()
@@ -88,7 +89,6 @@ def _encode(self: Embedder, texts, task=None, dim=None, batch_size=32, max_lengt
     "Embed `texts` (str or list of str) -> float32 `[N, dim]` numpy array (or tensor); one str gives one vector."
     single = isinstance(texts, str)
     texts = add_prefix([texts] if single else list(texts), task)
-    if batch_size < 1: raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     max_length = max_length or self.max_length
     ids = self.tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"] if texts else []
     n_long = sum(len(x) > max_length for x in ids)
@@ -97,7 +97,7 @@ def _encode(self: Embedder, texts, task=None, dim=None, batch_size=32, max_lengt
     out = [None] * len(ids)
     pad_id = self.tokenizer.pad_token_id or 0
     show = (len(ids) > 256 and not in_test()) if show_progress_bar is None else show_progress_bar
-    for b in tqdm(_batches([len(x) for x in ids], batch_size), desc="encode", disable=not show):
+    for b in tqdm(length_batches([len(x) for x in ids], batch_size), desc="encode", disable=not show):
         S = max(len(ids[i]) for i in b)
         input_ids = torch.tensor([ids[i] + [pad_id] * (S - len(ids[i])) for i in b], device=self.device)
         mask = torch.tensor([[1] * len(ids[i]) + [0] * (S - len(ids[i])) for i in b], device=self.device)

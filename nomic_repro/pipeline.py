@@ -6,16 +6,16 @@
 __all__ = ['PUBLISHED', 'PIPELINE_PRESETS', 'PipelinePreset', 'get_pipeline_preset', 'run_pipeline', 'evaluation_table',
            'write_html_report']
 
-# %% ../nbs/18_pipeline.ipynb #36e2eac3
+# %% ../nbs/18_pipeline.ipynb #b6253bf0
 import json, time, html
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 from .train import apply_overrides
 from .stage1 import MLMPreset, MLM_PRESETS, run_mlm
-from .stage2 import ContrastivePreset, STAGE2_PRESETS, run_contrastive
+from .stage2 import ContrastivePreset, STAGE2_PRESETS, run_contrastive, evaluate_stage
 from .stage3 import FinetunePreset, STAGE3_PRESETS, run_finetune
 
-# %% ../nbs/18_pipeline.ipynb #8f762ee7
+# %% ../nbs/18_pipeline.ipynb #e61ca59d
 # Published reference rows for the report (nomic-embed-text-v1, MTEB results; see the shared data README).
 PUBLISHED = {"nomic-embed-text-v1 (published)": {"scifact": 0.7050, "stsb": 0.8554}}
 
@@ -37,17 +37,16 @@ def get_pipeline_preset(name: str, overrides=()) -> PipelinePreset:
     if name not in PIPELINE_PRESETS: raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PIPELINE_PRESETS)}")
     return apply_overrides(PIPELINE_PRESETS[name], list(overrides))
 
-# %% ../nbs/18_pipeline.ipynb #9ae8e532
+# %% ../nbs/18_pipeline.ipynb #0b3d9714
 def _finished(d: Path, max_steps: int) -> bool:
     log = d / "metrics.jsonl"
     if not (d / "model" / "model.safetensors").exists() or not log.exists(): return False
     lines = [l for l in log.read_text().splitlines() if l.strip()]
     return bool(lines) and json.loads(lines[-1])["step"] >= max_steps
 
-def _scores(model, tasks) -> dict:
-    "Main score of `model` on each task (the vendored evaluation data)."
-    from nomic_repro import eval as ev
-    return {t: (lambda r: r["metrics"][r["main_score"]])(ev.run_eval(str(model), t)) for t in tasks}
+def _scores(model, tasks, out: Path) -> dict:
+    "Main score of `model` on each task, through stage 2's `evaluate_stage` (which also writes `out/eval.json`)."
+    return {t: r["score"] for t, r in evaluate_stage(model, tasks, out).items()}
 
 def run_pipeline(preset: PipelinePreset | str, output_dir, *, data_root=None, overrides=(), progress=None) -> dict:
     "Stage 1 → 2 → 3 → evaluation → report under `output_dir`; finished stages are skipped, an interrupted one resumes."
@@ -61,9 +60,9 @@ def run_pipeline(preset: PipelinePreset | str, output_dir, *, data_root=None, ov
         stages["stage2"] = run_contrastive(p.contrastive, s1 / "model", s2, data_root=data_root, overrides=no_eval, progress=progress)
     if not _finished(s3, p.finetune.train.max_steps):
         stages["stage3"] = run_finetune(p.finetune, s2 / "model", s3, data_root=data_root, overrides=no_eval, progress=progress)
-    table = {f"stage {i}": _scores(d / "model", p.eval_tasks) for i, d in ((1, s1), (2, s2), (3, s3))} if p.eval_tasks else {}
+    table = {f"stage {i}": _scores(d / "model", p.eval_tasks, d) for i, d in ((1, s1), (2, s2), (3, s3))} if p.eval_tasks else {}
     for b in p.baselines:
-        table[b] = _scores(b, [t for t in p.eval_tasks if not (b == "bm25" and t != "scifact")])
+        table[b] = _scores(b, [t for t in p.eval_tasks if not (b == "bm25" and t != "scifact")], out / "baselines" / b)
     table.update({k: {t: v for t, v in row.items() if t in p.eval_tasks} for k, row in PUBLISHED.items()})
     report = {"preset": json.loads(json.dumps(asdict(p))), "evaluation": table, "seconds": round(time.time() - t0, 1),
               "stages_run": sorted(stages), "date": time.strftime("%Y-%m-%d %H:%M:%S")}
@@ -71,7 +70,7 @@ def run_pipeline(preset: PipelinePreset | str, output_dir, *, data_root=None, ov
     write_html_report(out, report)
     return report
 
-# %% ../nbs/18_pipeline.ipynb #08110d1f
+# %% ../nbs/18_pipeline.ipynb #4edcf023
 def evaluation_table(table: dict) -> str:
     "The evaluation as a markdown table, scores ×100."
     tasks = sorted({t for row in table.values() for t in row})

@@ -6,8 +6,8 @@
 __all__ = ['CKPT_DIR', 'TrainConfig', 'lr_lambda', 'make_optimizer', 'Task', 'save_checkpoint', 'list_checkpoints',
            'load_checkpoint', 'TrainingDiverged', 'train', 'setup_distributed', 'wrap_ddp', 'apply_overrides']
 
-# %% ../nbs/12_train_loop.ipynb #3348cf68
-import json, math, os, shutil, tempfile, time
+# %% ../nbs/12_train_loop.ipynb #b516477d
+import contextlib, json, math, os, shutil, tempfile, time
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 import torch
@@ -17,7 +17,7 @@ from safetensors.torch import save_model, load_model
 from tqdm.auto import tqdm
 from .core import get_device, in_test
 
-# %% ../nbs/12_train_loop.ipynb #65096f0f
+# %% ../nbs/12_train_loop.ipynb #10630cbf
 @dataclass(frozen=True)
 class TrainConfig:
     "Optimisation and bookkeeping for one training stage (defaults: Nomic's stage 1, FACTS §5.1)."
@@ -45,7 +45,7 @@ class TrainConfig:
         if self.precision not in ("auto", "fp32", "bf16"): raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
         if self.schedule not in ("linear", "inverse_sqrt"): raise ValueError(f"schedule must be 'linear' or 'inverse_sqrt', got {self.schedule!r}")
 
-# %% ../nbs/12_train_loop.ipynb #d329ab95
+# %% ../nbs/12_train_loop.ipynb #766308bb
 def lr_lambda(step: int, max_steps: int, warmup_frac: float, warmup_steps: int | None = None, schedule: str = "linear") -> float:
     "Multiplier of the peak LR at `step`: linear warmup, then linear decay to 0 at `max_steps` (or inverse-sqrt decay)."
     warm = max(1, warmup_steps if warmup_steps is not None else round(warmup_frac * max_steps))
@@ -65,7 +65,7 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig):
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, cfg.max_steps, cfg.warmup_frac, cfg.warmup_steps, cfg.schedule))
     return opt, sched
 
-# %% ../nbs/12_train_loop.ipynb #428be9fc
+# %% ../nbs/12_train_loop.ipynb #f09ad092
 class Task:
     "What a stage supplies to `train`: the micro-batches of a step, their item counts, and their summed loss."
     def micro_batches(self, step: int, rank: int, world_size: int, grad_accum: int) -> list:
@@ -86,7 +86,7 @@ class Task:
         (l * scale).backward()
         return l.detach(), m
 
-# %% ../nbs/12_train_loop.ipynb #f3baffd4
+# %% ../nbs/12_train_loop.ipynb #b5e5ace8
 CKPT_DIR = "checkpoints"
 
 def _unwrap(model: nn.Module) -> nn.Module: return getattr(model, "module", model)
@@ -123,7 +123,7 @@ def load_checkpoint(path, model: nn.Module, opt=None, sched=None) -> dict:
     torch.set_rng_state(state["torch_rng"])
     return json.loads((path / "trainer.json").read_text())
 
-# %% ../nbs/12_train_loop.ipynb #b417848d
+# %% ../nbs/12_train_loop.ipynb #6574c1ea
 class TrainingDiverged(RuntimeError):
     "The loss became NaN or infinite."
 
@@ -144,7 +144,7 @@ def _truncate_log(log: Path, step: int):
     keep = [l for l in log.read_text().splitlines() if l.strip() and json.loads(l).get("step", 0) <= step]
     tmp = log.with_suffix(".tmp"); tmp.write_text("".join(l + "\n" for l in keep)); os.replace(tmp, log)
 
-# %% ../nbs/12_train_loop.ipynb #cc3822b0
+# %% ../nbs/12_train_loop.ipynb #a2641aa9
 def _train_step(model, task, step, cfg, device, rank, world):
     "One optimizer step's forward/backward over this rank's micro-batches; returns (mean loss, metrics, tokens)."
     batches = task.micro_batches(step, rank, world, cfg.grad_accum)
@@ -153,18 +153,14 @@ def _train_step(model, task, step, cfg, device, rank, world):
     loss_sum, metrics, tokens = torch.zeros((), device=device), {}, 0
     for i, b in enumerate(batches):
         sync = i == len(batches) - 1 or not hasattr(model, "no_sync")
-        ctx = model.no_sync() if not sync else _nullcontext()
+        ctx = model.no_sync() if not sync else contextlib.nullcontext()
         with ctx, _autocast(cfg, device):
             l, m = task.loss_and_backward(model, b, world / total.item())
         loss_sum += l.float(); tokens += task.tokens(b)
         for k, v in m.items(): metrics[k] = metrics.get(k, 0.0) + float(v)
     return _all_sum(loss_sum) / total, {k: v / total.item() for k, v in metrics.items()}, tokens * world
 
-class _nullcontext:
-    def __enter__(self): return self
-    def __exit__(self, *a): return False
-
-# %% ../nbs/12_train_loop.ipynb #e29545d5
+# %% ../nbs/12_train_loop.ipynb #83261500
 def train(model: nn.Module, task: Task, cfg: TrainConfig, output_dir, *, stop_at: int | None = None, progress: bool | None = None,
           desc: str = "train") -> dict:
     "Train `model` on `task` to step `stop_at` (default `cfg.max_steps`), resuming from the newest checkpoint in `output_dir`."
@@ -199,7 +195,7 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, output_dir, *, stop_at
     bar.close()
     return {"start_step": start, "end_step": stop, "last": last}
 
-# %% ../nbs/12_train_loop.ipynb #e6320733
+# %% ../nbs/12_train_loop.ipynb #0add70c0
 def setup_distributed() -> tuple[int, int, torch.device]:
     "Initialise `torch.distributed` from torchrun's environment (if present); return (rank, world_size, device)."
     if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) == 1:
@@ -218,7 +214,7 @@ def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
     from torch.nn.parallel import DistributedDataParallel as DDP
     return DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
 
-# %% ../nbs/12_train_loop.ipynb #b5c6f10b
+# %% ../nbs/12_train_loop.ipynb #3b9bbaa6
 import dataclasses
 
 def _parse_value(text: str, current):

@@ -7,7 +7,7 @@ __all__ = ['LAYOUTS', 'CheckpointError', 'detect_layout', 'load_state_dict_stric
            'resolve_folder', 'read_state_dict', 'read_config', 'load_pretrained', 'export_state_dict',
            'save_pretrained', 'load_tokenizer']
 
-# %% ../nbs/06_checkpoints.ipynb #9f6810b1
+# %% ../nbs/06_checkpoints.ipynb #7651f936
 import json, os, re, tempfile, warnings
 from dataclasses import replace
 from pathlib import Path
@@ -17,7 +17,7 @@ import transformers
 from safetensors.torch import load_file, save_file
 from .model import NomicBertConfig, NomicBert, NomicBertForMaskedLM
 
-# %% ../nbs/06_checkpoints.ipynb #1ac79064
+# %% ../nbs/06_checkpoints.ipynb #f2c3e7d0
 LAYOUTS = ("nomic", "nomic-mlm", "transformers")
 
 class CheckpointError(ValueError):
@@ -38,40 +38,36 @@ def detect_layout(keys) -> str:
                           f"'bert.encoder.layers.0…' (nomic-bert-2048) or 'layers.0.self_attn.q_proj.weight' (transformers); "
                           f"found e.g. {sorted(keys)[:4]}")
 
-# %% ../nbs/06_checkpoints.ipynb #b63f12f0
+# %% ../nbs/06_checkpoints.ipynb #ba19846f
+def _hf_names(num_layers: int, prefix: str = "") -> dict[str, str]:
+    "Our key -> transformers' key for every tensor that is only renamed (the fused `Wqkv` is handled apart)."
+    pairs = [(o, prefix + h) for o, h in _HF_TOP]
+    pairs += [(f"encoder.layers.{i}.{o}", f"{prefix}layers.{i}.{h}") for i in range(num_layers) for o, h in _HF_LAYER]
+    return {f"{o}.{s}": f"{h}.{s}" for o, h in pairs for s in ("weight", "bias")}
+
 def _hf_to_nomic(sd: dict, num_layers: int) -> dict:
     "transformers `nomic_bert` keys (optionally `nomic_bert.`-prefixed) -> our (Nomic) keys; MLM head keys kept."
     p = "nomic_bert." if any(k.startswith("nomic_bert.") for k in sd) else ""
-    sd, out = dict(sd), {}
-    for ours, hf in _HF_TOP:
-        for s in ("weight", "bias"):
-            if f"{p}{hf}.{s}" in sd: out[f"{ours}.{s}"] = sd.pop(f"{p}{hf}.{s}")
+    ours_of = {h: o for o, h in _hf_names(num_layers, p).items()}
+    sd = dict(sd)
+    out = {ours_of[k]: sd.pop(k) for k in list(sd) if k in ours_of}
     for i in range(num_layers):
-        src, dst = f"{p}layers.{i}.", f"encoder.layers.{i}."
-        qkv = [sd.pop(f"{src}self_attn.{x}_proj.weight", None) for x in "qkv"]
-        if all(t is not None for t in qkv): out[dst + "attn.Wqkv.weight"] = torch.cat(qkv)
-        for ours, hf in _HF_LAYER:
-            for s in ("weight", "bias"):
-                if f"{src}{hf}.{s}" in sd: out[f"{dst}{ours}.{s}"] = sd.pop(f"{src}{hf}.{s}")
+        qkv = [sd.pop(f"{p}layers.{i}.self_attn.{x}_proj.weight", None) for x in "qkv"]
+        if all(t is not None for t in qkv): out[f"encoder.layers.{i}.attn.Wqkv.weight"] = torch.cat(qkv)
     if "cls.predictions.bias" in sd: sd["cls.predictions.decoder.bias"] = sd.pop("cls.predictions.bias")
-    return {**out, **{k: v for k, v in sd.items() if k.startswith("cls.")},
-            **{k: v for k, v in sd.items() if not k.startswith("cls.") and k not in out}}  # leftovers stay: reported as unexpected
+    return {**out, **sd}                          # head keys pass through; leftovers stay and are reported as unexpected
 
 def _nomic_to_hf(sd: dict, num_layers: int, prefix: str = "") -> dict:
     "Our keys -> transformers `nomic_bert` keys (encoder prefixed with `prefix`)."
-    sd, out = dict(sd), {}
-    for ours, hf in _HF_TOP:
-        for s in ("weight", "bias"):
-            if f"{ours}.{s}" in sd: out[f"{prefix}{hf}.{s}"] = sd.pop(f"{ours}.{s}")
-    for i in range(num_layers):
-        src, dst = f"encoder.layers.{i}.", f"{prefix}layers.{i}."
-        for x, t in zip("qkv", sd.pop(src + "attn.Wqkv.weight").chunk(3)): out[f"{dst}self_attn.{x}_proj.weight"] = t.contiguous()
-        for ours, hf in _HF_LAYER:
-            for s in ("weight", "bias"):
-                if f"{src}{ours}.{s}" in sd: out[f"{dst}{hf}.{s}"] = sd.pop(f"{src}{ours}.{s}")
-    return {**out, **sd}
+    hf_of, out = _hf_names(num_layers, prefix), {}
+    for k, v in sd.items():
+        if k.endswith("attn.Wqkv.weight"):
+            i = k.split(".")[2]
+            for x, t in zip("qkv", v.chunk(3)): out[f"{prefix}layers.{i}.self_attn.{x}_proj.weight"] = t.contiguous()
+        else: out[hf_of.get(k, k)] = v
+    return out
 
-# %% ../nbs/06_checkpoints.ipynb #350a4f34
+# %% ../nbs/06_checkpoints.ipynb #58bde5b9
 def load_state_dict_strict(model: nn.Module, sd: dict[str, Tensor]):
     "Load `sd` into `model` only if every key and shape matches; otherwise raise one `CheckpointError` listing all problems."
     expected = model.state_dict()
@@ -93,7 +89,7 @@ def load_state_dict_strict(model: nn.Module, sd: dict[str, Tensor]):
     model.load_state_dict(sd, strict=True)
     return model
 
-# %% ../nbs/06_checkpoints.ipynb #1c37f3a9
+# %% ../nbs/06_checkpoints.ipynb #64e2db01
 _NOMIC_NAMES = {"vocab_size": "vocab_size", "n_embd": "hidden_size", "n_layer": "num_layers", "n_head": "num_heads",
                 "n_inner": "intermediate_size", "type_vocab_size": "type_vocab_size", "layer_norm_epsilon": "layer_norm_eps",
                 "rotary_emb_base": "rotary_base", "max_trained_positions": "max_trained_positions",
@@ -138,7 +134,7 @@ def config_to_nomic_dict(cfg: NomicBertConfig, mlm: bool = False) -> dict:
                          "AutoModel": "nomic-ai/nomic-bert-2048--modeling_hf_nomic_bert.NomicBertModel"},
             **d, **_UNSUPPORTED, "n_positions": 8192, "pad_vocab_size_multiple": 64, "torch_dtype": "float32"}
 
-# %% ../nbs/06_checkpoints.ipynb #c36354ae
+# %% ../nbs/06_checkpoints.ipynb #f6f9fa79
 def resolve_folder(path_or_id: str | os.PathLike, revision: str | None = None) -> Path:
     "A local checkpoint folder: `path_or_id` itself, or a hub snapshot of it."
     p = Path(path_or_id).expanduser()
@@ -173,7 +169,7 @@ def read_config(folder: Path) -> dict:
     try: return json.loads(f.read_text())
     except json.JSONDecodeError as e: raise CheckpointError(f"{f} is not valid JSON: {e}") from e
 
-# %% ../nbs/06_checkpoints.ipynb #85856952
+# %% ../nbs/06_checkpoints.ipynb #baecce87
 def load_pretrained(path_or_id, *, with_mlm_head: bool = False, attn_impl: str = "torch", rotary_scaling_factor: float | None = None,
                     device=None, dtype=None, revision: str | None = None, moe_impl: str = "torch") -> NomicBert | NomicBertForMaskedLM:
     "Load a NomicBERT checkpoint (Nomic, nomic-bert-2048 or transformers layout; v2-moe too) from a folder or hub id, strictly."
@@ -207,7 +203,7 @@ def _load_moe(cfg, sd, attn_impl, moe_impl):
                                   f"{cfg.intermediate_size}, but config.json says num_experts={cfg.num_experts}")
     return load_state_dict_strict(NomicBertMoE(cfg, attn_impl=attn_impl, moe_impl=moe_impl), sd)
 
-# %% ../nbs/06_checkpoints.ipynb #9ba4ab2c
+# %% ../nbs/06_checkpoints.ipynb #b12c5147
 def _atomic_write(path: Path, write):
     "Write `path` through `write(tmp_path)` then rename, so a crash never leaves a partial file."
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -231,7 +227,7 @@ def _st_files(save_dir: Path, cfg: NomicBertConfig, max_seq_length: int):
     _write_json(save_dir / "config_sentence_transformers.json", {"prompts": {"query": "search_query: ", "document": "search_document: "},
         "default_prompt_name": None, "similarity_fn_name": "cosine"})
 
-# %% ../nbs/06_checkpoints.ipynb #636b99ee
+# %% ../nbs/06_checkpoints.ipynb #87dd0af7
 def export_state_dict(model: NomicBert | NomicBertForMaskedLM, layout: str = "nomic") -> dict[str, Tensor]:
     "The model's tensors under `layout`'s key names (tied decoder weight left out, as the published files do)."
     if layout not in ("nomic", "transformers"): raise ValueError(f"layout must be 'nomic' or 'transformers', got {layout!r}")
@@ -252,7 +248,7 @@ def export_state_dict(model: NomicBert | NomicBertForMaskedLM, layout: str = "no
         out.update(head)
     return out
 
-# %% ../nbs/06_checkpoints.ipynb #d201a1a1
+# %% ../nbs/06_checkpoints.ipynb #d84cb831
 def save_pretrained(model: NomicBert | NomicBertForMaskedLM, save_dir, *, layout: str = "nomic", tokenizer=None, max_seq_length: int = 8192) -> Path:
     "Write `model` (weights, config.json, tokenizer; sentence-transformers files for `layout='transformers'`) to `save_dir`."
     save_dir, cfg, mlm = Path(save_dir), model.config, isinstance(model, NomicBertForMaskedLM)
@@ -272,7 +268,7 @@ def save_pretrained(model: NomicBert | NomicBertForMaskedLM, save_dir, *, layout
     (tokenizer or load_tokenizer()).save_pretrained(str(save_dir))
     return save_dir
 
-# %% ../nbs/06_checkpoints.ipynb #7257f6fe
+# %% ../nbs/06_checkpoints.ipynb #b1605fce
 def _from_pretrained(cls, path_or_id, **kwargs):
     "Load a checkpoint folder or hub id into this class (see `load_pretrained`)."
     return load_pretrained(path_or_id, with_mlm_head=cls is NomicBertForMaskedLM, **kwargs)
@@ -284,7 +280,7 @@ def _save_pretrained(self, save_dir, **kwargs):
 for _cls in (NomicBert, NomicBertForMaskedLM):
     _cls.from_pretrained, _cls.save_pretrained = classmethod(_from_pretrained), _save_pretrained
 
-# %% ../nbs/06_checkpoints.ipynb #3998751a
+# %% ../nbs/06_checkpoints.ipynb #9bc806d2
 def load_tokenizer(path=None, model_max_length: int = 8192):
     "The checkpoint folder's tokenizer when `path` has one, else bert-base-uncased from the vendored `vocab.txt`."
     if path is not None and any((Path(path) / f).exists() for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")):

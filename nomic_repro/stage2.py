@@ -7,7 +7,7 @@ __all__ = ['DEMO_PAIR_SOURCES', 'STAGE2_PRESETS', 'PairSource', 'PairDataset', '
            'ContrastiveTask', 'consistency_filter', 'load_filter_encoder', 'ContrastiveData', 'ContrastivePreset',
            'build_pairs', 'run_contrastive', 'evaluate_stage']
 
-# %% ../nbs/15_stage2_contrastive.ipynb #a14c0d3e
+# %% ../nbs/15_stage2_contrastive.ipynb #a50c8d16
 import argparse, json, sys, time
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
@@ -20,7 +20,7 @@ from .data import read_records
 from .losses import info_nce, BiEncoder, grad_cache_backward
 from .train import TrainConfig, Task, train, setup_distributed, wrap_ddp, apply_overrides
 
-# %% ../nbs/15_stage2_contrastive.ipynb #3e893b3b
+# %% ../nbs/15_stage2_contrastive.ipynb #f26d1824
 @dataclass(frozen=True)
 class PairSource:
     "A file of (query, document) pairs and the task prefix each side gets (None: no prefix)."
@@ -57,7 +57,7 @@ def load_pair_sources(sources=DEMO_PAIR_SOURCES, data_root=None, limit: int | No
         out[s.name] = (s, rows)
     return out
 
-# %% ../nbs/15_stage2_contrastive.ipynb #fae3b2d3
+# %% ../nbs/15_stage2_contrastive.ipynb #d6ba8512
 def tokenize_side(tokenizer, texts: list[str], max_length: int) -> tuple[Tensor, Tensor]:
     "Right-padded ids and mask for `texts`, truncated to `max_length` tokens."
     b = tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
@@ -106,7 +106,7 @@ class ContrastiveTask(Task):
                                 chunk_size=self.chunk, scale=scale)
         return l, {}
 
-# %% ../nbs/15_stage2_contrastive.ipynb #d4f04ce1
+# %% ../nbs/15_stage2_contrastive.ipynb #f97267ee
 @torch.no_grad()
 def consistency_filter(pairs: list[tuple[str, str]], encoder, *, sample_size: int = 10_000, top_k: int = 2,
                        batch_size: int = 64, max_length: int = 256) -> list[bool]:
@@ -128,7 +128,7 @@ def load_filter_encoder(spec="minilm", device=None):
     from nomic_repro.eval import load_encoder       # the evaluation harness owns the baseline encoders
     return load_encoder(spec, device=device)
 
-# %% ../nbs/15_stage2_contrastive.ipynb #9c2708bd
+# %% ../nbs/15_stage2_contrastive.ipynb #96d6cc21
 @dataclass(frozen=True)
 class ContrastiveData:
     sources: tuple = DEMO_PAIR_SOURCES
@@ -162,7 +162,7 @@ STAGE2_PRESETS = {
                               grad_cache_chunk=64),
 }
 
-# %% ../nbs/15_stage2_contrastive.ipynb #dd2153e3
+# %% ../nbs/15_stage2_contrastive.ipynb #171e61b7
 def build_pairs(preset: ContrastivePreset, data_root=None, device=None, report: dict | None = None) -> PairDataset:
     "Read the preset's sources and apply consistency filtering; `report` receives kept/total per source."
     srcs = load_pair_sources(preset.data.sources, data_root, preset.data.limit_per_source)
@@ -177,8 +177,14 @@ def build_pairs(preset: ContrastivePreset, data_root=None, device=None, report: 
     elif report is not None: report.update({n: {"pairs": len(r), "kept": len(r)} for n, (s, r) in srcs.items()})
     return PairDataset(srcs, seed=preset.train.seed)
 
+def _contrastive_task(preset: ContrastivePreset, data_root, device, report: dict) -> ContrastiveTask:
+    "Stage 2's task: the filtered pair sources, one per batch."
+    return ContrastiveTask(build_pairs(preset, data_root, device, report), load_tokenizer(), preset.train, temperature=preset.temperature,
+                           query_max_length=preset.data.query_max_length, doc_max_length=preset.data.doc_max_length,
+                           grad_cache_chunk=preset.grad_cache_chunk)
+
 def run_contrastive(preset: ContrastivePreset | str, init_from, output_dir, *, data_root=None, max_steps=None, overrides=(),
-                    progress=None, presets=None, task_cls=None, desc="stage 2 (contrastive)") -> dict:
+                    progress=None, presets=None, make_task=_contrastive_task, desc="stage 2 (contrastive)") -> dict:
     "Contrastive training of the encoder at `init_from` (a checkpoint folder) into `output_dir`, resumable."
     presets = presets or STAGE2_PRESETS
     if isinstance(preset, str):
@@ -188,15 +194,12 @@ def run_contrastive(preset: ContrastivePreset | str, init_from, output_dir, *, d
     rank, world, device = setup_distributed()
     out = Path(output_dir); out.mkdir(parents=True, exist_ok=True)
     report = {}
-    pairs = build_pairs(preset, data_root, device, report) if task_cls is None else None
+    task = make_task(preset, data_root, device, report)
     seed_everything(preset.train.seed)
     enc = load_pretrained(init_from, device=device)
     if getattr(preset, "aux_loss_coef", None) is not None and getattr(enc.config, "num_experts", 0):
         enc.config = replace(enc.config, router_aux_loss_coef=preset.aux_loss_coef)
     model = wrap_ddp(BiEncoder(enc, layer_norm=preset.layer_norm), device)
-    task = (task_cls or ContrastiveTask)(pairs, load_tokenizer(), preset.train, temperature=preset.temperature,
-            query_max_length=preset.data.query_max_length, doc_max_length=preset.data.doc_max_length, grad_cache_chunk=preset.grad_cache_chunk) \
-        if task_cls is None else task_cls(preset, data_root, device, report)
     t0 = time.time()
     res = train(model, task, preset.train, out, stop_at=max_steps, progress=progress, desc=desc)
     scores = {}

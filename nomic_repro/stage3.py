@@ -6,7 +6,7 @@
 __all__ = ['DEMO_SUPERVISED_SOURCES', 'STAGE3_PRESETS', 'mine_hard_negatives', 'TripletDataset', 'SupervisedTask', 'FinetuneData',
            'FinetunePreset', 'build_triplets', 'run_finetune']
 
-# %% ../nbs/16_stage3_finetune.ipynb #b2ee2e78
+# %% ../nbs/16_stage3_finetune.ipynb #0e52e042
 import gzip, json, time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,7 +22,7 @@ from .train import TrainConfig
 from .stage2 import (PairSource, ContrastiveTask, ContrastiveData, ContrastivePreset, tokenize_side,
                                 load_filter_encoder, run_contrastive, _with_aux)
 
-# %% ../nbs/16_stage3_finetune.ipynb #6e0f625b
+# %% ../nbs/16_stage3_finetune.ipynb #d7feefdc
 @torch.no_grad()
 def mine_hard_negatives(pairs: list[tuple[str, str]], encoder, *, top_k: int = 20, batch_size: int = 64, max_length: int = 256,
                         seed: int = 0) -> list[list[str]]:
@@ -48,7 +48,7 @@ def mine_hard_negatives(pairs: list[tuple[str, str]], encoder, *, top_k: int = 2
             mined[q] = neg
     return [mined[q] for q, _ in pairs]
 
-# %% ../nbs/16_stage3_finetune.ipynb #5550b2dc
+# %% ../nbs/16_stage3_finetune.ipynb #5a4ed08e
 class TripletDataset:
     "(query, positive, stored negatives) triplets from one or more sources; one source per step (∝ size), a fresh negative sample."
     def __init__(self, sources: dict[str, tuple[PairSource, list]], n_negatives: int = 7, seed: int = 0):
@@ -84,7 +84,7 @@ class SupervisedTask(ContrastiveTask):
         loss = info_nce(q, pos, negatives=neg, temperature=self.tau, reduction="sum")
         return loss, {"accuracy": float((q @ pos.T).argmax(-1).eq(torch.arange(B, device=q.device)).sum())}
 
-# %% ../nbs/16_stage3_finetune.ipynb #777f24e9
+# %% ../nbs/16_stage3_finetune.ipynb #dad91fef
 DEMO_SUPERVISED_SOURCES = (PairSource("medquad", "supervised/medquad.jsonl.gz", "search_query", "search_document"),
                            PairSource("scifact_train", "supervised/scifact_train.jsonl.gz", "search_query", "search_document"))
 
@@ -118,7 +118,7 @@ STAGE3_PRESETS = {
                            TrainConfig(max_steps=6612, batch_size=256, lr=2e-5, warmup_steps=400, save_every=500, log_every=10, **_STAGE3)),
 }
 
-# %% ../nbs/16_stage3_finetune.ipynb #d8dc4c4d
+# %% ../nbs/16_stage3_finetune.ipynb #c5018677
 def _write_mined(path: Path, triplets):
     tmp = path.with_suffix(".tmp")
     with gzip.open(tmp, "wt") as f:
@@ -154,5 +154,5 @@ def run_finetune(preset: FinetunePreset | str, init_from, output_dir, *, data_ro
         trip = build_triplets(p, out, data_root, device, report)
         return SupervisedTask(trip, load_tokenizer(), p.train, temperature=p.temperature, query_max_length=p.data.query_max_length,
                               doc_max_length=p.data.doc_max_length, grad_cache_chunk=p.grad_cache_chunk)
-    return run_contrastive(preset, init_from, out, data_root=data_root, max_steps=max_steps, progress=progress, task_cls=make_task,
+    return run_contrastive(preset, init_from, out, data_root=data_root, max_steps=max_steps, progress=progress, make_task=make_task,
                            desc="stage 3 (fine-tune)")

@@ -7,7 +7,7 @@ __all__ = ['ATTN_IMPLS', 'NomicBertConfig', 'NomicBertAttention', 'NomicBertMLP'
            'NomicBertEncoder', 'NomicBert', 'init_weights', 'MaskedLMOutput', 'NomicBertPredictionHeadTransform',
            'NomicBertLMPredictionHead', 'NomicBertMLMHead', 'NomicBertForMaskedLM']
 
-# %% ../nbs/05_nomic_bert.ipynb #4db0fc77
+# %% ../nbs/05_nomic_bert.ipynb #cc9af0d7
 import math
 from dataclasses import dataclass, asdict, fields, replace
 from functools import partial
@@ -19,7 +19,7 @@ from .rope import RotaryEmbedding, apply_rotary
 from .ntk import DynamicNTKRotaryEmbedding
 from .attention import attention_sdpa, unpad, pad
 
-# %% ../nbs/05_nomic_bert.ipynb #c7b4544e
+# %% ../nbs/05_nomic_bert.ipynb #76af7909
 @dataclass(frozen=True)
 class NomicBertConfig:
     "Architecture of a NomicBERT encoder; the defaults are nomic-embed-text-v1/v1.5."
@@ -78,7 +78,7 @@ class NomicBertConfig:
         if unknown: raise ValueError(f"unknown NomicBertConfig keys {unknown}; valid keys are {sorted(names)}")
         return cls(**d)
 
-# %% ../nbs/05_nomic_bert.ipynb #35163f30
+# %% ../nbs/05_nomic_bert.ipynb #8081b1cb
 class NomicBertAttention(nn.Module):
     "Fused-QKV multi-head attention with rotary q and k; `attn_fn(q, k, v)` does the attention proper."
     def __init__(self, cfg: NomicBertConfig):
@@ -120,8 +120,8 @@ class NomicBertBlock(nn.Module):
         h = self.norm1(h + self.attn(h, cos, sin, attn_fn))
         return self.norm2(h + self.mlp(h))
 
-# %% ../nbs/05_nomic_bert.ipynb #423814f3
-ATTN_IMPLS = ("torch", "triton")
+# %% ../nbs/05_nomic_bert.ipynb #11336fe3
+ATTN_IMPLS = ("torch", "triton", "auto")            # "auto": the Triton kernel when CUDA is available, else torch
 
 def _flash_varlen():
     try: from nomic_repro.kernels.flash_attn import flash_attn_varlen
@@ -150,7 +150,7 @@ class NomicBertEncoder(nn.Module):
         super().__init__()
         self.layers = nn.ModuleList([NomicBertBlock(cfg, moe_mlp(cfg) if cfg.is_moe_layer(i) else None) for i in range(cfg.num_layers)])
 
-# %% ../nbs/05_nomic_bert.ipynb #826b1d68
+# %% ../nbs/05_nomic_bert.ipynb #7223ad97
 class NomicBert(nn.Module):
     "The NomicBERT encoder: token ids `[B, S]` (right-padded) -> last hidden state `[B, S, hidden]`."
     moe_mlp = None   # the MoE layer class; set by `model_moe.NomicBertMoE`, which builds mixture-of-experts configs
@@ -172,6 +172,7 @@ class NomicBert(nn.Module):
     @attn_impl.setter
     def attn_impl(self, v: str):
         if v not in ATTN_IMPLS: raise ValueError(f"attn_impl must be one of {ATTN_IMPLS}, got {v!r}")
+        if v == "auto": v = "triton" if torch.cuda.is_available() else "torch"
         if v == "triton": _flash_varlen()
         self._attn_impl = v
 
@@ -195,7 +196,7 @@ class NomicBert(nn.Module):
         for layer in self.encoder.layers: hp = layer(hp, cos[pos], sin[pos], attn)
         return pad(hp, idx, B, S)
 
-# %% ../nbs/05_nomic_bert.ipynb #d772a5e9
+# %% ../nbs/05_nomic_bert.ipynb #c29e7c68
 def init_weights(m: nn.Module, std: float = 0.02):
     "BERT's initialisation: normal(0, std) weights, zero biases, unit LayerNorms."
     if isinstance(m, (nn.Linear, nn.Embedding)):
@@ -217,7 +218,7 @@ def _check_inputs(input_ids: Tensor, attention_mask: Tensor | None, cfg: NomicBe
     if not _right_padded(mask): raise ValueError("attention_mask must be right-padded (real tokens first): NomicBERT's rotary positions count from column 0")
     return mask
 
-# %% ../nbs/05_nomic_bert.ipynb #200164e5
+# %% ../nbs/05_nomic_bert.ipynb #6e2c202f
 @dataclass
 class MaskedLMOutput:
     "MLM logits `[B, S, vocab]` and, when labels were given, the mean cross-entropy over labelled (≠ -100) tokens."
@@ -245,7 +246,7 @@ class NomicBertMLMHead(nn.Module):
         self.predictions = NomicBertLMPredictionHead(cfg)
     def forward(self, h): return self.predictions(h)
 
-# %% ../nbs/05_nomic_bert.ipynb #1a4d0d05
+# %% ../nbs/05_nomic_bert.ipynb #66351ca9
 class NomicBertForMaskedLM(nn.Module):
     "NomicBERT with the MLM head; the decoder weight is tied to the word embeddings."
     def __init__(self, cfg: NomicBertConfig = NomicBertConfig(), attn_impl: str = "torch"):

@@ -6,7 +6,7 @@
 __all__ = ['MLM_PRESETS', 'MLMData', 'MLMPreset', 'get_mlm_preset', 'MLMObjective', 'MLMTask', 'build_mlm_dataset', 'run_mlm',
            'add_mlm_args', 'mlm_from_args', 'main']
 
-# %% ../nbs/13_stage1_mlm.ipynb #c5dcc627
+# %% ../nbs/13_stage1_mlm.ipynb #1e8d6c8d
 import argparse, json, sys, time
 from dataclasses import dataclass, asdict, field, replace
 from pathlib import Path
@@ -19,7 +19,7 @@ from .checkpoint import load_tokenizer, save_pretrained
 from .data import read_records, tokenize_documents, SequenceDataset, mask_tokens
 from .train import TrainConfig, Task, train, setup_distributed, wrap_ddp, apply_overrides, list_checkpoints
 
-# %% ../nbs/13_stage1_mlm.ipynb #fa0bebe1
+# %% ../nbs/13_stage1_mlm.ipynb #66f9f94c
 @dataclass(frozen=True)
 class MLMData:
     "Where stage 1 reads text and how it cuts it."
@@ -55,7 +55,7 @@ def get_mlm_preset(name: str, overrides=()) -> MLMPreset:
     if name not in MLM_PRESETS: raise ValueError(f"unknown preset {name!r}; choose one of {sorted(MLM_PRESETS)}")
     return apply_overrides(MLM_PRESETS[name], list(overrides))
 
-# %% ../nbs/13_stage1_mlm.ipynb #c24f5bb7
+# %% ../nbs/13_stage1_mlm.ipynb #36542545
 class MLMObjective(nn.Module):
     "Summed cross-entropy (and correct predictions) of an MLM model at the labelled positions only."
     def __init__(self, mlm: NomicBertForMaskedLM):
@@ -93,18 +93,21 @@ class MLMTask(Task):
         l, correct = model(*(t.to(dev) for t in b))
         return l, {"accuracy": correct}
 
-# %% ../nbs/13_stage1_mlm.ipynb #dd1b2928
+# %% ../nbs/13_stage1_mlm.ipynb #283d798c
+_NOT_PART_OF_THE_RUN = ("save_every", "log_every")                     # may change between invocations of one run
+
+def _flat(d: dict, prefix="") -> dict:
+    "`{'train': {'lr': 1}}` -> `{'train.lr': 1}`."
+    return {k2: v2 for k, v in d.items() for k2, v2 in (_flat(v, f"{prefix}{k}.").items() if isinstance(v, dict) else [(f"{prefix}{k}", v)])}
+
 def _check_same_preset(out: Path, preset: MLMPreset):
+    "Refuse to continue a run folder that was started with a different preset; remember the preset otherwise."
     f = out / "preset.json"
-    cur = json.loads(json.dumps(asdict(preset)))
-    if f.exists():
-        old = json.loads(f.read_text())
-        old_cmp = {**old, "train": {k: v for k, v in old["train"].items() if k not in ("save_every", "log_every")}}
-        cur_cmp = {**cur, "train": {k: v for k, v in cur["train"].items() if k not in ("save_every", "log_every")}}
-        if old_cmp != cur_cmp:
-            diff = sorted(f"{s}.{k}" for s in cur if isinstance(cur[s], dict) for k in cur[s] if old.get(s, {}).get(k) != cur[s][k] and k not in ("save_every", "log_every"))
-            raise ValueError(f"{out} holds a run with a different preset (differs in {diff or 'name'}); use a new --output-dir")
-    else: f.write_text(json.dumps(cur, indent=2))
+    cur = _flat(json.loads(json.dumps(asdict(preset))))
+    if not f.exists(): f.write_text(json.dumps(asdict(preset), indent=2)); return
+    old = _flat(json.loads(f.read_text()))
+    diff = sorted(k for k in cur.keys() | old.keys() if cur.get(k) != old.get(k) and k.rsplit(".", 1)[-1] not in _NOT_PART_OF_THE_RUN)
+    if diff: raise ValueError(f"{out} holds a run with a different preset (differs in {diff}); use a new --output-dir")
 
 def build_mlm_dataset(preset: MLMPreset, tokenizer, data_root=None) -> tuple[SequenceDataset, dict]:
     "Read every source of the preset, tokenize, and report how many records each kept and skipped."
@@ -115,7 +118,7 @@ def build_mlm_dataset(preset: MLMPreset, tokenizer, data_root=None) -> tuple[Seq
     seqs = tokenize_documents(texts, tokenizer, preset.data.seq_len, preset.data.packing)
     return SequenceDataset(seqs, pad_id=tokenizer.pad_token_id, seed=preset.train.seed), report
 
-# %% ../nbs/13_stage1_mlm.ipynb #64a3027b
+# %% ../nbs/13_stage1_mlm.ipynb #d9a3ee32
 def run_mlm(preset: MLMPreset | str, output_dir, *, data_root=None, max_steps: int | None = None, overrides=(),
             progress: bool | None = None) -> dict:
     "Stage 1: train `NomicBertForMaskedLM` with `preset` into `output_dir` (resuming), stopping after `max_steps` if given."
@@ -126,8 +129,7 @@ def run_mlm(preset: MLMPreset | str, output_dir, *, data_root=None, max_steps: i
     tok = load_tokenizer()
     ds, report = build_mlm_dataset(preset, tok, data_root)
     seed_everything(preset.train.seed)
-    attn = preset.attn_impl if preset.attn_impl != "auto" else ("triton" if device.type == "cuda" else "torch")
-    mlm = NomicBertForMaskedLM(preset.model, attn_impl=attn).to(device)
+    mlm = NomicBertForMaskedLM(preset.model, attn_impl=preset.attn_impl).to(device)    # "auto" is resolved by the model
     model = wrap_ddp(MLMObjective(mlm), device)
     t0 = time.time()
     res = train(model, MLMTask(ds, tok, preset.train, preset.data.mlm_prob), preset.train, out, stop_at=max_steps, progress=progress, desc="stage 1 (MLM)")
@@ -136,7 +138,7 @@ def run_mlm(preset: MLMPreset | str, output_dir, *, data_root=None, max_steps: i
     return {"preset": preset.name, "sequences": len(ds), "data": report, **res, "seconds": round(time.time() - t0, 1),
             "first_loss": log[0]["loss"] if log else None, "last_loss": log[-1]["loss"] if log else None, "model_dir": str(out / "model")}
 
-# %% ../nbs/13_stage1_mlm.ipynb #391682d2
+# %% ../nbs/13_stage1_mlm.ipynb #c4ac0c64
 def add_mlm_args(p: argparse.ArgumentParser):
     p.add_argument("--preset", default="tiny", help=f"one of {sorted(MLM_PRESETS)}")
     p.add_argument("--output-dir", required=True, help="run folder; rerunning on it resumes")
@@ -158,5 +160,5 @@ def main(argv=None):
     try: mlm_from_args(args)
     except (ValueError, FileNotFoundError, KeyError) as e: sys.exit(f"error: {e}")
 
-# %% ../nbs/13_stage1_mlm.ipynb #0c405647
+# %% ../nbs/13_stage1_mlm.ipynb #61091ed5
 if __name__ == "__main__": main()

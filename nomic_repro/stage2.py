@@ -7,7 +7,7 @@ __all__ = ['DEMO_PAIR_SOURCES', 'STAGE2_PRESETS', 'PairSource', 'PairDataset', '
            'ContrastiveTask', 'consistency_filter', 'load_filter_encoder', 'ContrastiveData', 'ContrastivePreset',
            'build_pairs', 'run_contrastive', 'evaluate_stage']
 
-# %% ../nbs/15_stage2_contrastive.ipynb #a50c8d16
+# %% ../nbs/15_stage2_contrastive.ipynb #87b3a65e
 import argparse, json, sys, time
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
@@ -20,7 +20,7 @@ from .data import read_records
 from .losses import info_nce, BiEncoder, grad_cache_backward
 from .train import TrainConfig, Task, train, setup_distributed, wrap_ddp, apply_overrides
 
-# %% ../nbs/15_stage2_contrastive.ipynb #f26d1824
+# %% ../nbs/15_stage2_contrastive.ipynb #5ff61f45
 @dataclass(frozen=True)
 class PairSource:
     "A file of (query, document) pairs and the task prefix each side gets (None: no prefix)."
@@ -57,7 +57,7 @@ def load_pair_sources(sources=DEMO_PAIR_SOURCES, data_root=None, limit: int | No
         out[s.name] = (s, rows)
     return out
 
-# %% ../nbs/15_stage2_contrastive.ipynb #d6ba8512
+# %% ../nbs/15_stage2_contrastive.ipynb #d08513ed
 def tokenize_side(tokenizer, texts: list[str], max_length: int) -> tuple[Tensor, Tensor]:
     "Right-padded ids and mask for `texts`, truncated to `max_length` tokens."
     b = tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
@@ -106,7 +106,7 @@ class ContrastiveTask(Task):
                                 chunk_size=self.chunk, scale=scale)
         return l, {}
 
-# %% ../nbs/15_stage2_contrastive.ipynb #f97267ee
+# %% ../nbs/15_stage2_contrastive.ipynb #28bc137d
 @torch.no_grad()
 def consistency_filter(pairs: list[tuple[str, str]], encoder, *, sample_size: int = 10_000, top_k: int = 2,
                        batch_size: int = 64, max_length: int = 256) -> list[bool]:
@@ -128,7 +128,7 @@ def load_filter_encoder(spec="minilm", device=None):
     from nomic_repro.eval import load_encoder       # the evaluation harness owns the baseline encoders
     return load_encoder(spec, device=device)
 
-# %% ../nbs/15_stage2_contrastive.ipynb #96d6cc21
+# %% ../nbs/15_stage2_contrastive.ipynb #6ec1d1d7
 @dataclass(frozen=True)
 class ContrastiveData:
     sources: tuple = DEMO_PAIR_SOURCES
@@ -162,7 +162,7 @@ STAGE2_PRESETS = {
                               grad_cache_chunk=64),
 }
 
-# %% ../nbs/15_stage2_contrastive.ipynb #171e61b7
+# %% ../nbs/15_stage2_contrastive.ipynb #1c62fd5f
 def build_pairs(preset: ContrastivePreset, data_root=None, device=None, report: dict | None = None) -> PairDataset:
     "Read the preset's sources and apply consistency filtering; `report` receives kept/total per source."
     srcs = load_pair_sources(preset.data.sources, data_root, preset.data.limit_per_source)

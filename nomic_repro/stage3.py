@@ -6,7 +6,7 @@
 __all__ = ['DEMO_SUPERVISED_SOURCES', 'STAGE3_PRESETS', 'mine_hard_negatives', 'TripletDataset', 'SupervisedTask', 'FinetuneData',
            'FinetunePreset', 'build_triplets', 'run_finetune']
 
-# %% ../nbs/16_stage3_finetune.ipynb #0e52e042
+# %% ../nbs/16_stage3_finetune.ipynb #89c01d86
 import gzip, json, time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,7 +22,7 @@ from .train import TrainConfig
 from .stage2 import (PairSource, ContrastiveTask, ContrastiveData, ContrastivePreset, tokenize_side,
                                 load_filter_encoder, run_contrastive, _with_aux)
 
-# %% ../nbs/16_stage3_finetune.ipynb #d7feefdc
+# %% ../nbs/16_stage3_finetune.ipynb #b8c5e5ca
 @torch.no_grad()
 def mine_hard_negatives(pairs: list[tuple[str, str]], encoder, *, top_k: int = 20, batch_size: int = 64, max_length: int = 256,
                         seed: int = 0) -> list[list[str]]:
@@ -48,7 +48,7 @@ def mine_hard_negatives(pairs: list[tuple[str, str]], encoder, *, top_k: int = 2
             mined[q] = neg
     return [mined[q] for q, _ in pairs]
 
-# %% ../nbs/16_stage3_finetune.ipynb #5a4ed08e
+# %% ../nbs/16_stage3_finetune.ipynb #cf371007
 class TripletDataset:
     "(query, positive, stored negatives) triplets from one or more sources; one source per step (∝ size), a fresh negative sample."
     def __init__(self, sources: dict[str, tuple[PairSource, list]], n_negatives: int = 7, seed: int = 0):
@@ -84,7 +84,7 @@ class SupervisedTask(ContrastiveTask):
         loss = info_nce(q, pos, negatives=neg, temperature=self.tau, reduction="sum")
         return loss, {"accuracy": float((q @ pos.T).argmax(-1).eq(torch.arange(B, device=q.device)).sum())}
 
-# %% ../nbs/16_stage3_finetune.ipynb #dad91fef
+# %% ../nbs/16_stage3_finetune.ipynb #94bcd216
 DEMO_SUPERVISED_SOURCES = (PairSource("medquad", "supervised/medquad.jsonl.gz", "search_query", "search_document"),
                            PairSource("scifact_train", "supervised/scifact_train.jsonl.gz", "search_query", "search_document"))
 
@@ -118,7 +118,7 @@ STAGE3_PRESETS = {
                            TrainConfig(max_steps=6612, batch_size=256, lr=2e-5, warmup_steps=400, save_every=500, log_every=10, **_STAGE3)),
 }
 
-# %% ../nbs/16_stage3_finetune.ipynb #c5018677
+# %% ../nbs/16_stage3_finetune.ipynb #24886c2c
 def _write_mined(path: Path, triplets):
     tmp = path.with_suffix(".tmp")
     with gzip.open(tmp, "wt") as f:

@@ -18,7 +18,7 @@ from .embed import add_prefix
 from .checkpoint import load_pretrained, load_tokenizer, save_pretrained
 from .data import read_records
 from .losses import info_nce, BiEncoder, grad_cache_backward
-from .train import TrainConfig, Task, train, setup_distributed, wrap_ddp, apply_overrides
+from .train import TrainConfig, Task, train, setup_distributed, wrap_ddp, apply_overrides, rank0_result
 
 # %% ../nbs/15_stage2_contrastive.ipynb #5ff61f45
 @dataclass(frozen=True)
@@ -163,18 +163,19 @@ STAGE2_PRESETS = {
 }
 
 # %% ../nbs/15_stage2_contrastive.ipynb #1c62fd5f
+def _filter_masks(preset: ContrastivePreset, srcs: dict, device) -> dict:
+    "Consistency-filter keep masks per source (run on rank 0 only under torchrun, so every rank trains on the same pairs)."
+    enc = load_filter_encoder(preset.data.filter_model, device)
+    return {name: consistency_filter(rows, enc, sample_size=preset.data.filter_sample_size, top_k=preset.data.filter_top_k,
+                                     max_length=preset.data.filter_max_length) for name, (s, rows) in srcs.items()}
+
 def build_pairs(preset: ContrastivePreset, data_root=None, device=None, report: dict | None = None) -> PairDataset:
     "Read the preset's sources and apply consistency filtering; `report` receives kept/total per source."
     srcs = load_pair_sources(preset.data.sources, data_root, preset.data.limit_per_source)
-    if preset.data.filter_model:
-        enc = load_filter_encoder(preset.data.filter_model, device)
-        for name, (s, rows) in list(srcs.items()):
-            keep = consistency_filter(rows, enc, sample_size=preset.data.filter_sample_size, top_k=preset.data.filter_top_k,
-                                      max_length=preset.data.filter_max_length)
-            kept = [r for r, k in zip(rows, keep) if k]
-            if report is not None: report[name] = {"pairs": len(rows), "kept": len(kept)}
-            srcs[name] = (s, kept)
-    elif report is not None: report.update({n: {"pairs": len(r), "kept": len(r)} for n, (s, r) in srcs.items()})
+    keeps = rank0_result(_filter_masks, preset, srcs, device) if preset.data.filter_model else {n: [True] * len(r) for n, (s, r) in srcs.items()}
+    for name, (s, rows) in list(srcs.items()):
+        srcs[name] = (s, [r for r, k in zip(rows, keeps[name]) if k])
+        if report is not None: report[name] = {"pairs": len(rows), "kept": len(srcs[name][1])}
     return PairDataset(srcs, seed=preset.train.seed)
 
 def _contrastive_task(preset: ContrastivePreset, data_root, device, report: dict) -> ContrastiveTask:

@@ -18,7 +18,7 @@ from .embed import add_prefix
 from .checkpoint import load_tokenizer
 from .data import read_records
 from .losses import info_nce
-from .train import TrainConfig
+from .train import TrainConfig, rank0_result
 from .stage2 import (PairSource, ContrastiveTask, ContrastiveData, ContrastivePreset, tokenize_side,
                                 load_filter_encoder, run_contrastive, _with_aux)
 
@@ -125,21 +125,25 @@ def _write_mined(path: Path, triplets):
         for q, d, n in triplets: f.write(json.dumps({"query": q, "document": d, "negatives": n}) + "\n")
     tmp.replace(path)
 
-def build_triplets(preset: FinetunePreset, out: Path, data_root=None, device=None, report: dict | None = None) -> TripletDataset:
-    "Mined triplets per source, cached in `out/mined-<source>.jsonl.gz` (mining runs once per output folder)."
-    sources, miner = {}, None
+def _mine_missing(preset: FinetunePreset, out: Path, data_root=None, device=None):
+    "Mine and cache every source whose `out/mined-<source>.jsonl.gz` is missing (rank 0's job under torchrun)."
+    miner = None
     for src in preset.data.sources:
         cache = out / f"mined-{src.name}.jsonl.gz"
-        if cache.exists():
-            trip = [(r["query"], r["document"], r["negatives"]) for r in map(json.loads, gzip.open(cache, "rt"))]
-        else:
-            rows, stats = read_records(src.path, ("query", "document"), data_root=data_root, limit=preset.data.limit)
-            miner = miner or load_filter_encoder(preset.data.miner, device)
-            negs = mine_hard_negatives(rows, miner, top_k=preset.data.mine_top_k, seed=preset.train.seed)
-            trip = [(q, d, n) for (q, d), n in zip(rows, negs)]
-            _write_mined(cache, trip)
-        sources[src.name] = (src, trip)
-        if report is not None: report[src.name] = {"triplets": len(trip), "mined_per_query": preset.data.mine_top_k}
+        if cache.exists(): continue
+        rows, stats = read_records(src.path, ("query", "document"), data_root=data_root, limit=preset.data.limit)
+        miner = miner or load_filter_encoder(preset.data.miner, device)
+        negs = mine_hard_negatives(rows, miner, top_k=preset.data.mine_top_k, seed=preset.train.seed)
+        _write_mined(cache, [(q, d, n) for (q, d), n in zip(rows, negs)])
+
+def build_triplets(preset: FinetunePreset, out: Path, data_root=None, device=None, report: dict | None = None) -> TripletDataset:
+    "Mined triplets per source, cached in `out/mined-<source>.jsonl.gz` (mining runs once per output folder)."
+    rank0_result(_mine_missing, preset, out, data_root, device)
+    sources = {}
+    for src in preset.data.sources:
+        with gzip.open(out / f"mined-{src.name}.jsonl.gz", "rt") as f:
+            sources[src.name] = (src, [(r["query"], r["document"], r["negatives"]) for r in map(json.loads, f)])
+        if report is not None: report[src.name] = {"triplets": len(sources[src.name][1]), "mined_per_query": preset.data.mine_top_k}
     return TripletDataset(sources, preset.data.n_negatives, preset.train.seed)
 
 def run_finetune(preset: FinetunePreset | str, init_from, output_dir, *, data_root=None, max_steps=None, overrides=(), progress=None) -> dict:

@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['CKPT_DIR', 'TrainConfig', 'lr_lambda', 'make_optimizer', 'Task', 'save_checkpoint', 'list_checkpoints',
-           'load_checkpoint', 'TrainingDiverged', 'train', 'setup_distributed', 'wrap_ddp', 'apply_overrides']
+           'load_checkpoint', 'TrainingDiverged', 'train', 'setup_distributed', 'wrap_ddp', 'rank0_result',
+           'apply_overrides']
 
 # %% ../nbs/12_train_loop.ipynb #b516477d
 import contextlib, json, math, os, shutil, tempfile, time
@@ -213,6 +214,20 @@ def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
     if _world()[1] == 1: return model
     from torch.nn.parallel import DistributedDataParallel as DDP
     return DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+# %% ../nbs/12_train_loop.ipynb #98ee3b05
+def rank0_result(fn, *args, **kwargs):
+    "`fn(*args, **kwargs)` computed on rank 0 only and broadcast to every rank; a plain call when not distributed."
+    rank, world = _world()
+    if world == 1: return fn(*args, **kwargs)
+    box = [None]
+    if rank == 0:
+        try: box = [(True, fn(*args, **kwargs))]
+        except Exception as e: box = [(False, e)]
+    dist.broadcast_object_list(box, src=0)
+    ok, value = box[0]
+    if not ok: raise value
+    return value
 
 # %% ../nbs/12_train_loop.ipynb #3b9bbaa6
 import dataclasses

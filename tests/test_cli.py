@@ -72,3 +72,30 @@ def test_minilm_reproduces_published_stsb_through_the_cli(tmp_path):
     res = json.loads((tmp_path / "stsb.json").read_text())[0]
     assert res["n_pairs"] == 1379 and res["model"] == "all-MiniLM-L6-v2"
     assert abs(100 * res["metrics"]["cosine_spearman"] - 82.0) <= 0.5, res["metrics"]
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["run", "--preset", "huge", "--output-dir", "{tmp}/r"], "unknown preset 'huge'"),
+    (["run", "--output-dir", "{tmp}/r", "--set", "mlm.train.lrr=1"], "unknown setting 'mlm.train.lrr'"),
+    (["run", "--output-dir", "{tmp}/r", "--set", "mlm.train.max_steps=many"], "cannot set a int setting"),
+    (["run", "--output-dir", "{tmp}/r", "--data-root", "{tmp}/nowhere", "--set", "mlm.train.max_steps=1"], "nowhere"),
+    (["run", "--output-dir", "{tmp}/r", "--config", "{tmp}/missing.yaml"], "does not exist"),
+    (["run", "--output-dir", "{tmp}/r", "--config", "{tmp}/conf.txt"], "must end in .yaml, .yml or .json"),
+    (["plan", "--gpu", "tpu"], "tpu"),
+    (["plan", "--preset", "huge"], "huge"),
+    (["embed", "--model", "{tmp}/m", "--text", "a", "--output", "{tmp}/e.npy", "--device", "cuda"], "CUDA is not available"),
+    (["embed", "--model", "{tmp}/m", "--output", "{tmp}/e.npy"], "exactly one of --text and --input"),
+    (["bench", "nothing"], "unknown benchmark 'nothing'"),
+    (["report", "--output-dir", "{tmp}/r"], "does not exist")])
+def test_pipeline_command_user_errors(tmp_path, argv, msg):
+    "Every user mistake of run/plan/embed/bench/report through the real console script: one line on stderr, exit 2."
+    import torch
+    if "cuda" in argv and torch.cuda.is_available(): pytest.skip("CUDA is available here")
+    (tmp_path / "conf.txt").write_text("mlm: {}")
+    if argv[0] == "embed":                           # a real (tiny) checkpoint, so only the device is wrong
+        from nomic_repro.model import NomicBert, NomicBertConfig
+        from nomic_repro.checkpoint import save_pretrained
+        save_pretrained(NomicBert(NomicBertConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64)), tmp_path / "m")
+    r = run_script(*[a.format(tmp=tmp_path) for a in argv])
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert len(r.stderr.strip().splitlines()) == 1 and msg in r.stderr, r.stderr

@@ -87,8 +87,10 @@ def _embed_chunks(model: nn.Module, batch: tuple[Tensor, Tensor], chunk: int):
             states.append(torch.get_rng_state()); out.append(model(ids, am))
     return torch.cat(out), states
 
-def grad_cache_backward(model: nn.Module, q_batch, d_batch, loss_fn, *, chunk_size: int, scale: float = 1.0, n_batch=None) -> Tensor:
+def grad_cache_backward(model: nn.Module, q_batch, d_batch, loss_fn, *, chunk_size: int, scale: float = 1.0, n_batch=None,
+                        chunk_loss=None) -> Tensor:
     "Backpropagate `scale × loss_fn(q_emb, d_emb[, n_emb])` through `model` in chunks of `chunk_size`; return the detached loss."
+    # chunk_loss(model, rows): a term added to each chunk's surrogate right after its forward (v2: that chunk's router aux loss)
     batches = [q_batch, d_batch] + ([n_batch] if n_batch is not None else [])
     embs, states = zip(*(_embed_chunks(model, b, chunk_size) for b in batches))
     leaves = [e.detach().requires_grad_() for e in embs]
@@ -99,5 +101,7 @@ def grad_cache_backward(model: nn.Module, q_batch, d_batch, loss_fn, *, chunk_si
     for k, (ids, am, g, s) in enumerate(chunks):
         torch.set_rng_state(s)
         ctx = model.no_sync() if hasattr(model, "no_sync") and k < len(chunks) - 1 else torch.enable_grad()
-        with ctx: (model(ids, am) * g).sum().backward()
+        with ctx:
+            sur = (model(ids, am) * g).sum()
+            (sur if chunk_loss is None else sur + chunk_loss(model, ids.shape[0])).backward()
     return loss.detach()

@@ -15,7 +15,8 @@ import torch
 from torch import nn, Tensor
 from .core import seed_everything, get_device
 from .embed import add_prefix
-from .checkpoint import load_pretrained, load_tokenizer, save_pretrained
+from .checkpoint import load_pretrained, load_tokenizer, save_pretrained, resolve_folder
+from .model_moe import NomicBertMoE
 from .data import read_records
 from .losses import info_nce, BiEncoder, grad_cache_backward
 from .train import TrainConfig, Task, train, setup_distributed, wrap_ddp, apply_overrides, rank0_result
@@ -65,13 +66,18 @@ def tokenize_side(tokenizer, texts: list[str], max_length: int) -> tuple[Tensor,
 
 def _inner(model): return getattr(model, "module", model)
 
+def _is_moe(model) -> bool: return bool(getattr(getattr(getattr(_inner(model), "encoder", None), "config", None), "num_experts", 0))
+
+def _imbalance(load: Tensor) -> float:
+    "Busiest expert's load over the mean load, averaged over the MoE layers of `load` `[layers, E]`."
+    load = load.float()
+    return float((load.max(-1).values / load.mean(-1).clamp_min(1e-9)).mean())
+
 def _with_aux(model, loss: Tensor, metrics: dict, n: int):
     "Add a MoE encoder's load-balancing loss (weighted by the `n` queries of this batch) and log it with the expert load."
     aux = getattr(_inner(model), "aux_loss", None)
     if aux is None: return loss, metrics
-    load = _inner(model).expert_load.float()                           # [MoE layers, E] token-slots
-    imbalance = (load.max(-1).values / load.mean(-1).clamp_min(1e-9)).mean()
-    return loss + aux * n, {**metrics, "aux_loss": float(aux.detach()) * n, "expert_load_max_over_mean": float(imbalance) * n}
+    return loss + aux * n, {**metrics, "aux_loss": float(aux.detach()) * n, "expert_load_max_over_mean": _imbalance(_inner(model).expert_load) * n}
 
 class ContrastiveTask(Task):
     "InfoNCE on each step's one-source batch of pairs (queries local, documents gathered across ranks)."
@@ -98,13 +104,17 @@ class ContrastiveTask(Task):
         return _with_aux(model, *self._loss(e[: len(qi)], e[len(qi):]), len(qi))
     def loss_and_backward(self, model, b, scale):
         if not self.chunk: return super().loss_and_backward(model, b, scale)
-        if getattr(_inner(model), "aux_loss", None) is not None or getattr(getattr(getattr(_inner(model), "encoder", None), "config", None), "num_experts", 0):
-            raise ValueError("GradCache with a mixture-of-experts encoder is not supported yet (its aux loss needs the chunked surrogate); unset grad_cache_chunk")
         dev = next(model.parameters()).device
         (qi, qm), (di, dm), _ = b
+        n, rows, seen = len(qi), len(qi) + len(di), {"aux": 0.0, "load": 0}
+        def aux_share(m, r):                       # v2: this chunk's aux loss, weighted by its share of the step's rows
+            aux = _inner(m).aux_loss
+            seen["aux"] += float(aux.detach()) * r / rows; seen["load"] = seen["load"] + _inner(m).expert_load
+            return aux * (r / rows) * n * scale
         l = grad_cache_backward(model, (qi.to(dev), qm.to(dev)), (di.to(dev), dm.to(dev)), lambda q, d: self._loss(q, d)[0],
-                                chunk_size=self.chunk, scale=scale)
-        return l, {}
+                                chunk_size=self.chunk, scale=scale, chunk_loss=aux_share if _is_moe(model) else None)
+        if not _is_moe(model): return l, {}
+        return l + seen["aux"] * n, {"aux_loss": seen["aux"] * n, "expert_load_max_over_mean": _imbalance(seen["load"]) * n}
 
 # %% ../nbs/15_stage2_contrastive.ipynb #28bc137d
 @torch.no_grad()
@@ -150,6 +160,7 @@ class ContrastivePreset:
     layer_norm: bool = False                 # v1.5's non-affine LayerNorm after pooling (Matryoshka runs)
     eval_tasks: tuple = ("scifact", "stsb")  # scored with nomic_repro.eval when the stage ends; () to skip
     aux_loss_coef: float | None = None       # MoE encoders: router aux-loss coefficient (None: the checkpoint's, 1.0 in v2)
+    upcycle: tuple | None = None             # (num_experts, top_k, every_n): a dense init becomes an MoE (v2: (8, 2, 2))
 
 _STAGE2 = dict(betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, grad_clip=1.0, schedule="inverse_sqrt")
 STAGE2_PRESETS = {
@@ -161,6 +172,13 @@ STAGE2_PRESETS = {
                               TrainConfig(max_steps=14_316, batch_size=16_384, lr=2e-4, warmup_steps=700, save_every=500, log_every=10, **_STAGE2),
                               grad_cache_chunk=64),
 }
+
+# %% ../nbs/15_stage2_contrastive.ipynb #1780cdff
+STAGE2_PRESETS["moe"] = ContrastivePreset(
+    "moe", ContrastiveData(query_max_length=32, doc_max_length=256, filter_sample_size=1_000_000, filter_top_k=2),
+    TrainConfig(max_steps=1_600_000_000 // 16_384, batch_size=16_384, lr=8e-5, warmup_steps=1000, save_every=500, log_every=10,
+                **{**_STAGE2, "schedule": "cosine"}),
+    grad_cache_chunk=64, aux_loss_coef=1.0, upcycle=(8, 2, 2))
 
 # %% ../nbs/15_stage2_contrastive.ipynb #1c62fd5f
 def _filter_masks(preset: ContrastivePreset, srcs: dict, device) -> dict:
@@ -178,15 +196,15 @@ def build_pairs(preset: ContrastivePreset, data_root=None, device=None, report: 
         if report is not None: report[name] = {"pairs": len(rows), "kept": len(srcs[name][1])}
     return PairDataset(srcs, seed=preset.train.seed)
 
-def _contrastive_task(preset: ContrastivePreset, data_root, device, report: dict) -> ContrastiveTask:
+def _contrastive_task(preset: ContrastivePreset, data_root, device, report: dict, tokenizer) -> ContrastiveTask:
     "Stage 2's task: the filtered pair sources, one per batch."
-    return ContrastiveTask(build_pairs(preset, data_root, device, report), load_tokenizer(), preset.train, temperature=preset.temperature,
+    return ContrastiveTask(build_pairs(preset, data_root, device, report), tokenizer, preset.train, temperature=preset.temperature,
                            query_max_length=preset.data.query_max_length, doc_max_length=preset.data.doc_max_length,
                            grad_cache_chunk=preset.grad_cache_chunk)
 
 def run_contrastive(preset: ContrastivePreset | str, init_from, output_dir, *, data_root=None, max_steps=None, overrides=(),
                     progress=None, presets=None, make_task=_contrastive_task, desc="stage 2 (contrastive)") -> dict:
-    "Contrastive training of the encoder at `init_from` (a checkpoint folder) into `output_dir`, resumable."
+    "Contrastive training of the encoder at `init_from` (a checkpoint folder, with its tokenizer) into `output_dir`, resumable."
     presets = presets or STAGE2_PRESETS
     if isinstance(preset, str):
         if preset not in presets: raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(presets)}")
@@ -194,10 +212,13 @@ def run_contrastive(preset: ContrastivePreset | str, init_from, output_dir, *, d
     preset = apply_overrides(preset, list(overrides))
     rank, world, device = setup_distributed()
     out = Path(output_dir); out.mkdir(parents=True, exist_ok=True)
-    report = {}
-    task = make_task(preset, data_root, device, report)
+    report, folder = {}, resolve_folder(init_from)
+    tok = load_tokenizer(folder)                                  # the init model's own (stage 1 saved its preset's)
+    task = make_task(preset, data_root, device, report, tok)
     seed_everything(preset.train.seed)
-    enc = load_pretrained(init_from, device=device)
+    enc = load_pretrained(folder, device=device)
+    if getattr(preset, "upcycle", None) and not enc.config.num_experts:     # v2: dense -> MoE, before train() resumes into it
+        enc = NomicBertMoE.from_dense(enc, *preset.upcycle)
     if getattr(preset, "aux_loss_coef", None) is not None and getattr(enc.config, "num_experts", 0):
         enc.config = replace(enc.config, router_aux_loss_coef=preset.aux_loss_coef)
     model = wrap_ddp(BiEncoder(enc, layer_norm=preset.layer_norm), device)
@@ -205,7 +226,7 @@ def run_contrastive(preset: ContrastivePreset | str, init_from, output_dir, *, d
     res = train(model, task, preset.train, out, stop_at=max_steps, progress=progress, desc=desc)
     scores = {}
     if rank == 0:
-        save_pretrained(enc, out / "model", layout="nomic")
+        save_pretrained(enc, out / "model", layout="nomic", tokenizer=tok)
         (out / "data_report.json").write_text(json.dumps(report, indent=2))
         if res["end_step"] == preset.train.max_steps and preset.eval_tasks: scores = evaluate_stage(out / "model", preset.eval_tasks, out, data_root)
     return {"preset": preset.name, "data": report, **res, "seconds": round(time.time() - t0, 1), "model_dir": str(out / "model"), "eval": scores}

@@ -118,6 +118,10 @@ STAGE3_PRESETS = {
                            TrainConfig(max_steps=6612, batch_size=256, lr=2e-5, warmup_steps=400, save_every=500, log_every=10, **_STAGE3)),
 }
 
+# %% ../nbs/16_stage3_finetune.ipynb #d16de63d
+STAGE3_PRESETS["moe"] = FinetunePreset("moe", FinetuneData(query_max_length=512, doc_max_length=512, n_negatives=10, mine_top_k=20),
+                                       TrainConfig(max_steps=4022, batch_size=256, lr=2e-5, warmup_steps=400, save_every=500, log_every=10, **_STAGE3))
+
 # %% ../nbs/16_stage3_finetune.ipynb #24886c2c
 def _write_mined(path: Path, triplets):
     tmp = path.with_suffix(".tmp")
@@ -147,16 +151,16 @@ def build_triplets(preset: FinetunePreset, out: Path, data_root=None, device=Non
     return TripletDataset(sources, preset.data.n_negatives, preset.train.seed)
 
 def run_finetune(preset: FinetunePreset | str, init_from, output_dir, *, data_root=None, max_steps=None, overrides=(), progress=None) -> dict:
-    "Stage 3: fine-tune the stage-2 encoder at `init_from` with mined hard negatives into `output_dir`, resumable."
+    "Stage 3: fine-tune the stage-2 encoder at `init_from` (with its tokenizer) with mined hard negatives into `output_dir`, resumable."
     if isinstance(preset, str):
         if preset not in STAGE3_PRESETS: raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(STAGE3_PRESETS)}")
         preset = STAGE3_PRESETS[preset]
     from nomic_repro.train import apply_overrides
     preset = apply_overrides(preset, list(overrides))
     out = Path(output_dir); out.mkdir(parents=True, exist_ok=True)
-    def make_task(p, data_root, device, report):
+    def make_task(p, data_root, device, report, tokenizer):
         trip = build_triplets(p, out, data_root, device, report)
-        return SupervisedTask(trip, load_tokenizer(), p.train, temperature=p.temperature, query_max_length=p.data.query_max_length,
+        return SupervisedTask(trip, tokenizer, p.train, temperature=p.temperature, query_max_length=p.data.query_max_length,
                               doc_max_length=p.data.doc_max_length, grad_cache_chunk=p.grad_cache_chunk)
     return run_contrastive(preset, init_from, out, data_root=data_root, max_steps=max_steps, progress=progress, make_task=make_task,
                            desc="stage 3 (fine-tune)")

@@ -31,7 +31,7 @@ class TrainConfig:
     weight_decay: float = 1e-5
     warmup_frac: float = 0.06
     warmup_steps: int | None = None   # absolute warmup (stage 2: 700, stage 3: 400); overrides warmup_frac
-    schedule: str = "linear"          # after warmup: "linear" decay to 0, or "inverse_sqrt" (stage 2)
+    schedule: str = "linear"          # after warmup: "linear" decay to 0, "inverse_sqrt" (v1 stage 2) or "cosine" to 0 (v2 stage 2)
     grad_clip: float | None = None    # Nomic's MLM run used no clipping
     seed: int = 0
     log_every: int = 1
@@ -44,14 +44,16 @@ class TrainConfig:
             if getattr(self, f) < 1: raise ValueError(f"{f} must be >= 1, got {getattr(self, f)}")
         if not 0 <= self.warmup_frac < 1: raise ValueError(f"warmup_frac must be in [0, 1), got {self.warmup_frac}")
         if self.precision not in ("auto", "fp32", "bf16"): raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
-        if self.schedule not in ("linear", "inverse_sqrt"): raise ValueError(f"schedule must be 'linear' or 'inverse_sqrt', got {self.schedule!r}")
+        if self.schedule not in ("linear", "inverse_sqrt", "cosine"):
+            raise ValueError(f"schedule must be 'linear', 'inverse_sqrt' or 'cosine', got {self.schedule!r}")
 
 # %% ../nbs/12_train_loop.ipynb #766308bb
 def lr_lambda(step: int, max_steps: int, warmup_frac: float, warmup_steps: int | None = None, schedule: str = "linear") -> float:
-    "Multiplier of the peak LR at `step`: linear warmup, then linear decay to 0 at `max_steps` (or inverse-sqrt decay)."
+    "Multiplier of the peak LR at `step`: linear warmup, then linear decay to 0 at `max_steps` (or inverse-sqrt, or cosine to 0)."
     warm = max(1, warmup_steps if warmup_steps is not None else round(warmup_frac * max_steps))
     if step < warm: return (step + 1) / warm
     if schedule == "inverse_sqrt": return math.sqrt(warm / (step + 1))
+    if schedule == "cosine": return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, max_steps - warm))))
     return max(0.0, (max_steps - step) / max(1, max_steps - warm))
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig):

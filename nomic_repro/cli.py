@@ -7,12 +7,12 @@ __all__ = ['COMMANDS', 'BENCHMARKS', 'CLIError', 'arg', 'subcommand', 'build_par
            'contrastive_command', 'finetune_command', 'run_command', 'read_texts', 'write_embeddings', 'embed_command',
            'kernels_dir', 'bench_command', 'plan_command', 'report_command']
 
-# %% ../nbs/19_cli.ipynb #4c078998
+# %% ../nbs/19_cli.ipynb #0552e4c8
 import argparse, contextlib, io, json, sys
 from pathlib import Path
 import nomic_repro
 
-# %% ../nbs/19_cli.ipynb #91f0ac59
+# %% ../nbs/19_cli.ipynb #fbe1be9c
 class CLIError(Exception):
     "A mistake on the command line: `main` prints it as one line and returns 2."
 
@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(_run=f)
     return p
 
-# %% ../nbs/19_cli.ipynb #2dde6979
+# %% ../nbs/19_cli.ipynb #2fd9bd4e
 def _rank() -> int:
     "This process's rank under torchrun (0 otherwise): only rank 0 prints results."
     import os
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prog}: error: {msg}", file=sys.stderr)
         return 2
 
-# %% ../nbs/19_cli.ipynb #1314f6dc
+# %% ../nbs/19_cli.ipynb #e2ca3ef4
 @subcommand("eval", "Score a model on retrieval, STS or long-context tasks; print a table and write JSON.",
     arg("--model", required=True, help="minilm | bm25 | PATH to a checkpoint folder"),
     arg("--task", required=True, nargs="+", help="scifact | stsb | sickr | qmsum | PATH to a BEIR folder (several allowed)"),
@@ -97,8 +97,8 @@ def eval_command(args):
     out = ev.save_results(results, args.output or Path("results") / f"eval-{stem}.json")
     print(f"wrote {out}", file=sys.stderr)
 
-# %% ../nbs/19_cli.ipynb #a4fb603c
-_STAGE_ARGS = (arg("--preset", default="tiny", help="tiny | small | base"),
+# %% ../nbs/19_cli.ipynb #0c34e09d
+_STAGE_ARGS = (arg("--preset", default="tiny", help="tiny | small | base | moe"),
                arg("--output-dir", required=True, help="run folder; running the command again on it resumes"),
                arg("--data-root", default=None, help="folder the data sources are relative to (default: the vendored data/)"),
                arg("--max-steps", type=int, default=None, help="stop after this step; the LR schedule is unchanged"),
@@ -122,7 +122,7 @@ def _run_stage(fn, args, *pre):
     keep = ("preset", "start_step", "end_step", "first_loss", "last_loss", "seconds", "model_dir")
     if _rank() == 0: print(json.dumps({k: res[k] for k in keep if k in res}))
 
-# %% ../nbs/19_cli.ipynb #8a4ad345
+# %% ../nbs/19_cli.ipynb #36c6178d
 @subcommand("mlm", "Stage 1: masked-language-model pretraining of NomicBERT.", *_STAGE_ARGS)
 def mlm_command(args):
     from nomic_repro.stage1 import run_mlm
@@ -140,9 +140,9 @@ def finetune_command(args):
     if not Path(args.init).is_dir(): raise CLIError(f"--init {args.init!r} is not a checkpoint folder")
     _run_stage(run_finetune, args, args.init)
 
-# %% ../nbs/19_cli.ipynb #8d743cdb
+# %% ../nbs/19_cli.ipynb #e3e92602
 @subcommand("run", "The whole pipeline: stage 1 -> 2 -> 3 -> evaluation -> report (resumable).",
-    arg("--preset", default="tiny", help="tiny | small | base"),
+    arg("--preset", default="tiny", help="tiny | small | base | moe"),
     arg("--output-dir", required=True, help="run folder; running the command again skips finished stages"),
     arg("--data-root", default=None, help="folder the data sources are relative to (default: the vendored data/)"),
     arg("--config", default=None, metavar="FILE", help="YAML/JSON file of settings, e.g. {contrastive: {train: {lr: 1e-4}}}"),
@@ -155,7 +155,7 @@ def run_command(args):
     if report["evaluation"]: print(evaluation_table(report["evaluation"]))
     print(f"report: {Path(args.output_dir) / 'report.html'} ({report['seconds']} s)")
 
-# %% ../nbs/19_cli.ipynb #2e884429
+# %% ../nbs/19_cli.ipynb #ce6b9925
 def read_texts(path, field: str = "text") -> list[str]:
     "Texts of a .txt file (one per non-empty line) or a .jsonl file (`field` of each object)."
     path = Path(path)
@@ -183,7 +183,7 @@ def write_embeddings(path, texts: list[str], emb) -> Path:
     tmp.replace(path)
     return path
 
-# %% ../nbs/19_cli.ipynb #3d96aa72
+# %% ../nbs/19_cli.ipynb #d1728e8e
 @subcommand("embed", "Embed texts (arguments or a .txt/.jsonl file) with a NomicBERT checkpoint into .npy or .jsonl.",
     arg("--model", required=True, help="checkpoint folder or hub id (e.g. a run's stage3/model)"),
     arg("--text", nargs="+", default=None, help="texts to embed"), arg("--input", default=None, help=".txt (one per line) or .jsonl file"),
@@ -207,7 +207,7 @@ def embed_command(args):
     out = write_embeddings(args.output, texts, vecs)
     print(f"wrote {out}: {len(texts)} × {vecs.shape[1]}", file=sys.stderr)
 
-# %% ../nbs/19_cli.ipynb #33fe244a
+# %% ../nbs/19_cli.ipynb #e306e2f3
 BENCHMARKS = {   # name -> (script in kernels/, arguments of --quick)
     "encoder": ("encoder.py", ["--layers", "1", "--batch", "4", "--repeats", "1"]),
     "flash_attn": ("flash_attn.py", ["--lengths", "512,1024", "--tokens", "4096"]),
@@ -225,7 +225,7 @@ def kernels_dir(path=None) -> Path:
     raise CLIError(f"no kernels/ workbench at {str(path or 'kernels')!r}: it ships with the git repository, not the wheel "
                    "(clone it, or pass --kernels-dir)")
 
-# %% ../nbs/19_cli.ipynb #3fb76dfa
+# %% ../nbs/19_cli.ipynb #bff8e814
 @subcommand("bench", "Run the kernels/ benchmarks (ratios against transformers and PyTorch); CSVs for the report.",
     arg("names", nargs="*", metavar="NAME", help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}"),
     arg("--quick", action="store_true", help="toy shapes, seconds each (default output results/bench-quick)"),
@@ -245,7 +245,7 @@ def bench_command(args):
         if rc != 0: raise CLIError(f"benchmark {name!r} failed with exit code {rc} (its output is above)")
     print(f"results in {out}", file=sys.stderr)
 
-# %% ../nbs/19_cli.ipynb #5013f717
+# %% ../nbs/19_cli.ipynb #26d96be6
 @subcommand("plan", "Estimate parameters, memory per GPU, FLOPs, hours and cost of a preset on N GPUs (formulas, no GPU).",
     arg("--preset", default="base", help="tiny | small | base | ... (the pipeline presets)"),
     arg("--gpus", type=int, default=8, help="number of GPUs"), arg("--gpu", default="h100", help="h100 | h200 | a100 | l4 | a10g | cpu"),
@@ -261,7 +261,7 @@ def plan_command(args):
     except ValueError as e: raise CLIError(str(e)) from None
     print(json.dumps(result, indent=1, default=str) if args.json else format_plan(result))
 
-# %% ../nbs/19_cli.ipynb #1fd1e80d
+# %% ../nbs/19_cli.ipynb #dc30865b
 @subcommand("report", "Rebuild a run's report.html from its report.json (with the latest kernel benchmark CSVs).",
     arg("--output-dir", required=True, help="the run folder of `nomic-repro run`"),
     arg("--kernels-dir", default=None, help="folder of benchmark CSVs (default: the repository's kernels/results)"))
@@ -272,5 +272,5 @@ def report_command(args):
     if table: print(evaluation_table(table))
     print(f"report: {page}")
 
-# %% ../nbs/19_cli.ipynb #73de056b
+# %% ../nbs/19_cli.ipynb #5c50a1fb
 if __name__ == "__main__": sys.exit(main())

@@ -7,7 +7,7 @@ __all__ = ['PUBLISHED', 'PIPELINE_PRESETS', 'PipelinePreset', 'get_pipeline_pres
            'run_pipeline', 'environment', 'kernel_results', 'kernel_plot', 'evaluation_table', 'write_html_report',
            'rebuild_report']
 
-# %% ../nbs/18_pipeline.ipynb #97802d3a
+# %% ../nbs/18_pipeline.ipynb #60c86d57
 import csv, json, os, platform, subprocess, time, html
 from importlib import metadata
 from dataclasses import dataclass, asdict, replace
@@ -18,7 +18,7 @@ from .stage1 import MLMPreset, MLM_PRESETS, run_mlm
 from .stage2 import ContrastivePreset, STAGE2_PRESETS, run_contrastive, evaluate_stage
 from .stage3 import FinetunePreset, STAGE3_PRESETS, run_finetune
 
-# %% ../nbs/18_pipeline.ipynb #fc40ae7f
+# %% ../nbs/18_pipeline.ipynb #ab5742f2
 # Published reference rows for the report (nomic-embed-text-v1, MTEB results; see the shared data README).
 PUBLISHED = {"nomic-embed-text-v1 (published)": {"scifact": 0.7050, "stsb": 0.8554}}
 
@@ -33,16 +33,17 @@ class PipelinePreset:
     baselines: tuple = ("bm25",)                    # also scored by the same harness ("minilm" adds ~6 min on a CPU)
     long_context: tuple = (512, 2048, 8192)         # QMSum nDCG@10 of the final model at these lengths; () to skip
 
-PIPELINE_PRESETS = {n: PipelinePreset(n, MLM_PRESETS[n], STAGE2_PRESETS[n], STAGE3_PRESETS[n]) for n in ("tiny", "small", "base")}
+PIPELINE_PRESETS = {n: PipelinePreset(n, MLM_PRESETS[n], STAGE2_PRESETS[n], STAGE3_PRESETS[n]) for n in ("tiny", "small", "base", "moe")}
 PIPELINE_PRESETS["small"] = replace(PIPELINE_PRESETS["small"], baselines=("bm25", "minilm"), long_context=(512, 2048, 4096, 8192))
 PIPELINE_PRESETS["base"] = replace(PIPELINE_PRESETS["base"], baselines=("bm25", "minilm"), long_context=(512, 2048, 4096, 8192))
+PIPELINE_PRESETS["moe"] = replace(PIPELINE_PRESETS["moe"], baselines=("bm25", "minilm"), long_context=())   # v2 serves 512 tokens
 
 def get_pipeline_preset(name: str, overrides=()) -> PipelinePreset:
     "Pipeline preset `name` with `stage.section.key=value` overrides (a list, or a dict from `read_config`)."
     if name not in PIPELINE_PRESETS: raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PIPELINE_PRESETS)}")
     return apply_overrides(PIPELINE_PRESETS[name], list(overrides))
 
-# %% ../nbs/18_pipeline.ipynb #8006fd03
+# %% ../nbs/18_pipeline.ipynb #4fcd7783
 def _flatten(tree: dict, prefix: str = "") -> list[str]:
     out = []
     for k, v in tree.items():
@@ -69,7 +70,7 @@ def read_config(path) -> list[str]:
     if not isinstance(tree, dict): raise ValueError(f"{str(path)!r} must hold a mapping of settings, got {type(tree).__name__}")
     return _flatten(tree)
 
-# %% ../nbs/18_pipeline.ipynb #a9182411
+# %% ../nbs/18_pipeline.ipynb #f4ca3754
 def _finished(d: Path, max_steps: int) -> bool:
     log = d / "metrics.jsonl"
     if not (d / "model" / "model.safetensors").exists() or not log.exists(): return False
@@ -93,7 +94,7 @@ def long_context_curve(model_dir, lengths, batch_size: int = 4) -> list[dict]:
     rows = ev.context_length_sweep(encoders, qmsum, lengths, batch_size=batch_size)
     return [{"model": r["model"], "max_length": r["max_length"], "ndcg@10": r.get("ndcg@10")} for r in rows]
 
-# %% ../nbs/18_pipeline.ipynb #359257b8
+# %% ../nbs/18_pipeline.ipynb #45fb1484
 def run_pipeline(preset: PipelinePreset | str, output_dir, *, data_root=None, overrides=(), progress=None) -> dict | None:
     "Stage 1 → 2 → 3 → evaluation → report under `output_dir`; finished stages are skipped, an interrupted one resumes."
     p = get_pipeline_preset(preset, overrides) if isinstance(preset, str) else apply_overrides(preset, list(overrides))
@@ -124,7 +125,7 @@ def run_pipeline(preset: PipelinePreset | str, output_dir, *, data_root=None, ov
     write_html_report(out, report)
     return report
 
-# %% ../nbs/18_pipeline.ipynb #da980a7d
+# %% ../nbs/18_pipeline.ipynb #01784a00
 def _package_dir() -> Path:
     "This package's folder (from a notebook in nbs/: ../nomic_repro)."
     return Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd().parent / "nomic_repro"
@@ -145,7 +146,7 @@ def environment() -> dict:
     env["git"] = _git_commit()
     return env
 
-# %% ../nbs/18_pipeline.ipynb #2e526039
+# %% ../nbs/18_pipeline.ipynb #65f4ca5d
 _MEASURES = ("speedup", "speedup_vs_loop", "ratio", "speedup_vs_torch", "peak_vs_plain", "tokens_per_s", "tflops", "ms", "seconds")
 
 def _num(v: str):
@@ -175,7 +176,7 @@ def kernel_plot(name: str, rows: list[dict]):
     fig.update_layout(title=f"{name}: {measure} ({', '.join(f'{c}={rows[0][c]}' for c in fixed)})", height=380, width=1100, yaxis_title=measure)
     return fig
 
-# %% ../nbs/18_pipeline.ipynb #51ac8656
+# %% ../nbs/18_pipeline.ipynb #0abc0ec8
 def evaluation_table(table: dict) -> str:
     "The evaluation as a markdown table, scores ×100."
     tasks = sorted({t for row in table.values() for t in row})
@@ -205,7 +206,7 @@ def _curve_figure(curve: list):
                       xaxis_title="max tokens per document", yaxis_title="nDCG@10 (×100)")
     return fig
 
-# %% ../nbs/18_pipeline.ipynb #687261c5
+# %% ../nbs/18_pipeline.ipynb #27852f9d
 def _table(header: list, rows: list) -> str:
     th = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
     return f"<table border=1 cellpadding=4><tr>{th}</tr>" + "".join(

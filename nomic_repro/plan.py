@@ -5,10 +5,12 @@
 # %% auto #0
 __all__ = ['GPUS', 'HEADROOM', 'STAGES', 'GPUSpec', 'get_gpu', 'parameter_groups', 'count_parameters', 'embedding_parameters',
            'training_flops', 'activation_bytes_per_token', 'mlm_head_bytes_per_masked_token', 'state_bytes',
-           'preset_names', 'resolve_preset', 'stage_workload', 'stage_memory', 'fit_suggestion', 'plan', 'format_plan']
+           'preset_names', 'resolve_preset', 'stage_model', 'stage_workload', 'stage_memory', 'fit_suggestion', 'plan',
+           'format_plan']
 
 # %% ../nbs/20_plan.ipynb #3d7bf2ba
 import math
+import dataclasses
 from dataclasses import dataclass
 from .model import NomicBertConfig
 from .train import apply_overrides
@@ -113,6 +115,13 @@ def resolve_preset(name: str, overrides=()) -> PipelinePreset:
         return apply_overrides(PipelinePreset(name, MLM_PRESETS[name], STAGE2_PRESETS[name], STAGE3_PRESETS[name]), list(overrides))
     raise ValueError(f"unknown preset {name!r}; choose one of {preset_names()}")
 
+def stage_model(p: PipelinePreset, stage: str):
+    "The architecture a stage trains: stage 1's, upcycled to experts from stage 2 on when the preset says so (v2)."
+    cfg, up = getattr(getattr(p, stage), "model", None) or p.mlm.model, getattr(p.contrastive, "upcycle", None)
+    if stage != "mlm" and up and not cfg.num_experts:
+        cfg = dataclasses.replace(cfg, num_experts=up[0], moe_top_k=up[1], moe_every_n_layers=up[2])
+    return cfg
+
 def stage_workload(p: PipelinePreset, stage: str) -> dict:
     "What one stage of `p` computes per optimizer step: model, steps, [(sequences, length)], accumulation, GradCache chunk."
     s = getattr(p, stage); t = s.train
@@ -120,7 +129,7 @@ def stage_workload(p: PipelinePreset, stage: str) -> dict:
     else:
         docs = t.batch_size * (1 + (s.data.n_negatives if stage == "finetune" else 0))
         seqs, mlm_prob = [(t.batch_size, s.data.query_max_length), (docs, s.data.doc_max_length)], 0.0
-    return {"stage": stage, "model": getattr(s, "model", None) or p.mlm.model, "steps": t.max_steps, "batch_size": t.batch_size,
+    return {"stage": stage, "model": stage_model(p, stage), "steps": t.max_steps, "batch_size": t.batch_size,
             "sequences": seqs, "grad_accum": t.grad_accum, "grad_cache_chunk": getattr(s, "grad_cache_chunk", None),
             "mlm_prob": mlm_prob, "precision": t.precision}
 

@@ -12,7 +12,7 @@ NB_WORKERS ?= 2
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PATH := $(BIN):$(PATH)
 
-.PHONY: install demo demo-quick test test-nbs test-py gates lab gpu-test export clean-nbs
+.PHONY: install browser demo demo-quick test test-nbs test-py gates lab gpu-test export clean-nbs
 
 install: $(STAMP)
 
@@ -33,8 +33,12 @@ demo: install
 demo-quick: install
 	$(BIN)/python tools/demo.py
 
+# Debian's chromium for the browser check of report.html (apt-get as root; otherwise it prints why that test skips).
+browser:
+	@bash tools/ensure_chromium.sh
+
 # The whole suite: notebooks stay clean and in sync with the package, every notebook runs, then pytest.
-test: install
+test: install browser
 	@$(MAKE) --no-print-directory gates
 	@$(MAKE) --no-print-directory test-nbs
 	@$(MAKE) --no-print-directory test-py

@@ -7,18 +7,18 @@ __all__ = ['PUBLISHED', 'PIPELINE_PRESETS', 'PipelinePreset', 'get_pipeline_pres
            'run_pipeline', 'environment', 'kernel_results', 'kernel_plot', 'evaluation_table', 'write_html_report',
            'rebuild_report']
 
-# %% ../nbs/18_pipeline.ipynb #60c86d57
+# %% ../nbs/18_pipeline.ipynb #42308f39
 import csv, json, os, platform, subprocess, time, html
 from importlib import metadata
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 import torch.distributed as dist
-from .train import apply_overrides, setup_distributed, _world
+from .train import apply_overrides, setup_distributed, check_same_preset, rank0_result, _world, _flat
 from .stage1 import MLMPreset, MLM_PRESETS, run_mlm
 from .stage2 import ContrastivePreset, STAGE2_PRESETS, run_contrastive, evaluate_stage
 from .stage3 import FinetunePreset, STAGE3_PRESETS, run_finetune
 
-# %% ../nbs/18_pipeline.ipynb #ab5742f2
+# %% ../nbs/18_pipeline.ipynb #80675c00
 # Published reference rows for the report (nomic-embed-text-v1, MTEB results; see the shared data README).
 PUBLISHED = {"nomic-embed-text-v1 (published)": {"scifact": 0.7050, "stsb": 0.8554}}
 
@@ -43,14 +43,7 @@ def get_pipeline_preset(name: str, overrides=()) -> PipelinePreset:
     if name not in PIPELINE_PRESETS: raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PIPELINE_PRESETS)}")
     return apply_overrides(PIPELINE_PRESETS[name], list(overrides))
 
-# %% ../nbs/18_pipeline.ipynb #4fcd7783
-def _flatten(tree: dict, prefix: str = "") -> list[str]:
-    out = []
-    for k, v in tree.items():
-        if isinstance(v, dict) and v: out += _flatten(v, f"{prefix}{k}.")
-        else: out.append(f"{prefix}{k}={json.dumps(v)}")
-    return out
-
+# %% ../nbs/18_pipeline.ipynb #6c729cf6
 def read_config(path) -> list[str]:
     "`key=value` overrides from a YAML (.yaml/.yml) or JSON file of nested settings; later `--set` flags win."
     path = Path(path)
@@ -68,9 +61,9 @@ def read_config(path) -> list[str]:
         raise
     if tree is None: return []
     if not isinstance(tree, dict): raise ValueError(f"{str(path)!r} must hold a mapping of settings, got {type(tree).__name__}")
-    return _flatten(tree)
+    return [f"{k}={json.dumps(v)}" for k, v in _flat(tree).items()]
 
-# %% ../nbs/18_pipeline.ipynb #f4ca3754
+# %% ../nbs/18_pipeline.ipynb #b925143c
 def _finished(d: Path, max_steps: int) -> bool:
     log = d / "metrics.jsonl"
     if not (d / "model" / "model.safetensors").exists() or not log.exists(): return False
@@ -80,9 +73,18 @@ def _finished(d: Path, max_steps: int) -> bool:
 def _barrier():
     if _world()[1] > 1: dist.barrier()
 
+def _stamp(model) -> str:
+    f = Path(model) / "model.safetensors"
+    return f"{f.stat().st_size}-{f.stat().st_mtime_ns}" if f.exists() else str(model)
+
 def _scores(model, tasks, out: Path) -> dict:
-    "Main score of `model` on each task, through stage 2's `evaluate_stage` (which also writes `out/eval.json`)."
-    return {t: r["score"] for t, r in evaluate_stage(model, tasks, out).items()}
+    "Main score of `model` per task (via `evaluate_stage`); reused from `out/scores.json` while the model file is unchanged."
+    cache, stamp = out / "scores.json", _stamp(model)
+    old = json.loads(cache.read_text()) if cache.exists() else {}
+    if old.get("model") == stamp and all(t in old["scores"] for t in tasks): return {t: old["scores"][t] for t in tasks}
+    scores = {t: r["score"] for t, r in evaluate_stage(model, tasks, out).items()}
+    cache.write_text(json.dumps({"model": stamp, "scores": scores}))
+    return scores
 
 def long_context_curve(model_dir, lengths, batch_size: int = 4) -> list[dict]:
     "QMSum nDCG@10 of the checkpoint at each max length, served with Dynamic NTK and with plain RoPE."
@@ -94,23 +96,25 @@ def long_context_curve(model_dir, lengths, batch_size: int = 4) -> list[dict]:
     rows = ev.context_length_sweep(encoders, qmsum, lengths, batch_size=batch_size)
     return [{"model": r["model"], "max_length": r["max_length"], "ndcg@10": r.get("ndcg@10")} for r in rows]
 
-# %% ../nbs/18_pipeline.ipynb #45fb1484
+# %% ../nbs/18_pipeline.ipynb #5188e928
 def run_pipeline(preset: PipelinePreset | str, output_dir, *, data_root=None, overrides=(), progress=None) -> dict | None:
     "Stage 1 → 2 → 3 → evaluation → report under `output_dir`; finished stages are skipped, an interrupted one resumes."
     p = get_pipeline_preset(preset, overrides) if isinstance(preset, str) else apply_overrides(preset, list(overrides))
     out = Path(output_dir); out.mkdir(parents=True, exist_ok=True)
+    p = replace(p, contrastive=replace(p.contrastive, eval_tasks=()), finetune=replace(p.finetune, eval_tasks=()))  # scored below
     rank, world, _ = setup_distributed()
     t0, stages = time.time(), {}
     s1, s2, s3 = out / "stage1", out / "stage2", out / "stage3"
-    no_eval = ["eval_tasks=[]"]
+    for d, sp in ((s1, p.mlm), (s2, p.contrastive), (s3, p.finetune)):    # a finished stage trained otherwise is refused too
+        if (d / "preset.json").exists(): rank0_result(check_same_preset, d, sp)
     _barrier()
     if not _finished(s1, p.mlm.train.max_steps): stages["stage1"] = run_mlm(p.mlm, s1, data_root=data_root, progress=progress)
     _barrier()
     if not _finished(s2, p.contrastive.train.max_steps):
-        stages["stage2"] = run_contrastive(p.contrastive, s1 / "model", s2, data_root=data_root, overrides=no_eval, progress=progress)
+        stages["stage2"] = run_contrastive(p.contrastive, s1 / "model", s2, data_root=data_root, progress=progress)
     _barrier()
     if not _finished(s3, p.finetune.train.max_steps):
-        stages["stage3"] = run_finetune(p.finetune, s2 / "model", s3, data_root=data_root, overrides=no_eval, progress=progress)
+        stages["stage3"] = run_finetune(p.finetune, s2 / "model", s3, data_root=data_root, progress=progress)
     _barrier()
     if rank != 0: return None
     table = {f"stage {i}": _scores(d / "model", p.eval_tasks, d) for i, d in ((1, s1), (2, s2), (3, s3))} if p.eval_tasks else {}
@@ -125,7 +129,7 @@ def run_pipeline(preset: PipelinePreset | str, output_dir, *, data_root=None, ov
     write_html_report(out, report)
     return report
 
-# %% ../nbs/18_pipeline.ipynb #01784a00
+# %% ../nbs/18_pipeline.ipynb #3631d046
 def _package_dir() -> Path:
     "This package's folder (from a notebook in nbs/: ../nomic_repro)."
     return Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd().parent / "nomic_repro"
@@ -146,7 +150,7 @@ def environment() -> dict:
     env["git"] = _git_commit()
     return env
 
-# %% ../nbs/18_pipeline.ipynb #65f4ca5d
+# %% ../nbs/18_pipeline.ipynb #c54cade6
 _MEASURES = ("speedup", "speedup_vs_loop", "ratio", "speedup_vs_torch", "peak_vs_plain", "tokens_per_s", "tflops", "ms", "seconds")
 
 def _num(v: str):
@@ -176,7 +180,7 @@ def kernel_plot(name: str, rows: list[dict]):
     fig.update_layout(title=f"{name}: {measure} ({', '.join(f'{c}={rows[0][c]}' for c in fixed)})", height=380, width=1100, yaxis_title=measure)
     return fig
 
-# %% ../nbs/18_pipeline.ipynb #0abc0ec8
+# %% ../nbs/18_pipeline.ipynb #e0ced42b
 def evaluation_table(table: dict) -> str:
     "The evaluation as a markdown table, scores ×100."
     tasks = sorted({t for row in table.values() for t in row})
@@ -206,7 +210,7 @@ def _curve_figure(curve: list):
                       xaxis_title="max tokens per document", yaxis_title="nDCG@10 (×100)")
     return fig
 
-# %% ../nbs/18_pipeline.ipynb #27852f9d
+# %% ../nbs/18_pipeline.ipynb #b9daf74d
 def _table(header: list, rows: list) -> str:
     th = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
     return f"<table border=1 cellpadding=4><tr>{th}</tr>" + "".join(

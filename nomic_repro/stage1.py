@@ -18,7 +18,8 @@ from .model import NomicBertConfig, NomicBertForMaskedLM
 from .model_moe import V2_MOE_CONFIG
 from .checkpoint import load_tokenizer, save_pretrained
 from .data import read_records, tokenize_documents, SequenceDataset, mask_tokens
-from .train import TrainConfig, Task, train, setup_distributed, wrap_ddp, apply_overrides, list_checkpoints
+from .train import (TrainConfig, Task, train, setup_distributed, wrap_ddp, apply_overrides, list_checkpoints,
+                               check_same_preset, rank0_result)
 import transformers
 
 # %% ../nbs/13_stage1_mlm.ipynb #66f9f94c
@@ -118,21 +119,6 @@ class MLMTask(Task):
         return l, {"accuracy": correct}
 
 # %% ../nbs/13_stage1_mlm.ipynb #283d798c
-_NOT_PART_OF_THE_RUN = ("save_every", "log_every")                     # may change between invocations of one run
-
-def _flat(d: dict, prefix="") -> dict:
-    "`{'train': {'lr': 1}}` -> `{'train.lr': 1}`."
-    return {k2: v2 for k, v in d.items() for k2, v2 in (_flat(v, f"{prefix}{k}.").items() if isinstance(v, dict) else [(f"{prefix}{k}", v)])}
-
-def _check_same_preset(out: Path, preset: MLMPreset):
-    "Refuse to continue a run folder that was started with a different preset; remember the preset otherwise."
-    f = out / "preset.json"
-    cur = _flat(json.loads(json.dumps(asdict(preset))))
-    if not f.exists(): f.write_text(json.dumps(asdict(preset), indent=2)); return
-    old = _flat(json.loads(f.read_text()))
-    diff = sorted(k for k in cur.keys() | old.keys() if cur.get(k) != old.get(k) and k.rsplit(".", 1)[-1] not in _NOT_PART_OF_THE_RUN)
-    if diff: raise ValueError(f"{out} holds a run with a different preset (differs in {diff}); use a new --output-dir")
-
 def build_mlm_dataset(preset: MLMPreset, tokenizer, data_root=None) -> tuple[SequenceDataset, dict]:
     "Read every source of the preset, tokenize, and report how many records each kept and skipped."
     texts, report = [], {}
@@ -149,7 +135,7 @@ def run_mlm(preset: MLMPreset | str, output_dir, *, data_root=None, max_steps: i
     preset = get_mlm_preset(preset, overrides) if isinstance(preset, str) else apply_overrides(preset, list(overrides))
     rank, world, device = setup_distributed()
     out = Path(output_dir); out.mkdir(parents=True, exist_ok=True)
-    if rank == 0: _check_same_preset(out, preset)
+    rank0_result(check_same_preset, out, preset)              # every rank gets rank 0's verdict
     tok = load_preset_tokenizer(preset.tokenizer)
     ds, report = build_mlm_dataset(preset, tok, data_root)
     seed_everything(preset.train.seed)

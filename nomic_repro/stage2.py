@@ -19,7 +19,7 @@ from .checkpoint import load_pretrained, load_tokenizer, save_pretrained, resolv
 from .model_moe import NomicBertMoE
 from .data import read_records
 from .losses import info_nce, BiEncoder, grad_cache_backward
-from .train import TrainConfig, Task, train, setup_distributed, wrap_ddp, apply_overrides, rank0_result
+from .train import TrainConfig, Task, train, setup_distributed, wrap_ddp, apply_overrides, rank0_result, check_same_preset
 
 # %% ../nbs/15_stage2_contrastive.ipynb #5ff61f45
 @dataclass(frozen=True)
@@ -212,6 +212,7 @@ def run_contrastive(preset: ContrastivePreset | str, init_from, output_dir, *, d
     preset = apply_overrides(preset, list(overrides))
     rank, world, device = setup_distributed()
     out = Path(output_dir); out.mkdir(parents=True, exist_ok=True)
+    rank0_result(check_same_preset, out, preset)              # resuming with another preset is refused
     report, folder = {}, resolve_folder(init_from)
     tok = load_tokenizer(folder)                                  # the init model's own (stage 1 saved its preset's)
     task = make_task(preset, data_root, device, report, tok)

@@ -7,7 +7,7 @@ __all__ = ['PUBLISHED', 'PIPELINE_PRESETS', 'PipelinePreset', 'get_pipeline_pres
            'run_pipeline', 'environment', 'kernel_results', 'kernel_plot', 'evaluation_table', 'write_html_report',
            'rebuild_report']
 
-# %% ../nbs/18_pipeline.ipynb #42308f39
+# %% ../nbs/18_pipeline.ipynb #d0dc20f0
 import csv, json, os, platform, subprocess, time, html
 from importlib import metadata
 from dataclasses import dataclass, asdict, replace
@@ -18,7 +18,7 @@ from .stage1 import MLMPreset, MLM_PRESETS, run_mlm
 from .stage2 import ContrastivePreset, STAGE2_PRESETS, run_contrastive, evaluate_stage
 from .stage3 import FinetunePreset, STAGE3_PRESETS, run_finetune
 
-# %% ../nbs/18_pipeline.ipynb #80675c00
+# %% ../nbs/18_pipeline.ipynb #fbeb67d2
 # Published reference rows for the report (nomic-embed-text-v1, MTEB results; see the shared data README).
 PUBLISHED = {"nomic-embed-text-v1 (published)": {"scifact": 0.7050, "stsb": 0.8554}}
 
@@ -43,7 +43,7 @@ def get_pipeline_preset(name: str, overrides=()) -> PipelinePreset:
     if name not in PIPELINE_PRESETS: raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PIPELINE_PRESETS)}")
     return apply_overrides(PIPELINE_PRESETS[name], list(overrides))
 
-# %% ../nbs/18_pipeline.ipynb #6c729cf6
+# %% ../nbs/18_pipeline.ipynb #a7abe6cd
 def read_config(path) -> list[str]:
     "`key=value` overrides from a YAML (.yaml/.yml) or JSON file of nested settings; later `--set` flags win."
     path = Path(path)
@@ -63,7 +63,7 @@ def read_config(path) -> list[str]:
     if not isinstance(tree, dict): raise ValueError(f"{str(path)!r} must hold a mapping of settings, got {type(tree).__name__}")
     return [f"{k}={json.dumps(v)}" for k, v in _flat(tree).items()]
 
-# %% ../nbs/18_pipeline.ipynb #b925143c
+# %% ../nbs/18_pipeline.ipynb #bf063ccc
 def _finished(d: Path, max_steps: int) -> bool:
     log = d / "metrics.jsonl"
     if not (d / "model" / "model.safetensors").exists() or not log.exists(): return False
@@ -77,14 +77,17 @@ def _stamp(model) -> str:
     f = Path(model) / "model.safetensors"
     return f"{f.stat().st_size}-{f.stat().st_mtime_ns}" if f.exists() else str(model)
 
+def _cached(f: Path, key, compute):
+    "`compute()`, or its earlier result stored in `f` under the same `key` (e.g. the model file's size and mtime)."
+    old = json.loads(f.read_text()) if f.exists() else {}
+    if old.get("key") == key: return old["value"]
+    value = compute()
+    f.parent.mkdir(parents=True, exist_ok=True); f.write_text(json.dumps({"key": key, "value": value}))
+    return value
+
 def _scores(model, tasks, out: Path) -> dict:
-    "Main score of `model` per task (via `evaluate_stage`); reused from `out/scores.json` while the model file is unchanged."
-    cache, stamp = out / "scores.json", _stamp(model)
-    old = json.loads(cache.read_text()) if cache.exists() else {}
-    if old.get("model") == stamp and all(t in old["scores"] for t in tasks): return {t: old["scores"][t] for t in tasks}
-    scores = {t: r["score"] for t, r in evaluate_stage(model, tasks, out).items()}
-    cache.write_text(json.dumps({"model": stamp, "scores": scores}))
-    return scores
+    "Main score of `model` per task (via `evaluate_stage`); reused on a rerun while the model file is unchanged."
+    return _cached(out / "scores.json", [_stamp(model), list(tasks)], lambda: {t: r["score"] for t, r in evaluate_stage(model, tasks, out).items()})
 
 def long_context_curve(model_dir, lengths, batch_size: int = 4) -> list[dict]:
     "QMSum nDCG@10 of the checkpoint at each max length, served with Dynamic NTK and with plain RoPE."
@@ -96,7 +99,7 @@ def long_context_curve(model_dir, lengths, batch_size: int = 4) -> list[dict]:
     rows = ev.context_length_sweep(encoders, qmsum, lengths, batch_size=batch_size)
     return [{"model": r["model"], "max_length": r["max_length"], "ndcg@10": r.get("ndcg@10")} for r in rows]
 
-# %% ../nbs/18_pipeline.ipynb #5188e928
+# %% ../nbs/18_pipeline.ipynb #50dfae2d
 def run_pipeline(preset: PipelinePreset | str, output_dir, *, data_root=None, overrides=(), progress=None) -> dict | None:
     "Stage 1 → 2 → 3 → evaluation → report under `output_dir`; finished stages are skipped, an interrupted one resumes."
     p = get_pipeline_preset(preset, overrides) if isinstance(preset, str) else apply_overrides(preset, list(overrides))
@@ -121,7 +124,8 @@ def run_pipeline(preset: PipelinePreset | str, output_dir, *, data_root=None, ov
     for b in p.baselines:
         table[b] = _scores(b, [t for t in p.eval_tasks if not (b == "bm25" and t != "scifact")], out / "baselines" / b)
     table.update({k: {t: v for t, v in row.items() if t in p.eval_tasks} for k, row in PUBLISHED.items()})
-    curve = long_context_curve(s3 / "model", p.long_context) if p.long_context else []
+    curve = _cached(out / "long_context.json", [_stamp(s3 / "model"), list(p.long_context)],
+                    lambda: long_context_curve(s3 / "model", p.long_context)) if p.long_context else []
     report = {"preset": json.loads(json.dumps(asdict(p))), "evaluation": table, "long_context": curve,
               "seconds": round(time.time() - t0, 1), "stages_run": sorted(stages), "world_size": world,
               "date": time.strftime("%Y-%m-%d %H:%M:%S"), "versions": environment()}
@@ -129,7 +133,7 @@ def run_pipeline(preset: PipelinePreset | str, output_dir, *, data_root=None, ov
     write_html_report(out, report)
     return report
 
-# %% ../nbs/18_pipeline.ipynb #3631d046
+# %% ../nbs/18_pipeline.ipynb #bb0b3990
 def _package_dir() -> Path:
     "This package's folder (from a notebook in nbs/: ../nomic_repro)."
     return Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd().parent / "nomic_repro"
@@ -150,7 +154,7 @@ def environment() -> dict:
     env["git"] = _git_commit()
     return env
 
-# %% ../nbs/18_pipeline.ipynb #c54cade6
+# %% ../nbs/18_pipeline.ipynb #83f59b71
 _MEASURES = ("speedup", "speedup_vs_loop", "ratio", "speedup_vs_torch", "peak_vs_plain", "tokens_per_s", "tflops", "ms", "seconds")
 
 def _num(v: str):
@@ -180,7 +184,7 @@ def kernel_plot(name: str, rows: list[dict]):
     fig.update_layout(title=f"{name}: {measure} ({', '.join(f'{c}={rows[0][c]}' for c in fixed)})", height=380, width=1100, yaxis_title=measure)
     return fig
 
-# %% ../nbs/18_pipeline.ipynb #e0ced42b
+# %% ../nbs/18_pipeline.ipynb #9f290ac0
 def evaluation_table(table: dict) -> str:
     "The evaluation as a markdown table, scores ×100."
     tasks = sorted({t for row in table.values() for t in row})
@@ -210,7 +214,7 @@ def _curve_figure(curve: list):
                       xaxis_title="max tokens per document", yaxis_title="nDCG@10 (×100)")
     return fig
 
-# %% ../nbs/18_pipeline.ipynb #b9daf74d
+# %% ../nbs/18_pipeline.ipynb #be6e380f
 def _table(header: list, rows: list) -> str:
     th = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
     return f"<table border=1 cellpadding=4><tr>{th}</tr>" + "".join(

@@ -9,7 +9,8 @@ MLM_STEPS, STAGE2_STEPS, STAGE3_STEPS = 12, 24, 12
 # The tiny preset cut to test size (~25 s on 2 cores, most of it MiniLM filtering/mining and the imports): few steps,
 # small batches and data slices, checkpoints every 4 steps (so a kill mid-stage has one to resume from), the
 # consistency filter kept (on a 200-pair sample per source: resuming re-runs it, so its determinism is tested),
-# and evaluation on STS-B only with no baselines (full SciFact costs ~20 s per stage, BM25 scores only SciFact).
+# evaluation on STS-B only with no baselines (full SciFact costs ~20 s per stage, BM25 scores only SciFact), and the
+# long-context curve at one length (QMSum at 256 tokens, NTK and plain RoPE), so the report has every kind of plot.
 OVERRIDES = (
     f"mlm.train.max_steps={MLM_STEPS}", "mlm.train.batch_size=8", "mlm.data.limit_docs=200", "mlm.train.save_every=4",
     f"contrastive.train.max_steps={STAGE2_STEPS}", "contrastive.train.batch_size=16", "contrastive.train.warmup_steps=2",
@@ -17,7 +18,7 @@ OVERRIDES = (
     "contrastive.data.filter_max_length=64",
     f"finetune.train.max_steps={STAGE3_STEPS}", "finetune.train.batch_size=8", "finetune.train.warmup_steps=2",
     "finetune.train.save_every=4", "finetune.data.limit=64",
-    'eval_tasks=["stsb"]', "baselines=[]",
+    'eval_tasks=["stsb"]', "baselines=[]", "long_context=[256]",
 )
 STEPS = {"stage1": MLM_STEPS, "stage2": STAGE2_STEPS, "stage3": STAGE3_STEPS}
 

@@ -47,16 +47,18 @@ def test_report_renders_offline_in_chromium(browser, report):
     html = report.read_text()
     n_figs = len(re.findall(r'class="plotly-graph-div"', html))
     n_traces = sum(1 for s in ("stage1", "stage2", "stage3") if (report.parent / s / "metrics.jsonl").exists())
-    assert n_figs >= 1 and n_traces >= 1
+    rep = json.loads((report.parent / "report.json").read_text())
+    assert n_figs >= 1 + bool(rep.get("long_context")) and n_traces >= 1     # loss curves, long context, kernel plots
     page, blocked, console, errors = open_offline(browser, report)
     page.wait_for_function(f"document.querySelectorAll('.js-plotly-plot .main-svg').length >= {n_figs}", timeout=20_000)
     rendered = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')].map(d => ({
-        svg: d.querySelectorAll('.main-svg').length, traces: d.querySelectorAll('.scatterlayer .trace').length,
-        points: d.querySelectorAll('.scatterlayer path.js-line').length}))""")
-    assert len(rendered) >= n_figs and all(r["svg"] >= 1 for r in rendered), rendered
-    assert sum(r["traces"] for r in rendered) == n_traces and sum(r["points"] for r in rendered) >= n_traces, rendered
-    rows = page.locator("table tr").count()
-    assert rows == 1 + len(json.loads((report.parent / "report.json").read_text())["evaluation"]), rows
+        svg: d.querySelectorAll('.main-svg').length, traces: d.querySelectorAll('.scatterlayer .trace, .barlayer .trace').length,
+        marks: d.querySelectorAll('.scatterlayer path.js-line, .barlayer .point path').length}))""")
+    assert len(rendered) == n_figs and all(r["svg"] >= 1 and r["traces"] >= 1 and r["marks"] >= 1 for r in rendered), rendered
+    assert rendered[0]["traces"] == n_traces, rendered                      # the first figure: one loss curve per stage
+    if rep.get("long_context"): assert rendered[1]["traces"] == len({r["model"] for r in rep["long_context"]}), rendered
+    rows = page.locator("table").first.locator("tr").count()                # the evaluation table (then the versions)
+    assert rows == 1 + len(rep["evaluation"]), rows
     assert errors == [] and console == [], (errors, console)
     shots = [report.parent / "report.png"]
     page.screenshot(path=str(shots[0]), full_page=True)

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['SIZES', 'use_triton_interpreter', 'seed_everything', 'get_device', 'get_dtype', 'in_test', 'Sizes', 'sizes',
-           'CloseReport', 'assert_close', 'show']
+           'CloseReport', 'assert_close', 'pad_right', 'show']
 
 # %% ../nbs/00_core.ipynb #9ed9ebde
 import os, sys, math, random, warnings
@@ -127,6 +127,14 @@ def assert_close(actual, expected, *, rtol: float | None = None, atol: float | N
         raise AssertionError(f"not close: {int(bad.sum())} of {bad.numel()} elements differ; first at index {i}: "
                              f"actual {a[i].item():.6g} vs expected {e[i].item():.6g}; {rep!r}")
     return rep
+
+# %% ../nbs/00_core.ipynb #95673277
+def pad_right(seqs: list[list[int]], pad_id: int = 0, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+    "`(input_ids, attention_mask)` `[B, S]` of the token-id lists `seqs`, right-padded with `pad_id` to the longest."
+    if not seqs: raise ValueError("pad_right needs at least one sequence")
+    S = max(map(len, seqs))
+    ids = torch.tensor([list(s) + [pad_id] * (S - len(s)) for s in seqs], device=device)
+    return ids, (torch.arange(S, device=device)[None] < torch.tensor([len(s) for s in seqs], device=device)[:, None]).long()
 
 # %% ../nbs/00_core.ipynb #3e4e9742
 _TRACE_ARRAYS = ("x", "y", "z", "text", "customdata")

@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch
+from .core import pad_right
 from torch import Tensor
 
 # %% ../nbs/11_data.ipynb #02b915ac
@@ -106,9 +107,7 @@ class SequenceDataset:
         if batch_size % world_size: raise ValueError(f"batch_size {batch_size} is not divisible by world_size {world_size}")
         per = batch_size // world_size
         rows = [self.seqs[i] for i in self.indices(step, batch_size)[rank * per : (rank + 1) * per]]
-        S = max(map(len, rows))
-        ids = torch.tensor([r + [self.pad_id] * (S - len(r)) for r in rows])
-        return ids, (torch.arange(S)[None] < torch.tensor([len(r) for r in rows])[:, None]).long()
+        return pad_right(rows, self.pad_id)
 
 # %% ../nbs/11_data.ipynb #9a46c175
 def mask_tokens(input_ids: Tensor, attention_mask: Tensor, *, special_ids, mask_id: int, vocab_size: int,

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
-from .core import get_device, in_test
+from .core import get_device, in_test, pad_right
 from .checkpoint import load_pretrained, load_tokenizer, resolve_folder
 
 # %% ../nbs/07_embed.ipynb #f3e9a561
@@ -98,9 +98,7 @@ def _encode(self: Embedder, texts, task=None, dim=None, batch_size=32, max_lengt
     pad_id = self.tokenizer.pad_token_id or 0
     show = (len(ids) > 256 and not in_test()) if show_progress_bar is None else show_progress_bar
     for b in tqdm(length_batches([len(x) for x in ids], batch_size), desc="encode", disable=not show):
-        S = max(len(ids[i]) for i in b)
-        input_ids = torch.tensor([ids[i] + [pad_id] * (S - len(ids[i])) for i in b], device=self.device)
-        mask = torch.tensor([[1] * len(ids[i]) + [0] * (S - len(ids[i])) for i in b], device=self.device)
+        input_ids, mask = pad_right([ids[i] for i in b], pad_id, self.device)
         emb = postprocess(mean_pool(self.model(input_ids, mask), mask), layer_norm=self.layer_norm, dim=dim, normalize=normalize)
         for j, i in enumerate(b): out[i] = emb[j].cpu()
     res = torch.stack(out) if out else torch.empty(0, dim or self.model.config.hidden_size)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 import nomic_repro
-from .core import get_device
+from .core import get_device, pad_right
 from .embed import mean_pool
 
 # %% ../nbs/17_eval.ipynb #49975516
@@ -221,9 +221,7 @@ class MiniLMEncoder:
         ids = self.tokenizer(texts, truncation=True, max_length=max_length)["input_ids"] if texts else []
         out = torch.empty(len(ids), self.model.config.hidden_size)
         for b in length_batches([len(x) for x in ids], batch_size, self.sort_by_length):
-            S = max(len(ids[i]) for i in b)
-            input_ids = torch.tensor([ids[i] + [0] * (S - len(ids[i])) for i in b], device=self.device)
-            mask = torch.tensor([[1] * len(ids[i]) + [0] * (S - len(ids[i])) for i in b], device=self.device)
+            input_ids, mask = pad_right([ids[i] for i in b], 0, self.device)
             h = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
             out[b] = F.normalize(mean_pool(h, mask), dim=-1).cpu()
         return out

@@ -217,7 +217,7 @@ def run_contrastive(preset: ContrastivePreset | str, init_from, output_dir, *, d
     tok = load_tokenizer(folder)                                  # the init model's own (stage 1 saved its preset's)
     task = make_task(preset, data_root, device, report, tok)
     seed_everything(preset.train.seed)
-    enc = load_pretrained(folder, device=device)
+    enc = load_pretrained(folder, device=device, attn_impl="auto")     # the Triton kernel on a GPU, as in stage 1
     if getattr(preset, "upcycle", None) and not enc.config.num_experts:     # v2: dense -> MoE, before train() resumes into it
         enc = NomicBertMoE.from_dense(enc, *preset.upcycle)
     if getattr(preset, "aux_loss_coef", None) is not None and getattr(enc.config, "num_experts", 0):

@@ -192,7 +192,7 @@ class NomicBert(nn.Module):
                 return o.flatten(0, 1)[idx]
         else:
             flash = _flash_varlen()
-            attn = lambda q, k, v: flash(q.contiguous(), k.contiguous(), v.contiguous(), cu, max_len)
+            attn = lambda q, k, v: flash(q.contiguous(), k.contiguous(), v.contiguous(), cu, max_len, validate=False)   # cu from unpad
         for layer in self.encoder.layers: hp = layer(hp, cos[pos], sin[pos], attn)
         return pad(hp, idx, B, S)
 

@@ -109,7 +109,7 @@ _fwd = triton.autotune(_FWD_CONFIGS, key=_KEY, prune_configs_by=_prune("BLOCK_M"
 HEAD_DIMS = (16, 32, 64, 128)
 DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
-def _check_varlen(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqlen) -> int:
+def _check_varlen(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqlen, validate: bool = True) -> int:
     "Validate packed q, k, v `[T, H, D]`, `cu_seqlens` and `max_seqlen`; return `max_seqlen` as an int."
     for name, t in zip("qkv", (q, k, v)):
         if not isinstance(t, Tensor): raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
@@ -125,6 +125,10 @@ def _check_varlen(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqle
     if os.environ.get("TRITON_INTERPRET") == "1":
         if q.dtype == torch.bfloat16: raise ValueError("bf16 is wrong in Triton's interpreter (upstream limitation); use fp32 or fp16 on CPU, bf16 on a GPU")
     elif q.device.type != "cuda": raise ValueError(f"the compiled kernel needs CUDA tensors, got {q.device} (set TRITON_INTERPRET=1 for CPU)")
+    if not validate:                                  # the caller vouches for cu_seqlens: no device -> host copy
+        if isinstance(max_seqlen, bool) or not isinstance(max_seqlen, int) or max_seqlen < 0:
+            raise ValueError(f"validate=False needs max_seqlen as an int, got {max_seqlen!r}")
+        return max_seqlen
     check_cu_seqlens(cu_seqlens, q.shape[0])
     longest = int((cu_seqlens[1:] - cu_seqlens[:-1]).max())
     if max_seqlen is None: return longest
@@ -325,9 +329,10 @@ class FlashAttnVarlen(torch.autograd.Function):
 
 def flash_attn_varlen(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqlen: int | None = None,
                       softmax_scale: float | None = None, return_lse: bool = False, *,
-                      rotary_inv_freq: Tensor | None = None):
-    "Bidirectional attention on packed tokens: q, k, v `[T, H, D]`, `cu_seqlens` `[B+1]` int32 -> o `[T, H, D]` (and lse `[H, T]`)."
-    max_seqlen = _check_varlen(q, k, v, cu_seqlens, max_seqlen)
+                      rotary_inv_freq: Tensor | None = None, validate: bool = True):
+    """Bidirectional attention on packed tokens: q, k, v `[T, H, D]`, `cu_seqlens` `[B+1]` int32 -> o `[T, H, D]` (and lse `[H, T]`).
+    `validate=False` skips reading `cu_seqlens` on the host (a device sync) for callers that built it, e.g. once per model forward."""
+    max_seqlen = _check_varlen(q, k, v, cu_seqlens, max_seqlen, validate)
     scale = 1 / math.sqrt(q.shape[-1]) if softmax_scale is None else float(softmax_scale)
     inv_freq = _check_inv_freq(rotary_inv_freq, q)
     o, lse = FlashAttnVarlen.apply(q, k, v, cu_seqlens.contiguous(), max_seqlen, scale, inv_freq)

@@ -99,3 +99,15 @@ def test_pipeline_command_user_errors(tmp_path, argv, msg):
     r = run_script(*[a.format(tmp=tmp_path) for a in argv])
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-3000:]
     assert len(r.stderr.strip().splitlines()) == 1 and msg in r.stderr, r.stderr
+
+
+def test_bench_quick_runs_every_benchmark(tmp_path):
+    """`nomic-repro bench --quick`: every kernels/ script accepts its quick arguments and writes its CSV (flash_attn only
+    checks correctness on a CPU and writes none)."""
+    import torch
+    r = run_script("bench", "--quick", "--out", str(tmp_path))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    written = sorted(p.name for p in tmp_path.glob("*.csv"))
+    expected = ["encoder-", "moe-", "train-", "gradcache-", "eval-encode-"] + (["flash_attn-"] if torch.cuda.is_available() else [])
+    assert all(any(w.startswith(e) for w in written) for e in expected), written
+    assert r.stdout.count("== bench ") == 6

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['SIZES', 'use_triton_interpreter', 'seed_everything', 'get_device', 'get_dtype', 'in_test', 'Sizes', 'sizes',
-           'CloseReport', 'assert_close', 'pad_right', 'show']
+           'CloseReport', 'assert_close', 'pad_right', 'progress_bar', 'show']
 
 # %% ../nbs/00_core.ipynb #9ed9ebde
 import os, sys, math, random, warnings
@@ -135,6 +135,14 @@ def pad_right(seqs: list[list[int]], pad_id: int = 0, device=None) -> tuple[torc
     S = max(map(len, seqs))
     ids = torch.tensor([list(s) + [pad_id] * (S - len(s)) for s in seqs], device=device)
     return ids, (torch.arange(S, device=device)[None] < torch.tensor([len(s) for s in seqs], device=device)[:, None]).long()
+
+# %% ../nbs/00_core.ipynb #1ddf2280
+def progress_bar(iterable=None, **kwargs):
+    "A `tqdm.auto` bar that redraws at most every 30 s when stderr is a file rather than a terminal or a notebook."
+    from tqdm.auto import tqdm
+    interactive = sys.stderr.isatty() if hasattr(sys.stderr, "isatty") else False
+    kwargs.setdefault("mininterval", 0.1 if interactive or "ipykernel" in sys.modules else 30.0)
+    return tqdm(iterable, **kwargs)
 
 # %% ../nbs/00_core.ipynb #3e4e9742
 _TRACE_ARRAYS = ("x", "y", "z", "text", "customdata")

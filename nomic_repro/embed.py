@@ -13,8 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from tqdm.auto import tqdm
-from .core import get_device, in_test, pad_right
+from .core import get_device, in_test, pad_right, progress_bar
 from .checkpoint import load_pretrained, load_tokenizer, resolve_folder
 
 # %% ../nbs/07_embed.ipynb #f3e9a561
@@ -97,7 +96,7 @@ def _encode(self: Embedder, texts, task=None, dim=None, batch_size=32, max_lengt
     out = [None] * len(ids)
     pad_id = self.tokenizer.pad_token_id or 0
     show = (len(ids) > 256 and not in_test()) if show_progress_bar is None else show_progress_bar
-    for b in tqdm(length_batches([len(x) for x in ids], batch_size), desc="encode", disable=not show):
+    for b in progress_bar(length_batches([len(x) for x in ids], batch_size), desc="encode", disable=not show):
         input_ids, mask = pad_right([ids[i] for i in b], pad_id, self.device)
         emb = postprocess(mean_pool(self.model(input_ids, mask), mask), layer_norm=self.layer_norm, dim=dim, normalize=normalize)
         for j, i in enumerate(b): out[i] = emb[j].cpu()

@@ -15,8 +15,7 @@ import torch
 import torch.distributed as dist
 from torch import nn, Tensor
 from safetensors.torch import save_model, load_model
-from tqdm.auto import tqdm
-from .core import get_device, in_test
+from .core import get_device, in_test, progress_bar
 
 # %% ../nbs/12_train_loop.ipynb #10630cbf
 @dataclass(frozen=True)
@@ -175,7 +174,7 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, output_dir, *, stop_at
     if ckpts: start = load_checkpoint(ckpts[-1], model, opt, sched)["step"]
     if rank == 0: _truncate_log(out / "metrics.jsonl", start)
     stop = min(stop_at or cfg.max_steps, cfg.max_steps)
-    bar = tqdm(total=stop, initial=start, desc=desc, disable=rank != 0 or not (progress if progress is not None else not in_test()))
+    bar = progress_bar(total=stop, initial=start, desc=desc, disable=rank != 0 or not (progress if progress is not None else not in_test()))
     model.train(); last = None
     for step in range(start, stop):
         t0 = time.perf_counter()

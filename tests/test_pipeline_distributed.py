@@ -42,3 +42,22 @@ def test_torchrun_two_gloo_processes_run_the_tiny_pipeline(tmp_path):
         assert len(a) == len(b) == 3 and all(abs(x - y) <= 1e-4 * max(1.0, abs(y)) for x, y in zip(a, b)), (stage, a, b)
     mined = [p.name for p in (tmp_path / "two" / "stage3").glob("mined-*.jsonl.gz")]
     assert mined and not list((tmp_path / "two" / "stage3").glob("*.tmp"))
+
+
+def test_resume_on_a_different_number_of_processes(tmp_path):
+    "Pre-empted on 2 processes, resumed on 1 (a smaller machine): the same losses as one uninterrupted process."
+    sets = [a for s in ["train.max_steps=6", "train.save_every=3", "train.batch_size=8", "model.num_layers=1", "model.hidden_size=64",
+                        "model.intermediate_size=96", "data.seq_len=32", "data.limit_docs=64"] for a in ("--set", s)]
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env.update(OMP_NUM_THREADS="1", PYTHONHASHSEED="0")
+    def mlm(out, nproc, *extra):
+        launch = ([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_addr", "127.0.0.1",
+                   "--master_port", str(free_port())] if nproc > 1 else [sys.executable])
+        r = subprocess.run([*launch, "-m", "nomic_repro.cli", "mlm", "--preset", "tiny", "--output-dir", str(out), *sets, *extra],
+                           env=env, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
+    mlm(tmp_path / "moved", 2, "--max-steps", "3")                  # 2 processes, stopped at the step-3 checkpoint
+    mlm(tmp_path / "moved", 1)                                      # resumed by 1 process
+    mlm(tmp_path / "one", 1)
+    a, b = losses(tmp_path, "moved"), losses(tmp_path, "one")
+    assert len(a) == len(b) == 6 and all(abs(x - y) <= 1e-5 * max(1.0, abs(y)) for x, y in zip(a, b)), (a, b)

@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['LAYOUTS', 'CheckpointError', 'detect_layout', 'load_state_dict_strict', 'config_from_dict', 'config_to_nomic_dict',
-           'resolve_folder', 'read_state_dict', 'read_config', 'load_pretrained', 'export_state_dict',
-           'save_pretrained', 'load_tokenizer']
+           'resolve_folder', 'read_state_dict', 'read_config', 'load_pretrained', 'from_xlm_roberta',
+           'load_xlm_roberta', 'export_state_dict', 'save_pretrained', 'load_tokenizer']
 
 # %% ../nbs/06_checkpoints.ipynb #7651f936
 import json, os, re, tempfile, warnings
@@ -202,6 +202,64 @@ def _load_moe(cfg, sd, attn_impl, moe_impl):
             raise CheckpointError(f"encoder.layers.{i}.mlp.experts.mlp.w1 has {w1.shape[0]} rows = {w1.shape[0] / cfg.intermediate_size:g} experts × "
                                   f"{cfg.intermediate_size}, but config.json says num_experts={cfg.num_experts}")
     return load_state_dict_strict(NomicBertMoE(cfg, attn_impl=attn_impl, moe_impl=moe_impl), sd)
+
+# %% ../nbs/06_checkpoints.ipynb #58ca1af3
+_XLMR_LAYER = [("attention.output.dense", "attn.out_proj"), ("attention.output.LayerNorm", "norm1"), ("intermediate.dense", "mlp.fc1"),
+               ("output.dense", "mlp.fc2"), ("output.LayerNorm", "norm2")]
+_XLMR_DROPPED = ("embeddings.position_embeddings.weight", "embeddings.position_ids", "pooler.dense.weight", "pooler.dense.bias")
+
+def from_xlm_roberta(sd: dict[str, Tensor], cfg: NomicBertConfig, *, pad_vocab: bool = False) -> dict[str, Tensor]:
+    "An XLM-RoBERTa state dict (`XLMRobertaForMaskedLM` or `XLMRobertaModel`) in `NomicBertForMaskedLM`'s keys, checked against `cfg`."
+    sd = dict(sd)
+    p = "roberta." if any(k.startswith("roberta.") for k in sd) else ""
+    out = {"bert.embeddings.word_embeddings.weight": sd.pop(f"{p}embeddings.word_embeddings.weight", None),
+           "bert.embeddings.token_type_embeddings.weight": sd.pop(f"{p}embeddings.token_type_embeddings.weight", None)}
+    for s in ("weight", "bias"):
+        out[f"bert.emb_ln.{s}"] = sd.pop(f"{p}embeddings.LayerNorm.{s}", None)
+        for i in range(cfg.num_layers):
+            src, dst = f"{p}encoder.layer.{i}.", f"bert.encoder.layers.{i}."
+            qkv = [sd.pop(f"{src}attention.self.{x}.{s}", None) for x in ("query", "key", "value")]
+            out[f"{dst}attn.Wqkv.{s}"] = torch.cat(qkv) if all(t is not None for t in qkv) else None
+            for x, o in _XLMR_LAYER: out[f"{dst}{o}.{s}"] = sd.pop(f"{src}{x}.{s}", None)
+    if any(k.startswith("lm_head.") for k in sd):                                       # the MLM head: same structure as ours
+        for x, o in (("dense", "transform.dense"), ("layer_norm", "transform.layer_norm")):
+            for s in ("weight", "bias"): out[f"cls.predictions.{o}.{s}"] = sd.pop(f"lm_head.{x}.{s}", None)
+        b, db = sd.pop("lm_head.bias", None), sd.pop("lm_head.decoder.bias", None)       # one tensor, tied in transformers
+        if b is not None and db is not None and not torch.equal(b, db): raise CheckpointError("lm_head.bias and lm_head.decoder.bias differ")
+        out["cls.predictions.decoder.bias"] = b if b is not None else db
+        dw = sd.pop("lm_head.decoder.weight", None)
+        if dw is not None and not torch.equal(dw, out["bert.embeddings.word_embeddings.weight"]):
+            raise CheckpointError("lm_head.decoder.weight is not tied to the word embeddings; NomicBertForMaskedLM's decoder is")
+    for k in _XLMR_DROPPED: sd.pop(p + k, None)                                         # absolute positions: RoPE replaces them
+    missing = sorted(k for k, v in out.items() if v is None)
+    if missing: raise CheckpointError(f"not an XLM-RoBERTa state dict for {cfg.num_layers} layers: no tensor for our {missing[:6]}")
+    if sd: raise CheckpointError(f"{len(sd)} XLM-RoBERTa tensors have no place in this config: {sorted(sd)[:6]}")
+    with torch.device("meta"): expected = NomicBertForMaskedLM(cfg).state_dict()
+    for k, v in out.items():
+        if k not in expected: raise CheckpointError(f"{k} comes from XLM-RoBERTa but this config has no such tensor (check qkv_bias, mlp_fc*_bias, mlm_head_bias)")
+        want = expected[k].shape
+        if pad_vocab and k.endswith(("word_embeddings.weight", "decoder.bias")) and v.shape[0] < want[0] and v.shape[1:] == want[1:]:
+            v = torch.cat([v, v.new_full((want[0] - v.shape[0], *v.shape[1:]), -100.0 if k.endswith("bias") else 0.0)])
+        if v.shape != want: raise CheckpointError(f"{k}: XLM-RoBERTa has {tuple(v.shape)}, this config needs {tuple(want)}"
+                                                  + (" (pass pad_vocab=True to pad the vocabulary)" if "word_emb" in k and v.shape[0] < want[0] else ""))
+        out[k] = v
+    return out
+
+# %% ../nbs/06_checkpoints.ipynb #497c21cf
+def load_xlm_roberta(path_or_id, cfg: NomicBertConfig, *, pad_vocab: bool = False, attn_impl: str = "torch",
+                     revision: str | None = None) -> NomicBertForMaskedLM:
+    "`NomicBertForMaskedLM(cfg)` holding an XLM-RoBERTa checkpoint (folder or hub id); a checkpoint without `lm_head` keeps a fresh head."
+    folder = resolve_folder(path_or_id, revision)
+    c = read_config(folder)
+    want = {"hidden_act": cfg.activation, "layer_norm_eps": cfg.layer_norm_eps, "type_vocab_size": cfg.type_vocab_size}
+    bad = {k: (c[k], v) for k, v in want.items() if k in c and c[k] != v}
+    if bad: raise CheckpointError(f"{folder}/config.json does not fit the config: " + ", ".join(f"{k}={a!r} (config: {b!r})" for k, (a, b) in bad.items()))
+    sd = from_xlm_roberta(read_state_dict(folder), cfg, pad_vocab=pad_vocab)
+    model = NomicBertForMaskedLM(cfg, attn_impl=attn_impl)
+    head = {k: v for k, v in model.state_dict().items() if k.startswith("cls.") and k != "cls.predictions.decoder.weight"}
+    if not any(k.startswith("cls.") for k in sd):
+        warnings.warn(f"{folder} has no MLM head (lm_head.*): the head is freshly initialised"); sd.update(head)
+    return load_state_dict_strict(model, sd)
 
 # %% ../nbs/06_checkpoints.ipynb #b12c5147
 def _atomic_write(path: Path, write):

@@ -16,7 +16,7 @@ from torch import nn, Tensor
 from .core import seed_everything, get_device
 from .model import NomicBertConfig, NomicBertForMaskedLM
 from .model_moe import V2_MOE_CONFIG
-from .checkpoint import load_tokenizer, save_pretrained
+from .checkpoint import load_tokenizer, save_pretrained, load_xlm_roberta
 from .data import read_records, tokenize_documents, SequenceDataset, mask_tokens
 from .train import (TrainConfig, Task, train, setup_distributed, wrap_ddp, apply_overrides, list_checkpoints,
                                check_same_preset, rank0_result)
@@ -41,6 +41,7 @@ class MLMPreset:
     train: TrainConfig
     attn_impl: str = "auto"                       # "auto": the Triton kernel on a GPU, PyTorch attention on a CPU
     tokenizer: str | None = None                  # None: bert-base-uncased (vendored); else a tokenizer folder or hub id
+    init: str | None = None                       # folder or hub id of an XLM-R checkpoint to start from; None = random init
 
 # max_trained_positions = the training length, so Dynamic NTK (served beyond it) scales from the right L0
 _TINY_MODEL = NomicBertConfig(hidden_size=128, num_layers=2, num_heads=2, intermediate_size=256, max_trained_positions=128)
@@ -78,7 +79,7 @@ MLM_PRESETS["moe"] = MLMPreset(
     "moe", _V2_BACKBONE, MLMData(sources=tuple(f"hf:statmt/cc100:{l}" for l in CC100_LANGUAGES), seq_len=2048, packing="concat"),
     TrainConfig(max_steps=10_000, batch_size=4096, grad_accum=8, lr=4e-4, warmup_steps=500, schedule="linear", grad_clip=1.0,
                 save_every=1000, log_every=10),
-    tokenizer="FacebookAI/xlm-roberta-base")
+    tokenizer="FacebookAI/xlm-roberta-base", init="FacebookAI/xlm-roberta-base")   # the paper starts from XLM-R-base
 
 # %% ../nbs/13_stage1_mlm.ipynb #36542545
 class MLMObjective(nn.Module):
@@ -139,7 +140,9 @@ def run_mlm(preset: MLMPreset | str, output_dir, *, data_root=None, max_steps: i
     tok = load_preset_tokenizer(preset.tokenizer)
     ds, report = build_mlm_dataset(preset, tok, data_root)
     seed_everything(preset.train.seed)
-    mlm = NomicBertForMaskedLM(preset.model, attn_impl=preset.attn_impl).to(device)    # "auto" is resolved by the model
+    if preset.init and not list_checkpoints(out):              # a fresh run starts from XLM-R; a resumed one from its checkpoint
+        mlm = load_xlm_roberta(preset.init, preset.model, pad_vocab=True, attn_impl=preset.attn_impl).to(device)
+    else: mlm = NomicBertForMaskedLM(preset.model, attn_impl=preset.attn_impl).to(device)   # "auto" is resolved by the model
     model = wrap_ddp(MLMObjective(mlm), device)
     t0 = time.time()
     res = train(model, MLMTask(ds, tok, preset.train, preset.data.mlm_prob), preset.train, out, stop_at=max_steps, progress=progress, desc="stage 1 (MLM)")

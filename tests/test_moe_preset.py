@@ -1,5 +1,6 @@
 """The `moe` preset (Nomic Embed v2) through its three stage functions at test size, by overrides only: stage 1 trains
-the dense v2 backbone with the preset's (non-BERT) tokenizer and saves it with the model; stage 2 upcycles it to 8
+the dense v2 backbone, starting from a tiny XLM-R checkpoint (`init`, as the paper starts from XLM-R-base), with the
+preset's (non-BERT) tokenizer and saves it with the model; stage 2 upcycles it to 8
 experts on the odd layers, adds the router's aux loss and resumes into the upcycled model; stage 3 turns the aux
 loss off. A small XLM-R-style tokenizer (<s> 0, <pad> 1, </s> 2, <mask> last) stands in for XLM-R's, which is not
 available offline; with ids far below BERT's, any stage that fell back to bert-base-uncased would fail."""
@@ -42,7 +43,17 @@ def test_moe_preset_three_stages(tmp_path):
     tok = xlmr_style_tokenizer(tmp_path / "tok")
     vocab = -(-len(tok) // 64) * 64                                      # padded to a multiple of 64, as v2's 250,048
     s1, s2, s3 = tmp_path / "s1", tmp_path / "s2", tmp_path / "s3"
-    run_mlm("moe", s1, overrides=MLM + [f"model.vocab_size={vocab}", f"tokenizer={tmp_path / 'tok'}"], progress=False)
+    xlmr = transformers.XLMRobertaForMaskedLM(transformers.XLMRobertaConfig(vocab_size=len(tok), hidden_size=64, num_hidden_layers=2,
+        num_attention_heads=2, intermediate_size=96, max_position_embeddings=66, type_vocab_size=1, layer_norm_eps=1e-5))
+    xlmr.save_pretrained(str(tmp_path / "xlmr"))
+    run_mlm("moe", s1, overrides=MLM + [f"model.vocab_size={vocab}", f"tokenizer={tmp_path / 'tok'}", f"init={tmp_path / 'xlmr'}"], progress=False)
+    m1 = load_pretrained(s1 / "model")                                  # 3 AdamW steps (lr <= 4e-4) away from XLM-R's weights
+    x = xlmr.state_dict()
+    close = lambda a, b: (a.detach() - b).abs().max().item() < 5e-3
+    assert close(m1.embeddings.word_embeddings.weight[:len(tok)], x["roberta.embeddings.word_embeddings.weight"])
+    assert close(m1.encoder.layers[0].attn.Wqkv.weight[:64], x["roberta.encoder.layer.0.attention.self.query.weight"])
+    assert close(m1.encoder.layers[1].mlp.fc2.bias, x["roberta.encoder.layer.1.output.dense.bias"])
+    assert not close(m1.encoder.layers[0].attn.Wqkv.weight[:64], x["roberta.encoder.layer.0.attention.self.key.weight"])   # not vacuous
     cfg = read_config(s1 / "model")
     assert (cfg["activation_function"], cfg["qkv_proj_bias"], cfg["rotary_emb_base"], cfg["layer_norm_epsilon"]) == ("gelu", True, 10000.0, 1e-5)
     assert "num_experts" not in cfg and load_tokenizer(s1 / "model").pad_token_id == 1          # dense, with the preset's tokenizer

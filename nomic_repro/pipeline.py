@@ -7,7 +7,7 @@ __all__ = ['PUBLISHED', 'PIPELINE_PRESETS', 'PipelinePreset', 'get_pipeline_pres
            'run_pipeline', 'environment', 'kernel_results', 'kernel_plot', 'evaluation_table', 'write_html_report',
            'rebuild_report']
 
-# %% ../nbs/18_pipeline.ipynb #d0dc20f0
+# %% ../nbs/18_pipeline.ipynb #ad64890c
 import csv, json, os, platform, subprocess, time, html
 from importlib import metadata
 from dataclasses import dataclass, asdict, replace
@@ -18,7 +18,7 @@ from .stage1 import MLMPreset, MLM_PRESETS, run_mlm
 from .stage2 import ContrastivePreset, STAGE2_PRESETS, run_contrastive, evaluate_stage
 from .stage3 import FinetunePreset, STAGE3_PRESETS, run_finetune
 
-# %% ../nbs/18_pipeline.ipynb #fbeb67d2
+# %% ../nbs/18_pipeline.ipynb #1e94d48f
 # Published reference rows for the report (nomic-embed-text-v1, MTEB results; see the shared data README).
 PUBLISHED = {"nomic-embed-text-v1 (published)": {"scifact": 0.7050, "stsb": 0.8554}}
 
@@ -43,7 +43,7 @@ def get_pipeline_preset(name: str, overrides=()) -> PipelinePreset:
     if name not in PIPELINE_PRESETS: raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PIPELINE_PRESETS)}")
     return apply_overrides(PIPELINE_PRESETS[name], list(overrides))
 
-# %% ../nbs/18_pipeline.ipynb #a7abe6cd
+# %% ../nbs/18_pipeline.ipynb #c8fcf665
 def read_config(path) -> list[str]:
     "`key=value` overrides from a YAML (.yaml/.yml) or JSON file of nested settings; later `--set` flags win."
     path = Path(path)
@@ -63,7 +63,7 @@ def read_config(path) -> list[str]:
     if not isinstance(tree, dict): raise ValueError(f"{str(path)!r} must hold a mapping of settings, got {type(tree).__name__}")
     return [f"{k}={json.dumps(v)}" for k, v in _flat(tree).items()]
 
-# %% ../nbs/18_pipeline.ipynb #bf063ccc
+# %% ../nbs/18_pipeline.ipynb #356031d0
 def _finished(d: Path, max_steps: int) -> bool:
     log = d / "metrics.jsonl"
     if not (d / "model" / "model.safetensors").exists() or not log.exists(): return False
@@ -77,12 +77,18 @@ def _stamp(model) -> str:
     f = Path(model) / "model.safetensors"
     return f"{f.stat().st_size}-{f.stat().st_mtime_ns}" if f.exists() else str(model)
 
+def _write_atomic(f: Path, text: str):
+    "Write `text` to a temporary file beside `f`, then rename it: a kill leaves the old file or the new one, never half."
+    f.parent.mkdir(parents=True, exist_ok=True)
+    tmp = f.with_name(f".{f.name}.tmp"); tmp.write_text(text); tmp.replace(f)
+
 def _cached(f: Path, key, compute):
     "`compute()`, or its earlier result stored in `f` under the same `key` (e.g. the model file's size and mtime)."
-    old = json.loads(f.read_text()) if f.exists() else {}
+    try: old = json.loads(f.read_text()) if f.exists() else {}
+    except json.JSONDecodeError: old = {}                       # unreadable: compute again
     if old.get("key") == key: return old["value"]
     value = compute()
-    f.parent.mkdir(parents=True, exist_ok=True); f.write_text(json.dumps({"key": key, "value": value}))
+    _write_atomic(f, json.dumps({"key": key, "value": value}))
     return value
 
 def _scores(model, tasks, out: Path) -> dict:
@@ -99,7 +105,7 @@ def long_context_curve(model_dir, lengths, batch_size: int = 4) -> list[dict]:
     rows = ev.context_length_sweep(encoders, qmsum, lengths, batch_size=batch_size)
     return [{"model": r["model"], "max_length": r["max_length"], "ndcg@10": r.get("ndcg@10")} for r in rows]
 
-# %% ../nbs/18_pipeline.ipynb #50dfae2d
+# %% ../nbs/18_pipeline.ipynb #3d7d7286
 def run_pipeline(preset: PipelinePreset | str, output_dir, *, data_root=None, overrides=(), progress=None) -> dict | None:
     "Stage 1 → 2 → 3 → evaluation → report under `output_dir`; finished stages are skipped, an interrupted one resumes."
     p = get_pipeline_preset(preset, overrides) if isinstance(preset, str) else apply_overrides(preset, list(overrides))
@@ -129,11 +135,11 @@ def run_pipeline(preset: PipelinePreset | str, output_dir, *, data_root=None, ov
     report = {"preset": json.loads(json.dumps(asdict(p))), "evaluation": table, "long_context": curve,
               "seconds": round(time.time() - t0, 1), "stages_run": sorted(stages), "world_size": world,
               "date": time.strftime("%Y-%m-%d %H:%M:%S"), "versions": environment()}
-    (out / "report.json").write_text(json.dumps(report, indent=2))
+    _write_atomic(out / "report.json", json.dumps(report, indent=2))
     write_html_report(out, report)
     return report
 
-# %% ../nbs/18_pipeline.ipynb #bb0b3990
+# %% ../nbs/18_pipeline.ipynb #3271f213
 def _package_dir() -> Path:
     "This package's folder (from a notebook in nbs/: ../nomic_repro)."
     return Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd().parent / "nomic_repro"
@@ -154,7 +160,7 @@ def environment() -> dict:
     env["git"] = _git_commit()
     return env
 
-# %% ../nbs/18_pipeline.ipynb #83f59b71
+# %% ../nbs/18_pipeline.ipynb #176fb596
 _MEASURES = ("speedup", "speedup_vs_loop", "ratio", "speedup_vs_torch", "peak_vs_plain", "tokens_per_s", "tflops", "ms", "seconds")
 
 def _num(v: str):
@@ -184,7 +190,7 @@ def kernel_plot(name: str, rows: list[dict]):
     fig.update_layout(title=f"{name}: {measure} ({', '.join(f'{c}={rows[0][c]}' for c in fixed)})", height=380, width=1100, yaxis_title=measure)
     return fig
 
-# %% ../nbs/18_pipeline.ipynb #9f290ac0
+# %% ../nbs/18_pipeline.ipynb #b9a341de
 def evaluation_table(table: dict) -> str:
     "The evaluation as a markdown table, scores ×100."
     tasks = sorted({t for row in table.values() for t in row})
@@ -214,7 +220,7 @@ def _curve_figure(curve: list):
                       xaxis_title="max tokens per document", yaxis_title="nDCG@10 (×100)")
     return fig
 
-# %% ../nbs/18_pipeline.ipynb #be6e380f
+# %% ../nbs/18_pipeline.ipynb #81f544aa
 def _table(header: list, rows: list) -> str:
     th = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
     return f"<table border=1 cellpadding=4><tr>{th}</tr>" + "".join(
@@ -237,7 +243,7 @@ def write_html_report(out: Path, report: dict, kernels_dir=None) -> Path:
              "<h2>Configuration</h2>", f"<pre>{html.escape(json.dumps(report['preset'], indent=1))}</pre>"]
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>nomic_repro report: {name}</title></head>"
             f"<body style='font-family:sans-serif'>{''.join(body)}</body></html>")
-    (out / "report.html").write_text(page)
+    _write_atomic(out / "report.html", page)
     return out / "report.html"
 
 def rebuild_report(output_dir, kernels_dir=None) -> Path:

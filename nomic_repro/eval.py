@@ -431,9 +431,9 @@ def results_table(results: list[dict]) -> str:
     return "\n".join("| " + " | ".join(map(str, x)) + " |" for x in [head, ["---"] * len(head), *rows])
 
 def save_results(results: list[dict], path) -> Path:
-    "Write results as a JSON list (creating the folder)."
+    "Write results as a JSON list (creating the folder), via a temporary file: a kill never leaves half a file."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2) + "\n")
+    tmp = path.with_name(f".{path.name}.tmp"); tmp.write_text(json.dumps(results, indent=2) + "\n"); tmp.replace(path)
     return path
 
 # %% ../nbs/17_eval.ipynb #e6abb84f

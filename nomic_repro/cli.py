@@ -7,12 +7,12 @@ __all__ = ['COMMANDS', 'BENCHMARKS', 'CLIError', 'arg', 'subcommand', 'build_par
            'contrastive_command', 'finetune_command', 'run_command', 'read_texts', 'write_embeddings', 'embed_command',
            'kernels_dir', 'bench_command', 'plan_command', 'report_command']
 
-# %% ../nbs/19_cli.ipynb #0552e4c8
+# %% ../nbs/19_cli.ipynb #08ca6cd2
 import argparse, contextlib, io, json, sys
 from pathlib import Path
 import nomic_repro
 
-# %% ../nbs/19_cli.ipynb #fbe1be9c
+# %% ../nbs/19_cli.ipynb #4d2e61c3
 class CLIError(Exception):
     "A mistake on the command line: `main` prints it as one line and returns 2."
 
@@ -43,12 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.set_defaults(_run=f)
     return p
 
-# %% ../nbs/19_cli.ipynb #2fd9bd4e
-def _rank() -> int:
-    "This process's rank under torchrun (0 otherwise): only rank 0 prints results."
-    import os
-    return int(os.environ.get("RANK", 0))
-
+# %% ../nbs/19_cli.ipynb #2a4323e5
 def _is_user_error(e: BaseException) -> bool:
     if isinstance(e, (CLIError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)): return True
     ev = sys.modules.get("nomic_repro.eval")
@@ -71,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prog}: error: {msg}", file=sys.stderr)
         return 2
 
-# %% ../nbs/19_cli.ipynb #e2ca3ef4
+# %% ../nbs/19_cli.ipynb #71ce42f2
 @subcommand("eval", "Score a model on retrieval, STS or long-context tasks; print a table and write JSON.",
     arg("--model", required=True, help="minilm | bm25 | PATH to a checkpoint folder"),
     arg("--task", required=True, nargs="+", help="scifact | stsb | sickr | qmsum | PATH to a BEIR folder (several allowed)"),
@@ -97,7 +92,7 @@ def eval_command(args):
     out = ev.save_results(results, args.output or Path("results") / f"eval-{stem}.json")
     print(f"wrote {out}", file=sys.stderr)
 
-# %% ../nbs/19_cli.ipynb #0c34e09d
+# %% ../nbs/19_cli.ipynb #e5f7c189
 _STAGE_ARGS = (arg("--preset", default="tiny", help="tiny | small | base | moe"),
                arg("--output-dir", required=True, help="run folder; running the command again on it resumes"),
                arg("--data-root", default=None, help="folder the data sources are relative to (default: the vendored data/)"),
@@ -120,9 +115,10 @@ def _run_stage(fn, args, *pre):
         res = fn(args.preset, *pre, args.output_dir, data_root=args.data_root, max_steps=args.max_steps, overrides=overrides)
     except ValueError as e: raise CLIError(str(e)) from None
     keep = ("preset", "start_step", "end_step", "first_loss", "last_loss", "seconds", "model_dir")
-    if _rank() == 0: print(json.dumps({k: res[k] for k in keep if k in res}))
+    from nomic_repro.train import _world
+    if _world()[0] == 0: print(json.dumps({k: res[k] for k in keep if k in res}))      # torchrun: rank 0 reports
 
-# %% ../nbs/19_cli.ipynb #36c6178d
+# %% ../nbs/19_cli.ipynb #3cdb9f3d
 @subcommand("mlm", "Stage 1: masked-language-model pretraining of NomicBERT.", *_STAGE_ARGS)
 def mlm_command(args):
     from nomic_repro.stage1 import run_mlm
@@ -140,7 +136,7 @@ def finetune_command(args):
     if not Path(args.init).is_dir(): raise CLIError(f"--init {args.init!r} is not a checkpoint folder")
     _run_stage(run_finetune, args, args.init)
 
-# %% ../nbs/19_cli.ipynb #e3e92602
+# %% ../nbs/19_cli.ipynb #e5ce52ff
 @subcommand("run", "The whole pipeline: stage 1 -> 2 -> 3 -> evaluation -> report (resumable).",
     arg("--preset", default="tiny", help="tiny | small | base | moe"),
     arg("--output-dir", required=True, help="run folder; running the command again skips finished stages"),
@@ -155,7 +151,7 @@ def run_command(args):
     if report["evaluation"]: print(evaluation_table(report["evaluation"]))
     print(f"report: {Path(args.output_dir) / 'report.html'} ({report['seconds']} s)")
 
-# %% ../nbs/19_cli.ipynb #ce6b9925
+# %% ../nbs/19_cli.ipynb #63dd1c48
 def read_texts(path, field: str = "text") -> list[str]:
     "Texts of a .txt file (one per non-empty line) or a .jsonl file (`field` of each object)."
     path = Path(path)
@@ -170,11 +166,15 @@ def read_texts(path, field: str = "text") -> list[str]:
         texts.append(obj[field])
     return texts
 
+def _output_path(path) -> Path:
+    path = Path(path)
+    if path.suffix.lower() not in (".npy", ".jsonl"): raise CLIError(f"--output must end in .npy or .jsonl, got {str(path)!r}")
+    return path
+
 def write_embeddings(path, texts: list[str], emb) -> Path:
     "Save `emb` as .npy or as .jsonl (text + embedding per line), atomically."
     import numpy as np
-    path = Path(path)
-    if path.suffix.lower() not in (".npy", ".jsonl"): raise CLIError(f"--output must end in .npy or .jsonl, got {str(path)!r}")
+    path = _output_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
@@ -183,7 +183,7 @@ def write_embeddings(path, texts: list[str], emb) -> Path:
     tmp.replace(path)
     return path
 
-# %% ../nbs/19_cli.ipynb #d1728e8e
+# %% ../nbs/19_cli.ipynb #78e8a298
 @subcommand("embed", "Embed texts (arguments or a .txt/.jsonl file) with a NomicBERT checkpoint into .npy or .jsonl.",
     arg("--model", required=True, help="checkpoint folder or hub id (e.g. a run's stage3/model)"),
     arg("--text", nargs="+", default=None, help="texts to embed"), arg("--input", default=None, help=".txt (one per line) or .jsonl file"),
@@ -194,7 +194,7 @@ def write_embeddings(path, texts: list[str], emb) -> Path:
     arg("--device", default=None, help="cpu, cuda, cuda:1 ... (default: best available)"))
 def embed_command(args):
     if (args.text is None) == (args.input is None): raise CLIError("give exactly one of --text and --input")
-    if Path(args.output).suffix.lower() not in (".npy", ".jsonl"): raise CLIError(f"--output must end in .npy or .jsonl, got {args.output!r}")
+    _output_path(args.output)                   # before loading any model
     for name in ("max_length", "batch_size"):
         if getattr(args, name) is not None and getattr(args, name) < 1: raise CLIError(f"--{name.replace('_', '-')} must be >= 1")
     texts = args.text if args.text is not None else read_texts(args.input, args.field)
@@ -207,7 +207,7 @@ def embed_command(args):
     out = write_embeddings(args.output, texts, vecs)
     print(f"wrote {out}: {len(texts)} × {vecs.shape[1]}", file=sys.stderr)
 
-# %% ../nbs/19_cli.ipynb #e306e2f3
+# %% ../nbs/19_cli.ipynb #82ba434c
 BENCHMARKS = {   # name -> (script in kernels/, arguments of --quick)
     "encoder": ("encoder.py", ["--layers", "1", "--batch", "4", "--repeats", "1"]),
     "flash_attn": ("flash_attn.py", ["--lengths", "512,1024", "--tokens", "4096"]),
@@ -225,7 +225,7 @@ def kernels_dir(path=None) -> Path:
     raise CLIError(f"no kernels/ workbench at {str(path or 'kernels')!r}: it ships with the git repository, not the wheel "
                    "(clone it, or pass --kernels-dir)")
 
-# %% ../nbs/19_cli.ipynb #bff8e814
+# %% ../nbs/19_cli.ipynb #2966e280
 @subcommand("bench", "Run the kernels/ benchmarks (ratios against transformers and PyTorch); CSVs for the report.",
     arg("names", nargs="*", metavar="NAME", help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}"),
     arg("--quick", action="store_true", help="toy shapes, seconds each (default output results/bench-quick)"),
@@ -245,7 +245,7 @@ def bench_command(args):
         if rc != 0: raise CLIError(f"benchmark {name!r} failed with exit code {rc} (its output is above)")
     print(f"results in {out}", file=sys.stderr)
 
-# %% ../nbs/19_cli.ipynb #26d96be6
+# %% ../nbs/19_cli.ipynb #8697405a
 @subcommand("plan", "Estimate parameters, memory per GPU, FLOPs, hours and cost of a preset on N GPUs (formulas, no GPU).",
     arg("--preset", default="base", help="tiny | small | base | ... (the pipeline presets)"),
     arg("--gpus", type=int, default=8, help="number of GPUs"), arg("--gpu", default="h100", help="h100 | h200 | a100 | l4 | a10g | cpu"),
@@ -261,7 +261,7 @@ def plan_command(args):
     except ValueError as e: raise CLIError(str(e)) from None
     print(json.dumps(result, indent=1, default=str) if args.json else format_plan(result))
 
-# %% ../nbs/19_cli.ipynb #dc30865b
+# %% ../nbs/19_cli.ipynb #30ab0638
 @subcommand("report", "Rebuild a run's report.html from its report.json (with the latest kernel benchmark CSVs).",
     arg("--output-dir", required=True, help="the run folder of `nomic-repro run`"),
     arg("--kernels-dir", default=None, help="folder of benchmark CSVs (default: the repository's kernels/results)"))
@@ -272,5 +272,5 @@ def report_command(args):
     if table: print(evaluation_table(table))
     print(f"report: {page}")
 
-# %% ../nbs/19_cli.ipynb #5c50a1fb
+# %% ../nbs/19_cli.ipynb #826a106d
 if __name__ == "__main__": sys.exit(main())

@@ -7,7 +7,7 @@ __all__ = ['PUBLISHED', 'PIPELINE_PRESETS', 'PipelinePreset', 'get_pipeline_pres
            'run_pipeline', 'environment', 'kernel_results', 'kernel_plot', 'evaluation_table', 'write_html_report',
            'rebuild_report']
 
-# %% ../nbs/18_pipeline.ipynb #ad64890c
+# %% ../nbs/18_pipeline.ipynb #fe605afa
 import csv, json, os, platform, subprocess, time, html
 from importlib import metadata
 from dataclasses import dataclass, asdict, replace
@@ -18,7 +18,7 @@ from .stage1 import MLMPreset, MLM_PRESETS, run_mlm
 from .stage2 import ContrastivePreset, STAGE2_PRESETS, run_contrastive, evaluate_stage
 from .stage3 import FinetunePreset, STAGE3_PRESETS, run_finetune
 
-# %% ../nbs/18_pipeline.ipynb #1e94d48f
+# %% ../nbs/18_pipeline.ipynb #388e098a
 # Published reference rows for the report (nomic-embed-text-v1, MTEB results; see the shared data README).
 PUBLISHED = {"nomic-embed-text-v1 (published)": {"scifact": 0.7050, "stsb": 0.8554}}
 
@@ -43,7 +43,7 @@ def get_pipeline_preset(name: str, overrides=()) -> PipelinePreset:
     if name not in PIPELINE_PRESETS: raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PIPELINE_PRESETS)}")
     return apply_overrides(PIPELINE_PRESETS[name], list(overrides))
 
-# %% ../nbs/18_pipeline.ipynb #c8fcf665
+# %% ../nbs/18_pipeline.ipynb #b93ec9e6
 def read_config(path) -> list[str]:
     "`key=value` overrides from a YAML (.yaml/.yml) or JSON file of nested settings; later `--set` flags win."
     path = Path(path)
@@ -63,7 +63,7 @@ def read_config(path) -> list[str]:
     if not isinstance(tree, dict): raise ValueError(f"{str(path)!r} must hold a mapping of settings, got {type(tree).__name__}")
     return [f"{k}={json.dumps(v)}" for k, v in _flat(tree).items()]
 
-# %% ../nbs/18_pipeline.ipynb #356031d0
+# %% ../nbs/18_pipeline.ipynb #9f51fa26
 def _finished(d: Path, max_steps: int) -> bool:
     log = d / "metrics.jsonl"
     if not (d / "model" / "model.safetensors").exists() or not log.exists(): return False
@@ -105,7 +105,7 @@ def long_context_curve(model_dir, lengths, batch_size: int = 4) -> list[dict]:
     rows = ev.context_length_sweep(encoders, qmsum, lengths, batch_size=batch_size)
     return [{"model": r["model"], "max_length": r["max_length"], "ndcg@10": r.get("ndcg@10")} for r in rows]
 
-# %% ../nbs/18_pipeline.ipynb #3d7d7286
+# %% ../nbs/18_pipeline.ipynb #d19babbb
 def run_pipeline(preset: PipelinePreset | str, output_dir, *, data_root=None, overrides=(), progress=None) -> dict | None:
     "Stage 1 → 2 → 3 → evaluation → report under `output_dir`; finished stages are skipped, an interrupted one resumes."
     p = get_pipeline_preset(preset, overrides) if isinstance(preset, str) else apply_overrides(preset, list(overrides))
@@ -139,7 +139,7 @@ def run_pipeline(preset: PipelinePreset | str, output_dir, *, data_root=None, ov
     write_html_report(out, report)
     return report
 
-# %% ../nbs/18_pipeline.ipynb #3271f213
+# %% ../nbs/18_pipeline.ipynb #facd2d4e
 def _package_dir() -> Path:
     "This package's folder (from a notebook in nbs/: ../nomic_repro)."
     return Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd().parent / "nomic_repro"
@@ -160,7 +160,7 @@ def environment() -> dict:
     env["git"] = _git_commit()
     return env
 
-# %% ../nbs/18_pipeline.ipynb #176fb596
+# %% ../nbs/18_pipeline.ipynb #0b73f505
 _MEASURES = ("speedup", "speedup_vs_loop", "ratio", "speedup_vs_torch", "peak_vs_plain", "tokens_per_s", "tflops", "ms", "seconds")
 
 def _num(v: str):
@@ -190,7 +190,7 @@ def kernel_plot(name: str, rows: list[dict]):
     fig.update_layout(title=f"{name}: {measure} ({', '.join(f'{c}={rows[0][c]}' for c in fixed)})", height=380, width=1100, yaxis_title=measure)
     return fig
 
-# %% ../nbs/18_pipeline.ipynb #b9a341de
+# %% ../nbs/18_pipeline.ipynb #34c605de
 def evaluation_table(table: dict) -> str:
     "The evaluation as a markdown table, scores ×100."
     tasks = sorted({t for row in table.values() for t in row})
@@ -220,7 +220,7 @@ def _curve_figure(curve: list):
                       xaxis_title="max tokens per document", yaxis_title="nDCG@10 (×100)")
     return fig
 
-# %% ../nbs/18_pipeline.ipynb #81f544aa
+# %% ../nbs/18_pipeline.ipynb #044e82b8
 def _table(header: list, rows: list) -> str:
     th = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
     return f"<table border=1 cellpadding=4><tr>{th}</tr>" + "".join(

@@ -218,9 +218,9 @@ def run_contrastive(preset: ContrastivePreset | str, init_from, output_dir, *, d
     task = make_task(preset, data_root, device, report, tok)
     seed_everything(preset.train.seed)
     enc = load_pretrained(folder, device=device, attn_impl="auto")     # the Triton kernel on a GPU, as in stage 1
-    if getattr(preset, "upcycle", None) and not enc.config.num_experts:     # v2: dense -> MoE, before train() resumes into it
+    if preset.upcycle and not enc.config.num_experts:     # v2: dense -> MoE, before train() resumes into it
         enc = NomicBertMoE.from_dense(enc, *preset.upcycle)
-    if getattr(preset, "aux_loss_coef", None) is not None and getattr(enc.config, "num_experts", 0):
+    if preset.aux_loss_coef is not None and enc.config.num_experts:
         enc.config = replace(enc.config, router_aux_loss_coef=preset.aux_loss_coef)
     model = wrap_ddp(BiEncoder(enc, layer_norm=preset.layer_norm), device)
     t0 = time.time()

@@ -99,14 +99,9 @@ class FinetuneData:
     n_negatives: int = 7
 
 @dataclass(frozen=True)
-class FinetunePreset:
-    name: str
+class FinetunePreset(ContrastivePreset):
+    "Stage 2's preset with supervised data (mined hard negatives) in place of the pair sources."
     data: FinetuneData
-    train: TrainConfig
-    temperature: float = 0.02
-    grad_cache_chunk: int | None = None
-    layer_norm: bool = False
-    eval_tasks: tuple = ("scifact", "stsb")
     aux_loss_coef: float | None = 0.0        # v2 fine-tuning turns the router's aux loss off (FACTS §4)
 
 _STAGE3 = dict(betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, grad_clip=1.0, schedule="linear")
@@ -152,15 +147,10 @@ def build_triplets(preset: FinetunePreset, out: Path, data_root=None, device=Non
 
 def run_finetune(preset: FinetunePreset | str, init_from, output_dir, *, data_root=None, max_steps=None, overrides=(), progress=None) -> dict:
     "Stage 3: fine-tune the stage-2 encoder at `init_from` (with its tokenizer) with mined hard negatives into `output_dir`, resumable."
-    if isinstance(preset, str):
-        if preset not in STAGE3_PRESETS: raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(STAGE3_PRESETS)}")
-        preset = STAGE3_PRESETS[preset]
-    from nomic_repro.train import apply_overrides
-    preset = apply_overrides(preset, list(overrides))
-    out = Path(output_dir); out.mkdir(parents=True, exist_ok=True)
+    out = Path(output_dir)
     def make_task(p, data_root, device, report, tokenizer):
         trip = build_triplets(p, out, data_root, device, report)
         return SupervisedTask(trip, tokenizer, p.train, temperature=p.temperature, query_max_length=p.data.query_max_length,
                               doc_max_length=p.data.doc_max_length, grad_cache_chunk=p.grad_cache_chunk)
-    return run_contrastive(preset, init_from, out, data_root=data_root, max_steps=max_steps, progress=progress, make_task=make_task,
-                           desc="stage 3 (fine-tune)")
+    return run_contrastive(preset, init_from, out, data_root=data_root, max_steps=max_steps, overrides=overrides, progress=progress,
+                           presets=STAGE3_PRESETS, make_task=make_task, desc="stage 3 (fine-tune)")

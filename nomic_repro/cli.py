@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 
 # %% ../nbs/19_cli.ipynb #71ce42f2
 @subcommand("eval", "Score a model on retrieval, STS or long-context tasks; print a table and write JSON.",
-    arg("--model", required=True, help="minilm | bm25 | PATH to a checkpoint folder"),
+    arg("--model", required=True, help="minilm | bm25 | gte-base | multilingual-e5-small (hub id or a folder so named) | PATH to a checkpoint folder"),
     arg("--task", required=True, nargs="+", help="scifact | stsb | sickr | qmsum | PATH to a BEIR folder (several allowed)"),
     arg("--split", default=None, help="split to score (default per task: scifact test, stsb test, sickr all, qmsum val)"),
     arg("--data-root", default=None, help="folder holding the task folders (default: the vendored data/)"),

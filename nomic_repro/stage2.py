@@ -134,7 +134,7 @@ def consistency_filter(pairs: list[tuple[str, str]], encoder, *, sample_size: in
     return keep
 
 def load_filter_encoder(spec="minilm", device=None):
-    "The filter model: 'minilm' (all-MiniLM-L6-v2), a checkpoint folder, or an encoder object as is."
+    "The filter model: 'minilm', 'gte-base' or 'multilingual-e5-small' (or a folder so named), a NomicBERT folder, or an encoder."
     from nomic_repro.eval import load_encoder       # the evaluation harness owns the baseline encoders
     return load_encoder(spec, device=device)
 
@@ -168,14 +168,16 @@ STAGE2_PRESETS = {
                               TrainConfig(max_steps=150, batch_size=64, lr=5e-4, warmup_steps=15, save_every=50, **_STAGE2)),
     "small": ContrastivePreset("small", ContrastiveData(), TrainConfig(max_steps=3000, batch_size=1024, lr=2e-4, warmup_steps=150, save_every=500, log_every=10, **_STAGE2),
                                grad_cache_chunk=128),
-    "base": ContrastivePreset("base", ContrastiveData(doc_max_length=2048, query_max_length=2048, filter_sample_size=1_000_000),
+    "base": ContrastivePreset("base", ContrastiveData(doc_max_length=2048, query_max_length=2048, filter_sample_size=1_000_000,
+                                                      filter_model="gte-base", filter_max_length=512),
                               TrainConfig(max_steps=14_316, batch_size=16_384, lr=2e-4, warmup_steps=700, save_every=500, log_every=10, **_STAGE2),
                               grad_cache_chunk=64),
 }
 
 # %% ../nbs/15_stage2_contrastive.ipynb #1780cdff
 STAGE2_PRESETS["moe"] = ContrastivePreset(
-    "moe", ContrastiveData(query_max_length=32, doc_max_length=256, filter_sample_size=1_000_000, filter_top_k=2),
+    "moe", ContrastiveData(query_max_length=32, doc_max_length=256, filter_sample_size=1_000_000, filter_top_k=2,
+                           filter_model="multilingual-e5-small", filter_max_length=512),
     TrainConfig(max_steps=1_600_000_000 // 16_384, batch_size=16_384, lr=8e-5, warmup_steps=1000, save_every=500, log_every=10,
                 **{**_STAGE2, "schedule": "cosine"}),
     grad_cache_chunk=64, aux_loss_coef=1.0, upcycle=(8, 2, 2))

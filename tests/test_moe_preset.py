@@ -22,7 +22,8 @@ MLM = ["model.num_heads=2", "model.hidden_size=64", "model.num_layers=2", "model
 S2 = ["train.max_steps=4", "train.batch_size=8", "train.warmup_steps=1", "train.save_every=2", "train.log_every=1", "grad_cache_chunk=4",
       "data.limit_per_source=24", "data.filter_model=null", "data.doc_max_length=48", "eval_tasks=[]"]
 S3 = ["train.max_steps=2", "train.batch_size=4", "train.warmup_steps=1", "train.log_every=1", "data.limit=30", "data.query_max_length=32",
-      "data.doc_max_length=32", "eval_tasks=[]"]
+      "data.doc_max_length=32", "eval_tasks=[]",
+      "data.miner=minilm"]   # the preset mines with multilingual-e5-small, which is not available offline
 
 
 def xlmr_style_tokenizer(folder):

@@ -10,10 +10,9 @@ __all__ = ['PUBLISHED', 'PIPELINE_PRESETS', 'STAGE_NAMES', 'PipelinePreset', 'st
 # %% ../nbs/18_pipeline.ipynb #fe605afa
 import csv, json, os, platform, subprocess, time, html
 from importlib import metadata
-from dataclasses import dataclass, asdict, replace
+from dataclasses import dataclass, asdict, fields, replace
 from pathlib import Path
 import torch.distributed as dist
-from dataclasses import fields
 from .train import TrainConfig, apply_overrides, setup_distributed, check_same_preset, rank0_result, _world, _flat
 from .stage1 import MLMPreset, MLM_PRESETS, run_mlm
 from .stage2 import ContrastivePreset, STAGE2_PRESETS, run_contrastive, evaluate_stage

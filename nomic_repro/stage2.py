@@ -15,10 +15,10 @@ import torch
 from torch import nn, Tensor
 from .core import seed_everything, get_device
 from .embed import add_prefix
-from .checkpoint import load_pretrained, load_tokenizer, save_pretrained, resolve_folder
+from .checkpoint import load_pretrained, load_tokenizer, save_pretrained, resolve_folder, read_config, config_from_dict
 from .model_moe import NomicBertMoE
 from .data import read_records
-from .losses import info_nce, BiEncoder, grad_cache_backward
+from .losses import info_nce, matryoshka_info_nce, BiEncoder, grad_cache_backward
 from .train import TrainConfig, Task, train, setup_distributed, wrap_ddp, apply_overrides, rank0_result, check_same_preset
 
 # %% ../nbs/15_stage2_contrastive.ipynb #5ff61f45
@@ -82,18 +82,22 @@ def _with_aux(model, loss: Tensor, metrics: dict, n: int):
 class ContrastiveTask(Task):
     "InfoNCE on each step's one-source batch of pairs (queries local, documents gathered across ranks)."
     def __init__(self, pairs: PairDataset, tokenizer, cfg: TrainConfig, *, temperature: float = 0.02, query_max_length: int = 64,
-                 doc_max_length: int = 256, grad_cache_chunk: int | None = None):
+                 doc_max_length: int = 256, grad_cache_chunk: int | None = None, matryoshka_dims: tuple | None = None):
         if cfg.grad_accum != 1: raise ValueError("contrastive training needs grad_accum=1 (accumulation would shrink the negatives); use grad_cache_chunk")
         self.pairs, self.tok, self.cfg, self.tau = pairs, tokenizer, cfg, temperature
-        self.qlen, self.dlen, self.chunk = query_max_length, doc_max_length, grad_cache_chunk
+        self.qlen, self.dlen, self.chunk, self.dims = query_max_length, doc_max_length, grad_cache_chunk, matryoshka_dims
     def micro_batches(self, step, rank, world_size, grad_accum):
         name, qs, ds = self.pairs.batch(step, self.cfg.batch_size)
         sl = slice(rank * len(qs) // world_size, (rank + 1) * len(qs) // world_size)
         return [(tokenize_side(self.tok, qs[sl], self.qlen), tokenize_side(self.tok, ds[sl], self.dlen), name)]
     def count(self, b): return b[0][0].shape[0]
     def tokens(self, b): return int(b[0][1].sum() + b[1][1].sum())
+    def _nce(self, q, d, negatives=None):
+        "Summed InfoNCE; with `matryoshka_dims`, summed over those leading slices too (each re-normalised)."
+        if self.dims: return matryoshka_info_nce(q, d, self.dims, negatives=negatives, temperature=self.tau, reduction="sum")
+        return info_nce(q, d, negatives=negatives, temperature=self.tau, reduction="sum")
     def _loss(self, q, d):
-        loss = info_nce(q, d, temperature=self.tau, reduction="sum")
+        loss = self._nce(q, d)
         return loss, {"accuracy": float((q @ d.T).argmax(-1).eq(torch.arange(len(q), device=q.device)).sum())}
     def loss(self, model, b):
         (qi, qm), (di, dm), _ = b
@@ -161,6 +165,7 @@ class ContrastivePreset:
     eval_tasks: tuple = ("scifact", "stsb")  # scored with nomic_repro.eval when the stage ends; () to skip
     aux_loss_coef: float | None = None       # MoE encoders: router aux-loss coefficient (None: the checkpoint's, 1.0 in v2)
     upcycle: tuple | None = None             # (num_experts, top_k, every_n): a dense init becomes an MoE (v2: (8, 2, 2))
+    matryoshka_dims: tuple | None = None     # v1.5/v2: InfoNCE summed over these leading dims, e.g. (768, 256)
 
 _STAGE2 = dict(betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, grad_clip=1.0, schedule="inverse_sqrt")
 STAGE2_PRESETS = {
@@ -202,7 +207,7 @@ def _contrastive_task(preset: ContrastivePreset, data_root, device, report: dict
     "Stage 2's task: the filtered pair sources, one per batch."
     return ContrastiveTask(build_pairs(preset, data_root, device, report), tokenizer, preset.train, temperature=preset.temperature,
                            query_max_length=preset.data.query_max_length, doc_max_length=preset.data.doc_max_length,
-                           grad_cache_chunk=preset.grad_cache_chunk)
+                           grad_cache_chunk=preset.grad_cache_chunk, matryoshka_dims=preset.matryoshka_dims)
 
 def run_contrastive(preset: ContrastivePreset | str, init_from, output_dir, *, data_root=None, max_steps=None, overrides=(),
                     progress=None, presets=None, make_task=_contrastive_task, desc="stage 2 (contrastive)") -> dict:
@@ -213,9 +218,12 @@ def run_contrastive(preset: ContrastivePreset | str, init_from, output_dir, *, d
         preset = presets[preset]
     preset = apply_overrides(preset, list(overrides))
     rank, world, device = setup_distributed()
+    report, folder = {}, resolve_folder(init_from)
+    width = config_from_dict(read_config(folder)).hidden_size      # checked before the folder records the preset
+    if preset.matryoshka_dims and (bad := [k for k in preset.matryoshka_dims if not 0 < k <= width]):
+        raise ValueError(f"matryoshka_dims {bad} do not fit the encoder's {width} features")
     out = Path(output_dir); out.mkdir(parents=True, exist_ok=True)
     rank0_result(check_same_preset, out, preset)              # resuming with another preset is refused
-    report, folder = {}, resolve_folder(init_from)
     tok = load_tokenizer(folder)                                  # the init model's own (stage 1 saved its preset's)
     task = make_task(preset, data_root, device, report, tok)
     seed_everything(preset.train.seed)

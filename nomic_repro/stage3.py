@@ -17,7 +17,6 @@ from .core import seed_everything
 from .embed import add_prefix
 from .checkpoint import load_tokenizer
 from .data import read_records
-from .losses import info_nce
 from .train import TrainConfig, rank0_result
 from .stage2 import (PairSource, ContrastiveTask, ContrastiveData, ContrastivePreset, tokenize_side,
                                 load_filter_encoder, run_contrastive, _with_aux)
@@ -98,7 +97,7 @@ class SupervisedTask(ContrastiveTask):
         return [(tokenize_side(self.tok, qs[sl], self.qlen), tokenize_side(self.tok, ds[sl] + flat, self.dlen), name)]
     def _loss(self, q, d):
         B = len(q); pos, neg = d[:B], d[B:].reshape(B, -1, d.shape[-1])
-        loss = info_nce(q, pos, negatives=neg, temperature=self.tau, reduction="sum")
+        loss = self._nce(q, pos, negatives=neg)
         return loss, {"accuracy": float((q @ pos.T).argmax(-1).eq(torch.arange(B, device=q.device)).sum())}
 
 # %% ../nbs/16_stage3_finetune.ipynb #94bcd216
@@ -134,7 +133,8 @@ STAGE3_PRESETS = {
 # %% ../nbs/16_stage3_finetune.ipynb #d16de63d
 STAGE3_PRESETS["moe"] = FinetunePreset("moe", FinetuneData(query_max_length=512, doc_max_length=512, n_negatives=10, mine_top_k=20,
                                                                    miner="multilingual-e5-small", mine_margin=0.95),
-                                       TrainConfig(max_steps=4022, batch_size=256, lr=2e-5, warmup_steps=400, save_every=500, log_every=10, **_STAGE3))
+                                       TrainConfig(max_steps=4022, batch_size=256, lr=2e-5, warmup_steps=400, save_every=500, log_every=10, **_STAGE3),
+                                       matryoshka_dims=(768, 256))
 
 # %% ../nbs/16_stage3_finetune.ipynb #24886c2c
 def _write_mined(path: Path, triplets):
@@ -171,6 +171,7 @@ def run_finetune(preset: FinetunePreset | str, init_from, output_dir, *, data_ro
     def make_task(p, data_root, device, report, tokenizer):
         trip = build_triplets(p, out, data_root, device, report)
         return SupervisedTask(trip, tokenizer, p.train, temperature=p.temperature, query_max_length=p.data.query_max_length,
-                              doc_max_length=p.data.doc_max_length, grad_cache_chunk=p.grad_cache_chunk)
+                              doc_max_length=p.data.doc_max_length, grad_cache_chunk=p.grad_cache_chunk,
+                              matryoshka_dims=p.matryoshka_dims)
     return run_contrastive(preset, init_from, out, data_root=data_root, max_steps=max_steps, overrides=overrides, progress=progress,
                            presets=STAGE3_PRESETS, make_task=make_task, desc="stage 3 (fine-tune)")

@@ -23,7 +23,8 @@ S2 = ["train.max_steps=4", "train.batch_size=8", "train.warmup_steps=1", "train.
       "data.limit_per_source=24", "data.filter_model=null", "data.doc_max_length=48", "eval_tasks=[]"]
 S3 = ["train.max_steps=2", "train.batch_size=4", "train.warmup_steps=1", "train.log_every=1", "data.limit=30", "data.query_max_length=32",
       "data.doc_max_length=32", "eval_tasks=[]",
-      "data.miner=minilm"]   # the preset mines with multilingual-e5-small, which is not available offline
+      "data.miner=minilm",   # the preset mines with multilingual-e5-small, which is not available offline
+      "matryoshka_dims=[64, 16]"]   # v2: 768 and 256 of a 768-wide model; this one is 64 wide
 
 
 def xlmr_style_tokenizer(folder):

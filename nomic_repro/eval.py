@@ -207,11 +207,13 @@ class MeanPoolEncoder:
         self.name = name or str(path_or_id).rstrip("/").split("/")[-1]
         self.prefixes = {"query": query_prefix, "document": document_prefix, "sts": query_prefix}   # E5: "query: " when symmetric
         self.device, self.max_length, self.sort_by_length = get_device(device), max_length, sort_by_length
+        if Path(path_or_id).is_dir() and not (Path(path_or_id) / "config.json").is_file():
+            raise EvalError(f"cannot load {str(path_or_id)!r}: the folder has no config.json (not a saved model)")
         bar = hf_logging.is_progress_bar_enabled(); hf_logging.disable_progress_bar()   # no "Loading weights" bar
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(path_or_id))
             self.model = AutoModel.from_pretrained(str(path_or_id)).to(self.device).eval()   # a pooler, if any, is never used
-        except OSError as e:
+        except (OSError, ValueError) as e:                   # no such folder or hub id; a folder without a model
             raise EvalError(f"cannot load {str(path_or_id)!r} (a local folder, or a hub id with the hub reachable or cached): "
                             f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
         finally:

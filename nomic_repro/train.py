@@ -269,9 +269,9 @@ def _flat(d: dict, prefix="") -> dict:
     return {k2: v2 for k, v in d.items() for k2, v2 in (_flat(v, f"{prefix}{k}.").items() if isinstance(v, dict) else [(f"{prefix}{k}", v)])}
 
 def check_same_preset(out, preset) -> None:
-    "Refuse to continue run folder `out` if it was started with a different preset; remember `preset` otherwise."
+    "Refuse to continue run folder `out` if it did work under a different preset; remember `preset` otherwise."
     f, tree = Path(out) / "preset.json", json.loads(json.dumps(dataclasses.asdict(preset)))
-    if not f.exists():
+    if not f.exists() or all(p.name in ("preset.json", "preset.tmp") for p in Path(out).iterdir()):   # no work done yet
         tmp = f.with_suffix(".tmp"); tmp.write_text(json.dumps(tree, indent=2)); tmp.replace(f); return
     cur, old = _flat(tree), _flat(json.loads(f.read_text()))
     diff = sorted(k for k in cur.keys() | old.keys() if cur.get(k) != old.get(k) and k.rsplit(".", 1)[-1] not in NOT_PART_OF_THE_RUN)

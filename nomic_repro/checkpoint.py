@@ -8,13 +8,14 @@ __all__ = ['LAYOUTS', 'CheckpointError', 'detect_layout', 'load_state_dict_stric
            'load_xlm_roberta', 'export_state_dict', 'save_pretrained', 'load_tokenizer']
 
 # %% ../nbs/06_checkpoints.ipynb #7651f936
-import json, os, re, tempfile, warnings
+import json, os, re, warnings
 from dataclasses import replace
 from pathlib import Path
 import torch
 from torch import nn, Tensor
 import transformers
 from safetensors.torch import load_file, save_file
+from .core import atomic_write
 from .model import NomicBertConfig, NomicBert, NomicBertForMaskedLM
 
 # %% ../nbs/06_checkpoints.ipynb #f2c3e7d0
@@ -262,15 +263,7 @@ def load_xlm_roberta(path_or_id, cfg: NomicBertConfig, *, pad_vocab: bool = Fals
     return load_state_dict_strict(model, sd)
 
 # %% ../nbs/06_checkpoints.ipynb #b12c5147
-def _atomic_write(path: Path, write):
-    "Write `path` through `write(tmp_path)` then rename, so a crash never leaves a partial file."
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"); os.close(fd)
-    try: write(Path(tmp)); os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp): os.remove(tmp)
-
-def _write_json(path: Path, obj): _atomic_write(Path(path), lambda t: t.write_text(json.dumps(obj, indent=2) + "\n"))
+def _write_json(path: Path, obj): atomic_write(path, lambda t: t.write_text(json.dumps(obj, indent=2) + "\n"))   # core.atomic_write
 
 def _st_files(save_dir: Path, cfg: NomicBertConfig, max_seq_length: int):
     "The sentence-transformers side files: Transformer -> mean Pooling -> Normalize, and the search prompts."
@@ -312,7 +305,7 @@ def save_pretrained(model: NomicBert | NomicBertForMaskedLM, save_dir, *, layout
     save_dir, cfg, mlm = Path(save_dir), model.config, isinstance(model, NomicBertForMaskedLM)
     sd = export_state_dict(model, layout)
     save_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(save_dir / "model.safetensors", lambda t: save_file(sd, str(t), metadata={"format": "pt"}))
+    atomic_write(save_dir / "model.safetensors", lambda t: save_file(sd, str(t), metadata={"format": "pt"}))
     if layout == "nomic": _write_json(save_dir / "config.json", config_to_nomic_dict(cfg, mlm))
     else:
         rp = ({"rope_type": "dynamic", "factor": cfg.rotary_scaling_factor, "rope_theta": cfg.rotary_base} if cfg.rotary_scaling_factor

@@ -174,14 +174,13 @@ def _output_path(path) -> Path:
 def write_embeddings(path, texts: list[str], emb) -> Path:
     "Save `emb` as .npy or as .jsonl (text + embedding per line), atomically."
     import numpy as np
+    from nomic_repro.core import atomic_write
     path = _output_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        if path.suffix.lower() == ".npy": np.save(f, np.asarray(emb, dtype=np.float32))
-        else: f.write("".join(json.dumps({"text": t, "embedding": [round(float(x), 7) for x in e]}) + "\n" for t, e in zip(texts, emb)).encode())
-    tmp.replace(path)
-    return path
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            if path.suffix.lower() == ".npy": np.save(f, np.asarray(emb, dtype=np.float32))
+            else: f.write("".join(json.dumps({"text": t, "embedding": [round(float(x), 7) for x in e]}) + "\n" for t, e in zip(texts, emb)).encode())
+    return atomic_write(path, write)
 
 # %% ../nbs/19_cli.ipynb #78e8a298
 @subcommand("embed", "Embed texts (arguments or a .txt/.jsonl file) with a NomicBERT checkpoint into .npy or .jsonl.",

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['SIZES', 'use_triton_interpreter', 'seed_everything', 'get_device', 'get_dtype', 'in_test', 'Sizes', 'sizes',
-           'CloseReport', 'assert_close', 'pad_right', 'progress_bar', 'show']
+           'CloseReport', 'assert_close', 'pad_right', 'progress_bar', 'atomic_write', 'show']
 
 # %% ../nbs/00_core.ipynb #9ed9ebde
 import os, sys, math, random, warnings
@@ -143,6 +143,19 @@ def progress_bar(iterable=None, **kwargs):
     interactive = sys.stderr.isatty() if hasattr(sys.stderr, "isatty") else False
     kwargs.setdefault("mininterval", 0.1 if interactive or "ipykernel" in sys.modules else 30.0)
     return tqdm(iterable, **kwargs)
+
+# %% ../nbs/00_core.ipynb #733e8cf8
+import tempfile
+from pathlib import Path
+
+def atomic_write(path, write) -> Path:
+    "Write `path` through `write(tmp_path)`, then rename the temporary file onto it: a kill leaves the old file or the new one."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"); os.close(fd)
+    try: write(Path(tmp)); os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp): os.remove(tmp)
+    return path
 
 # %% ../nbs/00_core.ipynb #3e4e9742
 _TRACE_ARRAYS = ("x", "y", "z", "text", "customdata")

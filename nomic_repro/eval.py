@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 import nomic_repro
-from .core import get_device, pad_right
+from .core import get_device, pad_right, atomic_write
 from .embed import mean_pool
 
 # %% ../nbs/17_eval.ipynb #49975516
@@ -455,9 +455,7 @@ def results_table(results: list[dict]) -> str:
 
 def save_results(results: list[dict], path) -> Path:
     "Write results as a JSON list (creating the folder), via a temporary file: a kill never leaves half a file."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp"); tmp.write_text(json.dumps(results, indent=2) + "\n"); tmp.replace(path)
-    return path
+    return atomic_write(path, lambda t: t.write_text(json.dumps(results, indent=2) + "\n"))
 
 # %% ../nbs/17_eval.ipynb #e6abb84f
 def import_mteb_offline(cache_dir=None):

@@ -13,6 +13,7 @@ from importlib import metadata
 from dataclasses import dataclass, asdict, fields, replace
 from pathlib import Path
 import torch.distributed as dist
+from .core import atomic_write
 from .train import TrainConfig, apply_overrides, setup_distributed, check_same_preset, rank0_result, _world, _flat
 from .stage1 import MLMPreset, MLM_PRESETS, run_mlm
 from .stage2 import ContrastivePreset, STAGE2_PRESETS, run_contrastive, evaluate_stage
@@ -93,18 +94,13 @@ def _stamp(model) -> str:
     f = Path(model) / "model.safetensors"
     return f"{f.stat().st_size}-{f.stat().st_mtime_ns}" if f.exists() else str(model)
 
-def _write_atomic(f: Path, text: str):
-    "Write `text` to a temporary file beside `f`, then rename it: a kill leaves the old file or the new one, never half."
-    f.parent.mkdir(parents=True, exist_ok=True)
-    tmp = f.with_name(f".{f.name}.tmp"); tmp.write_text(text); tmp.replace(f)
-
 def _cached(f: Path, key, compute):
     "`compute()`, or its earlier result stored in `f` under the same `key` (e.g. the model file's size and mtime)."
     try: old = json.loads(f.read_text()) if f.exists() else {}
     except json.JSONDecodeError: old = {}                       # unreadable: compute again
     if old.get("key") == key: return old["value"]
     value = compute()
-    _write_atomic(f, json.dumps({"key": key, "value": value}))
+    atomic_write(f, lambda t: t.write_text(json.dumps({"key": key, "value": value})))
     return value
 
 def _scores(model, tasks, out: Path) -> dict:
@@ -151,7 +147,7 @@ def run_pipeline(preset: PipelinePreset | str, output_dir, *, data_root=None, ov
     report = {"preset": json.loads(json.dumps(asdict(p))), "evaluation": table, "long_context": curve,
               "seconds": round(time.time() - t0, 1), "stages_run": sorted(stages), "world_size": world,
               "date": time.strftime("%Y-%m-%d %H:%M:%S"), "versions": environment()}
-    _write_atomic(out / "report.json", json.dumps(report, indent=2))
+    atomic_write(out / "report.json", lambda t: t.write_text(json.dumps(report, indent=2)))
     write_html_report(out, report)
     return report
 
@@ -259,7 +255,7 @@ def write_html_report(out: Path, report: dict, kernels_dir=None) -> Path:
              "<h2>Configuration</h2>", f"<pre>{html.escape(json.dumps(report['preset'], indent=1))}</pre>"]
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>nomic_repro report: {name}</title></head>"
             f"<body style='font-family:sans-serif'>{''.join(body)}</body></html>")
-    _write_atomic(out / "report.html", page)
+    atomic_write(out / "report.html", lambda t: t.write_text(page))
     return out / "report.html"
 
 def rebuild_report(output_dir, kernels_dir=None) -> Path:

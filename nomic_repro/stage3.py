@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from .core import seed_everything
+from .core import seed_everything, atomic_write
 from .embed import add_prefix
 from .checkpoint import load_tokenizer
 from .data import read_records
@@ -138,10 +138,10 @@ STAGE3_PRESETS["moe"] = FinetunePreset("moe", FinetuneData(query_max_length=512,
 
 # %% ../nbs/16_stage3_finetune.ipynb #24886c2c
 def _write_mined(path: Path, triplets):
-    tmp = path.with_suffix(".tmp")
-    with gzip.open(tmp, "wt") as f:
-        for q, d, n in triplets: f.write(json.dumps({"query": q, "document": d, "negatives": n}) + "\n")
-    tmp.replace(path)
+    def write(tmp):
+        with gzip.open(tmp, "wt") as f:
+            for q, d, n in triplets: f.write(json.dumps({"query": q, "document": d, "negatives": n}) + "\n")
+    atomic_write(path, write)
 
 def _mine_missing(preset: FinetunePreset, out: Path, data_root=None, device=None):
     "Mine and cache every source whose `out/mined-<source>.jsonl.gz` is missing (rank 0's job under torchrun)."

@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 from torch import nn, Tensor
 from safetensors.torch import save_model, load_model
-from .core import get_device, in_test, progress_bar
+from .core import get_device, in_test, progress_bar, atomic_write
 
 # %% ../nbs/12_train_loop.ipynb #10630cbf
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ def _truncate_log(log: Path, step: int):
     "Drop log lines past `step` (they belong to a run that was cut off after its last checkpoint)."
     if not log.exists(): return
     keep = [l for l in log.read_text().splitlines() if l.strip() and json.loads(l).get("step", 0) <= step]
-    tmp = log.with_suffix(".tmp"); tmp.write_text("".join(l + "\n" for l in keep)); os.replace(tmp, log)
+    atomic_write(log, lambda t: t.write_text("".join(l + "\n" for l in keep)))
 
 # %% ../nbs/12_train_loop.ipynb #a2641aa9
 def _train_step(model, task, step, cfg, device, rank, world):
@@ -271,8 +271,8 @@ def _flat(d: dict, prefix="") -> dict:
 def check_same_preset(out, preset) -> None:
     "Refuse to continue run folder `out` if it did work under a different preset; remember `preset` otherwise."
     f, tree = Path(out) / "preset.json", json.loads(json.dumps(dataclasses.asdict(preset)))
-    if not f.exists() or all(p.name in ("preset.json", "preset.tmp") for p in Path(out).iterdir()):   # no work done yet
-        tmp = f.with_suffix(".tmp"); tmp.write_text(json.dumps(tree, indent=2)); tmp.replace(f); return
+    if not f.exists() or all(p.name == "preset.json" or p.name.startswith(".") for p in Path(out).iterdir()):   # no work done yet
+        atomic_write(f, lambda t: t.write_text(json.dumps(tree, indent=2))); return
     cur, old = _flat(tree), _flat(json.loads(f.read_text()))
     diff = sorted(k for k in cur.keys() | old.keys() if cur.get(k) != old.get(k) and k.rsplit(".", 1)[-1] not in NOT_PART_OF_THE_RUN)
     if diff: raise ValueError(f"{out} holds a run with a different preset (differs in {diff}: {diff[0]} was {old.get(diff[0])!r}, "

@@ -203,12 +203,15 @@ def kernel_plot(name: str, rows: list[dict]):
     return fig
 
 # %% ../nbs/18_pipeline.ipynb #34c605de
+def _score_rows(table: dict) -> tuple[list, list]:
+    "The tasks of `table`, and one row per model: its name, then each score ×100 ('–' where it has none)."
+    tasks = sorted({t for row in table.values() for t in row})
+    return tasks, [[name, *(f"{100 * row[t]:.2f}" if t in row else "–" for t in tasks)] for name, row in table.items()]
+
 def evaluation_table(table: dict) -> str:
     "The evaluation as a markdown table, scores ×100."
-    tasks = sorted({t for row in table.values() for t in row})
-    lines = ["| model | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
-    for name, row in table.items(): lines.append(f"| {name} | " + " | ".join(f"{100 * row[t]:.2f}" if t in row else "–" for t in tasks) + " |")
-    return "\n".join(lines)
+    tasks, rows = _score_rows(table)
+    return "\n".join(["| model | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)] + ["| " + " | ".join(r) + " |" for r in rows])
 
 def _loss_figure(out: Path):
     import plotly.graph_objects as go
@@ -245,8 +248,8 @@ def write_html_report(out: Path, report: dict, kernels_dir=None) -> Path:
     if report.get("long_context"): figs.append(("Long context", _curve_figure(report["long_context"])))
     figs += [(f"Kernel benchmark: {k}", f) for k, rows in kernel_results(kernels_dir).items() if (f := kernel_plot(k, rows)) is not None]
     plots = {title: fig.to_html(full_html=False, include_plotlyjs=i == 0) for i, (title, fig) in enumerate(figs)}
-    tasks = sorted({t for row in report["evaluation"].values() for t in row})
-    evals = _table(["model", *tasks], [[n, *(f"{100 * r[t]:.2f}" if t in r else "–" for t in tasks)] for n, r in report["evaluation"].items()])
+    tasks, rows = _score_rows(report["evaluation"])
+    evals = _table(["model", *tasks], rows)
     name = html.escape(report["preset"]["name"])
     body = [f"<h1>nomic_repro — {name} run</h1><p>{report['date']} · {report['seconds']} s · world size {report.get('world_size', 1)}</p>",
             "<h2>Training loss</h2>", plots.pop("Training loss"), "<h2>Evaluation (×100)</h2>", evals]

@@ -55,10 +55,12 @@ def stage_keys(overrides) -> list[str]:
         out.append(key + eq + value)
     return out
 
-def get_pipeline_preset(name: str, overrides=()) -> PipelinePreset:
-    "Pipeline preset `name` with `stage.section.key=value` (or `stageN.key=value`) overrides, e.g. from `read_config`."
-    if name not in PIPELINE_PRESETS: raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PIPELINE_PRESETS)}")
-    return apply_overrides(PIPELINE_PRESETS[name], stage_keys(overrides))
+def get_pipeline_preset(preset: PipelinePreset | str, overrides=()) -> PipelinePreset:
+    "Pipeline preset (a name or a `PipelinePreset`) with `stage.section.key=value` (or `stageN.key=value`) overrides."
+    if isinstance(preset, str):
+        if preset not in PIPELINE_PRESETS: raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PIPELINE_PRESETS)}")
+        preset = PIPELINE_PRESETS[preset]
+    return apply_overrides(preset, stage_keys(overrides))
 
 # %% ../nbs/18_pipeline.ipynb #b93ec9e6
 def read_config(path) -> list[str]:
@@ -120,7 +122,7 @@ def long_context_curve(model_dir, lengths, batch_size: int = 4) -> list[dict]:
 # %% ../nbs/18_pipeline.ipynb #d19babbb
 def run_pipeline(preset: PipelinePreset | str, output_dir, *, data_root=None, overrides=(), progress=None) -> dict | None:
     "Stage 1 → 2 → 3 → evaluation → report under `output_dir`; finished stages are skipped, an interrupted one resumes."
-    p = get_pipeline_preset(preset, overrides) if isinstance(preset, str) else apply_overrides(preset, stage_keys(overrides))
+    p = get_pipeline_preset(preset, overrides)
     out = Path(output_dir); out.mkdir(parents=True, exist_ok=True)
     p = replace(p, contrastive=replace(p.contrastive, eval_tasks=()), finetune=replace(p.finetune, eval_tasks=()))  # scored below
     rank, world, _ = setup_distributed()

@@ -13,11 +13,10 @@ import math
 import dataclasses
 from dataclasses import dataclass
 from .model import NomicBertConfig
-from .train import apply_overrides
 from .stage1 import MLM_PRESETS
 from .stage2 import STAGE2_PRESETS
 from .stage3 import STAGE3_PRESETS
-from .pipeline import PipelinePreset, PIPELINE_PRESETS, get_pipeline_preset, stage_keys
+from .pipeline import PipelinePreset, PIPELINE_PRESETS, get_pipeline_preset
 
 # %% ../nbs/20_plan.ipynb #888f888c
 @dataclass(frozen=True)
@@ -112,7 +111,7 @@ def resolve_preset(name: str, overrides=()) -> PipelinePreset:
     "The pipeline preset `name` with dotted-path `overrides` applied."
     if name in PIPELINE_PRESETS: return get_pipeline_preset(name, overrides)
     if name in preset_names():
-        return apply_overrides(PipelinePreset(name, MLM_PRESETS[name], STAGE2_PRESETS[name], STAGE3_PRESETS[name]), stage_keys(overrides))
+        return get_pipeline_preset(PipelinePreset(name, MLM_PRESETS[name], STAGE2_PRESETS[name], STAGE3_PRESETS[name]), overrides)
     raise ValueError(f"unknown preset {name!r}; choose one of {preset_names()}")
 
 def stage_model(p: PipelinePreset, stage: str):

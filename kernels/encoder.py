@@ -46,14 +46,20 @@ def device_name(dev):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--layers", type=int, default=4); ap.add_argument("--full", action="store_true")
-    ap.add_argument("--batch", type=int, default=16); ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"]); ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = ap.parse_args(argv)
     dev = get_device(); dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
     cfg = NomicBertConfig() if args.full else replace(NomicBertConfig(), num_layers=args.layers)
     seed_everything(0)
-    hf = transformers.NomicBertModel(transformers.NomicBertConfig(num_hidden_layers=cfg.num_layers,
-                                     rope_parameters={"rope_type": "default", "rope_theta": 1000.0})).eval()
+    hf = transformers.NomicBertModel(
+        transformers.NomicBertConfig(
+            num_hidden_layers=cfg.num_layers,
+            rope_parameters={"rope_type": "default", "rope_theta": 1000.0},
+        )
+    ).eval()
     ours = NomicBert(cfg).eval()
     from nomic_repro.checkpoint import _hf_to_nomic
     ours.load_state_dict(_hf_to_nomic(hf.state_dict(), cfg.num_layers))
@@ -67,31 +73,64 @@ def main(argv=None):
     rows = []
     with torch.no_grad():
         m = am.bool()
-        rep = assert_close(ours(ids, am)[m].float(), hf(input_ids=ids, attention_mask=am).last_hidden_state[m].float(),
-                           rtol=0, atol=1e-4 if dtype == torch.float32 else 5e-2)
+        rep = assert_close(
+            ours(ids, am)[m].float(),
+            hf(input_ids=ids, attention_mask=am).last_hidden_state[m].float(),
+            rtol=0,
+            atol=1e-4 if dtype == torch.float32 else 5e-2,
+        )
         print(f"correctness (ours vs transformers, real tokens): {rep}")
         t_hf = timeit(lambda: hf(input_ids=ids, attention_mask=am), args.repeats)
         t_ours = timeit(lambda: ours(ids, am), args.repeats)
-        rows += [("transformers NomicBertModel (padded, sdpa)", t_hf), ("nomic_repro NomicBert torch (padded, sdpa)", t_ours)]
+        rows += [
+            ("transformers NomicBertModel (padded, sdpa)", t_hf),
+            ("nomic_repro NomicBert torch (padded, sdpa)", t_ours),
+        ]
         if dev.type == "cuda":
             try:
                 ours.attn_impl = "triton"
-                rows.append(("nomic_repro NomicBert triton (packed)", timeit(lambda: ours(ids, am), args.repeats)))
+                rows.append(
+                    (
+                        "nomic_repro NomicBert triton (packed)",
+                        timeit(lambda: ours(ids, am), args.repeats),
+                    )
+                )
             except ValueError as e: print(f"triton path skipped: {e}")
             ours.attn_impl = "torch"
-    print(f"\nforward, batch {args.batch}, lengths 32-512 (padded to {S}; {real} real tokens), {cfg.num_layers} layers, {args.dtype}, {device_name(dev)}")
-    for name, t in rows: print(f"  {name:48s} {t * 1e3:9.1f} ms  {real / t:10.0f} real tokens/s  {t_hf / t:5.2f}x transformers")
+    print(
+        f"\nforward, batch {args.batch}, lengths 32-512 (padded to {S}; {real} real tokens),"
+        f" {cfg.num_layers} layers, {args.dtype}, {device_name(dev)}"
+    )
+    for name, t in rows:
+        print(
+            f"  {name:48s} {t * 1e3:9.1f} ms  {real / t:10.0f} real tokens/s  {t_hf / t:5.2f}x"
+            " transformers"
+        )
 
     # the embedding API: naive fixed-length padding vs length-sorted batches
     tok = Embedder(ours).tokenizer
-    texts = [" ".join(["word"] * int(n)) for n in torch.randint(20, 500, (4 * args.batch,), generator=g)]
+    texts = [
+        " ".join(["word"] * int(n)) for n in torch.randint(20, 500, (4 * args.batch,), generator=g)
+    ]
     emb = Embedder(ours, tok, max_length=512, device=dev)
     def naive(model, hf_style):
         def run():
             for i in range(0, len(texts), args.batch):
-                b = tok(texts[i : i + args.batch], padding="max_length", truncation=True, max_length=512, return_tensors="pt").to(dev)
+                b = tok(
+                    texts[i : i + args.batch],
+                    padding="max_length",
+                    truncation=True,
+                    max_length=512,
+                    return_tensors="pt",
+                ).to(dev)
                 with torch.no_grad():
-                    h = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).last_hidden_state if hf_style else model(b["input_ids"], b["attention_mask"])
+                    h = (
+                        model(
+                            input_ids=b["input_ids"], attention_mask=b["attention_mask"]
+                        ).last_hidden_state
+                        if hf_style
+                        else model(b["input_ids"], b["attention_mask"])
+                    )
                     mean_pool(h, b["attention_mask"])
         return run
     r = max(1, args.repeats // 2)
@@ -99,18 +138,43 @@ def main(argv=None):
     t_naive = timeit(naive(ours, False), r)
     t_enc = timeit(lambda: emb.encode(texts, batch_size=args.batch), r)
     print(f"\nencode {len(texts)} texts of 20-500 words, batch {args.batch}:")
-    for name, t in (("transformers model, every batch padded to 512", t_naive_hf), ("our model, every batch padded to 512", t_naive),
-                    ("Embedder.encode (length-sorted batches)", t_enc)):
-        print(f"  {name:48s} {t:8.2f} s  ({len(texts) / t:7.1f} texts/s)  {t_naive_hf / t:5.2f}x the first")
-    print("  (our model already skips padding in every linear layer, so length sorting mainly saves attention work)")
-    rows += [("transformers, pad to 512", t_naive_hf), ("ours, pad to 512", t_naive), ("Embedder.encode, length-sorted", t_enc)]
+    for name, t in (
+        ("transformers model, every batch padded to 512", t_naive_hf),
+        ("our model, every batch padded to 512", t_naive),
+        ("Embedder.encode (length-sorted batches)", t_enc),
+    ):
+        print(
+            f"  {name:48s} {t:8.2f} s  ({len(texts) / t:7.1f} texts/s)  {t_naive_hf / t:5.2f}x the"
+            " first"
+        )
+    print(
+        "  (our model already skips padding in every linear layer, so length sorting mainly saves"
+        " attention work)"
+    )
+    rows += [
+        ("transformers, pad to 512", t_naive_hf),
+        ("ours, pad to 512", t_naive),
+        ("Embedder.encode, length-sorted", t_enc),
+    ]
 
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
     f = out / f"encoder-{device_name(dev)}.csv"
     with open(f, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["variant", "seconds", "layers", "dtype", "batch", "device", "torch", "date"])
-        for name, t in rows: w.writerow([name, f"{t:.6f}", cfg.num_layers, args.dtype, args.batch, device_name(dev), torch.__version__, time.strftime("%Y-%m-%d")])
+        for name, t in rows:
+            w.writerow(
+                [
+                    name,
+                    f"{t:.6f}",
+                    cfg.num_layers,
+                    args.dtype,
+                    args.batch,
+                    device_name(dev),
+                    torch.__version__,
+                    time.strftime("%Y-%m-%d"),
+                ]
+            )
     print(f"\nwrote {f}")
 
 

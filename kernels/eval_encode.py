@@ -26,8 +26,10 @@ def device_name():
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--n-docs", type=int, default=512); ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--max-length", type=int, nargs="+", default=[256, 512]); ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--n-docs", type=int, default=512)
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--max-length", type=int, nargs="+", default=[256, 512])
+    ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = ap.parse_args(argv)
     texts = ev.load_task("scifact")[1].doc_texts()[: args.n_docs]
@@ -39,20 +41,32 @@ def main(argv=None):
     rows = []
     for L in args.max_length:
         enc.max_length = L
-        runs = [ev.encode_throughput(enc, texts, batch_size=args.batch, max_length=L) for _ in range(args.repeats)]
-        row = {"device": device_name(), "n_docs": len(texts), "batch_size": args.batch, "max_length": L,
-               "sorted_docs_per_s": statistics.median(r["sorted_docs_per_s"] for r in runs),
-               "unsorted_docs_per_s": statistics.median(r["unsorted_docs_per_s"] for r in runs)}
+        runs = [
+            ev.encode_throughput(enc, texts, batch_size=args.batch, max_length=L)
+            for _ in range(args.repeats)
+        ]
+        row = {
+            "device": device_name(),
+            "n_docs": len(texts),
+            "batch_size": args.batch,
+            "max_length": L,
+            "sorted_docs_per_s": statistics.median(r["sorted_docs_per_s"] for r in runs),
+            "unsorted_docs_per_s": statistics.median(r["unsorted_docs_per_s"] for r in runs),
+        }
         row["ratio"] = row["sorted_docs_per_s"] / row["unsorted_docs_per_s"]
         rows.append(row)
-        print(f"{row['n_docs']} SciFact docs, batch {row['batch_size']}, max_length {L}, {row['device']}: "
-              f"sorted {row['sorted_docs_per_s']:.1f} docs/s, unsorted {row['unsorted_docs_per_s']:.1f} docs/s, "
-              f"ratio {row['ratio']:.2f}x", flush=True)
+        print(
+            f"{row['n_docs']} SciFact docs, batch {row['batch_size']}, max_length {L},"
+            f" {row['device']}: sorted {row['sorted_docs_per_s']:.1f} docs/s, unsorted"
+            f" {row['unsorted_docs_per_s']:.1f} docs/s, ratio {row['ratio']:.2f}x",
+            flush=True,
+        )
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
     path = out / f"eval-encode-{rows[0]['device']}.csv"
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0])); w.writeheader()
-        for row in rows: w.writerow({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()})
+        for row in rows:
+            w.writerow({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()})
     print(f"wrote {path}")
 
 

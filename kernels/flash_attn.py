@@ -29,16 +29,25 @@ sdpa_mask (mixed), and written to kernels/results/flash_attn-<gpu name>.csv.
 """
 import argparse, csv, math, os, sys, warnings
 from pathlib import Path
-if "--compile-sm90" in sys.argv:                 # compile for a GPU we do not have: keep triton out of the interpreter
+# compile for a GPU we do not have: keep triton out of the interpreter
+if "--compile-sm90" in sys.argv:
     os.environ.pop("TRITON_INTERPRET", None)
-    import triton  # noqa: F401  (before nomic_repro, which would otherwise switch the interpreter on)
+    # noqa: F401  (before nomic_repro, which would otherwise switch the interpreter on)
+    import triton
     warnings.filterwarnings("ignore", message="triton was imported before nomic_repro")
-import nomic_repro  # noqa: F401  (first: sets TRITON_INTERPRET=1 when there is no GPU, before triton loads)
+# noqa: F401  (first: sets TRITON_INTERPRET=1 when there is no GPU, before triton loads)
+import nomic_repro
 import torch
 import torch.nn.functional as F
 from nomic_repro.core import assert_close, seed_everything
-from nomic_repro.attention import (attention_naive, attention_sdpa, attention_varlen_ref, cu_seqlens_from_lengths,
-                                   unpad, pad)
+from nomic_repro.attention import (
+    attention_naive,
+    attention_sdpa,
+    attention_varlen_ref,
+    cu_seqlens_from_lengths,
+    unpad,
+    pad,
+)
 from nomic_repro.kernels.flash_attn import flash_attn_varlen, flash_attn
 from nomic_repro.rope import apply_rotary, rotary_inv_freq
 import triton
@@ -62,18 +71,28 @@ def check(device):
             tol = {torch.float32: 1e-5, torch.float16: 5e-3, torch.bfloat16: 4e-2}[dtype]
             errs = [assert_close(a, r.to(dtype), atol=tol, rtol=tol).max_abs
                     for a, r in [(o, ref), *[(x.grad, y.grad) for x, y in zip(ours_in, ref_in)]]]
-            print(f"  {str(dtype)[6:]:8s} D{D:<4d} max err out/dq/dk/dv: " + " ".join(f"{e:.1e}" for e in errs))
+            print(
+                f"  {str(dtype)[6:]:8s} D{D:<4d} max err out/dq/dk/dv: "
+                + " ".join(f"{e:.1e}" for e in errs)
+            )
     B, S = 3, 70
     mask = torch.arange(S, device=device)[None] < torch.tensor([70, 33, 1], device=device)[:, None]
     q, k, v = torch.randn(3, B, S, 2, 64, device=device).unbind(0)
-    assert_close(flash_attn(q, k, v, mask)[mask], attention_naive(q, k, v, mask)[mask], atol=1e-5, rtol=1e-5)
+    assert_close(
+        flash_attn(q, k, v, mask)[mask], attention_naive(q, k, v, mask)[mask], atol=1e-5, rtol=1e-5
+    )
     print("  flash_attn on a padded batch == attention_naive on the real tokens")
     T, D = sum(lengths), 64
     inv_freq = rotary_inv_freq(D, 1000.0, device=device)
     cos, sin = rope_tables(lengths, inv_freq)
     q, k, v = torch.randn(3, T, 2, D, device=device).unbind(0)
     fused = flash_attn_varlen(q, k, v, cu, rotary_inv_freq=inv_freq)
-    assert_close(fused, flash_attn_varlen(apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v, cu), atol=1e-5, rtol=1e-5)
+    assert_close(
+        fused,
+        flash_attn_varlen(apply_rotary(q, cos, sin), apply_rotary(k, cos, sin), v, cu),
+        atol=1e-5,
+        rtol=1e-5,
+    )
     print("  RoPE fused into the kernel == apply_rotary then the kernel")
 
 
@@ -100,13 +119,22 @@ def peers(lengths, H, D, dtype, device, equal):
     out = {"triton_varlen": ((qp, kp, vp), lambda: flash_attn_varlen(qp, kp, vp, cu, S))}
     inv_freq = rotary_inv_freq(D, 1000.0, device=device)
     cos, sin = (t.to(dtype) for t in rope_tables(lengths, inv_freq))
-    out["triton_rope"] = ((qp, kp, vp), lambda: flash_attn_varlen(qp, kp, vp, cu, S, rotary_inv_freq=inv_freq))
-    out["rope_then_triton"] = ((qp, kp, vp), lambda: flash_attn_varlen(apply_rotary(qp, cos, sin), apply_rotary(kp, cos, sin), vp, cu, S))
+    out["triton_rope"] = (
+        (qp, kp, vp),
+        lambda: flash_attn_varlen(qp, kp, vp, cu, S, rotary_inv_freq=inv_freq),
+    )
+    out["rope_then_triton"] = (
+        (qp, kp, vp),
+        lambda: flash_attn_varlen(
+            apply_rotary(qp, cos, sin), apply_rotary(kp, cos, sin), vp, cu, S
+        ),
+    )
     if equal:
         from torch.nn.attention import sdpa_kernel, SDPBackend
         qt, kt, vt = (x.transpose(1, 2).detach() for x in (qd, kd, vd))   # [B, H, S, D] views
         def sdpa_flash():
-            with sdpa_kernel(SDPBackend.FLASH_ATTENTION): return F.scaled_dot_product_attention(qt, kt, vt)
+            with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+                return F.scaled_dot_product_attention(qt, kt, vt)
         out["sdpa_flash"] = ((qt, kt, vt), sdpa_flash)
     out["sdpa_mask"] = ((qd, kd, vd), lambda: attention_sdpa(qd, kd, vd, mask))
     out["naive"] = ((qd, kd, vd), lambda: attention_naive(qd, kd, vd, mask))
@@ -124,7 +152,13 @@ def time_one(inputs, fn, pas):
     if pas == "fwd":
         with torch.no_grad(): return do_bench(fn, warmup=25, rep=100, return_mode="median")
     o = fn(); g = torch.randn_like(o)
-    return do_bench(lambda: fn().backward(g), warmup=25, rep=100, grad_to_none=list(inputs), return_mode="median")
+    return do_bench(
+        lambda: fn().backward(g),
+        warmup=25,
+        rep=100,
+        grad_to_none=list(inputs),
+        return_mode="median",
+    )
 
 
 def sweep(args, device, dtype):
@@ -144,16 +178,34 @@ def sweep(args, device, dtype):
                 try: times[name] = time_one(inputs, fn, pas)
                 except torch.OutOfMemoryError: times[name] = float("nan"); print(f"  {name}: out of memory")
                 except Exception as e:
-                    times[name] = float("nan"); print(f"  {name}: failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
+                    times[name] = float("nan")
+                    print(f"  {name}: failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})")
                 torch.cuda.empty_cache()
             base = times.get("sdpa_flash" if kind == "equal" else "sdpa_mask", float("nan"))
             for name, ms in times.items():
                 tf = flops(lengths, H, D, pas) / (ms * 1e-3) / 1e12
-                rows.append(dict(gpu=gpu, dtype=args.dtype, batch=kind, seqlen=max(lengths), n_seqs=len(lengths),
-                                 real_tokens=sum(lengths), padded_tokens=len(lengths) * max(lengths), heads=H, head_dim=D,
-                                 impl=name, **{"pass": pas}, ms=round(ms, 4), tflops=round(tf, 2),
-                                 speedup_vs_base=round(base / ms, 3)))
-                print(f"{kind:5s} S={max(lengths):5d} n={len(lengths):3d} {pas:8s} {name:14s} {ms:8.3f} ms {tf:7.1f} TFLOP/s  x{base / ms:.2f}")
+                rows.append(
+                    dict(
+                        gpu=gpu,
+                        dtype=args.dtype,
+                        batch=kind,
+                        seqlen=max(lengths),
+                        n_seqs=len(lengths),
+                        real_tokens=sum(lengths),
+                        padded_tokens=len(lengths) * max(lengths),
+                        heads=H,
+                        head_dim=D,
+                        impl=name,
+                        **{"pass": pas},
+                        ms=round(ms, 4),
+                        tflops=round(tf, 2),
+                        speedup_vs_base=round(base / ms, 3)
+                    )
+                )
+                print(
+                    f"{kind:5s} S={max(lengths):5d} n={len(lengths):3d} {pas:8s} {name:14s}"
+                    f" {ms:8.3f} ms {tf:7.1f} TFLOP/s  x{base / ms:.2f}"
+                )
     out = Path(args.out) / f"flash_attn-{gpu.replace(' ', '-')}.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", newline="") as f:
@@ -162,59 +214,149 @@ def sweep(args, device, dtype):
 
 
 def compile_sm90(dtypes, head_dims):
-    "Compile every GPU autotune config of fwd, dK/dV and dQ for sm_90 (no launch); return the failures."
+    """Compile every GPU autotune config of fwd, dK/dV and dQ for sm_90 (no launch); return the
+    failures."""
     import triton
     from triton.compiler import ASTSource
     from triton.backends.compiler import GPUTarget
     import nomic_repro.kernels.flash_attn as fa
     if os.environ.get("TRITON_INTERPRET") == "1":
-        raise RuntimeError("the interpreter is on: run --compile-sm90 in a fresh process without TRITON_INTERPRET")
+        raise RuntimeError(
+            "the interpreter is on: run --compile-sm90 in a fresh process without TRITON_INTERPRET"
+        )
     ints = lambda *names: {n: "i32" for n in names}
-    consts = lambda D, b, ieee, rope: {"HEAD_DIM": D, "BLOCK_M": b["BLOCK_M"], "BLOCK_N": b["BLOCK_N"], "IEEE": ieee, "ROPE": rope}
+    consts = lambda D, b, ieee, rope: {
+        "HEAD_DIM": D,
+        "BLOCK_M": b["BLOCK_M"],
+        "BLOCK_N": b["BLOCK_N"],
+        "IEEE": ieee,
+        "ROPE": rope,
+    }
     failures = []
     for dt in dtypes:
         p = "*" + {"bf16": "bf16", "fp16": "fp16", "fp32": "fp32"}[dt]
-        fwd = {"Q": p, "K": p, "V": p, "O": p, "LSE": "*fp32", "CU": "*i32", "INV_FREQ": "*fp32", "sm_scale": "fp32",
-               **ints("stride_qt", "stride_qh", "stride_kt", "stride_kh", "stride_vt", "stride_vh", "stride_ot", "stride_oh", "stride_lh", "SEQ_BUCKET")}
-        bwd = {"Q": p, "K": p, "V": p, "DO": p, "LSE": "*fp32", "DELTA": "*fp32", "CU": "*i32", "INV_FREQ": "*fp32", "sm_scale": "fp32",
-               **ints("stride_qt", "stride_qh", "stride_kt", "stride_kh", "stride_vt", "stride_vh", "stride_dt", "stride_dh", "stride_lh", "SEQ_BUCKET")}
+        fwd = {
+            "Q": p,
+            "K": p,
+            "V": p,
+            "O": p,
+            "LSE": "*fp32",
+            "CU": "*i32",
+            "INV_FREQ": "*fp32",
+            "sm_scale": "fp32",
+            **ints(
+                "stride_qt",
+                "stride_qh",
+                "stride_kt",
+                "stride_kh",
+                "stride_vt",
+                "stride_vh",
+                "stride_ot",
+                "stride_oh",
+                "stride_lh",
+                "SEQ_BUCKET",
+            ),
+        }
+        bwd = {
+            "Q": p,
+            "K": p,
+            "V": p,
+            "DO": p,
+            "LSE": "*fp32",
+            "DELTA": "*fp32",
+            "CU": "*i32",
+            "INV_FREQ": "*fp32",
+            "sm_scale": "fp32",
+            **ints(
+                "stride_qt",
+                "stride_qh",
+                "stride_kt",
+                "stride_kh",
+                "stride_vt",
+                "stride_vh",
+                "stride_dt",
+                "stride_dh",
+                "stride_lh",
+                "SEQ_BUCKET",
+            ),
+        }
         for D in head_dims:
-            for name, fn, cfgs, sig in [("fwd", fa._fwd_kernel, fa._FWD_GPU, fwd), ("dkdv", fa._dkdv_kernel, fa._DKDV_GPU, {**bwd, "DK": p, "DV": p}),
-                                        ("dq", fa._dq_kernel, fa._DQ_GPU, {**bwd, "DQ": p})]:
-                sig = {**sig, **{c: "constexpr" for c in ("HEAD_DIM", "BLOCK_M", "BLOCK_N", "IEEE", "ROPE")}}
-                for (blocks, w, st), rope in [*((c, False) for c in cfgs), (cfgs[0], True)]:   # RoPE-fused: first config
-                    src = ASTSource(fn=fn, signature=sig, constexprs=consts(D, blocks, dt == "fp32", rope))
+            for name, fn, cfgs, sig in [
+                ("fwd", fa._fwd_kernel, fa._FWD_GPU, fwd),
+                ("dkdv", fa._dkdv_kernel, fa._DKDV_GPU, {**bwd, "DK": p, "DV": p}),
+                ("dq", fa._dq_kernel, fa._DQ_GPU, {**bwd, "DQ": p}),
+            ]:
+                sig = {
+                    **sig,
+                    **{c: "constexpr" for c in ("HEAD_DIM", "BLOCK_M", "BLOCK_N", "IEEE", "ROPE")},
+                }
+                # RoPE-fused: first config
+                for (blocks, w, st), rope in [*((c, False) for c in cfgs), (cfgs[0], True)]:
+                    src = ASTSource(
+                        fn=fn, signature=sig, constexprs=consts(D, blocks, dt == "fp32", rope)
+                    )
                     try:
-                        smem = triton.compile(src, target=GPUTarget("cuda", 90, 32), options=dict(num_warps=w, num_stages=st)).metadata.shared
-                        note = "  (over the H100's 232,448 B: the autotuner skips it)" if smem > 232448 else ""
-                        print(f"  {dt} D{D:<3d} {name:4s} M{blocks['BLOCK_M']:<3d} N{blocks['BLOCK_N']:<3d} w{w} s{st}{' rope' if rope else ''}: compiled, {smem} B shared{note}")
+                        smem = triton.compile(
+                            src,
+                            target=GPUTarget("cuda", 90, 32),
+                            options=dict(num_warps=w, num_stages=st),
+                        ).metadata.shared
+                        note = (
+                            "  (over the H100's 232,448 B: the autotuner skips it)"
+                            if smem > 232448
+                            else ""
+                        )
+                        print(
+                            f"  {dt} D{D:<3d} {name:4s} M{blocks['BLOCK_M']:<3d}"
+                            f" N{blocks['BLOCK_N']:<3d} w{w} s{st}{' rope' if rope else ''}:"
+                            f" compiled, {smem} B shared{note}"
+                        )
                     except Exception as e:
                         failures.append((dt, D, name, blocks, w, st))
-                        print(f"  {dt} D{D} {name} {blocks} w{w} s{st}{' rope' if rope else ''}: FAILED {type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}")
+                        print(
+                            f"  {dt} D{D} {name} {blocks} w{w} s{st}{' rope' if rope else ''}:"
+                            f" FAILED {type(e).__name__}:"
+                            f" {str(e).splitlines()[0][:200] if str(e) else ''}"
+                        )
     return failures
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--dtype", default="bf16", choices=sorted(DTYPES)); ap.add_argument("--heads", type=int, default=12)
-    ap.add_argument("--head-dim", type=int, default=64); ap.add_argument("--tokens", type=int, default=16384)
-    ap.add_argument("--lengths", default="512,1024,2048,4096,8192", help="equal-length batches, comma-separated")
-    ap.add_argument("--mixed", default="64,2048", help="min,max of the mixed batch's random lengths")
+    ap.add_argument("--dtype", default="bf16", choices=sorted(DTYPES))
+    ap.add_argument("--heads", type=int, default=12)
+    ap.add_argument("--head-dim", type=int, default=64)
+    ap.add_argument("--tokens", type=int, default=16384)
+    ap.add_argument(
+        "--lengths", default="512,1024,2048,4096,8192", help="equal-length batches, comma-separated"
+    )
+    ap.add_argument(
+        "--mixed", default="64,2048", help="min,max of the mixed batch's random lengths"
+    )
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
-    ap.add_argument("--compile-sm90", action="store_true", help="only compile every config for sm_90 (no GPU needed)")
-    ap.add_argument("--compile-dtypes", default="bf16,fp16,fp32"); ap.add_argument("--compile-head-dims", default="32,64,128")
+    ap.add_argument(
+        "--compile-sm90",
+        action="store_true",
+        help="only compile every config for sm_90 (no GPU needed)",
+    )
+    ap.add_argument("--compile-dtypes", default="bf16,fp16,fp32")
+    ap.add_argument("--compile-head-dims", default="32,64,128")
     args = ap.parse_args(argv)
     if args.compile_sm90:
         print("compiling for sm_90 (H100/H200), not launching:")
-        failed = compile_sm90(args.compile_dtypes.split(","), [int(x) for x in args.compile_head_dims.split(",")])
+        failed = compile_sm90(
+            args.compile_dtypes.split(","), [int(x) for x in args.compile_head_dims.split(",")]
+        )
         print(f"{len(failed)} configs failed to compile")
         return 1 if failed else 0
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     print(f"correctness on {device} (tiny shapes):")
     check(device)
     if device.type != "cuda":
-        print("CPU only: correctness checked under the Triton interpreter; no timings (they would measure numpy, "
-              "not the kernel). Run this on a GPU for the benchmark.")
+        print(
+            "CPU only: correctness checked under the Triton interpreter; no timings (they would"
+            " measure numpy, not the kernel). Run this on a GPU for the benchmark."
+        )
         return 0
     sweep(args, device, DTYPES[args.dtype])
     return 0

@@ -45,7 +45,10 @@ def check(dev):
             res[name] = [out.detach()] + [t.grad for t in ins]
         for name in ("grouped_mm", "triton"):
             for a, b in zip(res[name], res["loop"]): assert_close(a, b, rtol=1e-4, atol=1e-5)
-    print("correctness: grouped_mm and triton match the per-expert loop (out, dx, dgate, dw1, dw2) at T in 37, 5, 64")
+    print(
+        "correctness: grouped_mm and triton match the per-expert loop (out, dx, dgate, dw1, dw2) at"
+        " T in 37, 5, 64"
+    )
 
 
 def step(fn, x, ti, tw, w1, w2, g, backward):
@@ -69,9 +72,12 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tokens", type=int, nargs="+", default=[8192, 16384, 32768, 65536])
     ap.add_argument("--cpu-tokens", type=int, default=2048)
-    ap.add_argument("--dtype", default="bf16", choices=list(DTYPES)); ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--hidden", type=int, default=768); ap.add_argument("--inner", type=int, default=3072)
-    ap.add_argument("--experts", type=int, default=8); ap.add_argument("--top-k", type=int, default=2)
+    ap.add_argument("--dtype", default="bf16", choices=list(DTYPES))
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--hidden", type=int, default=768)
+    ap.add_argument("--inner", type=int, default=3072)
+    ap.add_argument("--experts", type=int, default=8)
+    ap.add_argument("--top-k", type=int, default=2)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = ap.parse_args(argv)
     dev = get_device()
@@ -80,10 +86,20 @@ def main(argv=None):
     rows = []
     if dev.type == "cuda":
         import triton
-        name, dtype, impls, tokens = torch.cuda.get_device_name(dev).replace(" ", "-"), DTYPES[args.dtype], list(IMPLS), args.tokens
+        name, dtype, impls, tokens = (
+            torch.cuda.get_device_name(dev).replace(" ", "-"),
+            DTYPES[args.dtype],
+            list(IMPLS),
+            args.tokens,
+        )
         timer = lambda f: triton.testing.do_bench(f, warmup=25, rep=100)
     else:
-        name, dtype, impls, tokens = f"cpu-{os.cpu_count()}cores", torch.float32, ["loop", "grouped_mm"], [args.cpu_tokens]
+        name, dtype, impls, tokens = (
+            f"cpu-{os.cpu_count()}cores",
+            torch.float32,
+            ["loop", "grouped_mm"],
+            [args.cpu_tokens],
+        )
         timer = lambda f: time_cpu(f, args.repeats)
     for T in tokens:
         x, ti, tw, w1, w2, g = inputs(T, H, I, E, k, dtype, dev)
@@ -91,16 +107,38 @@ def main(argv=None):
             ms = {impl: timer(step(IMPLS[impl], x, ti, tw, w1, w2, g, backward)) for impl in impls}
             flops = 4 * T * k * H * I * (3 if backward else 1)
             for impl, t in ms.items():
-                rows.append({"device": name, "dtype": str(dtype).replace("torch.", ""), "tokens": T, "experts": E, "top_k": k, "hidden": H,
-                             "inner": I, "pass": "fwd+bwd" if backward else "fwd", "impl": impl, "ms": round(t, 3),
-                             "tflops": round(flops / t / 1e9, 3), "speedup_vs_loop": round(ms["loop"] / t, 3)})
-            print(f"T={T:6d} {'fwd+bwd' if backward else 'fwd    '} " + "  ".join(f"{i}: {t:9.2f} ms ({ms['loop'] / t:4.2f}x loop)" for i, t in ms.items()))
+                rows.append(
+                    {
+                        "device": name,
+                        "dtype": str(dtype).replace("torch.", ""),
+                        "tokens": T,
+                        "experts": E,
+                        "top_k": k,
+                        "hidden": H,
+                        "inner": I,
+                        "pass": "fwd+bwd" if backward else "fwd",
+                        "impl": impl,
+                        "ms": round(t, 3),
+                        "tflops": round(flops / t / 1e9, 3),
+                        "speedup_vs_loop": round(ms["loop"] / t, 3),
+                    }
+                )
+            print(
+                f"T={T:6d} {'fwd+bwd' if backward else 'fwd    '} "
+                + "  ".join(
+                    f"{i}: {t:9.2f} ms ({ms['loop'] / t:4.2f}x loop)" for i, t in ms.items()
+                )
+            )
     out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
     f = out / f"moe-{name}.csv"
     with open(f, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=list(rows[0])); w.writeheader(); w.writerows(rows)
     print(f"wrote {f}")
-    if dev.type != "cuda": print("no CUDA device: the Triton kernels were only checked for correctness (interpreter); GPU timings are unmeasured")
+    if dev.type != "cuda":
+        print(
+            "no CUDA device: the Triton kernels were only checked for correctness (interpreter);"
+            " GPU timings are unmeasured"
+        )
 
 
 if __name__ == "__main__":

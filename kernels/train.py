@@ -22,13 +22,19 @@ PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12}
 
 
 def device_name(dev):
-    return torch.cuda.get_device_name(dev).replace(" ", "-") if dev.type == "cuda" else f"cpu-{os.cpu_count()}cores"
+    return (
+        torch.cuda.get_device_name(dev).replace(" ", "-")
+        if dev.type == "cuda"
+        else f"cpu-{os.cpu_count()}cores"
+    )
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--presets", nargs="+", default=["tiny", "small"]); ap.add_argument("--steps", type=int, default=5)
-    ap.add_argument("--batch", type=int, default=None); ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    ap.add_argument("--presets", nargs="+", default=["tiny", "small"])
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--batch", type=int, default=None)
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     a = ap.parse_args(argv)
     dev = get_device()
     rows = []
@@ -36,8 +42,15 @@ def main(argv=None):
         p = get_mlm_preset(name)
         batch = a.batch or (p.train.batch_size if dev.type == "cuda" else 8)
         attn = "triton" if dev.type == "cuda" else "torch"
-        sets = [f"train.max_steps={a.steps + 1}", f"train.batch_size={batch}", "train.grad_accum=1", f"attn_impl={attn}",
-                "train.save_every=100000", "train.log_every=1", "data.limit_docs=4000"]
+        sets = [
+            f"train.max_steps={a.steps + 1}",
+            f"train.batch_size={batch}",
+            "train.grad_accum=1",
+            f"attn_impl={attn}",
+            "train.save_every=100000",
+            "train.log_every=1",
+            "data.limit_docs=4000",
+        ]
         if name == "base": sets[-1] = "data.sources=[\"mlm/wikipedia.jsonl.gz\"]"
         with tempfile.TemporaryDirectory() as d:
             t0 = time.time()
@@ -45,17 +58,54 @@ def main(argv=None):
             log = [json.loads(l) for l in open(Path(d) / "metrics.jsonl")]
         tps = sum(r["tokens_per_s"] for r in log[1:]) / len(log[1:])
         cfg = p.model
-        n_params = sum(x.numel() for x in nomic_repro.model.NomicBert(cfg).parameters()) - cfg.vocab_size * cfg.hidden_size
+        n_params = (
+            sum(x.numel() for x in nomic_repro.model.NomicBert(cfg).parameters())
+            - cfg.vocab_size * cfg.hidden_size
+        )
         flops_per_token = 6 * n_params + 12 * cfg.num_layers * cfg.hidden_size * p.data.seq_len
-        peak = next((v for k, v in PEAK_BF16.items() if k in device_name(dev)), None) if dev.type == "cuda" else None
+        peak = (
+            next((v for k, v in PEAK_BF16.items() if k in device_name(dev)), None)
+            if dev.type == "cuda"
+            else None
+        )
         mfu = flops_per_token * tps / peak if peak else None
-        print(f"{name:6s} {device_name(dev)}: {tps:10.0f} tokens/s  (batch {batch} x seq <= {p.data.seq_len}, {attn} attention"
-              + (f", MFU {mfu:.1%}" if mfu else "") + f"; {time.time() - t0:.0f} s incl. data)")
-        rows.append([name, f"{tps:.1f}", batch, p.data.seq_len, attn, f"{mfu:.4f}" if mfu else "", device_name(dev), torch.__version__, time.strftime("%Y-%m-%d")])
+        print(
+            f"{name:6s} {device_name(dev)}: {tps:10.0f} tokens/s  (batch {batch} x seq <="
+            f" {p.data.seq_len}, {attn} attention"
+            + (f", MFU {mfu:.1%}" if mfu else "")
+            + f"; {time.time() - t0:.0f} s incl. data)"
+        )
+        rows.append(
+            [
+                name,
+                f"{tps:.1f}",
+                batch,
+                p.data.seq_len,
+                attn,
+                f"{mfu:.4f}" if mfu else "",
+                device_name(dev),
+                torch.__version__,
+                time.strftime("%Y-%m-%d"),
+            ]
+        )
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     f = out / f"train-{device_name(dev)}.csv"
     with open(f, "w", newline="") as fh:
-        w = csv.writer(fh); w.writerow(["preset", "tokens_per_s", "batch", "max_seq_len", "attn_impl", "mfu", "device", "torch", "date"]); w.writerows(rows)
+        w = csv.writer(fh)
+        w.writerow(
+            [
+                "preset",
+                "tokens_per_s",
+                "batch",
+                "max_seq_len",
+                "attn_impl",
+                "mfu",
+                "device",
+                "torch",
+                "date",
+            ]
+        )
+        w.writerows(rows)
     print(f"wrote {f}")
 
 

@@ -15,30 +15,48 @@ from torch import Tensor
 # %% ../nbs/03_attention.ipynb #3a5ad13e
 def _check_qkv(q: Tensor, k: Tensor, v: Tensor, ndim: int, layout: str):
     if not (q.ndim == k.ndim == v.ndim == ndim):
-        raise ValueError(f"q, k, v must be {layout}; got shapes {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+        raise ValueError(
+            f"q, k, v must be {layout}; got shapes {tuple(q.shape)}, {tuple(k.shape)},"
+            f" {tuple(v.shape)}"
+        )
     if not (q.shape == k.shape == v.shape):
-        raise ValueError(f"q, k, v must have one shape {layout}; got {tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
-    if not (q.dtype == k.dtype == v.dtype): raise ValueError(f"q, k, v must share a dtype; got {q.dtype}, {k.dtype}, {v.dtype}")
+        raise ValueError(
+            f"q, k, v must have one shape {layout}; got {tuple(q.shape)}, {tuple(k.shape)},"
+            f" {tuple(v.shape)}"
+        )
+    if not (q.dtype == k.dtype == v.dtype):
+        raise ValueError(f"q, k, v must share a dtype; got {q.dtype}, {k.dtype}, {v.dtype}")
 
 def _check_mask(mask: Tensor | None, B: int, S: int) -> Tensor | None:
     if mask is None: return None
-    if mask.shape != (B, S): raise ValueError(f"key_padding_mask must be [batch, seq] = {(B, S)}, got {tuple(mask.shape)}")
+    if mask.shape != (B, S):
+        raise ValueError(
+            f"key_padding_mask must be [batch, seq] = {(B, S)}, got {tuple(mask.shape)}"
+        )
     if mask.dtype != torch.bool:
         if mask.dtype.is_floating_point or not ((mask == 0) | (mask == 1)).all():
-            raise ValueError(f"key_padding_mask must be bool or 0/1 integers (1 = real token), got {mask.dtype}")
+            raise ValueError(
+                f"key_padding_mask must be bool or 0/1 integers (1 = real token), got {mask.dtype}"
+            )
         mask = mask.bool()
-    if not mask.any(-1).all(): raise ValueError(f"every sequence needs at least one real token; rows {torch.nonzero(~mask.any(-1)).flatten().tolist()} are all padding")
+    if not mask.any(-1).all():
+        raise ValueError(
+            "every sequence needs at least one real token; rows"
+            f" {torch.nonzero(~mask.any(-1)).flatten().tolist()} are all padding"
+        )
     return mask
 
 # %% ../nbs/03_attention.ipynb #b9d2e5c9
 def attention_naive(q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None = None,
                     softmax_scale: float | None = None) -> Tensor:
-    "Bidirectional attention, written out: q, k, v `[B, S, H, D]`, mask `[B, S]` (True = real token) -> `[B, S, H, D]`."
+    """Bidirectional attention, written out: q, k, v `[B, S, H, D]`, mask `[B, S]` (True = real
+    token) -> `[B, S, H, D]`."""
     _check_qkv(q, k, v, 4, "[batch, seq, heads, head_dim]")
     B, S, H, D = q.shape
     mask = _check_mask(key_padding_mask, B, S)
     scale = 1 / math.sqrt(D) if softmax_scale is None else softmax_scale
-    acc = torch.promote_types(q.dtype, torch.float32)                           # at least fp32 for the softmax
+    # at least fp32 for the softmax
+    acc = torch.promote_types(q.dtype, torch.float32)
     s = torch.einsum("bihd,bjhd->bhij", q.to(acc), k.to(acc)) * scale           # [B, H, S_q, S_k]
     if mask is not None: s = s.masked_fill(~mask[:, None, None, :], float("-inf"))
     p = s.softmax(dim=-1)
@@ -58,7 +76,8 @@ def attention_sdpa(q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | N
 
 # %% ../nbs/03_attention.ipynb #cefacf9e
 def unpad(x: Tensor, key_padding_mask: Tensor) -> tuple[Tensor, Tensor, Tensor, int]:
-    "`x` `[B, S, ...]` -> (packed `[T, ...]`, `indices` `[T]`, `cu_seqlens` `[B+1]` int32, `max_seqlen`)."
+    """`x` `[B, S, ...]` -> (packed `[T, ...]`, `indices` `[T]`, `cu_seqlens` `[B+1]` int32,
+    `max_seqlen`)."""
     if x.ndim < 2: raise ValueError(f"x must be [batch, seq, ...], got shape {tuple(x.shape)}")
     B, S = x.shape[:2]
     mask = _check_mask(key_padding_mask, B, S)
@@ -69,7 +88,8 @@ def unpad(x: Tensor, key_padding_mask: Tensor) -> tuple[Tensor, Tensor, Tensor, 
 
 def pad(x: Tensor, indices: Tensor, batch: int, seqlen: int) -> Tensor:
     "Packed `x` `[T, ...]` -> `[batch, seqlen, ...]`, zeros where there is no token."
-    if x.shape[0] != indices.shape[0]: raise ValueError(f"x has {x.shape[0]} tokens but indices has {indices.shape[0]}")
+    if x.shape[0] != indices.shape[0]:
+        raise ValueError(f"x has {x.shape[0]} tokens but indices has {indices.shape[0]}")
     out = x.new_zeros(batch * seqlen, *x.shape[1:])
     out[indices] = x
     return out.reshape(batch, seqlen, *x.shape[1:])
@@ -77,26 +97,35 @@ def pad(x: Tensor, indices: Tensor, batch: int, seqlen: int) -> Tensor:
 def cu_seqlens_from_lengths(lengths, device=None) -> Tensor:
     "`[0, l0, l0+l1, …]` as int32, the offsets of each sequence in a packed batch."
     lengths = torch.as_tensor(lengths, dtype=torch.int32, device=device)
-    if lengths.ndim != 1 or (lengths < 0).any(): raise ValueError(f"lengths must be a 1-D list of non-negative ints, got {lengths.tolist()}")
+    if lengths.ndim != 1 or (lengths < 0).any():
+        raise ValueError(f"lengths must be a 1-D list of non-negative ints, got {lengths.tolist()}")
     return F.pad(torch.cumsum(lengths, 0, dtype=torch.int32), (1, 0))
 
 # %% ../nbs/03_attention.ipynb #df4bfb22
 def check_cu_seqlens(cu_seqlens: Tensor, total: int) -> Tensor:
-    "Validate packed-sequence offsets: 1-D int32, starting at 0, non-decreasing, ending at `total` tokens."
+    """Validate packed-sequence offsets: 1-D int32, starting at 0, non-decreasing, ending at `total`
+    tokens."""
     if not isinstance(cu_seqlens, Tensor) or cu_seqlens.ndim != 1 or cu_seqlens.numel() < 2:
         raise ValueError(f"cu_seqlens must be a 1-D tensor [batch + 1], got {cu_seqlens!r}")
-    if cu_seqlens.dtype != torch.int32: raise ValueError(f"cu_seqlens must be int32, got {cu_seqlens.dtype}")
+    if cu_seqlens.dtype != torch.int32:
+        raise ValueError(f"cu_seqlens must be int32, got {cu_seqlens.dtype}")
     c = cu_seqlens.tolist()
     if c[0] != 0: raise ValueError(f"cu_seqlens must start at 0, got {c[0]}")
-    if any(b < a for a, b in zip(c, c[1:])): raise ValueError(f"cu_seqlens must be non-decreasing, got {c}")
+    if any(b < a for a, b in zip(c, c[1:])):
+        raise ValueError(f"cu_seqlens must be non-decreasing, got {c}")
     if c[-1] != total: raise ValueError(f"cu_seqlens ends at {c[-1]} but there are {total} tokens")
     return cu_seqlens
 
-def attention_varlen_ref(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, softmax_scale: float | None = None) -> Tensor:
+def attention_varlen_ref(
+    q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, softmax_scale: float | None = None
+) -> Tensor:
     "Packed bidirectional attention, one sequence at a time: q, k, v `[T, H, D]` -> `[T, H, D]`."
     _check_qkv(q, k, v, 3, "[total_tokens, heads, head_dim]")
     c = check_cu_seqlens(cu_seqlens, q.shape[0]).tolist()
     out = torch.empty_like(q)
     for a, b in zip(c, c[1:]):
-        if b > a: out[a:b] = attention_naive(q[None, a:b], k[None, a:b], v[None, a:b], softmax_scale=softmax_scale)[0]
+        if b > a:
+            out[a:b] = attention_naive(
+                q[None, a:b], k[None, a:b], v[None, a:b], softmax_scale=softmax_scale
+            )[0]
     return out

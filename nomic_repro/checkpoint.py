@@ -24,39 +24,60 @@ LAYOUTS = ("nomic", "nomic-mlm", "transformers")
 class CheckpointError(ValueError):
     "A checkpoint that does not fit: bad layout, keys or shapes, or an unreadable file."
 
-_HF_LAYER = [("attn.out_proj", "self_attn.o_proj"), ("mlp.fc11", "mlp.up_proj"), ("mlp.fc12", "mlp.gate_proj"),
-             ("mlp.fc2", "mlp.down_proj"), ("norm1", "post_attention_layernorm"), ("norm2", "post_mlp_layernorm")]
-_HF_TOP = [("embeddings.word_embeddings", "embeddings.word_embeddings"),
-           ("embeddings.token_type_embeddings", "embeddings.token_type_embeddings"), ("emb_ln", "embeddings.LayerNorm")]
+_HF_LAYER = [
+    ("attn.out_proj", "self_attn.o_proj"),
+    ("mlp.fc11", "mlp.up_proj"),
+    ("mlp.fc12", "mlp.gate_proj"),
+    ("mlp.fc2", "mlp.down_proj"),
+    ("norm1", "post_attention_layernorm"),
+    ("norm2", "post_mlp_layernorm"),
+]
+_HF_TOP = [
+    ("embeddings.word_embeddings", "embeddings.word_embeddings"),
+    ("embeddings.token_type_embeddings", "embeddings.token_type_embeddings"),
+    ("emb_ln", "embeddings.LayerNorm"),
+]
 
 def detect_layout(keys) -> str:
     "Which of `LAYOUTS` a state dict's keys follow."
     keys = list(keys)
     if any(re.match(r"(nomic_)?bert\.encoder\.layers\.", k) for k in keys): return "nomic-mlm"
     if any(k.startswith("encoder.layers.") for k in keys): return "nomic"
-    if any(re.match(r"(nomic_bert\.)?layers\.\d+\.self_attn\.", k) for k in keys): return "transformers"
-    raise CheckpointError(f"unknown checkpoint layout: expected keys like 'encoder.layers.0.attn.Wqkv.weight' (Nomic), "
-                          f"'bert.encoder.layers.0…' (nomic-bert-2048) or 'layers.0.self_attn.q_proj.weight' (transformers); "
-                          f"found e.g. {sorted(keys)[:4]}")
+    if any(re.match(r"(nomic_bert\.)?layers\.\d+\.self_attn\.", k) for k in keys):
+        return "transformers"
+    raise CheckpointError(
+        "unknown checkpoint layout: expected keys like 'encoder.layers.0.attn.Wqkv.weight'"
+        " (Nomic), 'bert.encoder.layers.0…' (nomic-bert-2048) or"
+        f" 'layers.0.self_attn.q_proj.weight' (transformers); found e.g. {sorted(keys)[:4]}"
+    )
 
 # %% ../nbs/06_checkpoints.ipynb #ba19846f
 def _hf_names(num_layers: int, prefix: str = "") -> dict[str, str]:
-    "Our key -> transformers' key for every tensor that is only renamed (the fused `Wqkv` is handled apart)."
+    """Our key -> transformers' key for every tensor that is only renamed (the fused `Wqkv` is
+    handled apart)."""
     pairs = [(o, prefix + h) for o, h in _HF_TOP]
-    pairs += [(f"encoder.layers.{i}.{o}", f"{prefix}layers.{i}.{h}") for i in range(num_layers) for o, h in _HF_LAYER]
+    pairs += [
+        (f"encoder.layers.{i}.{o}", f"{prefix}layers.{i}.{h}")
+        for i in range(num_layers)
+        for o, h in _HF_LAYER
+    ]
     return {f"{o}.{s}": f"{h}.{s}" for o, h in pairs for s in ("weight", "bias")}
 
 def _hf_to_nomic(sd: dict, num_layers: int) -> dict:
-    "transformers `nomic_bert` keys (optionally `nomic_bert.`-prefixed) -> our (Nomic) keys; MLM head keys kept."
+    """transformers `nomic_bert` keys (optionally `nomic_bert.`-prefixed) -> our (Nomic) keys; MLM
+    head keys kept."""
     p = "nomic_bert." if any(k.startswith("nomic_bert.") for k in sd) else ""
     ours_of = {h: o for o, h in _hf_names(num_layers, p).items()}
     sd = dict(sd)
     out = {ours_of[k]: sd.pop(k) for k in list(sd) if k in ours_of}
     for i in range(num_layers):
         qkv = [sd.pop(f"{p}layers.{i}.self_attn.{x}_proj.weight", None) for x in "qkv"]
-        if all(t is not None for t in qkv): out[f"encoder.layers.{i}.attn.Wqkv.weight"] = torch.cat(qkv)
-    if "cls.predictions.bias" in sd: sd["cls.predictions.decoder.bias"] = sd.pop("cls.predictions.bias")
-    return {**out, **sd}                          # head keys pass through; leftovers stay and are reported as unexpected
+        if all(t is not None for t in qkv):
+            out[f"encoder.layers.{i}.attn.Wqkv.weight"] = torch.cat(qkv)
+    if "cls.predictions.bias" in sd:
+        sd["cls.predictions.decoder.bias"] = sd.pop("cls.predictions.bias")
+    # head keys pass through; leftovers stay and are reported as unexpected
+    return {**out, **sd}
 
 def _nomic_to_hf(sd: dict, num_layers: int, prefix: str = "") -> dict:
     "Our keys -> transformers `nomic_bert` keys (encoder prefixed with `prefix`)."
@@ -64,104 +85,224 @@ def _nomic_to_hf(sd: dict, num_layers: int, prefix: str = "") -> dict:
     for k, v in sd.items():
         if k.endswith("attn.Wqkv.weight"):
             i = k.split(".")[2]
-            for x, t in zip("qkv", v.chunk(3)): out[f"{prefix}layers.{i}.self_attn.{x}_proj.weight"] = t.contiguous()
+            for x, t in zip("qkv", v.chunk(3)):
+                out[f"{prefix}layers.{i}.self_attn.{x}_proj.weight"] = t.contiguous()
         else: out[hf_of.get(k, k)] = v
     return out
 
 # %% ../nbs/06_checkpoints.ipynb #58bde5b9
 def load_state_dict_strict(model: nn.Module, sd: dict[str, Tensor]):
-    "Load `sd` into `model` only if every key and shape matches; otherwise raise one `CheckpointError` listing all problems."
+    """Load `sd` into `model` only if every key and shape matches; otherwise raise one
+    `CheckpointError` listing all problems."""
     expected = model.state_dict()
     tied = {"cls.predictions.decoder.weight": "bert.embeddings.word_embeddings.weight"}
     sd = dict(sd)
     for k, src in tied.items():
         if k in expected and k in sd and src in sd:
             if sd[k].shape != sd[src].shape or not torch.equal(sd[k], sd[src]):
-                raise CheckpointError(f"{k} must equal {src} (they are tied), but the checkpoint has different values")
+                raise CheckpointError(
+                    f"{k} must equal {src} (they are tied), but the checkpoint has different values"
+                )
         if k in expected and k not in sd and src in sd: sd[k] = sd[src]
     missing = sorted(set(expected) - set(sd))
     unexpected = sorted(set(sd) - set(expected))
     shapes = sorted(f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(expected[k].shape)}"
                     for k in set(sd) & set(expected) if sd[k].shape != expected[k].shape)
     if missing or unexpected or shapes:
-        parts = [f"{len(missing)} missing: {missing}" if missing else "", f"{len(unexpected)} unexpected: {unexpected}" if unexpected else "",
-                 f"{len(shapes)} mis-shaped: {shapes}" if shapes else ""]
-        raise CheckpointError("checkpoint does not fit the model: " + "; ".join(p for p in parts if p))
+        parts = [
+            f"{len(missing)} missing: {missing}" if missing else "",
+            f"{len(unexpected)} unexpected: {unexpected}" if unexpected else "",
+            f"{len(shapes)} mis-shaped: {shapes}" if shapes else "",
+        ]
+        raise CheckpointError(
+            "checkpoint does not fit the model: " + "; ".join(p for p in parts if p)
+        )
     model.load_state_dict(sd, strict=True)
     return model
 
 # %% ../nbs/06_checkpoints.ipynb #64e2db01
-_NOMIC_NAMES = {"vocab_size": "vocab_size", "n_embd": "hidden_size", "n_layer": "num_layers", "n_head": "num_heads",
-                "n_inner": "intermediate_size", "type_vocab_size": "type_vocab_size", "layer_norm_epsilon": "layer_norm_eps",
-                "rotary_emb_base": "rotary_base", "max_trained_positions": "max_trained_positions",
-                "rotary_scaling_factor": "rotary_scaling_factor", "activation_function": "activation", "qkv_proj_bias": "qkv_bias",
-                "mlp_fc1_bias": "mlp_fc1_bias", "mlp_fc2_bias": "mlp_fc2_bias", "pad_token_id": "pad_token_id"}
-_MOE_NAMES = {"num_experts": "num_experts", "moe_top_k": "moe_top_k", "moe_every_n_layers": "moe_every_n_layers"}
-_MOE_UNSUPPORTED = {"moe_normalize_expert_weights": False, "num_shared_experts": 0, "expert_choice_router": False, "ffn_div": 1}
-_UNSUPPORTED = {"rotary_emb_fraction": 1.0, "rotary_emb_interleaved": False, "prenorm": False, "use_rms_norm": False,
-                "parallel_block": False, "causal": False, "rotary_emb_scale_base": None}
+_NOMIC_NAMES = {
+    "vocab_size": "vocab_size",
+    "n_embd": "hidden_size",
+    "n_layer": "num_layers",
+    "n_head": "num_heads",
+    "n_inner": "intermediate_size",
+    "type_vocab_size": "type_vocab_size",
+    "layer_norm_epsilon": "layer_norm_eps",
+    "rotary_emb_base": "rotary_base",
+    "max_trained_positions": "max_trained_positions",
+    "rotary_scaling_factor": "rotary_scaling_factor",
+    "activation_function": "activation",
+    "qkv_proj_bias": "qkv_bias",
+    "mlp_fc1_bias": "mlp_fc1_bias",
+    "mlp_fc2_bias": "mlp_fc2_bias",
+    "pad_token_id": "pad_token_id",
+}
+_MOE_NAMES = {
+    "num_experts": "num_experts",
+    "moe_top_k": "moe_top_k",
+    "moe_every_n_layers": "moe_every_n_layers",
+}
+_MOE_UNSUPPORTED = {
+    "moe_normalize_expert_weights": False,
+    "num_shared_experts": 0,
+    "expert_choice_router": False,
+    "ffn_div": 1,
+}
+_UNSUPPORTED = {
+    "rotary_emb_fraction": 1.0,
+    "rotary_emb_interleaved": False,
+    "prenorm": False,
+    "use_rms_norm": False,
+    "parallel_block": False,
+    "causal": False,
+    "rotary_emb_scale_base": None,
+}
 
 def config_from_dict(d: dict) -> NomicBertConfig:
-    "`NomicBertConfig` from a `config.json` dict in Nomic's (GPT-2-style) or transformers' (`nomic_bert`) naming."
+    """`NomicBertConfig` from a `config.json` dict in Nomic's (GPT-2-style) or transformers'
+    (`nomic_bert`) naming."""
     if "n_embd" in d:
         for k, ok in _UNSUPPORTED.items():
-            if k in d and d[k] != ok: raise CheckpointError(f"config.json sets {k}={d[k]!r}; this implementation supports only {ok!r}")
+            if k in d and d[k] != ok:
+                raise CheckpointError(
+                    f"config.json sets {k}={d[k]!r}; this implementation supports only {ok!r}"
+                )
         kw = {ours: d[k] for k, ours in _NOMIC_NAMES.items() if k in d and d[k] is not None}
-        if d.get("num_experts") and d.get("moe_every_n_layers"):                    # nomic-embed-text-v2-moe
+        # nomic-embed-text-v2-moe
+        if d.get("num_experts") and d.get("moe_every_n_layers"):
             for k, ok in _MOE_UNSUPPORTED.items():
-                if d.get(k, ok) != ok: raise CheckpointError(f"config.json sets {k}={d[k]!r}; this mixture-of-experts implementation supports only {ok!r}")
-            if kw.get("activation") != "gelu": raise CheckpointError(f"config.json describes a mixture-of-experts model with activation_function={kw.get('activation')!r}; its experts must be 'gelu'")
+                if d.get(k, ok) != ok:
+                    raise CheckpointError(
+                        f"config.json sets {k}={d[k]!r}; this mixture-of-experts implementation"
+                        f" supports only {ok!r}"
+                    )
+            if kw.get("activation") != "gelu":
+                raise CheckpointError(
+                    "config.json describes a mixture-of-experts model with"
+                    f" activation_function={kw.get('activation')!r}; its experts must be 'gelu'"
+                )
             kw.update({ours: d[k] for k, ours in _MOE_NAMES.items() if d.get(k) is not None})
         kw.setdefault("intermediate_size", 4 * kw.get("hidden_size", 768))
-        if kw.get("activation") == "gelu_new": raise CheckpointError("activation_function 'gelu_new' (tanh GELU) is not supported; use 'gelu' or 'swiglu'")
+        if kw.get("activation") == "gelu_new":
+            raise CheckpointError(
+                "activation_function 'gelu_new' (tanh GELU) is not supported; use 'gelu' or"
+                " 'swiglu'"
+            )
         return NomicBertConfig(**kw)
     if d.get("model_type") == "nomic_bert" or "hidden_size" in d:
-        rp = d.get("rope_parameters") or {"rope_type": "default", "rope_theta": d.get("rope_theta", 1000.0)}
-        if rp.get("rope_type", "default") not in ("default", "dynamic"): raise CheckpointError(f"rope_type {rp.get('rope_type')!r} is not supported; use 'default' or 'dynamic'")
-        if d.get("hidden_act", "silu") != "silu": raise CheckpointError(f"transformers nomic_bert with hidden_act={d['hidden_act']!r} is not supported (its MLP is SwiGLU: silu)")
-        return NomicBertConfig(vocab_size=d["vocab_size"], hidden_size=d["hidden_size"], num_layers=d["num_hidden_layers"],
-            num_heads=d["num_attention_heads"], intermediate_size=d["intermediate_size"], type_vocab_size=d.get("type_vocab_size", 2),
-            layer_norm_eps=d.get("layer_norm_eps", 1e-12), rotary_base=float(rp.get("rope_theta", 1000.0)),
-            max_trained_positions=d.get("max_position_embeddings", 2048), pad_token_id=d.get("pad_token_id", 0) or 0,
-            rotary_scaling_factor=rp.get("factor") if rp.get("rope_type") == "dynamic" else None)
-    raise CheckpointError(f"config.json is neither Nomic's (n_embd, n_layer, …) nor transformers' nomic_bert (hidden_size, …); keys: {sorted(d)[:8]}")
+        rp = d.get("rope_parameters") or {
+            "rope_type": "default",
+            "rope_theta": d.get("rope_theta", 1000.0),
+        }
+        if rp.get("rope_type", "default") not in ("default", "dynamic"):
+            raise CheckpointError(
+                f"rope_type {rp.get('rope_type')!r} is not supported; use 'default' or 'dynamic'"
+            )
+        if d.get("hidden_act", "silu") != "silu":
+            raise CheckpointError(
+                f"transformers nomic_bert with hidden_act={d['hidden_act']!r} is not supported (its"
+                " MLP is SwiGLU: silu)"
+            )
+        return NomicBertConfig(
+            vocab_size=d["vocab_size"],
+            hidden_size=d["hidden_size"],
+            num_layers=d["num_hidden_layers"],
+            num_heads=d["num_attention_heads"],
+            intermediate_size=d["intermediate_size"],
+            type_vocab_size=d.get("type_vocab_size", 2),
+            layer_norm_eps=d.get("layer_norm_eps", 1e-12),
+            rotary_base=float(rp.get("rope_theta", 1000.0)),
+            max_trained_positions=d.get("max_position_embeddings", 2048),
+            pad_token_id=d.get("pad_token_id", 0) or 0,
+            rotary_scaling_factor=rp.get("factor") if rp.get("rope_type") == "dynamic" else None,
+        )
+    raise CheckpointError(
+        "config.json is neither Nomic's (n_embd, n_layer, …) nor transformers' nomic_bert"
+        f" (hidden_size, …); keys: {sorted(d)[:8]}"
+    )
 
 def config_to_nomic_dict(cfg: NomicBertConfig, mlm: bool = False) -> dict:
     "Nomic's `config.json` for `cfg`, loadable by Nomic's remote code and by `config_from_dict`."
-    d = {nomic: getattr(cfg, ours) for nomic, ours in {**_NOMIC_NAMES, **(_MOE_NAMES if cfg.num_experts else {})}.items()}
+    d = {
+        nomic: getattr(cfg, ours)
+        for nomic, ours in {**_NOMIC_NAMES, **(_MOE_NAMES if cfg.num_experts else {})}.items()
+    }
     if cfg.num_experts: d.update(_MOE_UNSUPPORTED)
-    return {"architectures": ["NomicBertForPreTraining" if mlm else "NomicBertModel"], "model_type": "nomic_bert",
-            "auto_map": {"AutoConfig": "nomic-ai/nomic-bert-2048--configuration_hf_nomic_bert.NomicBertConfig",
-                         "AutoModel": "nomic-ai/nomic-bert-2048--modeling_hf_nomic_bert.NomicBertModel"},
-            **d, **_UNSUPPORTED, "n_positions": 8192, "pad_vocab_size_multiple": 64, "torch_dtype": "float32"}
+    return {
+        "architectures": ["NomicBertForPreTraining" if mlm else "NomicBertModel"],
+        "model_type": "nomic_bert",
+        "auto_map": {
+            "AutoConfig": "nomic-ai/nomic-bert-2048--configuration_hf_nomic_bert.NomicBertConfig",
+            "AutoModel": "nomic-ai/nomic-bert-2048--modeling_hf_nomic_bert.NomicBertModel",
+        },
+        **d,
+        **_UNSUPPORTED,
+        "n_positions": 8192,
+        "pad_vocab_size_multiple": 64,
+        "torch_dtype": "float32",
+    }
 
 # %% ../nbs/06_checkpoints.ipynb #f6f9fa79
 def resolve_folder(path_or_id: str | os.PathLike, revision: str | None = None) -> Path:
     "A local checkpoint folder: `path_or_id` itself, or a hub snapshot of it."
     p = Path(path_or_id).expanduser()
     if p.is_dir(): return p
-    if p.exists(): raise CheckpointError(f"{str(path_or_id)!r} is a file; pass the checkpoint folder that contains it")
+    if p.exists():
+        raise CheckpointError(
+            f"{str(path_or_id)!r} is a file; pass the checkpoint folder that contains it"
+        )
     if not re.fullmatch(r"[\w.-]+/[\w.-]+", str(path_or_id)):
-        raise FileNotFoundError(f"checkpoint folder {str(path_or_id)!r} does not exist (and is not a hub id like 'nomic-ai/nomic-embed-text-v1.5')")
+        raise FileNotFoundError(
+            f"checkpoint folder {str(path_or_id)!r} does not exist (and is not a hub id like"
+            " 'nomic-ai/nomic-embed-text-v1.5')"
+        )
     try:
         from huggingface_hub import snapshot_download
-        return Path(snapshot_download(str(path_or_id), revision=revision,
-                                      allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "1_Pooling/*"]))
+        return Path(
+            snapshot_download(
+                str(path_or_id),
+                revision=revision,
+                allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "1_Pooling/*"],
+            )
+        )
     except Exception as e:
-        raise FileNotFoundError(f"{str(path_or_id)!r} is not a local folder and could not be fetched from the Hugging Face hub: {type(e).__name__}: {e}") from e
+        raise FileNotFoundError(
+            f"{str(path_or_id)!r} is not a local folder and could not be fetched from the Hugging"
+            f" Face hub: {type(e).__name__}: {e}"
+        ) from e
 
 def read_state_dict(folder: Path) -> dict[str, Tensor]:
-    "All tensors of the checkpoint in `folder` (safetensors, sharded safetensors, or `.bin` with `weights_only=True`)."
+    """All tensors of the checkpoint in `folder` (safetensors, sharded safetensors, or `.bin` with
+    `weights_only=True`)."""
     folder = Path(folder)
     idx = folder / "model.safetensors.index.json"
-    files = ([folder / "model.safetensors"] if (folder / "model.safetensors").exists() else
-             [folder / f for f in sorted(set(json.loads(idx.read_text())["weight_map"].values()))] if idx.exists() else
-             [folder / "pytorch_model.bin"] if (folder / "pytorch_model.bin").exists() else [])
-    if not files: raise FileNotFoundError(f"no weights in {folder}: expected model.safetensors, model.safetensors.index.json or pytorch_model.bin")
+    files = (
+        [folder / "model.safetensors"]
+        if (folder / "model.safetensors").exists()
+        else (
+            [folder / f for f in sorted(set(json.loads(idx.read_text())["weight_map"].values()))]
+            if idx.exists()
+            else [folder / "pytorch_model.bin"] if (folder / "pytorch_model.bin").exists() else []
+        )
+    )
+    if not files:
+        raise FileNotFoundError(
+            f"no weights in {folder}: expected model.safetensors, model.safetensors.index.json or"
+            " pytorch_model.bin"
+        )
     sd = {}
     for f in files:
-        try: sd.update(load_file(f) if f.suffix == ".safetensors" else torch.load(f, map_location="cpu", weights_only=True))
-        except Exception as e: raise CheckpointError(f"could not read weights from {f}: {type(e).__name__}: {e}") from e
+        try:
+            sd.update(
+                load_file(f)
+                if f.suffix == ".safetensors"
+                else torch.load(f, map_location="cpu", weights_only=True)
+            )
+        except Exception as e:
+            raise CheckpointError(
+                f"could not read weights from {f}: {type(e).__name__}: {e}"
+            ) from e
     return sd
 
 def read_config(folder: Path) -> dict:
@@ -171,149 +312,335 @@ def read_config(folder: Path) -> dict:
     except json.JSONDecodeError as e: raise CheckpointError(f"{f} is not valid JSON: {e}") from e
 
 # %% ../nbs/06_checkpoints.ipynb #baecce87
-def load_pretrained(path_or_id, *, with_mlm_head: bool = False, attn_impl: str = "torch", rotary_scaling_factor: float | None = None,
-                    device=None, dtype=None, revision: str | None = None, moe_impl: str = "torch") -> NomicBert | NomicBertForMaskedLM:
-    "Load a NomicBERT checkpoint (Nomic, nomic-bert-2048 or transformers layout; v2-moe too) from a folder or hub id, strictly."
+def load_pretrained(
+    path_or_id,
+    *,
+    with_mlm_head: bool = False,
+    attn_impl: str = "torch",
+    rotary_scaling_factor: float | None = None,
+    device=None,
+    dtype=None,
+    revision: str | None = None,
+    moe_impl: str = "torch",
+) -> NomicBert | NomicBertForMaskedLM:
+    """Load a NomicBERT checkpoint (Nomic, nomic-bert-2048 or transformers layout; v2-moe too) from
+    a folder or hub id, strictly."""
     folder = resolve_folder(path_or_id, revision)
     cfg = config_from_dict(read_config(folder))
-    if rotary_scaling_factor is not None: cfg = replace(cfg, rotary_scaling_factor=rotary_scaling_factor)
+    if rotary_scaling_factor is not None:
+        cfg = replace(cfg, rotary_scaling_factor=rotary_scaling_factor)
     sd = read_state_dict(folder)
     layout = detect_layout(sd)
-    if layout == "transformers": sd = _hf_to_nomic(sd, cfg.num_layers)
-    if layout == "nomic-mlm": sd = {re.sub(r"^(nomic_)?bert\.", "", k): v for k, v in sd.items()}
-    if "cls.predictions.bias" in sd: sd["cls.predictions.decoder.bias"] = sd.pop("cls.predictions.bias")
+    if layout == "transformers":
+        sd = _hf_to_nomic(sd, cfg.num_layers)
+    if layout == "nomic-mlm":
+        sd = {re.sub(r"^(nomic_)?bert\.", "", k): v for k, v in sd.items()}
+    if "cls.predictions.bias" in sd:
+        sd["cls.predictions.decoder.bias"] = sd.pop("cls.predictions.bias")
     head = {k: v for k, v in sd.items() if k.startswith("cls.")}
     enc = {k: v for k, v in sd.items() if not k.startswith("cls.")}
     if with_mlm_head:
-        if cfg.num_experts: raise CheckpointError("with_mlm_head=True is not supported for mixture-of-experts checkpoints")
-        if not head: raise CheckpointError(f"with_mlm_head=True but {folder} has no MLM head (cls.predictions.*)")
-        if "cls.predictions.transform.dense.bias" in head: cfg = replace(cfg, mlm_head_bias=True)
+        if cfg.num_experts:
+            raise CheckpointError(
+                "with_mlm_head=True is not supported for mixture-of-experts checkpoints"
+            )
+        if not head:
+            raise CheckpointError(
+                f"with_mlm_head=True but {folder} has no MLM head (cls.predictions.*)"
+            )
+        if "cls.predictions.transform.dense.bias" in head:
+            cfg = replace(cfg, mlm_head_bias=True)
         model = NomicBertForMaskedLM(cfg, attn_impl=attn_impl)
         load_state_dict_strict(model, {**{"bert." + k: v for k, v in enc.items()}, **head})
-    elif cfg.num_experts: model = _load_moe(cfg, enc, attn_impl, moe_impl)
-    else: model = load_state_dict_strict(NomicBert(cfg, attn_impl=attn_impl), enc)
+    elif cfg.num_experts:
+        model = _load_moe(cfg, enc, attn_impl, moe_impl)
+    else:
+        model = load_state_dict_strict(NomicBert(cfg, attn_impl=attn_impl), enc)
     return model.to(device=device, dtype=dtype).eval()
 
 def _load_moe(cfg, sd, attn_impl, moe_impl):
-    "Nomic Embed v2: check each MoE layer's expert count against the config, then load into `NomicBertMoE`."
-    from nomic_repro.model_moe import NomicBertMoE   # notebook 10 builds on this one, so it is imported when needed
+    """Nomic Embed v2: check each MoE layer's expert count against the config, then load into
+    `NomicBertMoE`."""
+    # notebook 10 builds on this one, so it is imported when needed
+    from nomic_repro.model_moe import NomicBertMoE
     for i in range(cfg.num_layers):
         w1 = sd.get(f"encoder.layers.{i}.mlp.experts.mlp.w1")
-        if w1 is not None and cfg.is_moe_layer(i) and w1.shape[0] != cfg.num_experts * cfg.intermediate_size:
-            raise CheckpointError(f"encoder.layers.{i}.mlp.experts.mlp.w1 has {w1.shape[0]} rows = {w1.shape[0] / cfg.intermediate_size:g} experts × "
-                                  f"{cfg.intermediate_size}, but config.json says num_experts={cfg.num_experts}")
+        if (
+            w1 is not None
+            and cfg.is_moe_layer(i)
+            and w1.shape[0] != cfg.num_experts * cfg.intermediate_size
+        ):
+            raise CheckpointError(
+                f"encoder.layers.{i}.mlp.experts.mlp.w1 has {w1.shape[0]} rows ="
+                f" {w1.shape[0] / cfg.intermediate_size:g} experts × {cfg.intermediate_size}, but"
+                f" config.json says num_experts={cfg.num_experts}"
+            )
     return load_state_dict_strict(NomicBertMoE(cfg, attn_impl=attn_impl, moe_impl=moe_impl), sd)
 
 # %% ../nbs/06_checkpoints.ipynb #58ca1af3
-_XLMR_LAYER = [("attention.output.dense", "attn.out_proj"), ("attention.output.LayerNorm", "norm1"), ("intermediate.dense", "mlp.fc1"),
-               ("output.dense", "mlp.fc2"), ("output.LayerNorm", "norm2")]
-_XLMR_DROPPED = ("embeddings.position_embeddings.weight", "embeddings.position_ids", "pooler.dense.weight", "pooler.dense.bias")
+_XLMR_LAYER = [
+    ("attention.output.dense", "attn.out_proj"),
+    ("attention.output.LayerNorm", "norm1"),
+    ("intermediate.dense", "mlp.fc1"),
+    ("output.dense", "mlp.fc2"),
+    ("output.LayerNorm", "norm2"),
+]
+_XLMR_DROPPED = (
+    "embeddings.position_embeddings.weight",
+    "embeddings.position_ids",
+    "pooler.dense.weight",
+    "pooler.dense.bias",
+)
 
-def from_xlm_roberta(sd: dict[str, Tensor], cfg: NomicBertConfig, *, pad_vocab: bool = False) -> dict[str, Tensor]:
-    "An XLM-RoBERTa state dict (`XLMRobertaForMaskedLM` or `XLMRobertaModel`) in `NomicBertForMaskedLM`'s keys, checked against `cfg`."
+def from_xlm_roberta(
+    sd: dict[str, Tensor], cfg: NomicBertConfig, *, pad_vocab: bool = False
+) -> dict[str, Tensor]:
+    """An XLM-RoBERTa state dict (`XLMRobertaForMaskedLM` or `XLMRobertaModel`) in
+    `NomicBertForMaskedLM`'s keys, checked against `cfg`."""
     sd = dict(sd)
     p = "roberta." if any(k.startswith("roberta.") for k in sd) else ""
-    out = {"bert.embeddings.word_embeddings.weight": sd.pop(f"{p}embeddings.word_embeddings.weight", None),
-           "bert.embeddings.token_type_embeddings.weight": sd.pop(f"{p}embeddings.token_type_embeddings.weight", None)}
+    out = {
+        "bert.embeddings.word_embeddings.weight": sd.pop(
+            f"{p}embeddings.word_embeddings.weight", None
+        ),
+        "bert.embeddings.token_type_embeddings.weight": sd.pop(
+            f"{p}embeddings.token_type_embeddings.weight", None
+        ),
+    }
     for s in ("weight", "bias"):
         out[f"bert.emb_ln.{s}"] = sd.pop(f"{p}embeddings.LayerNorm.{s}", None)
         for i in range(cfg.num_layers):
             src, dst = f"{p}encoder.layer.{i}.", f"bert.encoder.layers.{i}."
             qkv = [sd.pop(f"{src}attention.self.{x}.{s}", None) for x in ("query", "key", "value")]
             out[f"{dst}attn.Wqkv.{s}"] = torch.cat(qkv) if all(t is not None for t in qkv) else None
-            for x, o in _XLMR_LAYER: out[f"{dst}{o}.{s}"] = sd.pop(f"{src}{x}.{s}", None)
-    if any(k.startswith("lm_head.") for k in sd):                                       # the MLM head: same structure as ours
+            for x, o in _XLMR_LAYER:
+                out[f"{dst}{o}.{s}"] = sd.pop(f"{src}{x}.{s}", None)
+    # the MLM head: same structure as ours
+    if any(k.startswith("lm_head.") for k in sd):
         for x, o in (("dense", "transform.dense"), ("layer_norm", "transform.layer_norm")):
-            for s in ("weight", "bias"): out[f"cls.predictions.{o}.{s}"] = sd.pop(f"lm_head.{x}.{s}", None)
-        b, db = sd.pop("lm_head.bias", None), sd.pop("lm_head.decoder.bias", None)       # one tensor, tied in transformers
-        if b is not None and db is not None and not torch.equal(b, db): raise CheckpointError("lm_head.bias and lm_head.decoder.bias differ")
+            for s in ("weight", "bias"):
+                out[f"cls.predictions.{o}.{s}"] = sd.pop(f"lm_head.{x}.{s}", None)
+        # one tensor, tied in transformers
+        b, db = sd.pop("lm_head.bias", None), sd.pop("lm_head.decoder.bias", None)
+        if b is not None and db is not None and not torch.equal(b, db):
+            raise CheckpointError("lm_head.bias and lm_head.decoder.bias differ")
         out["cls.predictions.decoder.bias"] = b if b is not None else db
         dw = sd.pop("lm_head.decoder.weight", None)
         if dw is not None and not torch.equal(dw, out["bert.embeddings.word_embeddings.weight"]):
-            raise CheckpointError("lm_head.decoder.weight is not tied to the word embeddings; NomicBertForMaskedLM's decoder is")
-    for k in _XLMR_DROPPED: sd.pop(p + k, None)                                         # absolute positions: RoPE replaces them
+            raise CheckpointError(
+                "lm_head.decoder.weight is not tied to the word embeddings; NomicBertForMaskedLM's"
+                " decoder is"
+            )
+    # absolute positions: RoPE replaces them
+    for k in _XLMR_DROPPED:
+        sd.pop(p + k, None)
     missing = sorted(k for k, v in out.items() if v is None)
-    if missing: raise CheckpointError(f"not an XLM-RoBERTa state dict for {cfg.num_layers} layers: no tensor for our {missing[:6]}")
-    if sd: raise CheckpointError(f"{len(sd)} XLM-RoBERTa tensors have no place in this config: {sorted(sd)[:6]}")
-    with torch.device("meta"): expected = NomicBertForMaskedLM(cfg).state_dict()
+    if missing:
+        raise CheckpointError(
+            f"not an XLM-RoBERTa state dict for {cfg.num_layers} layers: no tensor for our"
+            f" {missing[:6]}"
+        )
+    if sd:
+        raise CheckpointError(
+            f"{len(sd)} XLM-RoBERTa tensors have no place in this config: {sorted(sd)[:6]}"
+        )
+    with torch.device("meta"):
+        expected = NomicBertForMaskedLM(cfg).state_dict()
     for k, v in out.items():
-        if k not in expected: raise CheckpointError(f"{k} comes from XLM-RoBERTa but this config has no such tensor (check qkv_bias, mlp_fc*_bias, mlm_head_bias)")
+        if k not in expected:
+            raise CheckpointError(
+                f"{k} comes from XLM-RoBERTa but this config has no such tensor (check qkv_bias,"
+                " mlp_fc*_bias, mlm_head_bias)"
+            )
         want = expected[k].shape
-        if pad_vocab and k.endswith(("word_embeddings.weight", "decoder.bias")) and v.shape[0] < want[0] and v.shape[1:] == want[1:]:
-            v = torch.cat([v, v.new_full((want[0] - v.shape[0], *v.shape[1:]), -100.0 if k.endswith("bias") else 0.0)])
-        if v.shape != want: raise CheckpointError(f"{k}: XLM-RoBERTa has {tuple(v.shape)}, this config needs {tuple(want)}"
-                                                  + (" (pass pad_vocab=True to pad the vocabulary)" if "word_emb" in k and v.shape[0] < want[0] else ""))
+        if (
+            pad_vocab
+            and k.endswith(("word_embeddings.weight", "decoder.bias"))
+            and v.shape[0] < want[0]
+            and v.shape[1:] == want[1:]
+        ):
+            v = torch.cat(
+                [
+                    v,
+                    v.new_full(
+                        (want[0] - v.shape[0], *v.shape[1:]), -100.0 if k.endswith("bias") else 0.0
+                    ),
+                ]
+            )
+        if v.shape != want:
+            raise CheckpointError(
+                f"{k}: XLM-RoBERTa has {tuple(v.shape)}, this config needs {tuple(want)}"
+                + (
+                    " (pass pad_vocab=True to pad the vocabulary)"
+                    if "word_emb" in k and v.shape[0] < want[0]
+                    else ""
+                )
+            )
         out[k] = v
     return out
 
 # %% ../nbs/06_checkpoints.ipynb #497c21cf
-def load_xlm_roberta(path_or_id, cfg: NomicBertConfig, *, pad_vocab: bool = False, attn_impl: str = "torch",
-                     revision: str | None = None) -> NomicBertForMaskedLM:
-    "`NomicBertForMaskedLM(cfg)` holding an XLM-RoBERTa checkpoint (folder or hub id); a checkpoint without `lm_head` keeps a fresh head."
+def load_xlm_roberta(
+    path_or_id,
+    cfg: NomicBertConfig,
+    *,
+    pad_vocab: bool = False,
+    attn_impl: str = "torch",
+    revision: str | None = None,
+) -> NomicBertForMaskedLM:
+    """`NomicBertForMaskedLM(cfg)` holding an XLM-RoBERTa checkpoint (folder or hub id); a
+    checkpoint without `lm_head` keeps a fresh head."""
     folder = resolve_folder(path_or_id, revision)
     c = read_config(folder)
-    want = {"hidden_act": cfg.activation, "layer_norm_eps": cfg.layer_norm_eps, "type_vocab_size": cfg.type_vocab_size}
+    want = {
+        "hidden_act": cfg.activation,
+        "layer_norm_eps": cfg.layer_norm_eps,
+        "type_vocab_size": cfg.type_vocab_size,
+    }
     bad = {k: (c[k], v) for k, v in want.items() if k in c and c[k] != v}
-    if bad: raise CheckpointError(f"{folder}/config.json does not fit the config: " + ", ".join(f"{k}={a!r} (config: {b!r})" for k, (a, b) in bad.items()))
+    if bad:
+        raise CheckpointError(
+            f"{folder}/config.json does not fit the config: "
+            + ", ".join(f"{k}={a!r} (config: {b!r})" for k, (a, b) in bad.items())
+        )
     sd = from_xlm_roberta(read_state_dict(folder), cfg, pad_vocab=pad_vocab)
     model = NomicBertForMaskedLM(cfg, attn_impl=attn_impl)
-    head = {k: v for k, v in model.state_dict().items() if k.startswith("cls.") and k != "cls.predictions.decoder.weight"}
+    head = {
+        k: v
+        for k, v in model.state_dict().items()
+        if k.startswith("cls.") and k != "cls.predictions.decoder.weight"
+    }
     if not any(k.startswith("cls.") for k in sd):
-        warnings.warn(f"{folder} has no MLM head (lm_head.*): the head is freshly initialised"); sd.update(head)
+        warnings.warn(f"{folder} has no MLM head (lm_head.*): the head is freshly initialised")
+        sd.update(head)
     return load_state_dict_strict(model, sd)
 
 # %% ../nbs/06_checkpoints.ipynb #b12c5147
-def _write_json(path: Path, obj): atomic_write(path, lambda t: t.write_text(json.dumps(obj, indent=2) + "\n"))   # core.atomic_write
+def _write_json(path: Path, obj):
+    atomic_write(
+        path, lambda t: t.write_text(json.dumps(obj, indent=2) + "\n")
+    )  # core.atomic_write
 
 def _st_files(save_dir: Path, cfg: NomicBertConfig, max_seq_length: int):
-    "The sentence-transformers side files: Transformer -> mean Pooling -> Normalize, and the search prompts."
-    _write_json(save_dir / "modules.json", [
-        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
-        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}])
-    _write_json(save_dir / "sentence_bert_config.json", {"max_seq_length": max_seq_length, "do_lower_case": False})
-    _write_json(save_dir / "1_Pooling" / "config.json", {"word_embedding_dimension": cfg.hidden_size, "pooling_mode_cls_token": False,
-        "pooling_mode_mean_tokens": True, "pooling_mode_max_tokens": False, "pooling_mode_mean_sqrt_len_tokens": False})
+    """The sentence-transformers side files: Transformer -> mean Pooling -> Normalize, and the
+    search prompts."""
+    _write_json(
+        save_dir / "modules.json",
+        [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {
+                "idx": 1,
+                "name": "1",
+                "path": "1_Pooling",
+                "type": "sentence_transformers.models.Pooling",
+            },
+            {
+                "idx": 2,
+                "name": "2",
+                "path": "2_Normalize",
+                "type": "sentence_transformers.models.Normalize",
+            },
+        ],
+    )
+    _write_json(
+        save_dir / "sentence_bert_config.json",
+        {"max_seq_length": max_seq_length, "do_lower_case": False},
+    )
+    _write_json(
+        save_dir / "1_Pooling" / "config.json",
+        {
+            "word_embedding_dimension": cfg.hidden_size,
+            "pooling_mode_cls_token": False,
+            "pooling_mode_mean_tokens": True,
+            "pooling_mode_max_tokens": False,
+            "pooling_mode_mean_sqrt_len_tokens": False,
+        },
+    )
     (save_dir / "2_Normalize").mkdir(exist_ok=True)
-    _write_json(save_dir / "config_sentence_transformers.json", {"prompts": {"query": "search_query: ", "document": "search_document: "},
-        "default_prompt_name": None, "similarity_fn_name": "cosine"})
+    _write_json(
+        save_dir / "config_sentence_transformers.json",
+        {
+            "prompts": {"query": "search_query: ", "document": "search_document: "},
+            "default_prompt_name": None,
+            "similarity_fn_name": "cosine",
+        },
+    )
 
 # %% ../nbs/06_checkpoints.ipynb #87dd0af7
-def export_state_dict(model: NomicBert | NomicBertForMaskedLM, layout: str = "nomic") -> dict[str, Tensor]:
-    "The model's tensors under `layout`'s key names (tied decoder weight left out, as the published files do)."
-    if layout not in ("nomic", "transformers"): raise ValueError(f"layout must be 'nomic' or 'transformers', got {layout!r}")
+def export_state_dict(
+    model: NomicBert | NomicBertForMaskedLM, layout: str = "nomic"
+) -> dict[str, Tensor]:
+    """The model's tensors under `layout`'s key names (tied decoder weight left out, as the
+    published files do)."""
+    if layout not in ("nomic", "transformers"):
+        raise ValueError(f"layout must be 'nomic' or 'transformers', got {layout!r}")
     mlm = isinstance(model, NomicBertForMaskedLM)
     bert, cfg = (model.bert if mlm else model), model.config
     enc = {k: v.detach().cpu().contiguous() for k, v in bert.state_dict().items()}
-    head = {k: v.detach().cpu().contiguous() for k, v in model.cls.state_dict().items()} if mlm else {}
+    head = (
+        {k: v.detach().cpu().contiguous() for k, v in model.cls.state_dict().items()} if mlm else {}
+    )
     head = {"cls." + k: v for k, v in head.items() if k != "predictions.decoder.weight"}
-    if layout == "nomic": return {**({"bert." + k: v for k, v in enc.items()} if mlm else enc), **head}
+    if layout == "nomic":
+        return {**({"bert." + k: v for k, v in enc.items()} if mlm else enc), **head}
     if cfg.activation != "swiglu" or cfg.qkv_bias or cfg.mlp_fc1_bias or cfg.mlp_fc2_bias:
-        raise ValueError("transformers' nomic_bert has a bias-free SwiGLU MLP and attention; this model's config cannot be saved in that layout")
+        raise ValueError(
+            "transformers' nomic_bert has a bias-free SwiGLU MLP and attention; this model's config"
+            " cannot be saved in that layout"
+        )
     out = _nomic_to_hf(enc, cfg.num_layers, prefix="nomic_bert." if mlm else "")
     if mlm:
         z = torch.zeros(cfg.vocab_size)
-        out["cls.predictions.transform.dense.bias"] = head.pop("cls.predictions.transform.dense.bias", torch.zeros(cfg.hidden_size))
+        out["cls.predictions.transform.dense.bias"] = head.pop(
+            "cls.predictions.transform.dense.bias", torch.zeros(cfg.hidden_size)
+        )
         out["cls.predictions.bias"] = head.pop("cls.predictions.decoder.bias", z)
         out["cls.predictions.decoder.bias"] = out["cls.predictions.bias"].clone()
         out.update(head)
     return out
 
 # %% ../nbs/06_checkpoints.ipynb #d84cb831
-def save_pretrained(model: NomicBert | NomicBertForMaskedLM, save_dir, *, layout: str = "nomic", tokenizer=None, max_seq_length: int = 8192) -> Path:
-    "Write `model` (weights, config.json, tokenizer; sentence-transformers files for `layout='transformers'`) to `save_dir`."
+def save_pretrained(
+    model: NomicBert | NomicBertForMaskedLM,
+    save_dir,
+    *,
+    layout: str = "nomic",
+    tokenizer=None,
+    max_seq_length: int = 8192
+) -> Path:
+    """Write `model` (weights, config.json, tokenizer; sentence-transformers files for
+    `layout='transformers'`) to `save_dir`."""
     save_dir, cfg, mlm = Path(save_dir), model.config, isinstance(model, NomicBertForMaskedLM)
     sd = export_state_dict(model, layout)
     save_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(save_dir / "model.safetensors", lambda t: save_file(sd, str(t), metadata={"format": "pt"}))
-    if layout == "nomic": _write_json(save_dir / "config.json", config_to_nomic_dict(cfg, mlm))
+    atomic_write(
+        save_dir / "model.safetensors", lambda t: save_file(sd, str(t), metadata={"format": "pt"})
+    )
+    if layout == "nomic":
+        _write_json(save_dir / "config.json", config_to_nomic_dict(cfg, mlm))
     else:
-        rp = ({"rope_type": "dynamic", "factor": cfg.rotary_scaling_factor, "rope_theta": cfg.rotary_base} if cfg.rotary_scaling_factor
-              else {"rope_type": "default", "rope_theta": cfg.rotary_base})
-        hf_cfg = transformers.NomicBertConfig(vocab_size=cfg.vocab_size, hidden_size=cfg.hidden_size, num_hidden_layers=cfg.num_layers,
-            num_attention_heads=cfg.num_heads, intermediate_size=cfg.intermediate_size, type_vocab_size=cfg.type_vocab_size,
-            layer_norm_eps=cfg.layer_norm_eps, max_position_embeddings=cfg.max_trained_positions, pad_token_id=cfg.pad_token_id,
-            rope_parameters=rp, architectures=["NomicBertForMaskedLM" if mlm else "NomicBertModel"])
+        rp = (
+            {
+                "rope_type": "dynamic",
+                "factor": cfg.rotary_scaling_factor,
+                "rope_theta": cfg.rotary_base,
+            }
+            if cfg.rotary_scaling_factor
+            else {"rope_type": "default", "rope_theta": cfg.rotary_base}
+        )
+        hf_cfg = transformers.NomicBertConfig(
+            vocab_size=cfg.vocab_size,
+            hidden_size=cfg.hidden_size,
+            num_hidden_layers=cfg.num_layers,
+            num_attention_heads=cfg.num_heads,
+            intermediate_size=cfg.intermediate_size,
+            type_vocab_size=cfg.type_vocab_size,
+            layer_norm_eps=cfg.layer_norm_eps,
+            max_position_embeddings=cfg.max_trained_positions,
+            pad_token_id=cfg.pad_token_id,
+            rope_parameters=rp,
+            architectures=["NomicBertForMaskedLM" if mlm else "NomicBertModel"],
+        )
         _write_json(save_dir / "config.json", hf_cfg.to_dict())
         _st_files(save_dir, cfg, max_seq_length)
     (tokenizer or load_tokenizer()).save_pretrained(str(save_dir))
@@ -333,9 +660,16 @@ for _cls in (NomicBert, NomicBertForMaskedLM):
 
 # %% ../nbs/06_checkpoints.ipynb #9bc806d2
 def load_tokenizer(path=None, model_max_length: int = 8192):
-    "The checkpoint folder's tokenizer when `path` has one, else bert-base-uncased from the vendored `vocab.txt`."
-    if path is not None and any((Path(path) / f).exists() for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")):
-        return transformers.AutoTokenizer.from_pretrained(str(path), model_max_length=model_max_length)
+    """The checkpoint folder's tokenizer when `path` has one, else bert-base-uncased from the
+    vendored `vocab.txt`."""
+    if path is not None and any(
+        (Path(path) / f).exists() for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")
+    ):
+        return transformers.AutoTokenizer.from_pretrained(
+            str(path), model_max_length=model_max_length
+        )
     import nomic_repro.checkpoint as ck
     vocab = Path(ck.__file__).parent / "assets" / "bert-base-uncased" / "vocab.txt"
-    return transformers.BertTokenizerFast(vocab=str(vocab), do_lower_case=True, model_max_length=model_max_length)
+    return transformers.BertTokenizerFast(
+        vocab=str(vocab), do_lower_case=True, model_max_length=model_max_length
+    )

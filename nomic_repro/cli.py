@@ -19,7 +19,8 @@ class CLIError(Exception):
 COMMANDS: dict = {}   # name -> (help, arguments, function)
 
 def arg(*flags, **kwargs) -> tuple:
-    "One argument of a subcommand, exactly as `ArgumentParser.add_argument(*flags, **kwargs)` takes it."
+    """One argument of a subcommand, exactly as `ArgumentParser.add_argument(*flags, **kwargs)`
+    takes it."""
     return flags, kwargs
 
 def subcommand(name: str, help: str, *arguments):
@@ -34,7 +35,10 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     "The `nomic-repro` parser: one sub-parser per registered subcommand."
-    p = _Parser(prog="nomic-repro", description="Nomic Embed, reproduced: train, evaluate and serve embedding models.")
+    p = _Parser(
+        prog="nomic-repro",
+        description="Nomic Embed, reproduced: train, evaluate and serve embedding models.",
+    )
     p.add_argument("--version", action="version", version=f"nomic-repro {nomic_repro.__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, (help, arguments, f) in COMMANDS.items():
@@ -45,7 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 # %% ../nbs/19_cli.ipynb #2a4323e5
 def _is_user_error(e: BaseException) -> bool:
-    if isinstance(e, (CLIError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)): return True
+    if isinstance(
+        e, (CLIError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
+    ):
+        return True
     ev = sys.modules.get("nomic_repro.eval")
     return ev is not None and isinstance(e, ev.EvalError)
 
@@ -83,27 +90,66 @@ def eval_command(args):
         if t in ev.TASKS: ev.task_folder(t, args.data_root)
         elif not Path(t).is_dir(): raise CLIError(f"unknown task {t!r}: use one of {', '.join(ev.TASKS)} or a path to a BEIR folder")
     for name in ("max_length", "limit_docs", "batch_size"):
-        if getattr(args, name) is not None and getattr(args, name) < 1: raise CLIError(f"--{name.replace('_', '-')} must be >= 1")
-    model = ev.load_encoder(args.model, device=args.device, max_length=args.max_length, ntk=not args.no_ntk)
-    results = [ev.run_eval(model, t, split=args.split, data_root=args.data_root, max_length=args.max_length,
-                           limit_docs=args.limit_docs, batch_size=args.batch_size) for t in args.task]
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise CLIError(f"--{name.replace('_', '-')} must be >= 1")
+    model = ev.load_encoder(
+        args.model, device=args.device, max_length=args.max_length, ntk=not args.no_ntk
+    )
+    results = [
+        ev.run_eval(
+            model,
+            t,
+            split=args.split,
+            data_root=args.data_root,
+            max_length=args.max_length,
+            limit_docs=args.limit_docs,
+            batch_size=args.batch_size,
+        )
+        for t in args.task
+    ]
     print(ev.results_table(results))
     stem = "-".join([Path(args.model).name, *(Path(t).name for t in args.task)])
     out = ev.save_results(results, args.output or Path("results") / f"eval-{stem}.json")
     print(f"wrote {out}", file=sys.stderr)
 
 # %% ../nbs/19_cli.ipynb #e5f7c189
-_STAGE_ARGS = (arg("--preset", default="tiny", help="tiny | small | base | moe"),
-               arg("--output-dir", required=True, help="run folder; running the command again on it resumes"),
-               arg("--data-root", default=None, help="folder the data sources are relative to (default: the vendored data/)"),
-               arg("--max-steps", type=int, default=None, help="stop after this step; the LR schedule is unchanged"),
-               arg("--save-every", type=int, default=None, help="write a checkpoint every N steps"),
-               arg("--config", default=None, metavar="FILE", help="YAML/JSON file of preset settings (nested like the preset; --set wins)"),
-               arg("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a preset setting, e.g. train.lr=1e-3"))
-_INIT = arg("--init", required=True, help="checkpoint folder to start from (the previous stage's model/)")
+_STAGE_ARGS = (
+    arg("--preset", default="tiny", help="tiny | small | base | moe"),
+    arg("--output-dir", required=True, help="run folder; running the command again on it resumes"),
+    arg(
+        "--data-root",
+        default=None,
+        help="folder the data sources are relative to (default: the vendored data/)",
+    ),
+    arg(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="stop after this step; the LR schedule is unchanged",
+    ),
+    arg("--save-every", type=int, default=None, help="write a checkpoint every N steps"),
+    arg(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help="YAML/JSON file of preset settings (nested like the preset; --set wins)",
+    ),
+    arg(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a preset setting, e.g. train.lr=1e-3",
+    ),
+)
+_INIT = arg(
+    "--init", required=True, help="checkpoint folder to start from (the previous stage's model/)"
+)
 
 def _overrides(args) -> list[str]:
-    "The settings of `--config FILE` (if given) followed by the `--set` flags, so the command line wins."
+    """The settings of `--config FILE` (if given) followed by the `--set` flags, so the command line
+    wins."""
     from nomic_repro.pipeline import read_config
     return (read_config(args.config) if args.config else []) + list(args.overrides)
 
@@ -111,12 +157,22 @@ def _run_stage(fn, args, *pre):
     "Run a stage function; a ValueError from it (bad preset, key, value, data) is a user error."
     if args.max_steps is not None and args.max_steps < 1: raise CLIError("--max-steps must be >= 1")
     try:
-        overrides = _overrides(args) + ([f"train.save_every={args.save_every}"] if args.save_every else [])
-        res = fn(args.preset, *pre, args.output_dir, data_root=args.data_root, max_steps=args.max_steps, overrides=overrides)
+        overrides = _overrides(args) + (
+            [f"train.save_every={args.save_every}"] if args.save_every else []
+        )
+        res = fn(
+            args.preset,
+            *pre,
+            args.output_dir,
+            data_root=args.data_root,
+            max_steps=args.max_steps,
+            overrides=overrides
+        )
     except ValueError as e: raise CLIError(str(e)) from None
     keep = ("preset", "start_step", "end_step", "first_loss", "last_loss", "seconds", "model_dir")
     from nomic_repro.train import _world
-    if _world()[0] == 0: print(json.dumps({k: res[k] for k in keep if k in res}))      # torchrun: rank 0 reports
+    # torchrun: rank 0 reports
+    if _world()[0] == 0: print(json.dumps({k: res[k] for k in keep if k in res}))
 
 # %% ../nbs/19_cli.ipynb #3cdb9f3d
 @subcommand("mlm", "Stage 1: masked-language-model pretraining of NomicBERT.", *_STAGE_ARGS)
@@ -127,13 +183,15 @@ def mlm_command(args):
 @subcommand("contrastive", "Stage 2: weakly-supervised contrastive pretraining from a stage-1 model.", *_STAGE_ARGS, _INIT)
 def contrastive_command(args):
     from nomic_repro.stage2 import run_contrastive
-    if not Path(args.init).is_dir(): raise CLIError(f"--init {args.init!r} is not a checkpoint folder")
+    if not Path(args.init).is_dir():
+        raise CLIError(f"--init {args.init!r} is not a checkpoint folder")
     _run_stage(run_contrastive, args, args.init)
 
 @subcommand("finetune", "Stage 3: supervised contrastive fine-tuning with mined hard negatives.", *_STAGE_ARGS, _INIT)
 def finetune_command(args):
     from nomic_repro.stage3 import run_finetune
-    if not Path(args.init).is_dir(): raise CLIError(f"--init {args.init!r} is not a checkpoint folder")
+    if not Path(args.init).is_dir():
+        raise CLIError(f"--init {args.init!r} is not a checkpoint folder")
     _run_stage(run_finetune, args, args.init)
 
 # %% ../nbs/19_cli.ipynb #e5ce52ff
@@ -145,8 +203,12 @@ def finetune_command(args):
     arg("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="e.g. stage2.lr=1e-4 or mlm.train.max_steps=100 (stage1/2/3 = mlm/contrastive/finetune; wins over --config)"))
 def run_command(args):
     from nomic_repro.pipeline import run_pipeline, evaluation_table
-    try: report = run_pipeline(args.preset, args.output_dir, data_root=args.data_root, overrides=_overrides(args))
-    except ValueError as e: raise CLIError(str(e)) from None
+    try:
+        report = run_pipeline(
+            args.preset, args.output_dir, data_root=args.data_root, overrides=_overrides(args)
+        )
+    except ValueError as e:
+        raise CLIError(str(e)) from None
     if report is None: return 0                  # torchrun: rank 0 evaluates and reports
     if report["evaluation"]: print(evaluation_table(report["evaluation"]))
     print(f"report: {Path(args.output_dir) / 'report.html'} ({report['seconds']} s)")
@@ -162,13 +224,15 @@ def read_texts(path, field: str = "text") -> list[str]:
     for i, l in enumerate(lines, 1):
         try: obj = json.loads(l)
         except json.JSONDecodeError as e: raise CLIError(f"{path}:{i}: not JSON ({e.msg})") from None
-        if not isinstance(obj, dict) or not isinstance(obj.get(field), str): raise CLIError(f"{path}:{i}: no string field {field!r}")
+        if not isinstance(obj, dict) or not isinstance(obj.get(field), str):
+            raise CLIError(f"{path}:{i}: no string field {field!r}")
         texts.append(obj[field])
     return texts
 
 def _output_path(path) -> Path:
     path = Path(path)
-    if path.suffix.lower() not in (".npy", ".jsonl"): raise CLIError(f"--output must end in .npy or .jsonl, got {str(path)!r}")
+    if path.suffix.lower() not in (".npy", ".jsonl"):
+        raise CLIError(f"--output must end in .npy or .jsonl, got {str(path)!r}")
     return path
 
 def write_embeddings(path, texts: list[str], emb) -> Path:
@@ -178,8 +242,15 @@ def write_embeddings(path, texts: list[str], emb) -> Path:
     path = _output_path(path)
     def write(tmp):
         with open(tmp, "wb") as f:
-            if path.suffix.lower() == ".npy": np.save(f, np.asarray(emb, dtype=np.float32))
-            else: f.write("".join(json.dumps({"text": t, "embedding": [round(float(x), 7) for x in e]}) + "\n" for t, e in zip(texts, emb)).encode())
+            if path.suffix.lower() == ".npy":
+                np.save(f, np.asarray(emb, dtype=np.float32))
+            else:
+                f.write(
+                    "".join(
+                        json.dumps({"text": t, "embedding": [round(float(x), 7) for x in e]}) + "\n"
+                        for t, e in zip(texts, emb)
+                    ).encode()
+                )
     return atomic_write(path, write)
 
 # %% ../nbs/19_cli.ipynb #78e8a298
@@ -192,10 +263,12 @@ def write_embeddings(path, texts: list[str], emb) -> Path:
     arg("--max-length", type=int, default=None), arg("--batch-size", type=int, default=32),
     arg("--device", default=None, help="cpu, cuda, cuda:1 ... (default: best available)"))
 def embed_command(args):
-    if (args.text is None) == (args.input is None): raise CLIError("give exactly one of --text and --input")
+    if (args.text is None) == (args.input is None):
+        raise CLIError("give exactly one of --text and --input")
     _output_path(args.output)                   # before loading any model
     for name in ("max_length", "batch_size"):
-        if getattr(args, name) is not None and getattr(args, name) < 1: raise CLIError(f"--{name.replace('_', '-')} must be >= 1")
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise CLIError(f"--{name.replace('_', '-')} must be >= 1")
     texts = args.text if args.text is not None else read_texts(args.input, args.field)
     if not texts: raise CLIError(f"{args.input!r} holds no texts")
     from nomic_repro.embed import Embedder
@@ -207,22 +280,42 @@ def embed_command(args):
     print(f"wrote {out}: {len(texts)} × {vecs.shape[1]}", file=sys.stderr)
 
 # %% ../nbs/19_cli.ipynb #82ba434c
-BENCHMARKS = {   # name -> (script in kernels/, arguments of --quick)
+BENCHMARKS = {  # name -> (script in kernels/, arguments of --quick)
     "encoder": ("encoder.py", ["--layers", "1", "--batch", "4", "--repeats", "1"]),
     "flash_attn": ("flash_attn.py", ["--lengths", "512,1024", "--tokens", "4096"]),
-    "moe": ("moe.py", ["--cpu-tokens", "256", "--tokens", "8192", "--hidden", "128", "--inner", "256", "--repeats", "1"]),
+    "moe": (
+        "moe.py",
+        [
+            "--cpu-tokens",
+            "256",
+            "--tokens",
+            "8192",
+            "--hidden",
+            "128",
+            "--inner",
+            "256",
+            "--repeats",
+            "1",
+        ],
+    ),
     "train": ("train.py", ["--presets", "tiny", "--steps", "2"]),
-    "gradcache": ("gradcache.py", ["--batch", "32", "--chunks", "8", "--layers", "1", "--hidden", "64", "--seq", "32"]),
+    "gradcache": (
+        "gradcache.py",
+        ["--batch", "32", "--chunks", "8", "--layers", "1", "--hidden", "64", "--seq", "32"],
+    ),
     "eval_encode": ("eval_encode.py", ["--n-docs", "64", "--max-length", "128"]),
 }
 
 def kernels_dir(path=None) -> Path:
-    "The `kernels/` workbench: `path`, else the one beside this package (a git checkout), else ./kernels."
+    """The `kernels/` workbench: `path`, else the one beside this package (a git checkout), else
+    ./kernels."""
     from nomic_repro.pipeline import _package_dir
     for d in ([Path(path)] if path else [_package_dir().parent / "kernels", Path("kernels")]):
         if (d / "encoder.py").is_file(): return d
-    raise CLIError(f"no kernels/ workbench at {str(path or 'kernels')!r}: it ships with the git repository, not the wheel "
-                   "(clone it, or pass --kernels-dir)")
+    raise CLIError(
+        f"no kernels/ workbench at {str(path or 'kernels')!r}: it ships with the git repository,"
+        " not the wheel (clone it, or pass --kernels-dir)"
+    )
 
 # %% ../nbs/19_cli.ipynb #2966e280
 @subcommand("bench", "Run the kernels/ benchmarks (ratios against transformers and PyTorch); CSVs for the report.",
@@ -233,15 +326,25 @@ def kernels_dir(path=None) -> Path:
 def bench_command(args):
     import subprocess
     unknown = [n for n in args.names if n not in BENCHMARKS]
-    if unknown: raise CLIError(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHMARKS)}")
+    if unknown:
+        raise CLIError(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHMARKS)}")
     kdir = kernels_dir(args.kernels_dir)
-    out = Path(args.out) if args.out else (Path("results") / "bench-quick" if args.quick else kdir / "results")
+    out = (
+        Path(args.out)
+        if args.out
+        else (Path("results") / "bench-quick" if args.quick else kdir / "results")
+    )
     for name in args.names or list(BENCHMARKS):
         script, quick = BENCHMARKS[name]
-        if not (kdir / script).is_file(): print(f"bench {name}: {kdir / script} is missing, skipped", file=sys.stderr); continue
+        if not (kdir / script).is_file():
+            print(f"bench {name}: {kdir / script} is missing, skipped", file=sys.stderr)
+            continue
         print(f"== bench {name}: {script}", flush=True)
-        rc = subprocess.run([sys.executable, str(kdir / script), *(quick if args.quick else []), "--out", str(out)]).returncode
-        if rc != 0: raise CLIError(f"benchmark {name!r} failed with exit code {rc} (its output is above)")
+        rc = subprocess.run(
+            [sys.executable, str(kdir / script), *(quick if args.quick else []), "--out", str(out)]
+        ).returncode
+        if rc != 0:
+            raise CLIError(f"benchmark {name!r} failed with exit code {rc} (its output is above)")
     print(f"results in {out}", file=sys.stderr)
 
 # %% ../nbs/19_cli.ipynb #8697405a
@@ -256,8 +359,17 @@ def bench_command(args):
 def plan_command(args):
     from nomic_repro.plan import plan, format_plan
     if args.price is not None and args.price < 0: raise CLIError("--price must be >= 0")
-    try: result = plan(args.preset, args.gpus, args.gpu, price_per_hour=args.price, mfu=args.mfu, overrides=_overrides(args))
-    except ValueError as e: raise CLIError(str(e)) from None
+    try:
+        result = plan(
+            args.preset,
+            args.gpus,
+            args.gpu,
+            price_per_hour=args.price,
+            mfu=args.mfu,
+            overrides=_overrides(args),
+        )
+    except ValueError as e:
+        raise CLIError(str(e)) from None
     print(json.dumps(result, indent=1, default=str) if args.json else format_plan(result))
 
 # %% ../nbs/19_cli.ipynb #30ab0638

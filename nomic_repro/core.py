@@ -11,12 +11,16 @@ import os, sys, math, random, warnings
 from dataclasses import dataclass, asdict
 
 # %% ../nbs/00_core.ipynb #3b904f18
-_TRITON_TOO_EARLY = ("triton was imported before nomic_repro could set TRITON_INTERPRET=1, so Triton kernels "
-                     "cannot run on this machine without a GPU. Restart the kernel and import nomic_repro (or set "
-                     "TRITON_INTERPRET=1 in the environment) before importing triton.")
+_TRITON_TOO_EARLY = (
+    "triton was imported before nomic_repro could set TRITON_INTERPRET=1, so Triton kernels "
+    """cannot run on this machine without a GPU. Restart the kernel and import
+                     nomic_repro (or set"""
+    "TRITON_INTERPRET=1 in the environment) before importing triton."
+)
 
 def use_triton_interpreter(force: bool = False) -> bool:
-    "Set `TRITON_INTERPRET=1` when there is no CUDA device (or when `force`); return whether the interpreter is on."
+    """Set `TRITON_INTERPRET=1` when there is no CUDA device (or when `force`); return whether the
+    interpreter is on."""
     if os.environ.get("TRITON_INTERPRET") == "1": return True
     import torch  # the CPU wheel of torch does not import triton, so this is safe
     if not (force or not torch.cuda.is_available()): return False
@@ -35,33 +39,50 @@ import torch
 
 # %% ../nbs/00_core.ipynb #ba0ab827
 def seed_everything(seed: int = 42) -> torch.Generator:
-    "Seed `random`, numpy and torch (CPU and CUDA); return a fresh `torch.Generator` seeded the same way."
-    if not isinstance(seed, int) or isinstance(seed, bool): raise TypeError(f"seed must be an int, got {seed!r}")
+    """Seed `random`, numpy and torch (CPU and CUDA); return a fresh `torch.Generator` seeded the
+    same way."""
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int, got {seed!r}")
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
 
 # %% ../nbs/00_core.ipynb #f358992c
-_DTYPES = {"fp32": torch.float32, "float32": torch.float32, "float": torch.float32,
-           "fp16": torch.float16, "float16": torch.float16, "half": torch.float16,
-           "bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp64": torch.float64, "float64": torch.float64}
+_DTYPES = {
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "float": torch.float32,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+    "half": torch.float16,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+    "fp64": torch.float64,
+    "float64": torch.float64,
+}
 
 def get_device(device=None) -> torch.device:
     "`device` as a `torch.device`; `None` picks CUDA when available, else CPU."
     if device is None: return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     d = torch.device(device)
     if d.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {str(device)!r} was requested but CUDA is not available on this machine")
+        raise ValueError(
+            f"device {str(device)!r} was requested but CUDA is not available on this machine"
+        )
     return d
 
 def get_dtype(dtype=None, device=None) -> torch.dtype:
-    "`dtype` as a `torch.dtype` (names like 'bf16' work); `None` picks bf16 on a capable GPU, else fp32."
+    """`dtype` as a `torch.dtype` (names like 'bf16' work); `None` picks bf16 on a capable GPU, else
+    fp32."""
     if isinstance(dtype, torch.dtype): return dtype
     if dtype is None:
         d = get_device(device)
-        return torch.bfloat16 if d.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
-    if dtype not in _DTYPES: raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(_DTYPES)}")
+        return (
+            torch.bfloat16 if d.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+        )
+    if dtype not in _DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(_DTYPES)}")
     return _DTYPES[dtype]
 
 # %% ../nbs/00_core.ipynb #d44f4f86
@@ -81,9 +102,11 @@ SIZES = {"test":   Sizes(batch=4,  seq_len=64,   hidden=64,  heads=2,  layers=2,
          "full":   Sizes(batch=32, seq_len=2048, hidden=768, heads=12, layers=12, steps=1000)}
 
 def sizes(name: str | None = None) -> Sizes:
-    "The size preset `name` ('test', 'laptop', 'full'); `None` means 'test' under test, else 'laptop'."
+    """The size preset `name` ('test', 'laptop', 'full'); `None` means 'test' under test, else
+    'laptop'."""
     name = name or ("test" if in_test() else "laptop")
-    if name not in SIZES: raise ValueError(f"unknown size preset {name!r}; use one of {sorted(SIZES)}")
+    if name not in SIZES:
+        raise ValueError(f"unknown size preset {name!r}; use one of {sorted(SIZES)}")
     return SIZES[name]
 
 # %% ../nbs/00_core.ipynb #2a4186ee
@@ -93,14 +116,16 @@ _TOLS = {torch.float64: (1e-7, 1e-7), torch.float32: (1.3e-6, 1e-5), torch.float
 
 @dataclass
 class CloseReport:
-    "What `assert_close` measured: the largest absolute and relative errors and the tolerances used."
+    """What `assert_close` measured: the largest absolute and relative errors and the tolerances
+    used."""
     max_abs: float; max_rel: float; rtol: float; atol: float; shape: tuple; dtype: str
     def __repr__(self):
         return (f"max abs err {self.max_abs:.3g}, max rel err {self.max_rel:.3g} "
                 f"(rtol {self.rtol:g}, atol {self.atol:g}; {self.dtype} {self.shape})")
 
 def _errors(a: torch.Tensor, e: torch.Tensor):
-    "Absolute error per element (0 where equal, infinities included), largest absolute and relative error."
+    """Absolute error per element (0 where equal, infinities included), largest absolute and
+    relative error."""
     diff = torch.where(a == e, torch.zeros_like(a), (a - e).abs())
     if diff.numel() == 0: return diff, 0.0, 0.0
     nz = e != 0
@@ -108,37 +133,63 @@ def _errors(a: torch.Tensor, e: torch.Tensor):
     return diff, diff.max().item(), rel
 
 # %% ../nbs/00_core.ipynb #56bed805
-def assert_close(actual, expected, *, rtol: float | None = None, atol: float | None = None) -> CloseReport:
-    "Fail unless `actual` equals `expected` in shape, dtype and device and is close elementwise; report the errors."
+def assert_close(
+    actual, expected, *, rtol: float | None = None, atol: float | None = None
+) -> CloseReport:
+    """Fail unless `actual` equals `expected` in shape, dtype and device and is close elementwise;
+    report the errors."""
     for name, t in (("actual", actual), ("expected", expected)):
-        if not isinstance(t, torch.Tensor): raise TypeError(f"assert_close compares tensors; {name} is a {type(t).__name__}")
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"assert_close compares tensors; {name} is a {type(t).__name__}")
     if actual.shape != expected.shape:
-        raise AssertionError(f"shape mismatch: actual {tuple(actual.shape)} vs expected {tuple(expected.shape)}")
-    if actual.dtype != expected.dtype: raise AssertionError(f"dtype mismatch: actual {actual.dtype} vs expected {expected.dtype}")
-    if actual.device != expected.device: raise AssertionError(f"device mismatch: actual {actual.device} vs expected {expected.device}")
+        raise AssertionError(
+            f"shape mismatch: actual {tuple(actual.shape)} vs expected {tuple(expected.shape)}"
+        )
+    if actual.dtype != expected.dtype:
+        raise AssertionError(f"dtype mismatch: actual {actual.dtype} vs expected {expected.dtype}")
+    if actual.device != expected.device:
+        raise AssertionError(
+            f"device mismatch: actual {actual.device} vs expected {expected.device}"
+        )
     dr, da = _TOLS.get(actual.dtype, (0.0, 0.0))
     rtol, atol = (dr if rtol is None else rtol), (da if atol is None else atol)
     a, e = actual.detach().cpu().double(), expected.detach().cpu().double()
     diff, max_abs, max_rel = _errors(a, e)
-    rep = CloseReport(max_abs, max_rel, rtol, atol, tuple(actual.shape), str(actual.dtype).replace("torch.", ""))
-    bad = (a != e) & ~((diff <= atol + rtol * e.abs()) & e.isfinite())  # NaN, and inf vs anything else, are bad
+    rep = CloseReport(
+        max_abs, max_rel, rtol, atol, tuple(actual.shape), str(actual.dtype).replace("torch.", "")
+    )
+    # NaN, and inf vs anything else, are bad
+    bad = (a != e) & ~((diff <= atol + rtol * e.abs()) & e.isfinite())
     if bad.any():
         i = tuple(torch.nonzero(bad)[0].tolist())
-        raise AssertionError(f"not close: {int(bad.sum())} of {bad.numel()} elements differ; first at index {i}: "
-                             f"actual {a[i].item():.6g} vs expected {e[i].item():.6g}; {rep!r}")
+        raise AssertionError(
+            f"not close: {int(bad.sum())} of {bad.numel()} elements differ; first at index {i}: "
+            f"actual {a[i].item():.6g} vs expected {e[i].item():.6g}; {rep!r}"
+        )
     return rep
 
 # %% ../nbs/00_core.ipynb #95673277
-def pad_right(seqs: list[list[int]], pad_id: int = 0, device=None) -> tuple[torch.Tensor, torch.Tensor]:
-    "`(input_ids, attention_mask)` `[B, S]` of the token-id lists `seqs`, right-padded with `pad_id` to the longest."
-    if not seqs: raise ValueError("pad_right needs at least one sequence")
+def pad_right(
+    seqs: list[list[int]], pad_id: int = 0, device=None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(input_ids, attention_mask)` `[B, S]` of the token-id lists `seqs`, right-padded with
+    `pad_id` to the longest."""
+    if not seqs:
+        raise ValueError("pad_right needs at least one sequence")
     S = max(map(len, seqs))
     ids = torch.tensor([list(s) + [pad_id] * (S - len(s)) for s in seqs], device=device)
-    return ids, (torch.arange(S, device=device)[None] < torch.tensor([len(s) for s in seqs], device=device)[:, None]).long()
+    return (
+        ids,
+        (
+            torch.arange(S, device=device)[None]
+            < torch.tensor([len(s) for s in seqs], device=device)[:, None]
+        ).long(),
+    )
 
 # %% ../nbs/00_core.ipynb #1ddf2280
 def progress_bar(iterable=None, **kwargs):
-    "A `tqdm.auto` bar that redraws at most every 30 s when stderr is a file rather than a terminal or a notebook."
+    """A `tqdm.auto` bar that redraws at most every 30 s when stderr is a file rather than a
+    terminal or a notebook."""
     from tqdm.auto import tqdm
     interactive = sys.stderr.isatty() if hasattr(sys.stderr, "isatty") else False
     kwargs.setdefault("mininterval", 0.1 if interactive or "ipykernel" in sys.modules else 30.0)
@@ -149,9 +200,11 @@ import tempfile
 from pathlib import Path
 
 def atomic_write(path, write) -> Path:
-    "Write `path` through `write(tmp_path)`, then rename the temporary file onto it: a kill leaves the old file or the new one."
+    """Write `path` through `write(tmp_path)`, then rename the temporary file onto it: a kill leaves
+    the old file or the new one."""
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"); os.close(fd)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
     try: write(Path(tmp)); os.replace(tmp, path)
     finally:
         if os.path.exists(tmp): os.remove(tmp)
@@ -163,7 +216,9 @@ _TRACE_ARRAYS = ("x", "y", "z", "text", "customdata")
 def _cap_trace(tr, max_points: int):
     "Stride every per-point array of trace `tr` down to at most `max_points`, floats as float32."
     arrays = {k: getattr(tr, k, None) for k in _TRACE_ARRAYS}
-    arrays = {k: np.asarray(v) for k, v in arrays.items() if v is not None and not isinstance(v, str)}
+    arrays = {
+        k: np.asarray(v) for k, v in arrays.items() if v is not None and not isinstance(v, str)
+    }
     n = max((len(v) for v in arrays.values() if v.ndim >= 1), default=0)
     step = max(1, math.ceil(n / max_points))
     for k, v in arrays.items():
@@ -171,10 +226,15 @@ def _cap_trace(tr, max_points: int):
         v = v[::step]
         setattr(tr, k, v.astype(np.float32) if v.dtype.kind == "f" else v)
 
-def show(fig, *, width: int = 760, height: int = 420, max_points: int = 4000, renderer: str | None = None):
-    "Display plotly `fig` at a fixed size with each trace capped at `max_points`; honours `PLOTLY_RENDERER`."
-    if max_points < 2: raise ValueError(f"max_points must be at least 2, got {max_points}")
-    for tr in fig.data: _cap_trace(tr, max_points)
+def show(
+    fig, *, width: int = 760, height: int = 420, max_points: int = 4000, renderer: str | None = None
+):
+    """Display plotly `fig` at a fixed size with each trace capped at `max_points`; honours
+    `PLOTLY_RENDERER`."""
+    if max_points < 2:
+        raise ValueError(f"max_points must be at least 2, got {max_points}")
+    for tr in fig.data:
+        _cap_trace(tr, max_points)
     fig.update_layout(width=width, height=height, margin=dict(l=60, r=20, t=50, b=50))
     renderer = renderer or os.environ.get("PLOTLY_RENDERER") or None
     fig.show(renderer=renderer) if renderer else fig.show()

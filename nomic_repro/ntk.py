@@ -14,34 +14,60 @@ from .rope import RotaryEmbedding, rotary_inv_freq
 # %% ../nbs/02_dynamic_ntk.ipynb #7ffc2029
 def dynamic_ntk_base(seq_len: int, *, base: float = 1000.0, dim: int = 64, max_trained: int = 2048,
                      alpha: float = 2.0) -> float:
-    "The RoPE base for a batch padded to `seq_len`: `base` up to `max_trained`, then b·(α·L/L₀ − (α−1))^(d/(d−2))."
-    if not max_trained > 0: raise ValueError(f"max_trained (L0) must be a positive length, got {max_trained!r}")
-    if not alpha > 0: raise ValueError(f"alpha (rotary_scaling_factor) must be positive, got {alpha!r}")
+    """The RoPE base for a batch padded to `seq_len`: `base` up to `max_trained`, then b·(α·L/L₀ −
+    (α−1))^(d/(d−2))."""
+    if not max_trained > 0:
+        raise ValueError(f"max_trained (L0) must be a positive length, got {max_trained!r}")
+    if not alpha > 0:
+        raise ValueError(f"alpha (rotary_scaling_factor) must be positive, got {alpha!r}")
     if not base > 0: raise ValueError(f"base must be positive, got {base!r}")
-    if not isinstance(dim, int) or dim <= 2 or dim % 2: raise ValueError(f"dim must be an even integer > 2, got {dim!r}")
+    if not isinstance(dim, int) or dim <= 2 or dim % 2:
+        raise ValueError(f"dim must be an even integer > 2, got {dim!r}")
     if seq_len < 0: raise ValueError(f"seq_len must be >= 0, got {seq_len}")
     if seq_len <= max_trained: return float(base)
     return float(base * (alpha * seq_len / max_trained - (alpha - 1)) ** (dim / (dim - 2)))
 
-def dynamic_ntk_inv_freq(seq_len: int, *, base: float = 1000.0, dim: int = 64, max_trained: int = 2048,
-                         alpha: float = 2.0, device=None) -> Tensor:
+def dynamic_ntk_inv_freq(
+    seq_len: int,
+    *,
+    base: float = 1000.0,
+    dim: int = 64,
+    max_trained: int = 2048,
+    alpha: float = 2.0,
+    device=None
+) -> Tensor:
     "The `dim/2` RoPE frequencies after Dynamic NTK rescaling for a batch of length `seq_len`."
-    return rotary_inv_freq(dim, dynamic_ntk_base(seq_len, base=base, dim=dim, max_trained=max_trained, alpha=alpha), device)
+    return rotary_inv_freq(
+        dim,
+        dynamic_ntk_base(seq_len, base=base, dim=dim, max_trained=max_trained, alpha=alpha),
+        device,
+    )
 
 # %% ../nbs/02_dynamic_ntk.ipynb #b4a34a06
 class DynamicNTKRotaryEmbedding(RotaryEmbedding):
-    "RoPE tables whose base is rescaled from each call's (padded) length by Dynamic NTK; no state carries between calls."
+    """RoPE tables whose base is rescaled from each call's (padded) length by Dynamic NTK; no state
+    carries between calls."""
     def __init__(self, dim: int, base: float = 1000.0, max_trained: int = 2048, alpha: float = 2.0):
         super().__init__(dim, base)
-        dynamic_ntk_base(max_trained + 1, base=base, dim=dim, max_trained=max_trained, alpha=alpha)  # validates
+        # validates
+        dynamic_ntk_base(max_trained + 1, base=base, dim=dim, max_trained=max_trained, alpha=alpha)
         self.max_trained, self.alpha = max_trained, float(alpha)
 
     def base_for(self, seq_len: int) -> float:
         "The base this module uses for a batch of length `seq_len`."
-        return dynamic_ntk_base(seq_len, base=self.base, dim=self.dim, max_trained=self.max_trained, alpha=self.alpha)
+        return dynamic_ntk_base(
+            seq_len, base=self.base, dim=self.dim, max_trained=self.max_trained, alpha=self.alpha
+        )
 
     def forward(self, seq_len: int, *, device=None, dtype=torch.float32, base: float | None = None):
-        "cos, sin `[seq_len, dim]` with the Dynamic NTK base for `seq_len` (an explicit `base` overrides it)."
-        return super().forward(seq_len, device=device, dtype=dtype, base=self.base_for(seq_len) if base is None else base)
+        """cos, sin `[seq_len, dim]` with the Dynamic NTK base for `seq_len` (an explicit `base`
+        overrides it)."""
+        return super().forward(
+            seq_len,
+            device=device,
+            dtype=dtype,
+            base=self.base_for(seq_len) if base is None else base,
+        )
 
-    def extra_repr(self): return f"{super().extra_repr()}, max_trained={self.max_trained}, alpha={self.alpha:g}"
+    def extra_repr(self):
+        return f"{super().extra_repr()}, max_trained={self.max_trained}, alpha={self.alpha:g}"

@@ -14,13 +14,22 @@ from dataclasses import dataclass, asdict, fields, replace
 from pathlib import Path
 import torch.distributed as dist
 from .core import atomic_write
-from .train import TrainConfig, apply_overrides, setup_distributed, check_same_preset, rank0_result, _world, _flat
+from nomic_repro.train import (
+    TrainConfig,
+    apply_overrides,
+    setup_distributed,
+    check_same_preset,
+    rank0_result,
+    _world,
+    _flat,
+)
 from .stage1 import MLMPreset, MLM_PRESETS, run_mlm
 from .stage2 import ContrastivePreset, STAGE2_PRESETS, run_contrastive, evaluate_stage
 from .stage3 import FinetunePreset, STAGE3_PRESETS, run_finetune
 
 # %% ../nbs/18_pipeline.ipynb #388e098a
-# Published reference rows for the report (nomic-embed-text-v1, MTEB results; see the shared data README).
+# Published reference rows for the report (nomic-embed-text-v1, MTEB results; see the shared data
+# README).
 PUBLISHED = {"nomic-embed-text-v1 (published)": {"scifact": 0.7050, "stsb": 0.8554}}
 
 @dataclass(frozen=True)
@@ -31,18 +40,34 @@ class PipelinePreset:
     contrastive: ContrastivePreset
     finetune: FinetunePreset
     eval_tasks: tuple = ("scifact", "stsb")
-    baselines: tuple = ("bm25",)                    # also scored by the same harness ("minilm" adds ~6 min on a CPU)
-    long_context: tuple = (512, 2048, 8192)         # QMSum nDCG@10 of the final model at these lengths; () to skip
+    # also scored by the same harness ("minilm" adds ~6 min on a CPU)
+    baselines: tuple = ("bm25",)
+    # QMSum nDCG@10 of the final model at these lengths; () to skip
+    long_context: tuple = (512, 2048, 8192)
 
-PIPELINE_PRESETS = {n: PipelinePreset(n, MLM_PRESETS[n], STAGE2_PRESETS[n], STAGE3_PRESETS[n]) for n in ("tiny", "small", "base", "moe")}
-PIPELINE_PRESETS["small"] = replace(PIPELINE_PRESETS["small"], baselines=("bm25", "minilm"), long_context=(512, 2048, 4096, 8192))
-PIPELINE_PRESETS["base"] = replace(PIPELINE_PRESETS["base"], baselines=("bm25", "minilm"), long_context=(512, 2048, 4096, 8192))
-PIPELINE_PRESETS["moe"] = replace(PIPELINE_PRESETS["moe"], baselines=("bm25", "minilm"), long_context=())   # v2 serves 512 tokens
+PIPELINE_PRESETS = {
+    n: PipelinePreset(n, MLM_PRESETS[n], STAGE2_PRESETS[n], STAGE3_PRESETS[n])
+    for n in ("tiny", "small", "base", "moe")
+}
+PIPELINE_PRESETS["small"] = replace(
+    PIPELINE_PRESETS["small"], baselines=("bm25", "minilm"), long_context=(512, 2048, 4096, 8192)
+)
+PIPELINE_PRESETS["base"] = replace(
+    PIPELINE_PRESETS["base"], baselines=("bm25", "minilm"), long_context=(512, 2048, 4096, 8192)
+)
+PIPELINE_PRESETS["moe"] = replace(
+    PIPELINE_PRESETS["moe"], baselines=("bm25", "minilm"), long_context=()
+)  # v2 serves 512 tokens
 
-STAGE_NAMES = {"stage1": ("mlm", MLMPreset), "stage2": ("contrastive", ContrastivePreset), "stage3": ("finetune", FinetunePreset)}
+STAGE_NAMES = {
+    "stage1": ("mlm", MLMPreset),
+    "stage2": ("contrastive", ContrastivePreset),
+    "stage3": ("finetune", FinetunePreset),
+}
 
 def stage_keys(overrides) -> list[str]:
-    "`stageN.KEY=V` in full: stage1/2/3 are mlm/contrastive/finetune, and a training KEY needs no `train.` (`stage2.lr`)."
+    """`stageN.KEY=V` in full: stage1/2/3 are mlm/contrastive/finetune, and a training KEY needs no
+    `train.` (`stage2.lr`)."""
     out, train_keys = [], {f.name for f in fields(TrainConfig)}
     for o in overrides:
         key, eq, value = o.partition("=")
@@ -50,21 +75,25 @@ def stage_keys(overrides) -> list[str]:
         if head in STAGE_NAMES:
             stage, cls = STAGE_NAMES[head]
             own = {f.name for f in fields(cls)}
-            if rest in train_keys and rest not in own: rest = f"train.{rest}"     # a training setting, named alone
+            # a training setting, named alone
+            if rest in train_keys and rest not in own: rest = f"train.{rest}"
             key = f"{stage}.{rest}" if rest else stage
         out.append(key + eq + value)
     return out
 
 def get_pipeline_preset(preset: PipelinePreset | str, overrides=()) -> PipelinePreset:
-    "Pipeline preset (a name or a `PipelinePreset`) with `stage.section.key=value` (or `stageN.key=value`) overrides."
+    """Pipeline preset (a name or a `PipelinePreset`) with `stage.section.key=value` (or
+    `stageN.key=value`) overrides."""
     if isinstance(preset, str):
-        if preset not in PIPELINE_PRESETS: raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PIPELINE_PRESETS)}")
+        if preset not in PIPELINE_PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(PIPELINE_PRESETS)}")
         preset = PIPELINE_PRESETS[preset]
     return apply_overrides(preset, stage_keys(overrides))
 
 # %% ../nbs/18_pipeline.ipynb #b93ec9e6
 def read_config(path) -> list[str]:
-    "`key=value` overrides from a YAML (.yaml/.yml) or JSON file of nested settings; later `--set` flags win."
+    """`key=value` overrides from a YAML (.yaml/.yml) or JSON file of nested settings; later `--set`
+    flags win."""
     path = Path(path)
     if not path.is_file(): raise FileNotFoundError(f"config file {str(path)!r} does not exist")
     text = path.read_text()
@@ -76,10 +105,14 @@ def read_config(path) -> list[str]:
         else: raise ValueError(f"config file {str(path)!r} must end in .yaml, .yml or .json")
     except (json.JSONDecodeError, ImportError) as e: raise ValueError(f"cannot read {str(path)!r}: {e}") from None
     except Exception as e:
-        if type(e).__module__.startswith("yaml"): raise ValueError(f"cannot read {str(path)!r}: {str(e).splitlines()[0]}") from None
+        if type(e).__module__.startswith("yaml"):
+            raise ValueError(f"cannot read {str(path)!r}: {str(e).splitlines()[0]}") from None
         raise
     if tree is None: return []
-    if not isinstance(tree, dict): raise ValueError(f"{str(path)!r} must hold a mapping of settings, got {type(tree).__name__}")
+    if not isinstance(tree, dict):
+        raise ValueError(
+            f"{str(path)!r} must hold a mapping of settings, got {type(tree).__name__}"
+        )
     return [f"{k}={json.dumps(v)}" for k, v in _flat(tree).items()]
 
 # %% ../nbs/18_pipeline.ipynb #9f51fa26
@@ -97,7 +130,8 @@ def _stamp(model) -> str:
     return f"{f.stat().st_size}-{f.stat().st_mtime_ns}" if f.exists() else str(model)
 
 def _cached(f: Path, key, compute):
-    "`compute()`, or its earlier result stored in `f` under the same `key` (e.g. the model file's size and mtime)."
+    """`compute()`, or its earlier result stored in `f` under the same `key` (e.g. the model file's
+    size and mtime)."""
     try: old = json.loads(f.read_text()) if f.exists() else {}
     except json.JSONDecodeError: old = {}                       # unreadable: compute again
     if old.get("key") == key: return old["value"]
@@ -106,49 +140,105 @@ def _cached(f: Path, key, compute):
     return value
 
 def _scores(model, tasks, out: Path) -> dict:
-    "Main score of `model` per task (via `evaluate_stage`); reused on a rerun while the model file is unchanged."
-    return _cached(out / "scores.json", [_stamp(model), list(tasks)], lambda: {t: r["score"] for t, r in evaluate_stage(model, tasks, out).items()})
+    """Main score of `model` per task (via `evaluate_stage`); reused on a rerun while the model file
+    is unchanged."""
+    return _cached(
+        out / "scores.json",
+        [_stamp(model), list(tasks)],
+        lambda: {t: r["score"] for t, r in evaluate_stage(model, tasks, out).items()},
+    )
 
 def long_context_curve(model_dir, lengths, batch_size: int = 4) -> list[dict]:
-    "QMSum nDCG@10 of the checkpoint at each max length, served with Dynamic NTK and with plain RoPE."
+    """QMSum nDCG@10 of the checkpoint at each max length, served with Dynamic NTK and with plain
+    RoPE."""
     from nomic_repro import eval as ev
     from nomic_repro.embed import Embedder
     _, qmsum = ev.load_task("qmsum")
-    encoders = {name: ev.EmbedderEncoder(Embedder.from_pretrained(model_dir, rotary_scaling_factor=f, max_length=max(lengths)))
-                for name, f in (("Dynamic NTK", 2.0), ("plain RoPE", None))}
+    encoders = {
+        name: ev.EmbedderEncoder(
+            Embedder.from_pretrained(model_dir, rotary_scaling_factor=f, max_length=max(lengths))
+        )
+        for name, f in (("Dynamic NTK", 2.0), ("plain RoPE", None))
+    }
     rows = ev.context_length_sweep(encoders, qmsum, lengths, batch_size=batch_size)
-    return [{"model": r["model"], "max_length": r["max_length"], "ndcg@10": r.get("ndcg@10")} for r in rows]
+    return [
+        {"model": r["model"], "max_length": r["max_length"], "ndcg@10": r.get("ndcg@10")}
+        for r in rows
+    ]
 
 # %% ../nbs/18_pipeline.ipynb #d19babbb
-def run_pipeline(preset: PipelinePreset | str, output_dir, *, data_root=None, overrides=(), progress=None) -> dict | None:
-    "Stage 1 → 2 → 3 → evaluation → report under `output_dir`; finished stages are skipped, an interrupted one resumes."
+def run_pipeline(
+    preset: PipelinePreset | str, output_dir, *, data_root=None, overrides=(), progress=None
+) -> dict | None:
+    """Stage 1 → 2 → 3 → evaluation → report under `output_dir`; finished stages are skipped, an
+    interrupted one resumes."""
     p = get_pipeline_preset(preset, overrides)
-    out = Path(output_dir); out.mkdir(parents=True, exist_ok=True)
-    p = replace(p, contrastive=replace(p.contrastive, eval_tasks=()), finetune=replace(p.finetune, eval_tasks=()))  # scored below
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    p = replace(
+        p,
+        contrastive=replace(p.contrastive, eval_tasks=()),
+        finetune=replace(p.finetune, eval_tasks=()),
+    )  # scored below
     rank, world, _ = setup_distributed()
     t0, stages = time.time(), {}
     s1, s2, s3 = out / "stage1", out / "stage2", out / "stage3"
-    for d, sp in ((s1, p.mlm), (s2, p.contrastive), (s3, p.finetune)):    # a finished stage trained otherwise is refused too
-        if (d / "preset.json").exists(): rank0_result(check_same_preset, d, sp)
+    # a finished stage trained otherwise is refused too
+    for d, sp in ((s1, p.mlm), (s2, p.contrastive), (s3, p.finetune)):
+        if (d / "preset.json").exists():
+            rank0_result(check_same_preset, d, sp)
     _barrier()
-    if not _finished(s1, p.mlm.train.max_steps): stages["stage1"] = run_mlm(p.mlm, s1, data_root=data_root, progress=progress)
+    if not _finished(s1, p.mlm.train.max_steps):
+        stages["stage1"] = run_mlm(p.mlm, s1, data_root=data_root, progress=progress)
     _barrier()
     if not _finished(s2, p.contrastive.train.max_steps):
-        stages["stage2"] = run_contrastive(p.contrastive, s1 / "model", s2, data_root=data_root, progress=progress)
+        stages["stage2"] = run_contrastive(
+            p.contrastive, s1 / "model", s2, data_root=data_root, progress=progress
+        )
     _barrier()
     if not _finished(s3, p.finetune.train.max_steps):
-        stages["stage3"] = run_finetune(p.finetune, s2 / "model", s3, data_root=data_root, progress=progress)
+        stages["stage3"] = run_finetune(
+            p.finetune, s2 / "model", s3, data_root=data_root, progress=progress
+        )
     _barrier()
-    if rank != 0: return None
-    table = {f"stage {i}": _scores(d / "model", p.eval_tasks, d) for i, d in ((1, s1), (2, s2), (3, s3))} if p.eval_tasks else {}
+    if rank != 0:
+        return None
+    table = (
+        {
+            f"stage {i}": _scores(d / "model", p.eval_tasks, d)
+            for i, d in ((1, s1), (2, s2), (3, s3))
+        }
+        if p.eval_tasks
+        else {}
+    )
     for b in p.baselines:
-        table[b] = _scores(b, [t for t in p.eval_tasks if not (b == "bm25" and t != "scifact")], out / "baselines" / b)
-    table.update({k: {t: v for t, v in row.items() if t in p.eval_tasks} for k, row in PUBLISHED.items()})
-    curve = _cached(out / "long_context.json", [_stamp(s3 / "model"), list(p.long_context)],
-                    lambda: long_context_curve(s3 / "model", p.long_context)) if p.long_context else []
-    report = {"preset": json.loads(json.dumps(asdict(p))), "evaluation": table, "long_context": curve,
-              "seconds": round(time.time() - t0, 1), "stages_run": sorted(stages), "world_size": world,
-              "date": time.strftime("%Y-%m-%d %H:%M:%S"), "versions": environment()}
+        table[b] = _scores(
+            b,
+            [t for t in p.eval_tasks if not (b == "bm25" and t != "scifact")],
+            out / "baselines" / b,
+        )
+    table.update(
+        {k: {t: v for t, v in row.items() if t in p.eval_tasks} for k, row in PUBLISHED.items()}
+    )
+    curve = (
+        _cached(
+            out / "long_context.json",
+            [_stamp(s3 / "model"), list(p.long_context)],
+            lambda: long_context_curve(s3 / "model", p.long_context),
+        )
+        if p.long_context
+        else []
+    )
+    report = {
+        "preset": json.loads(json.dumps(asdict(p))),
+        "evaluation": table,
+        "long_context": curve,
+        "seconds": round(time.time() - t0, 1),
+        "stages_run": sorted(stages),
+        "world_size": world,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "versions": environment(),
+    }
     atomic_write(out / "report.json", lambda t: t.write_text(json.dumps(report, indent=2)))
     write_html_report(out, report)
     return report
@@ -156,11 +246,23 @@ def run_pipeline(preset: PipelinePreset | str, output_dir, *, data_root=None, ov
 # %% ../nbs/18_pipeline.ipynb #facd2d4e
 def _package_dir() -> Path:
     "This package's folder (from a notebook in nbs/: ../nomic_repro)."
-    return Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd().parent / "nomic_repro"
+    return (
+        Path(__file__).resolve().parent
+        if "__file__" in globals()
+        else Path.cwd().parent / "nomic_repro"
+    )
 
 def _git_commit() -> str | None:
-    try: r = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=_package_dir(), capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.SubprocessError): return None
+    try:
+        r = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=_package_dir(),
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
     return r.stdout.strip() or None if r.returncode == 0 else None
 
 def environment() -> dict:
@@ -170,12 +272,26 @@ def environment() -> dict:
     for pkg in ("nomic-repro", "torch", "triton", "transformers", "plotly"):
         try: env[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError: env[pkg] = None
-    env["device"] = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({os.cpu_count()} cores)"
+    env["device"] = (
+        torch.cuda.get_device_name()
+        if torch.cuda.is_available()
+        else f"cpu ({os.cpu_count()} cores)"
+    )
     env["git"] = _git_commit()
     return env
 
 # %% ../nbs/18_pipeline.ipynb #0b73f505
-_MEASURES = ("speedup", "speedup_vs_loop", "ratio", "speedup_vs_torch", "peak_vs_plain", "tokens_per_s", "tflops", "ms", "seconds")
+_MEASURES = (
+    "speedup",
+    "speedup_vs_loop",
+    "ratio",
+    "speedup_vs_torch",
+    "peak_vs_plain",
+    "tokens_per_s",
+    "tflops",
+    "ms",
+    "seconds",
+)
 
 def _num(v: str):
     try: return int(v)
@@ -184,7 +300,8 @@ def _num(v: str):
         except ValueError: return None
 
 def kernel_results(folder=None) -> dict:
-    "`{csv stem: rows}` of the benchmark CSVs in `folder` (default: the repository's `kernels/results`, when present)."
+    """`{csv stem: rows}` of the benchmark CSVs in `folder` (default: the repository's
+    `kernels/results`, when present)."""
     folder = Path(folder) if folder is not None else _package_dir().parent / "kernels" / "results"
     if not folder.is_dir(): return {}
     return {f.stem: list(csv.DictReader(f.open())) for f in sorted(folder.glob("*.csv"))}
@@ -194,77 +311,156 @@ def kernel_plot(name: str, rows: list[dict]):
     import plotly.graph_objects as go
     if not rows: return None
     cols = list(rows[0])
-    floats = [c for c in cols if all(isinstance(_num(r[c]), float) or r[c] == "" for r in rows) and any(r[c] for r in rows)]
-    measure = next((m for m in _MEASURES if m in cols and any(_num(r[m]) is not None for r in rows)), floats[0] if floats else None)
+    floats = [
+        c
+        for c in cols
+        if all(isinstance(_num(r[c]), float) or r[c] == "" for r in rows)
+        and any(r[c] for r in rows)
+    ]
+    measure = next(
+        (m for m in _MEASURES if m in cols and any(_num(r[m]) is not None for r in rows)),
+        floats[0] if floats else None,
+    )
     if measure is None: return None
     fixed = [c for c in cols if c not in floats and c != measure and len({r[c] for r in rows}) == 1]
     label_cols = [c for c in cols if c not in floats and c not in fixed and c != measure]
-    labels = [" · ".join(f"{c}={r[c]}" if _num(r[c]) is not None else r[c] for c in label_cols) or str(i) for i, r in enumerate(rows)]
+    labels = [
+        " · ".join(f"{c}={r[c]}" if _num(r[c]) is not None else r[c] for c in label_cols) or str(i)
+        for i, r in enumerate(rows)
+    ]
     fig = go.Figure(go.Bar(x=labels, y=[_num(r[measure]) for r in rows]))
-    fig.update_layout(title=f"{name}: {measure} ({', '.join(f'{c}={rows[0][c]}' for c in fixed)})", height=380, width=1100, yaxis_title=measure)
+    fig.update_layout(
+        title=f"{name}: {measure} ({', '.join(f'{c}={rows[0][c]}' for c in fixed)})",
+        height=380,
+        width=1100,
+        yaxis_title=measure,
+    )
     return fig
 
 # %% ../nbs/18_pipeline.ipynb #34c605de
 def _score_rows(table: dict) -> tuple[list, list]:
-    "The tasks of `table`, and one row per model: its name, then each score ×100 ('–' where it has none)."
+    """The tasks of `table`, and one row per model: its name, then each score ×100 ('–' where it has
+    none)."""
     tasks = sorted({t for row in table.values() for t in row})
-    return tasks, [[name, *(f"{100 * row[t]:.2f}" if t in row else "–" for t in tasks)] for name, row in table.items()]
+    return tasks, [
+        [name, *(f"{100 * row[t]:.2f}" if t in row else "–" for t in tasks)]
+        for name, row in table.items()
+    ]
 
 def evaluation_table(table: dict) -> str:
     "The evaluation as a markdown table, scores ×100."
     tasks, rows = _score_rows(table)
-    return "\n".join(["| model | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)] + ["| " + " | ".join(r) + " |" for r in rows])
+    return "\n".join(
+        ["| model | " + " | ".join(tasks) + " |", "|---|" + "---|" * len(tasks)]
+        + ["| " + " | ".join(r) + " |" for r in rows]
+    )
 
 def _loss_figure(out: Path):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
-    fig = make_subplots(rows=1, cols=3, subplot_titles=("stage 1: MLM loss", "stage 2: InfoNCE", "stage 3: InfoNCE"))
+    fig = make_subplots(
+        rows=1, cols=3, subplot_titles=("stage 1: MLM loss", "stage 2: InfoNCE", "stage 3: InfoNCE")
+    )
     for i, s in enumerate(("stage1", "stage2", "stage3")):
         f = out / s / "metrics.jsonl"
         if f.exists():
             log = [json.loads(l) for l in f.read_text().splitlines() if l.strip()]
-            fig.add_trace(go.Scatter(x=[r["step"] for r in log], y=[r["loss"] for r in log], name=s), row=1, col=i + 1)
+            fig.add_trace(
+                go.Scatter(x=[r["step"] for r in log], y=[r["loss"] for r in log], name=s),
+                row=1,
+                col=i + 1,
+            )
     fig.update_layout(height=380, width=1100, showlegend=False)
     return fig
 
 def _curve_figure(curve: list):
     import plotly.graph_objects as go
     names = list(dict.fromkeys(r["model"] for r in curve))
-    fig = go.Figure([go.Scatter(x=[r["max_length"] for r in curve if r["model"] == n and r["ndcg@10"] is not None],
-                                y=[100 * r["ndcg@10"] for r in curve if r["model"] == n and r["ndcg@10"] is not None],
-                                mode="lines+markers", name=n) for n in names])
-    fig.update_layout(title="QMSum nDCG@10 of the final model against context length", xaxis_type="log", height=380, width=1100,
-                      xaxis_title="max tokens per document", yaxis_title="nDCG@10 (×100)")
+    fig = go.Figure(
+        [
+            go.Scatter(
+                x=[r["max_length"] for r in curve if r["model"] == n and r["ndcg@10"] is not None],
+                y=[
+                    100 * r["ndcg@10"]
+                    for r in curve
+                    if r["model"] == n and r["ndcg@10"] is not None
+                ],
+                mode="lines+markers",
+                name=n,
+            )
+            for n in names
+        ]
+    )
+    fig.update_layout(
+        title="QMSum nDCG@10 of the final model against context length",
+        xaxis_type="log",
+        height=380,
+        width=1100,
+        xaxis_title="max tokens per document",
+        yaxis_title="nDCG@10 (×100)",
+    )
     return fig
 
 # %% ../nbs/18_pipeline.ipynb #044e82b8
 def _table(header: list, rows: list) -> str:
     th = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    return f"<table border=1 cellpadding=4><tr>{th}</tr>" + "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows) + "</table>"
+    return (
+        f"<table border=1 cellpadding=4><tr>{th}</tr>"
+        + "".join(
+            "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows
+        )
+        + "</table>"
+    )
 
 def write_html_report(out: Path, report: dict, kernels_dir=None) -> Path:
-    "report.html next to the stage folders: plots (plotly, embedded once), tables, config and versions."
+    """report.html next to the stage folders: plots (plotly, embedded once), tables, config and
+    versions."""
     out = Path(out)
     figs = [("Training loss", _loss_figure(out))]
-    if report.get("long_context"): figs.append(("Long context", _curve_figure(report["long_context"])))
-    figs += [(f"Kernel benchmark: {k}", f) for k, rows in kernel_results(kernels_dir).items() if (f := kernel_plot(k, rows)) is not None]
-    plots = {title: fig.to_html(full_html=False, include_plotlyjs=i == 0) for i, (title, fig) in enumerate(figs)}
+    if report.get("long_context"):
+        figs.append(("Long context", _curve_figure(report["long_context"])))
+    figs += [
+        (f"Kernel benchmark: {k}", f)
+        for k, rows in kernel_results(kernels_dir).items()
+        if (f := kernel_plot(k, rows)) is not None
+    ]
+    plots = {
+        title: fig.to_html(full_html=False, include_plotlyjs=i == 0)
+        for i, (title, fig) in enumerate(figs)
+    }
     tasks, rows = _score_rows(report["evaluation"])
     evals = _table(["model", *tasks], rows)
     name = html.escape(report["preset"]["name"])
-    body = [f"<h1>nomic_repro — {name} run</h1><p>{report['date']} · {report['seconds']} s · world size {report.get('world_size', 1)}</p>",
-            "<h2>Training loss</h2>", plots.pop("Training loss"), "<h2>Evaluation (×100)</h2>", evals]
+    body = [
+        (
+            f"<h1>nomic_repro — {name} run</h1><p>{report['date']} · {report['seconds']} s · world"
+            f" size {report.get('world_size', 1)}</p>"
+        ),
+        "<h2>Training loss</h2>",
+        plots.pop("Training loss"),
+        "<h2>Evaluation (×100)</h2>",
+        evals,
+    ]
     body += [f"<h2>{html.escape(t)}</h2>{p}" for t, p in plots.items()]
-    body += ["<h2>Versions</h2>", _table(["", "version"], list(report.get("versions", {}).items())),
-             "<h2>Configuration</h2>", f"<pre>{html.escape(json.dumps(report['preset'], indent=1))}</pre>"]
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>nomic_repro report: {name}</title></head>"
-            f"<body style='font-family:sans-serif'>{''.join(body)}</body></html>")
+    body += [
+        "<h2>Versions</h2>",
+        _table(["", "version"], list(report.get("versions", {}).items())),
+        "<h2>Configuration</h2>",
+        f"<pre>{html.escape(json.dumps(report['preset'], indent=1))}</pre>",
+    ]
+    page = (
+        "<!doctype html><html><head><meta charset='utf-8'><title>nomic_repro report:"
+        f" {name}</title></head><body style='font-family:sans-serif'>{''.join(body)}</body></html>"
+    )
     atomic_write(out / "report.html", lambda t: t.write_text(page))
     return out / "report.html"
 
 def rebuild_report(output_dir, kernels_dir=None) -> Path:
-    "Write `report.html` again from a run folder's `report.json` (e.g. after new kernel benchmarks): `nomic-repro report`."
+    """Write `report.html` again from a run folder's `report.json` (e.g. after new kernel
+    benchmarks): `nomic-repro report`."""
     f = Path(output_dir) / "report.json"
-    if not f.exists(): raise FileNotFoundError(f"{str(f)!r} does not exist: run `nomic-repro run` on {str(output_dir)!r} first")
+    if not f.exists():
+        raise FileNotFoundError(
+            f"{str(f)!r} does not exist: run `nomic-repro run` on {str(output_dir)!r} first"
+        )
     return write_html_report(Path(output_dir), json.loads(f.read_text()), kernels_dir)

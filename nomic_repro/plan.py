@@ -21,12 +21,14 @@ from .pipeline import PipelinePreset, PIPELINE_PRESETS, get_pipeline_preset
 # %% ../nbs/20_plan.ipynb #888f888c
 @dataclass(frozen=True)
 class GPUSpec:
-    "One accelerator: memory, dense peak throughput (no 2:4 sparsity) and an assumed on-demand price per GPU-hour."
+    """One accelerator: memory, dense peak throughput (no 2:4 sparsity) and an assumed on-demand
+    price per GPU-hour."""
     name: str
     memory_gib: float                 # datasheet capacity (HBM sizes are binary: 80 GB = 80 GiB)
     bf16_tflops_dense: float          # tensor-core bf16 peak, dense
     fp32_tflops: float                # plain fp32 peak (what a CPU, or precision="fp32", gets)
-    default_price_per_hour: float     # USD per device-hour: an ASSUMPTION, override with price_per_hour
+    # USD per device-hour: an ASSUMPTION, override with price_per_hour
+    default_price_per_hour: float
 
 GPUS = {
     "h100": GPUSpec("NVIDIA H100 SXM", 80, 989, 67, 3.00),
@@ -45,24 +47,40 @@ def get_gpu(gpu: str) -> GPUSpec:
 
 # %% ../nbs/20_plan.ipynb #aaa49342
 def parameter_groups(cfg: NomicBertConfig, mlm_head: bool = False) -> dict[str, int]:
-    "Parameters of each part of `model.NomicBert(cfg)` (or `NomicBertForMaskedLM` with `mlm_head`), from the config alone."
-    h, I, V, L, E = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size, cfg.num_layers, cfg.num_experts
+    """Parameters of each part of `model.NomicBert(cfg)` (or `NomicBertForMaskedLM` with
+    `mlm_head`), from the config alone."""
+    h, I, V, L, E = (
+        cfg.hidden_size,
+        cfg.intermediate_size,
+        cfg.vocab_size,
+        cfg.num_layers,
+        cfg.num_experts,
+    )
     linear = lambda a, b, bias: a * b + (b if bias else 0)
-    n_mlp = (2 if cfg.activation == "swiglu" else 1) * linear(h, I, cfg.mlp_fc1_bias) + linear(I, h, cfg.mlp_fc2_bias)
+    n_mlp = (2 if cfg.activation == "swiglu" else 1) * linear(h, I, cfg.mlp_fc1_bias) + linear(
+        I, h, cfg.mlp_fc2_bias
+    )
     n_moe = sum(cfg.is_moe_layer(i) for i in range(L))
-    g = {"embeddings": V * h + max(cfg.type_vocab_size, 0) * h + 2 * h,              # word, token type, emb_ln
-         "attention": L * (linear(h, 3 * h, cfg.qkv_bias) + linear(h, h, cfg.qkv_bias)),
-         "layer_norms": L * 4 * h,
-         "dense_mlp": (L - n_moe) * n_mlp,
-         "router": n_moe * h * E, "experts": n_moe * 2 * E * I * h, "expert_bias": n_moe * h}
-    if mlm_head: g["mlm_head"] = linear(h, h, cfg.mlm_head_bias) + 2 * h + (V if cfg.mlm_head_bias else 0)
+    g = {
+        "embeddings": V * h + max(cfg.type_vocab_size, 0) * h + 2 * h,  # word, token type, emb_ln
+        "attention": L * (linear(h, 3 * h, cfg.qkv_bias) + linear(h, h, cfg.qkv_bias)),
+        "layer_norms": L * 4 * h,
+        "dense_mlp": (L - n_moe) * n_mlp,
+        "router": n_moe * h * E,
+        "experts": n_moe * 2 * E * I * h,
+        "expert_bias": n_moe * h,
+    }
+    if mlm_head:
+        g["mlm_head"] = linear(h, h, cfg.mlm_head_bias) + 2 * h + (V if cfg.mlm_head_bias else 0)
     return g
 
 def count_parameters(cfg: NomicBertConfig, *, active: bool = False, mlm_head: bool = False) -> int:
-    "All parameters of the model `cfg` describes, or with `active` those one token uses (top-k of the experts)."
+    """All parameters of the model `cfg` describes, or with `active` those one token uses (top-k of
+    the experts)."""
     g = parameter_groups(cfg, mlm_head)
     n = sum(g.values())
-    if active and cfg.num_experts: n -= g["experts"] * (cfg.num_experts - cfg.moe_top_k) // cfg.num_experts
+    if active and cfg.num_experts:
+        n -= g["experts"] * (cfg.num_experts - cfg.moe_top_k) // cfg.num_experts
     return n
 
 def embedding_parameters(cfg: NomicBertConfig) -> int:
@@ -70,71 +88,108 @@ def embedding_parameters(cfg: NomicBertConfig) -> int:
     return (cfg.vocab_size + max(cfg.type_vocab_size, 0)) * cfg.hidden_size
 
 # %% ../nbs/20_plan.ipynb #c5b0d7de
-def training_flops(cfg: NomicBertConfig, sequences, *, mlm_prob: float = 0.0, grad_cache: bool = False) -> dict:
-    "Model FLOPs of one optimizer step over `sequences` = [(count, length), …]: matmuls, attention scores, MLM head."
-    c = 8 if grad_cache else 6                                        # GradCache: one extra forward
+def training_flops(
+    cfg: NomicBertConfig, sequences, *, mlm_prob: float = 0.0, grad_cache: bool = False
+) -> dict:
+    """Model FLOPs of one optimizer step over `sequences` = [(count, length), …]: matmuls, attention
+    scores, MLM head."""
+    c = 8 if grad_cache else 6  # GradCache: one extra forward
     h, L = cfg.hidden_size, cfg.num_layers
     tokens = sum(n * s for n, s in sequences)
-    out = {"tokens": tokens,
-           "dense": c * (count_parameters(cfg, active=True) - embedding_parameters(cfg)) * tokens,
-           "attention": 2 * c * L * h * sum(n * s * s for n, s in sequences),
-           "mlm_head": c * (h * h + h * cfg.vocab_size) * mlm_prob * tokens}
+    out = {
+        "tokens": tokens,
+        "dense": c * (count_parameters(cfg, active=True) - embedding_parameters(cfg)) * tokens,
+        "attention": 2 * c * L * h * sum(n * s * s for n, s in sequences),
+        "mlm_head": c * (h * h + h * cfg.vocab_size) * mlm_prob * tokens,
+    }
     out["total"] = out["dense"] + out["attention"] + out["mlm_head"]
     return out
 
 # %% ../nbs/20_plan.ipynb #de8fff7d
-HEADROOM = 0.9    # fraction of GPU memory a plan may use: CUDA context, allocator caching and transient buffers take the rest
+# fraction of GPU memory a plan may use: CUDA context, allocator caching and transient buffers
+# take the rest
+HEADROOM = 0.9
 
 def activation_bytes_per_token(cfg: NomicBertConfig) -> int:
-    "Bytes autograd saves per token for the encoder's backward under bf16 autocast (flash attention: no S² matrix)."
+    """Bytes autograd saves per token for the encoder's backward under bf16 autocast (flash
+    attention: no S² matrix)."""
     h, I, k = cfg.hidden_size, cfg.intermediate_size, cfg.moe_top_k
     dense = 8 * h + 8 * I if cfg.activation == "swiglu" else 6 * h + 4 * I
     moe = 6 * h + k * (8 * h + 4 * I)
-    return 4 * h + sum(18 * h + (moe if cfg.is_moe_layer(i) else dense) for i in range(cfg.num_layers))
+    return 4 * h + sum(
+        18 * h + (moe if cfg.is_moe_layer(i) else dense) for i in range(cfg.num_layers)
+    )
 
 def mlm_head_bytes_per_masked_token(cfg: NomicBertConfig) -> int:
-    "Peak bytes per masked token of the MLM head: the saved fp32 log-softmax and the live fp32 logits (4V each), plus 8h."
+    """Peak bytes per masked token of the MLM head: the saved fp32 log-softmax and the live fp32
+    logits (4V each), plus 8h."""
     return 8 * cfg.vocab_size + 8 * cfg.hidden_size
 
 def state_bytes(cfg: NomicBertConfig, n_gpus: int, mlm_head: bool = False) -> int:
-    "fp32 weights, gradients and AdamW moments (16 bytes/parameter), plus DDP's gradient buckets (4) on several GPUs."
+    """fp32 weights, gradients and AdamW moments (16 bytes/parameter), plus DDP's gradient buckets
+    (4) on several GPUs."""
     return count_parameters(cfg, mlm_head=mlm_head) * (16 + (4 if n_gpus > 1 else 0))
 
 # %% ../nbs/20_plan.ipynb #3abd3906
-STAGES = {"mlm": "stage 1: MLM", "contrastive": "stage 2: contrastive", "finetune": "stage 3: fine-tune"}
+STAGES = {
+    "mlm": "stage 1: MLM",
+    "contrastive": "stage 2: contrastive",
+    "finetune": "stage 3: fine-tune",
+}
 
 def preset_names() -> list[str]:
     "Presets `plan` accepts: the pipeline presets and any name all three stage dictionaries share."
-    return sorted(set(PIPELINE_PRESETS) | (set(MLM_PRESETS) & set(STAGE2_PRESETS) & set(STAGE3_PRESETS)))
+    return sorted(
+        set(PIPELINE_PRESETS) | (set(MLM_PRESETS) & set(STAGE2_PRESETS) & set(STAGE3_PRESETS))
+    )
 
 def resolve_preset(name: str, overrides=()) -> PipelinePreset:
     "The pipeline preset `name` with dotted-path `overrides` applied."
     if name in PIPELINE_PRESETS: return get_pipeline_preset(name, overrides)
     if name in preset_names():
-        return get_pipeline_preset(PipelinePreset(name, MLM_PRESETS[name], STAGE2_PRESETS[name], STAGE3_PRESETS[name]), overrides)
+        return get_pipeline_preset(
+            PipelinePreset(name, MLM_PRESETS[name], STAGE2_PRESETS[name], STAGE3_PRESETS[name]),
+            overrides,
+        )
     raise ValueError(f"unknown preset {name!r}; choose one of {preset_names()}")
 
 def stage_model(p: PipelinePreset, stage: str):
-    "The architecture a stage trains: stage 1's, upcycled to experts from stage 2 on when the preset says so (v2)."
-    cfg, up = getattr(getattr(p, stage), "model", None) or p.mlm.model, getattr(p.contrastive, "upcycle", None)
+    """The architecture a stage trains: stage 1's, upcycled to experts from stage 2 on when the
+    preset says so (v2)."""
+    cfg, up = getattr(getattr(p, stage), "model", None) or p.mlm.model, getattr(
+        p.contrastive, "upcycle", None
+    )
     if stage != "mlm" and up and not cfg.num_experts:
         cfg = dataclasses.replace(cfg, num_experts=up[0], moe_top_k=up[1], moe_every_n_layers=up[2])
     return cfg
 
 def stage_workload(p: PipelinePreset, stage: str) -> dict:
-    "What one stage of `p` computes per optimizer step: model, steps, [(sequences, length)], accumulation, GradCache chunk."
+    """What one stage of `p` computes per optimizer step: model, steps, [(sequences, length)],
+    accumulation, GradCache chunk."""
     s = getattr(p, stage); t = s.train
     if stage == "mlm": seqs, mlm_prob = [(t.batch_size, s.data.seq_len)], s.data.mlm_prob
     else:
         docs = t.batch_size * (1 + (s.data.n_negatives if stage == "finetune" else 0))
-        seqs, mlm_prob = [(t.batch_size, s.data.query_max_length), (docs, s.data.doc_max_length)], 0.0
-    return {"stage": stage, "model": stage_model(p, stage), "steps": t.max_steps, "batch_size": t.batch_size,
-            "sequences": seqs, "grad_accum": t.grad_accum, "grad_cache_chunk": getattr(s, "grad_cache_chunk", None),
-            "mlm_prob": mlm_prob, "precision": t.precision}
+        seqs, mlm_prob = [
+            (t.batch_size, s.data.query_max_length),
+            (docs, s.data.doc_max_length),
+        ], 0.0
+    return {
+        "stage": stage,
+        "model": stage_model(p, stage),
+        "steps": t.max_steps,
+        "batch_size": t.batch_size,
+        "sequences": seqs,
+        "grad_accum": t.grad_accum,
+        "grad_cache_chunk": getattr(s, "grad_cache_chunk", None),
+        "mlm_prob": mlm_prob,
+        "precision": t.precision,
+    }
 
 # %% ../nbs/20_plan.ipynb #18f30903
 def stage_memory(w: dict, n_gpus: int, grad_accum: int | None = None, grad_cache_chunk=...) -> dict:
-    "Bytes per GPU of stage workload `w` (`stage_workload`) on `n_gpus`; `grad_accum`/`grad_cache_chunk` override the preset's."
+    """Bytes per GPU of stage workload `w` (`stage_workload`) on `n_gpus`;
+    `grad_accum`/`grad_cache_chunk` override the preset's."""
     cfg, B, seqs = w["model"], w["batch_size"], w["sequences"]
     chunk = w["grad_cache_chunk"] if grad_cache_chunk is ... else grad_cache_chunk
     if w["stage"] == "mlm":
@@ -143,13 +198,20 @@ def stage_memory(w: dict, n_gpus: int, grad_accum: int | None = None, grad_cache
         tokens = micro_seqs * seqs[0][1]
         extra = tokens * w["mlm_prob"] * mlm_head_bytes_per_masked_token(cfg)
     else:
-        per_query = seqs[1][0] // B                                   # candidates per query: 1 + negatives
+        # candidates per query: 1 + negatives
+        per_query = seqs[1][0] // B
         micro_seqs = chunk if chunk else sum(n for n, _ in seqs) / n_gpus
         tokens = chunk * max(s for _, s in seqs) if chunk else sum(n * s for n, s in seqs) / n_gpus
         extra = 8 * (B / n_gpus) * B * per_query                      # fp32 logits + log-softmax
     states = state_bytes(cfg, n_gpus, mlm_head=w["stage"] == "mlm")
     act = tokens * activation_bytes_per_token(cfg) + extra
-    return {"micro_sequences": micro_seqs, "micro_tokens": tokens, "states": states, "activations": act, "total": states + act}
+    return {
+        "micro_sequences": micro_seqs,
+        "micro_tokens": tokens,
+        "states": states,
+        "activations": act,
+        "total": states + act,
+    }
 
 def fit_suggestion(w: dict, n_gpus: int, spec: GPUSpec) -> str | None:
     "A `--set` override that makes stage `w` fit in `spec`'s memory, or None when it already fits."
@@ -158,54 +220,117 @@ def fit_suggestion(w: dict, n_gpus: int, spec: GPUSpec) -> str | None:
     if w["stage"] == "mlm":
         per_gpu = max(1, w["batch_size"] // n_gpus)
         for g in range(w["grad_accum"] + 1, per_gpu + 1):
-            if w["batch_size"] % (n_gpus * g) == 0 and stage_memory(w, n_gpus, grad_accum=g)["total"] <= budget:
+            if (
+                w["batch_size"] % (n_gpus * g) == 0
+                and stage_memory(w, n_gpus, grad_accum=g)["total"] <= budget
+            ):
                 return f"mlm.train.grad_accum={g}"
     else:
-        c = 2 ** int(math.log2(max(1, min(w["grad_cache_chunk"] or math.inf, sum(n for n, _ in w["sequences"]) / n_gpus))))
+        c = 2 ** int(
+            math.log2(
+                max(
+                    1,
+                    min(
+                        w["grad_cache_chunk"] or math.inf,
+                        sum(n for n, _ in w["sequences"]) / n_gpus,
+                    ),
+                )
+            )
+        )
         while c >= 1:
-            if (c != w["grad_cache_chunk"]) and stage_memory(w, n_gpus, grad_cache_chunk=c)["total"] <= budget:
+            if (c != w["grad_cache_chunk"]) and stage_memory(w, n_gpus, grad_cache_chunk=c)[
+                "total"
+            ] <= budget:
                 return f"{w['stage']}.grad_cache_chunk={c}"
             c //= 2
     return "none: even the smallest micro-batch does not fit; choose a GPU with more memory"
 
 # %% ../nbs/20_plan.ipynb #0847fc02
 def _plan_stage(w: dict, n_gpus: int, spec: GPUSpec, mfu: float, price: float) -> dict:
-    f = training_flops(w["model"], w["sequences"], mlm_prob=w["mlm_prob"], grad_cache=w["grad_cache_chunk"] is not None)
+    f = training_flops(
+        w["model"],
+        w["sequences"],
+        mlm_prob=w["mlm_prob"],
+        grad_cache=w["grad_cache_chunk"] is not None,
+    )
     peak = (spec.fp32_tflops if w["precision"] == "fp32" else spec.bf16_tflops_dense) * 1e12
     flops = f["total"] * w["steps"]
     gpu_hours = flops / (peak * mfu) / 3600
     mem = stage_memory(w, n_gpus)
     notes = []
     if w["stage"] == "mlm" and w["batch_size"] % (n_gpus * w["grad_accum"]):
-        notes.append(f"batch_size {w['batch_size']} is not divisible by n_gpus × grad_accum = {n_gpus * w['grad_accum']} (the trainer refuses it)")
-    if w["batch_size"] < n_gpus: notes.append(f"batch_size {w['batch_size']} < {n_gpus} GPUs: some GPUs would idle")
-    return {"stage": w["stage"], "title": STAGES[w["stage"]], "steps": w["steps"], "batch_size": w["batch_size"],
-            "tokens_per_step": f["tokens"], "tokens": f["tokens"] * w["steps"], "flops": flops,
-            "flops_per_step": {k: f[k] for k in ("dense", "attention", "mlm_head")}, "gpu_hours": gpu_hours,
-            "wall_hours": gpu_hours / n_gpus, "cost": gpu_hours * price, "memory_gib": {k: mem[k] / 2**30 for k in ("states", "activations", "total")},
-            "micro_sequences": mem["micro_sequences"], "micro_tokens": mem["micro_tokens"], "grad_accum": w["grad_accum"],
-            "grad_cache_chunk": w["grad_cache_chunk"], "fits": mem["total"] <= HEADROOM * spec.memory_gib * 2**30,
-            "suggestion": fit_suggestion(w, n_gpus, spec), "notes": notes}
+        notes.append(
+            f"batch_size {w['batch_size']} is not divisible by n_gpus × grad_accum ="
+            f" {n_gpus * w['grad_accum']} (the trainer refuses it)"
+        )
+    if w["batch_size"] < n_gpus:
+        notes.append(f"batch_size {w['batch_size']} < {n_gpus} GPUs: some GPUs would idle")
+    return {
+        "stage": w["stage"],
+        "title": STAGES[w["stage"]],
+        "steps": w["steps"],
+        "batch_size": w["batch_size"],
+        "tokens_per_step": f["tokens"],
+        "tokens": f["tokens"] * w["steps"],
+        "flops": flops,
+        "flops_per_step": {k: f[k] for k in ("dense", "attention", "mlm_head")},
+        "gpu_hours": gpu_hours,
+        "wall_hours": gpu_hours / n_gpus,
+        "cost": gpu_hours * price,
+        "memory_gib": {k: mem[k] / 2**30 for k in ("states", "activations", "total")},
+        "micro_sequences": mem["micro_sequences"],
+        "micro_tokens": mem["micro_tokens"],
+        "grad_accum": w["grad_accum"],
+        "grad_cache_chunk": w["grad_cache_chunk"],
+        "fits": mem["total"] <= HEADROOM * spec.memory_gib * 2**30,
+        "suggestion": fit_suggestion(w, n_gpus, spec),
+        "notes": notes,
+    }
 
 # %% ../nbs/20_plan.ipynb #e8b6dd1f
-def plan(preset: str, n_gpus: int = 8, gpu: str = "h100", *, price_per_hour: float | None = None, mfu: float = 0.4,
-         overrides=()) -> dict:
-    "Parameters, FLOPs, memory per GPU, GPU-hours, wall hours and cost of pipeline `preset` on `n_gpus` GPUs of kind `gpu`."
+def plan(
+    preset: str,
+    n_gpus: int = 8,
+    gpu: str = "h100",
+    *,
+    price_per_hour: float | None = None,
+    mfu: float = 0.4,
+    overrides=(),
+) -> dict:
+    """Parameters, FLOPs, memory per GPU, GPU-hours, wall hours and cost of pipeline `preset` on
+    `n_gpus` GPUs of kind `gpu`."""
     spec = get_gpu(gpu)
-    if isinstance(n_gpus, bool) or not isinstance(n_gpus, int) or n_gpus < 1: raise ValueError(f"n_gpus must be an integer >= 1, got {n_gpus!r}")
-    if isinstance(mfu, bool) or not isinstance(mfu, (int, float)) or not 0 < mfu <= 1: raise ValueError(f"mfu must be in (0, 1], got {mfu!r}")
-    if price_per_hour is not None and not price_per_hour >= 0: raise ValueError(f"price_per_hour must be >= 0, got {price_per_hour!r}")
+    if isinstance(n_gpus, bool) or not isinstance(n_gpus, int) or n_gpus < 1:
+        raise ValueError(f"n_gpus must be an integer >= 1, got {n_gpus!r}")
+    if isinstance(mfu, bool) or not isinstance(mfu, (int, float)) or not 0 < mfu <= 1:
+        raise ValueError(f"mfu must be in (0, 1], got {mfu!r}")
+    if price_per_hour is not None and not price_per_hour >= 0:
+        raise ValueError(f"price_per_hour must be >= 0, got {price_per_hour!r}")
     p = resolve_preset(preset, overrides)
     price = spec.default_price_per_hour if price_per_hour is None else float(price_per_hour)
     rows = [_plan_stage(stage_workload(p, s), n_gpus, spec, mfu, price) for s in STAGES]
     cfg = p.mlm.model
-    total = {k: sum(r[k] for r in rows) for k in ("tokens", "flops", "gpu_hours", "wall_hours", "cost")}
+    total = {
+        k: sum(r[k] for r in rows) for k in ("tokens", "flops", "gpu_hours", "wall_hours", "cost")
+    }
     total["fits"] = all(r["fits"] for r in rows)
-    return {"preset": p.name, "gpu": str(gpu).lower(), "gpu_spec": spec, "n_gpus": n_gpus, "mfu": mfu, "price_per_hour": price,
-            "price_assumed": price_per_hour is None, "headroom": HEADROOM,
-            "parameters": {"total": count_parameters(cfg), "active": count_parameters(cfg, active=True),
-                           "with_mlm_head": count_parameters(cfg, mlm_head=True)},
-            "stages": rows, "total": total}
+    return {
+        "preset": p.name,
+        "gpu": str(gpu).lower(),
+        "gpu_spec": spec,
+        "n_gpus": n_gpus,
+        "mfu": mfu,
+        "price_per_hour": price,
+        "price_assumed": price_per_hour is None,
+        "headroom": HEADROOM,
+        "parameters": {
+            "total": count_parameters(cfg),
+            "active": count_parameters(cfg, active=True),
+            "with_mlm_head": count_parameters(cfg, mlm_head=True),
+        },
+        "stages": rows,
+        "total": total,
+    }
 
 # %% ../nbs/20_plan.ipynb #a298e2f1
 def _n(x: float) -> str:
@@ -215,29 +340,95 @@ def _n(x: float) -> str:
 def format_plan(result: dict) -> str:
     "A plain-text table of a `plan` result."
     r, g = result, result["gpu_spec"]
-    price = f"${r['price_per_hour']:.2f}/GPU-hour" + (" (assumed default; set price_per_hour / --price)" if r["price_assumed"] else "")
+    price = f"${r['price_per_hour']:.2f}/GPU-hour" + (
+        " (assumed default; set price_per_hour / --price)" if r["price_assumed"] else ""
+    )
     pa = r["parameters"]
-    lines = [f"plan: preset {r['preset']!r} on {r['n_gpus']} × {g.name} ({g.memory_gib:g} GiB; dense peak {g.bf16_tflops_dense:g} bf16 / {g.fp32_tflops:g} fp32 TFLOP/s), MFU {r['mfu']:.2f}, {price}",
-             f"model: {pa['total']:,} parameters" + (f", {pa['active']:,} active per token" if pa["active"] != pa["total"] else "")
-             + f"; {pa['with_mlm_head']:,} with stage 1's MLM head", ""]
-    cols = ("stage", "steps", "tokens/step", "tokens", "FLOPs", "GPU-hours", "wall hours", "cost $", "GiB/GPU", "fits")
-    table = [cols] + [(s["title"], f"{s['steps']:,}", f"{s['tokens_per_step']:,}", f"{s['tokens']:.3g}", f"{s['flops']:.3g}",
-                       _n(s["gpu_hours"]), _n(s["wall_hours"]), _n(s["cost"]), f"{s['memory_gib']['total']:.1f}",
-                       "yes" if s["fits"] else "NO") for s in r["stages"]]
+    lines = [
+        (
+            f"plan: preset {r['preset']!r} on {r['n_gpus']} × {g.name} ({g.memory_gib:g} GiB; dense"
+            f" peak {g.bf16_tflops_dense:g} bf16 / {g.fp32_tflops:g} fp32 TFLOP/s), MFU"
+            f" {r['mfu']:.2f}, {price}"
+        ),
+        f"model: {pa['total']:,} parameters"
+        + (f", {pa['active']:,} active per token" if pa["active"] != pa["total"] else "")
+        + f"; {pa['with_mlm_head']:,} with stage 1's MLM head",
+        "",
+    ]
+    cols = (
+        "stage",
+        "steps",
+        "tokens/step",
+        "tokens",
+        "FLOPs",
+        "GPU-hours",
+        "wall hours",
+        "cost $",
+        "GiB/GPU",
+        "fits",
+    )
+    table = [cols] + [
+        (
+            s["title"],
+            f"{s['steps']:,}",
+            f"{s['tokens_per_step']:,}",
+            f"{s['tokens']:.3g}",
+            f"{s['flops']:.3g}",
+            _n(s["gpu_hours"]),
+            _n(s["wall_hours"]),
+            _n(s["cost"]),
+            f"{s['memory_gib']['total']:.1f}",
+            "yes" if s["fits"] else "NO",
+        )
+        for s in r["stages"]
+    ]
     t = r["total"]
-    table.append(("total", "", "", f"{t['tokens']:.3g}", f"{t['flops']:.3g}", _n(t["gpu_hours"]), _n(t["wall_hours"]), _n(t["cost"]),
-                  "", "yes" if t["fits"] else "NO"))
+    table.append(
+        (
+            "total",
+            "",
+            "",
+            f"{t['tokens']:.3g}",
+            f"{t['flops']:.3g}",
+            _n(t["gpu_hours"]),
+            _n(t["wall_hours"]),
+            _n(t["cost"]),
+            "",
+            "yes" if t["fits"] else "NO",
+        )
+    )
     widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
-    fmt = lambda row: "  ".join(c.ljust(w_) if i == 0 else c.rjust(w_) for i, (c, w_) in enumerate(zip(row, widths)))
+    fmt = lambda row: "  ".join(
+        c.ljust(w_) if i == 0 else c.rjust(w_) for i, (c, w_) in enumerate(zip(row, widths))
+    )
     lines += [fmt(table[0]), "  ".join("-" * w_ for w_ in widths)] + [fmt(row) for row in table[1:]]
-    wall = f"{t['wall_hours'] * 60:.1f} minutes" if t["wall_hours"] < 1 else f"{t['wall_hours']:,.1f} hours = {t['wall_hours'] / 24:,.1f} days"
-    lines.append(f"wall clock: {wall}; usable memory per GPU: {r['headroom']:.0%} of {g.memory_gib:g} GiB")
+    wall = (
+        f"{t['wall_hours'] * 60:.1f} minutes"
+        if t["wall_hours"] < 1
+        else f"{t['wall_hours']:,.1f} hours = {t['wall_hours'] / 24:,.1f} days"
+    )
+    lines.append(
+        f"wall clock: {wall}; usable memory per GPU: {r['headroom']:.0%} of {g.memory_gib:g} GiB"
+    )
     for s in r["stages"]:
-        m, how = s["memory_gib"], (f"GradCache chunks of {s['grad_cache_chunk']}" if s["grad_cache_chunk"] else
-                                   f"grad_accum {s['grad_accum']}" if s["stage"] == "mlm" else "one forward, no GradCache")
-        lines.append(f"  {s['title']} — {s['micro_sequences']:,.0f} sequences ({s['micro_tokens']:,.0f} tokens) per GPU micro-batch ({how}): "
-                     f"states {m['states']:.1f} + activations {m['activations']:.1f} = {m['total']:.1f} GiB"
-                     + (f"; does not fit, try --set {s['suggestion']}" if s["suggestion"] else ""))
+        m, how = s["memory_gib"], (
+            f"GradCache chunks of {s['grad_cache_chunk']}"
+            if s["grad_cache_chunk"]
+            else (
+                f"grad_accum {s['grad_accum']}"
+                if s["stage"] == "mlm"
+                else "one forward, no GradCache"
+            )
+        )
+        lines.append(
+            f"  {s['title']} — {s['micro_sequences']:,.0f} sequences ({s['micro_tokens']:,.0f}"
+            f" tokens) per GPU micro-batch ({how}): states {m['states']:.1f} + activations"
+            f" {m['activations']:.1f} = {m['total']:.1f} GiB"
+            + (f"; does not fit, try --set {s['suggestion']}" if s["suggestion"] else "")
+        )
         lines += [f"    note: {n}" for n in s["notes"]]
-    lines.append("Lengths are the presets' maxima (an upper bound); FLOPs are model FLOPs (6N per token, attention, MLM head; 8N with GradCache).")
+    lines.append(
+        "Lengths are the presets' maxima (an upper bound); FLOPs are model FLOPs (6N per token,"
+        " attention, MLM head; 8N with GradCache)."
+    )
     return "\n".join(lines)

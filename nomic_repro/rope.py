@@ -13,7 +13,9 @@ from .core import assert_close
 # %% ../nbs/01_rope.ipynb #cdcc8db0
 def _check_rotary_dim(dim: int):
     if not isinstance(dim, int) or dim <= 0 or dim % 2:
-        raise ValueError(f"rotary dim must be a positive even integer (pairs j, j+dim/2), got dim={dim!r}")
+        raise ValueError(
+            f"rotary dim must be a positive even integer (pairs j, j+dim/2), got dim={dim!r}"
+        )
 
 def rotary_inv_freq(dim: int, base: float = 1000.0, device=None, dtype=torch.float32) -> Tensor:
     "The `dim/2` rotation frequencies θ_j = base^(-2j/dim) (fp32 unless asked otherwise)."
@@ -22,13 +24,24 @@ def rotary_inv_freq(dim: int, base: float = 1000.0, device=None, dtype=torch.flo
     exps = torch.arange(0, dim, 2, dtype=torch.int64).to(device=device, dtype=dtype) / dim
     return 1.0 / (base ** exps)
 
-def rotary_cos_sin(seq_len: int, dim: int, base: float = 1000.0, *, dtype=torch.float32, device=None,
-                   positions: Tensor | None = None, compute_dtype=torch.float32) -> tuple[Tensor, Tensor]:
-    "cos and sin tables `[seq_len, dim]` for positions `0..seq_len-1` (or `positions`), built in `compute_dtype`, cast to `dtype`."
+def rotary_cos_sin(
+    seq_len: int,
+    dim: int,
+    base: float = 1000.0,
+    *,
+    dtype=torch.float32,
+    device=None,
+    positions: Tensor | None = None,
+    compute_dtype=torch.float32
+) -> tuple[Tensor, Tensor]:
+    """cos and sin tables `[seq_len, dim]` for positions `0..seq_len-1` (or `positions`), built in
+    `compute_dtype`, cast to `dtype`."""
     inv_freq = rotary_inv_freq(dim, base, device, compute_dtype)
-    pos = (torch.arange(seq_len, device=device) if positions is None else positions.to(device)).to(compute_dtype)
-    freqs = pos[..., None] * inv_freq                     # [S, dim/2]
-    emb = torch.cat((freqs, freqs), dim=-1)               # [S, dim]: the d/2 angles tiled twice
+    pos = (torch.arange(seq_len, device=device) if positions is None else positions.to(device)).to(
+        compute_dtype
+    )
+    freqs = pos[..., None] * inv_freq  # [S, dim/2]
+    emb = torch.cat((freqs, freqs), dim=-1)  # [S, dim]: the d/2 angles tiled twice
     return emb.cos().to(dtype), emb.sin().to(dtype)
 
 # %% ../nbs/01_rope.ipynb #06f4b09d
@@ -38,20 +51,29 @@ def rotate_half(x: Tensor) -> Tensor:
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
 def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    "Rotate `x` `[..., S, H, D]` by position: `x*cos + rotate_half(x)*sin`, with `cos`/`sin` `[S, D]` (or `[..., S, D]`)."
-    if x.ndim < 3: raise ValueError(f"x must be [..., seq, heads, head_dim], got shape {tuple(x.shape)}")
+    """Rotate `x` `[..., S, H, D]` by position: `x*cos + rotate_half(x)*sin`, with `cos`/`sin` `[S,
+    D]` (or `[..., S, D]`)."""
+    if x.ndim < 3:
+        raise ValueError(f"x must be [..., seq, heads, head_dim], got shape {tuple(x.shape)}")
     S, D = x.shape[-3], x.shape[-1]
     if D % 2: raise ValueError(f"head_dim must be even for rotate-half RoPE, got head_dim={D}")
-    if cos.shape != sin.shape: raise ValueError(f"cos {tuple(cos.shape)} and sin {tuple(sin.shape)} differ in shape")
-    if cos.shape[-1] != D: raise ValueError(f"cos/sin have {cos.shape[-1]} dims but head_dim is {D}")
+    if cos.shape != sin.shape:
+        raise ValueError(f"cos {tuple(cos.shape)} and sin {tuple(sin.shape)} differ in shape")
+    if cos.shape[-1] != D:
+        raise ValueError(f"cos/sin have {cos.shape[-1]} dims but head_dim is {D}")
     if cos.ndim < 2 or cos.shape[-2] != S:
-        raise ValueError(f"cos/sin cover {cos.shape[-2] if cos.ndim >= 2 else 0} positions but x has sequence length {S}")
-    cos, sin = cos.to(x.dtype).unsqueeze(-2), sin.to(x.dtype).unsqueeze(-2)   # [..., S, 1, D]: broadcast over heads
+        raise ValueError(
+            f"cos/sin cover {cos.shape[-2] if cos.ndim >= 2 else 0} positions but x has sequence"
+            f" length {S}"
+        )
+    # [..., S, 1, D]: broadcast over heads
+    cos, sin = cos.to(x.dtype).unsqueeze(-2), sin.to(x.dtype).unsqueeze(-2)
     return x * cos + rotate_half(x) * sin
 
 # %% ../nbs/01_rope.ipynb #a8e870ee
 class RotaryEmbedding(nn.Module):
-    "cos/sin tables for rotate-half RoPE over `dim` dims with base `base`, cached in fp32 per (base, device)."
+    """cos/sin tables for rotate-half RoPE over `dim` dims with base `base`, cached in fp32 per
+    (base, device)."""
     def __init__(self, dim: int, base: float = 1000.0, max_cached_bases: int = 8):
         super().__init__()
         _check_rotary_dim(dim)
@@ -60,13 +82,15 @@ class RotaryEmbedding(nn.Module):
         self._cache: dict = {}
 
     def forward(self, seq_len: int, *, device=None, dtype=torch.float32, base: float | None = None):
-        "cos, sin `[seq_len, dim]` in `dtype` for positions 0..seq_len-1 (base defaults to the module's)."
+        """cos, sin `[seq_len, dim]` in `dtype` for positions 0..seq_len-1 (base defaults to the
+        module's)."""
         if seq_len < 0: raise ValueError(f"seq_len must be >= 0, got {seq_len}")
         base = self.base if base is None else float(base)
         key = (base, str(torch.device(device) if device is not None else torch.device("cpu")))
         cached = self._cache.get(key)
         if cached is None or cached[0].shape[0] < seq_len:
-            if cached is None and len(self._cache) >= self.max_cached_bases: self._cache.pop(next(iter(self._cache)))
+            if cached is None and len(self._cache) >= self.max_cached_bases:
+                self._cache.pop(next(iter(self._cache)))
             n = max(seq_len, 2 * cached[0].shape[0] if cached is not None else seq_len)
             cached = self._cache[key] = rotary_cos_sin(n, self.dim, base, device=device)
         cos, sin = cached

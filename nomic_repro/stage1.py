@@ -17,21 +17,39 @@ from .core import seed_everything, get_device
 from .model import NomicBertConfig, NomicBertForMaskedLM
 from .model_moe import V2_MOE_CONFIG
 from .checkpoint import load_tokenizer, save_pretrained, load_xlm_roberta
-from .data import read_records, tokenize_documents, SequenceDataset, LanguageMixture, mask_tokens
-from .train import (TrainConfig, Task, train, setup_distributed, wrap_ddp, apply_overrides, list_checkpoints,
-                               check_same_preset, rank0_result)
+from nomic_repro.data import (
+    read_records,
+    tokenize_documents,
+    SequenceDataset,
+    LanguageMixture,
+    mask_tokens,
+)
+from nomic_repro.train import (
+    TrainConfig,
+    Task,
+    train,
+    setup_distributed,
+    wrap_ddp,
+    apply_overrides,
+    list_checkpoints,
+    check_same_preset,
+    rank0_result,
+)
 import transformers
 
 # %% ../nbs/13_stage1_mlm.ipynb #66f9f94c
 @dataclass(frozen=True)
 class MLMData:
     "Where stage 1 reads text and how it cuts it."
-    sources: tuple = ("mlm/wikipedia.jsonl.gz",)   # paths under --data-root, or hf:NAME[:CONFIG][@SPLIT]
+    # paths under --data-root, or hf:NAME[:CONFIG][@SPLIT]
+    sources: tuple = ("mlm/wikipedia.jsonl.gz",)
     seq_len: int = 128
-    packing: str = "document"                     # "document": never cross a document; "concat": the reference's stream
+    # "document": never cross a document; "concat": the reference's stream
+    packing: str = "document"
     mlm_prob: float = 0.3
     limit_docs: int | None = None                 # read at most this many documents per source
-    language_alpha: float | None = None           # v2: each source is a language, one per global batch, drawn ∝ p^alpha
+    # v2: each source is a language, one per global batch, drawn ∝ p^alpha
+    language_alpha: float | None = None
 
 @dataclass(frozen=True)
 class MLMPreset:
@@ -40,48 +58,101 @@ class MLMPreset:
     model: NomicBertConfig
     data: MLMData
     train: TrainConfig
-    attn_impl: str = "auto"                       # "auto": the Triton kernel on a GPU, PyTorch attention on a CPU
-    tokenizer: str | None = None                  # None: bert-base-uncased (vendored); else a tokenizer folder or hub id
-    init: str | None = None                       # folder or hub id of an XLM-R checkpoint to start from; None = random init
+    # "auto": the Triton kernel on a GPU, PyTorch attention on a CPU
+    attn_impl: str = "auto"
+    # None: bert-base-uncased (vendored); else a tokenizer folder or hub id
+    tokenizer: str | None = None
+    # folder or hub id of an XLM-R checkpoint to start from; None = random init
+    init: str | None = None
 
-# max_trained_positions = the training length, so Dynamic NTK (served beyond it) scales from the right L0
-_TINY_MODEL = NomicBertConfig(hidden_size=128, num_layers=2, num_heads=2, intermediate_size=256, max_trained_positions=128)
-_SMALL_MODEL = NomicBertConfig(hidden_size=512, num_layers=8, num_heads=8, intermediate_size=1536, max_trained_positions=512)
+# max_trained_positions = the training length, so Dynamic NTK (served beyond it) scales from the
+# right L0
+_TINY_MODEL = NomicBertConfig(
+    hidden_size=128, num_layers=2, num_heads=2, intermediate_size=256, max_trained_positions=128
+)
+_SMALL_MODEL = NomicBertConfig(
+    hidden_size=512, num_layers=8, num_heads=8, intermediate_size=1536, max_trained_positions=512
+)
 MLM_PRESETS = {
-    "tiny": MLMPreset("tiny", _TINY_MODEL, MLMData(seq_len=128),
-                      TrainConfig(max_steps=300, batch_size=32, lr=2e-3, save_every=100, log_every=1)),
-    "small": MLMPreset("small", _SMALL_MODEL, MLMData(seq_len=512),
-                       TrainConfig(max_steps=20_000, batch_size=256, lr=5e-4, save_every=1000, log_every=10)),
-    "base": MLMPreset("base", NomicBertConfig(), MLMData(sources=("hf:bookcorpus", "hf:wikimedia/wikipedia:20231101.en"), seq_len=2048, packing="concat"),
-                      TrainConfig(max_steps=100_000, batch_size=4096, grad_accum=8, lr=5e-4, save_every=1000, log_every=10)),
+    "tiny": MLMPreset(
+        "tiny",
+        _TINY_MODEL,
+        MLMData(seq_len=128),
+        TrainConfig(max_steps=300, batch_size=32, lr=2e-3, save_every=100, log_every=1),
+    ),
+    "small": MLMPreset(
+        "small",
+        _SMALL_MODEL,
+        MLMData(seq_len=512),
+        TrainConfig(max_steps=20_000, batch_size=256, lr=5e-4, save_every=1000, log_every=10),
+    ),
+    "base": MLMPreset(
+        "base",
+        NomicBertConfig(),
+        MLMData(
+            sources=("hf:bookcorpus", "hf:wikimedia/wikipedia:20231101.en"),
+            seq_len=2048,
+            packing="concat",
+        ),
+        TrainConfig(
+            max_steps=100_000, batch_size=4096, grad_accum=8, lr=5e-4, save_every=1000, log_every=10
+        ),
+    ),
 }
 
 def get_mlm_preset(name: str, overrides=()) -> MLMPreset:
     "Preset `name` with `section.key=value` overrides applied."
-    if name not in MLM_PRESETS: raise ValueError(f"unknown preset {name!r}; choose one of {sorted(MLM_PRESETS)}")
+    if name not in MLM_PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(MLM_PRESETS)}")
     return apply_overrides(MLM_PRESETS[name], list(overrides))
 
 # %% ../nbs/13_stage1_mlm.ipynb #c7e7cd28
 def load_preset_tokenizer(spec: str | None = None, model_max_length: int = 8192):
-    "A preset's tokenizer: None or 'bert-base-uncased' -> the vendored WordPiece; else a tokenizer folder or a hub id (moe: XLM-R's)."
+    """A preset's tokenizer: None or 'bert-base-uncased' -> the vendored WordPiece; else a tokenizer
+    folder or a hub id (moe: XLM-R's)."""
     if spec in (None, "bert-base-uncased"): return load_tokenizer(model_max_length=model_max_length)
     p = Path(spec).expanduser()
-    try: return transformers.AutoTokenizer.from_pretrained(str(p) if p.is_dir() else spec, model_max_length=model_max_length)
+    try:
+        return transformers.AutoTokenizer.from_pretrained(
+            str(p) if p.is_dir() else spec, model_max_length=model_max_length
+        )
     except (OSError, ValueError) as e:
-        raise FileNotFoundError(f"tokenizer {spec!r} is neither a folder with a tokenizer nor loadable from the Hugging Face hub "
-                                f"({type(e).__name__}); set tokenizer=PATH to a local copy") from None
+        raise FileNotFoundError(
+            f"tokenizer {spec!r} is neither a folder with a tokenizer nor loadable from the Hugging"
+            f" Face hub ({type(e).__name__}); set tokenizer=PATH to a local copy"
+        ) from None
 
-CC100_LANGUAGES = tuple("""af am ar as az be bg bn bn_rom br bs ca cs cy da de el en eo es et eu fa ff fi fr fy ga gd gl gn gu ha he hi
+CC100_LANGUAGES = tuple(
+    """af am ar as az be bg bn bn_rom br bs ca cs cy da de el en eo es et eu fa ff fi fr fy ga gd gl gn gu ha he hi
     hi_rom hr ht hu hy id ig is it ja jv ka kk km kn ko ku ky la lg li ln lo lt lv mg mk ml mn mr ms my my_zaw ne nl no ns om or pa
     pl ps pt qu rm ro ru sa sc sd si sk sl so sq sr ss su sv sw ta ta_rom te te_rom th tl tn tr ug uk ur ur_rom uz vi wo xh yi yo
-    zh-Hans zh-Hant zu""".split())
-_V2_BACKBONE = replace(V2_MOE_CONFIG, num_experts=0, moe_every_n_layers=0, mlm_head_bias=True)   # mNomic-BERT: v2 without experts
+    zh-Hans zh-Hant zu""".split()
+)
+# mNomic-BERT: v2 without experts
+_V2_BACKBONE = replace(V2_MOE_CONFIG, num_experts=0, moe_every_n_layers=0, mlm_head_bias=True)
 MLM_PRESETS["moe"] = MLMPreset(
-    "moe", _V2_BACKBONE, MLMData(sources=tuple(f"hf:statmt/cc100:{l}" for l in CC100_LANGUAGES), seq_len=2048, packing="concat",
-                  language_alpha=0.3),
-    TrainConfig(max_steps=10_000, batch_size=4096, grad_accum=8, lr=4e-4, warmup_steps=500, schedule="linear", grad_clip=1.0,
-                save_every=1000, log_every=10),
-    tokenizer="FacebookAI/xlm-roberta-base", init="FacebookAI/xlm-roberta-base")   # the paper starts from XLM-R-base
+    "moe",
+    _V2_BACKBONE,
+    MLMData(
+        sources=tuple(f"hf:statmt/cc100:{l}" for l in CC100_LANGUAGES),
+        seq_len=2048,
+        packing="concat",
+        language_alpha=0.3,
+    ),
+    TrainConfig(
+        max_steps=10_000,
+        batch_size=4096,
+        grad_accum=8,
+        lr=4e-4,
+        warmup_steps=500,
+        schedule="linear",
+        grad_clip=1.0,
+        save_every=1000,
+        log_every=10,
+    ),
+    tokenizer="FacebookAI/xlm-roberta-base",
+    init="FacebookAI/xlm-roberta-base",
+)  # the paper starts from XLM-R-base
 
 # %% ../nbs/13_stage1_mlm.ipynb #36542545
 class MLMObjective(nn.Module):
@@ -89,29 +160,51 @@ class MLMObjective(nn.Module):
     def __init__(self, mlm: NomicBertForMaskedLM):
         super().__init__()
         self.mlm = mlm
-    def forward(self, input_ids: Tensor, attention_mask: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-        h = self.mlm.bert(input_ids, attention_mask)                          # [B, S, H]
+    def forward(
+        self, input_ids: Tensor, attention_mask: Tensor, labels: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        h = self.mlm.bert(input_ids, attention_mask)  # [B, S, H]
         sel = labels != -100
-        logits = self.mlm.cls(h[sel]).float()                                 # [n_masked, vocab]
+        logits = self.mlm.cls(h[sel]).float()  # [n_masked, vocab]
         target = labels[sel]
         return F.cross_entropy(logits, target, reduction="sum"), (logits.argmax(-1) == target).sum()
 
 class MLMTask(Task):
-    "Stage 1 as a trainer task: each step's batch from `SequenceDataset`, masked as a whole with a per-step generator."
+    """Stage 1 as a trainer task: each step's batch from `SequenceDataset`, masked as a whole with a
+    per-step generator."""
     def __init__(self, ds: SequenceDataset, tokenizer, cfg: TrainConfig, mlm_prob: float = 0.3):
         self.ds, self.cfg, self.mlm_prob = ds, cfg, mlm_prob
-        self.special, self.mask_id, self.vocab = tokenizer.all_special_ids, tokenizer.mask_token_id, tokenizer.vocab_size
+        self.special, self.mask_id, self.vocab = (
+            tokenizer.all_special_ids,
+            tokenizer.mask_token_id,
+            tokenizer.vocab_size,
+        )
     def micro_batches(self, step, rank, world_size, grad_accum):
-        "The global batch of `step` is masked as one (so the masks do not depend on how it is split), then sliced."
+        """The global batch of `step` is masked as one (so the masks do not depend on how it is
+        split), then sliced."""
         ids, am = self.ds.batch(step, self.cfg.batch_size)
         g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step)
-        inp, labels = mask_tokens(ids, am, special_ids=self.special, mask_id=self.mask_id, vocab_size=self.vocab, mlm_prob=self.mlm_prob, generator=g)
+        inp, labels = mask_tokens(
+            ids,
+            am,
+            special_ids=self.special,
+            mask_id=self.mask_id,
+            vocab_size=self.vocab,
+            mlm_prob=self.mlm_prob,
+            generator=g,
+        )
         if self.cfg.batch_size % (world_size * grad_accum):
-            raise ValueError(f"batch_size {self.cfg.batch_size} is not divisible by world_size × grad_accum = {world_size * grad_accum}")
+            raise ValueError(
+                f"batch_size {self.cfg.batch_size} is not divisible by world_size × grad_accum ="
+                f" {world_size * grad_accum}"
+            )
         rows = slice(rank * len(ids) // world_size, (rank + 1) * len(ids) // world_size)
         out = []
-        for i, a, l in zip(inp[rows].chunk(grad_accum), am[rows].chunk(grad_accum), labels[rows].chunk(grad_accum)):
-            S = int(a.sum(-1).max())                                           # trim to this micro-batch's longest row
+        for i, a, l in zip(
+            inp[rows].chunk(grad_accum), am[rows].chunk(grad_accum), labels[rows].chunk(grad_accum)
+        ):
+            # trim to this micro-batch's longest row
+            S = int(a.sum(-1).max())
             out.append((i[:, :S], a[:, :S], l[:, :S]))
         return out
     def count(self, b): return int((b[2] != -100).sum())
@@ -122,62 +215,155 @@ class MLMTask(Task):
         return l, {"accuracy": correct}
 
 # %% ../nbs/13_stage1_mlm.ipynb #283d798c
-def build_mlm_dataset(preset: MLMPreset, tokenizer, data_root=None) -> tuple[SequenceDataset | LanguageMixture, dict]:
-    "Read and tokenize every source, reporting what each kept and skipped; with `data.language_alpha`, one language per source and per batch."
+def build_mlm_dataset(
+    preset: MLMPreset, tokenizer, data_root=None
+) -> tuple[SequenceDataset | LanguageMixture, dict]:
+    """Read and tokenize every source, reporting what each kept and skipped; with
+    `data.language_alpha`, one language per source and per batch."""
     d, texts, report = preset.data, {}, {}
     for src in d.sources:
         rows, stats = read_records(src, ("text",), data_root=data_root, limit=d.limit_docs)
-        texts[src] = [t for (t,) in rows]; report[src] = repr(stats)
+        texts[src] = [t for (t,) in rows]
+        report[src] = repr(stats)
     cut = lambda ts: tokenize_documents(ts, tokenizer, d.seq_len, d.packing)
     pad, seed = tokenizer.pad_token_id, preset.train.seed
-    if d.language_alpha is None:                                   # every source in one pool, mixed as read
-        return SequenceDataset(cut([t for ts in texts.values() for t in ts]), pad_id=pad, seed=seed), report
+    # every source in one pool, mixed as read
+    if d.language_alpha is None:
+        return (
+            SequenceDataset(cut([t for ts in texts.values() for t in ts]), pad_id=pad, seed=seed),
+            report,
+        )
     langs = {}
     for src, ts in texts.items():
-        if not (seqs := cut(ts)): raise ValueError(f"source {src!r} gives no sequence of {d.seq_len} tokens ({d.packing!r} packing)")
+        if not (seqs := cut(ts)):
+            raise ValueError(
+                f"source {src!r} gives no sequence of {d.seq_len} tokens ({d.packing!r} packing)"
+            )
         langs[src] = SequenceDataset(seqs, pad_id=pad, seed=seed)
     mix = LanguageMixture(langs, alpha=d.language_alpha, seed=seed)
     return mix, {**report, "language_weights": {k: round(w, 4) for k, w in mix.weights.items()}}
 
 # %% ../nbs/13_stage1_mlm.ipynb #d9a3ee32
-def run_mlm(preset: MLMPreset | str, output_dir, *, data_root=None, max_steps: int | None = None, overrides=(),
-            progress: bool | None = None) -> dict:
-    "Stage 1: train `NomicBertForMaskedLM` with `preset` into `output_dir` (resuming), stopping after `max_steps` if given."
-    preset = get_mlm_preset(preset, overrides) if isinstance(preset, str) else apply_overrides(preset, list(overrides))
+def run_mlm(
+    preset: MLMPreset | str,
+    output_dir,
+    *,
+    data_root=None,
+    max_steps: int | None = None,
+    overrides=(),
+    progress: bool | None = None
+) -> dict:
+    """Stage 1: train `NomicBertForMaskedLM` with `preset` into `output_dir` (resuming), stopping
+    after `max_steps` if given."""
+    preset = (
+        get_mlm_preset(preset, overrides)
+        if isinstance(preset, str)
+        else apply_overrides(preset, list(overrides))
+    )
     rank, world, device = setup_distributed()
-    out = Path(output_dir); out.mkdir(parents=True, exist_ok=True)
-    rank0_result(check_same_preset, out, preset)              # every rank gets rank 0's verdict
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rank0_result(check_same_preset, out, preset)  # every rank gets rank 0's verdict
     tok = load_preset_tokenizer(preset.tokenizer)
     ds, report = build_mlm_dataset(preset, tok, data_root)
     seed_everything(preset.train.seed)
-    if preset.init and not list_checkpoints(out):              # a fresh run starts from XLM-R; a resumed one from its checkpoint
-        mlm = load_xlm_roberta(preset.init, preset.model, pad_vocab=True, attn_impl=preset.attn_impl).to(device)
-    else: mlm = NomicBertForMaskedLM(preset.model, attn_impl=preset.attn_impl).to(device)   # "auto" is resolved by the model
+    # a fresh run starts from XLM-R; a resumed one from its checkpoint
+    if preset.init and not list_checkpoints(out):
+        mlm = load_xlm_roberta(
+            preset.init, preset.model, pad_vocab=True, attn_impl=preset.attn_impl
+        ).to(device)
+    # "auto" is resolved by the model
+    else:
+        mlm = NomicBertForMaskedLM(preset.model, attn_impl=preset.attn_impl).to(device)
     model = wrap_ddp(MLMObjective(mlm), device)
     t0 = time.time()
-    res = train(model, MLMTask(ds, tok, preset.train, preset.data.mlm_prob), preset.train, out, stop_at=max_steps, progress=progress, desc="stage 1 (MLM)")
-    if rank == 0: save_pretrained(mlm, out / "model", layout="nomic", tokenizer=tok)       # the folder carries its tokenizer
-    log = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()] if (out / "metrics.jsonl").exists() else []
-    return {"preset": preset.name, "sequences": len(ds), "data": report, **res, "seconds": round(time.time() - t0, 1),
-            "first_loss": log[0]["loss"] if log else None, "last_loss": log[-1]["loss"] if log else None, "model_dir": str(out / "model")}
+    res = train(
+        model,
+        MLMTask(ds, tok, preset.train, preset.data.mlm_prob),
+        preset.train,
+        out,
+        stop_at=max_steps,
+        progress=progress,
+        desc="stage 1 (MLM)",
+    )
+    # the folder carries its tokenizer
+    if rank == 0:
+        save_pretrained(mlm, out / "model", layout="nomic", tokenizer=tok)
+    log = (
+        [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
+        if (out / "metrics.jsonl").exists()
+        else []
+    )
+    return {
+        "preset": preset.name,
+        "sequences": len(ds),
+        "data": report,
+        **res,
+        "seconds": round(time.time() - t0, 1),
+        "first_loss": log[0]["loss"] if log else None,
+        "last_loss": log[-1]["loss"] if log else None,
+        "model_dir": str(out / "model"),
+    }
 
 # %% ../nbs/13_stage1_mlm.ipynb #c4ac0c64
 def add_mlm_args(p: argparse.ArgumentParser):
     p.add_argument("--preset", default="tiny", help=f"one of {sorted(MLM_PRESETS)}")
     p.add_argument("--output-dir", required=True, help="run folder; rerunning on it resumes")
-    p.add_argument("--data-root", default=None, help="folder the data sources are relative to (default: the project's data/)")
-    p.add_argument("--max-steps", type=int, default=None, help="stop after this step (the LR schedule is unchanged)")
+    p.add_argument(
+        "--data-root",
+        default=None,
+        help="folder the data sources are relative to (default: the project's data/)",
+    )
+    p.add_argument(
+        "--max-steps",
+        type=int,
+        default=None,
+        help="stop after this step (the LR schedule is unchanged)",
+    )
     p.add_argument("--save-every", type=int, default=None, help="checkpoint every N steps")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a preset setting, e.g. train.lr=1e-3")
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a preset setting, e.g. train.lr=1e-3",
+    )
 
 def mlm_from_args(args) -> dict:
-    overrides = list(args.overrides) + ([f"train.save_every={args.save_every}"] if args.save_every else [])
-    res = run_mlm(args.preset, args.output_dir, data_root=args.data_root, max_steps=args.max_steps, overrides=overrides)
-    print(json.dumps({k: res[k] for k in ("preset", "start_step", "end_step", "first_loss", "last_loss", "seconds", "model_dir")}))
+    overrides = list(args.overrides) + (
+        [f"train.save_every={args.save_every}"] if args.save_every else []
+    )
+    res = run_mlm(
+        args.preset,
+        args.output_dir,
+        data_root=args.data_root,
+        max_steps=args.max_steps,
+        overrides=overrides,
+    )
+    print(
+        json.dumps(
+            {
+                k: res[k]
+                for k in (
+                    "preset",
+                    "start_step",
+                    "end_step",
+                    "first_loss",
+                    "last_loss",
+                    "seconds",
+                    "model_dir",
+                )
+            }
+        )
+    )
     return res
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="nomic-repro mlm", description="Stage 1: masked-language-model pretraining of NomicBERT.")
+    p = argparse.ArgumentParser(
+        prog="nomic-repro mlm",
+        description="Stage 1: masked-language-model pretraining of NomicBERT.",
+    )
     add_mlm_args(p)
     args = p.parse_args(argv)
     try: mlm_from_args(args)

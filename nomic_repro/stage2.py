@@ -15,11 +15,27 @@ import torch
 from torch import nn, Tensor
 from .core import seed_everything, get_device
 from .embed import add_prefix
-from .checkpoint import load_pretrained, load_tokenizer, save_pretrained, resolve_folder, read_config, config_from_dict
+from nomic_repro.checkpoint import (
+    load_pretrained,
+    load_tokenizer,
+    save_pretrained,
+    resolve_folder,
+    read_config,
+    config_from_dict,
+)
 from .model_moe import NomicBertMoE
 from .data import read_records
 from .losses import info_nce, matryoshka_info_nce, BiEncoder, grad_cache_backward
-from .train import TrainConfig, Task, train, setup_distributed, wrap_ddp, apply_overrides, rank0_result, check_same_preset
+from nomic_repro.train import (
+    TrainConfig,
+    Task,
+    train,
+    setup_distributed,
+    wrap_ddp,
+    apply_overrides,
+    rank0_result,
+    check_same_preset,
+)
 
 # %% ../nbs/15_stage2_contrastive.ipynb #5ff61f45
 @dataclass(frozen=True)
@@ -30,12 +46,16 @@ class PairSource:
     query_task: str | None = "classification"
     doc_task: str | None = "classification"
 
-DEMO_PAIR_SOURCES = (PairSource("wikipedia", "pairs/wikipedia.jsonl.gz"), PairSource("agnews", "pairs/agnews.jsonl.gz"),
-                     PairSource("reuters", "pairs/reuters.jsonl.gz"),
-                     PairSource("medquad", "supervised/medquad.jsonl.gz", "search_query", "search_document"))
+DEMO_PAIR_SOURCES = (
+    PairSource("wikipedia", "pairs/wikipedia.jsonl.gz"),
+    PairSource("agnews", "pairs/agnews.jsonl.gz"),
+    PairSource("reuters", "pairs/reuters.jsonl.gz"),
+    PairSource("medquad", "supervised/medquad.jsonl.gz", "search_query", "search_document"),
+)
 
 class PairDataset:
-    "Pairs from several sources; every step's batch comes from one source, chosen in proportion to source size."
+    """Pairs from several sources; every step's batch comes from one source, chosen in proportion to
+    source size."""
     def __init__(self, sources: dict[str, tuple[PairSource, list[tuple[str, str]]]], seed: int = 0):
         if not sources: raise ValueError("PairDataset needs at least one source")
         self.sources, self.names, self.seed = sources, list(sources), seed
@@ -46,12 +66,20 @@ class PairDataset:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
         name = self.names[int(torch.multinomial(self.sizes, 1, generator=g))]
         src, pairs = self.sources[name]
-        if batch_size > len(pairs): raise ValueError(f"batch_size {batch_size} exceeds the {len(pairs)} pairs of source {name!r}")
+        if batch_size > len(pairs):
+            raise ValueError(
+                f"batch_size {batch_size} exceeds the {len(pairs)} pairs of source {name!r}"
+            )
         idx = torch.randperm(len(pairs), generator=g)[:batch_size].tolist()
-        return name, add_prefix([pairs[i][0] for i in idx], src.query_task), add_prefix([pairs[i][1] for i in idx], src.doc_task)
+        return (
+            name,
+            add_prefix([pairs[i][0] for i in idx], src.query_task),
+            add_prefix([pairs[i][1] for i in idx], src.doc_task),
+        )
 
 def load_pair_sources(sources=DEMO_PAIR_SOURCES, data_root=None, limit: int | None = None) -> dict:
-    "Read each `PairSource`; returns `{name: (source, pairs)}` and skips nothing silently (ReadStats in the report)."
+    """Read each `PairSource`; returns `{name: (source, pairs)}` and skips nothing silently
+    (ReadStats in the report)."""
     out = {}
     for s in sources:
         rows, stats = read_records(s.path, ("query", "document"), data_root=data_root, limit=limit)
@@ -66,39 +94,80 @@ def tokenize_side(tokenizer, texts: list[str], max_length: int) -> tuple[Tensor,
 
 def _inner(model): return getattr(model, "module", model)
 
-def _is_moe(model) -> bool: return bool(getattr(getattr(getattr(_inner(model), "encoder", None), "config", None), "num_experts", 0))
+def _is_moe(model) -> bool:
+    return bool(
+        getattr(getattr(getattr(_inner(model), "encoder", None), "config", None), "num_experts", 0)
+    )
 
 def _imbalance(load: Tensor) -> float:
-    "Busiest expert's load over the mean load, averaged over the MoE layers of `load` `[layers, E]`."
+    """Busiest expert's load over the mean load, averaged over the MoE layers of `load` `[layers,
+    E]`."""
     load = load.float()
     return float((load.max(-1).values / load.mean(-1).clamp_min(1e-9)).mean())
 
 def _with_aux(model, loss: Tensor, metrics: dict, n: int):
-    "Add a MoE encoder's load-balancing loss (weighted by the `n` queries of this batch) and log it with the expert load."
+    """Add a MoE encoder's load-balancing loss (weighted by the `n` queries of this batch) and log
+    it with the expert load."""
     aux = getattr(_inner(model), "aux_loss", None)
     if aux is None: return loss, metrics
-    return loss + aux * n, {**metrics, "aux_loss": float(aux.detach()) * n, "expert_load_max_over_mean": _imbalance(_inner(model).expert_load) * n}
+    return loss + aux * n, {
+        **metrics,
+        "aux_loss": float(aux.detach()) * n,
+        "expert_load_max_over_mean": _imbalance(_inner(model).expert_load) * n,
+    }
 
 class ContrastiveTask(Task):
-    "InfoNCE on each step's one-source batch of pairs (queries local, documents gathered across ranks)."
-    def __init__(self, pairs: PairDataset, tokenizer, cfg: TrainConfig, *, temperature: float = 0.02, query_max_length: int = 64,
-                 doc_max_length: int = 256, grad_cache_chunk: int | None = None, matryoshka_dims: tuple | None = None):
-        if cfg.grad_accum != 1: raise ValueError("contrastive training needs grad_accum=1 (accumulation would shrink the negatives); use grad_cache_chunk")
+    """InfoNCE on each step's one-source batch of pairs (queries local, documents gathered across
+    ranks)."""
+    def __init__(
+        self,
+        pairs: PairDataset,
+        tokenizer,
+        cfg: TrainConfig,
+        *,
+        temperature: float = 0.02,
+        query_max_length: int = 64,
+        doc_max_length: int = 256,
+        grad_cache_chunk: int | None = None,
+        matryoshka_dims: tuple | None = None
+    ):
+        if cfg.grad_accum != 1:
+            raise ValueError(
+                "contrastive training needs grad_accum=1 (accumulation would shrink the negatives);"
+                " use grad_cache_chunk"
+            )
         self.pairs, self.tok, self.cfg, self.tau = pairs, tokenizer, cfg, temperature
-        self.qlen, self.dlen, self.chunk, self.dims = query_max_length, doc_max_length, grad_cache_chunk, matryoshka_dims
+        self.qlen, self.dlen, self.chunk, self.dims = (
+            query_max_length,
+            doc_max_length,
+            grad_cache_chunk,
+            matryoshka_dims,
+        )
     def micro_batches(self, step, rank, world_size, grad_accum):
         name, qs, ds = self.pairs.batch(step, self.cfg.batch_size)
         sl = slice(rank * len(qs) // world_size, (rank + 1) * len(qs) // world_size)
-        return [(tokenize_side(self.tok, qs[sl], self.qlen), tokenize_side(self.tok, ds[sl], self.dlen), name)]
+        return [
+            (
+                tokenize_side(self.tok, qs[sl], self.qlen),
+                tokenize_side(self.tok, ds[sl], self.dlen),
+                name,
+            )
+        ]
     def count(self, b): return b[0][0].shape[0]
     def tokens(self, b): return int(b[0][1].sum() + b[1][1].sum())
     def _nce(self, q, d, negatives=None):
-        "Summed InfoNCE; with `matryoshka_dims`, summed over those leading slices too (each re-normalised)."
-        if self.dims: return matryoshka_info_nce(q, d, self.dims, negatives=negatives, temperature=self.tau, reduction="sum")
+        """Summed InfoNCE; with `matryoshka_dims`, summed over those leading slices too (each
+        re-normalised)."""
+        if self.dims:
+            return matryoshka_info_nce(
+                q, d, self.dims, negatives=negatives, temperature=self.tau, reduction="sum"
+            )
         return info_nce(q, d, negatives=negatives, temperature=self.tau, reduction="sum")
     def _loss(self, q, d):
         loss = self._nce(q, d)
-        return loss, {"accuracy": float((q @ d.T).argmax(-1).eq(torch.arange(len(q), device=q.device)).sum())}
+        return loss, {
+            "accuracy": float((q @ d.T).argmax(-1).eq(torch.arange(len(q), device=q.device)).sum())
+        }
     def loss(self, model, b):
         (qi, qm), (di, dm), _ = b
         S = max(qi.shape[1], di.shape[1])
@@ -111,35 +180,67 @@ class ContrastiveTask(Task):
         dev = next(model.parameters()).device
         (qi, qm), (di, dm), _ = b
         n, rows, seen = len(qi), len(qi) + len(di), {"aux": 0.0, "load": 0}
-        def aux_share(m, r):                       # v2: this chunk's aux loss, weighted by its share of the step's rows
+        # v2: this chunk's aux loss, weighted by its share of the step's rows
+        def aux_share(m, r):
             aux = _inner(m).aux_loss
-            seen["aux"] += float(aux.detach()) * r / rows; seen["load"] = seen["load"] + _inner(m).expert_load
+            seen["aux"] += float(aux.detach()) * r / rows
+            seen["load"] = seen["load"] + _inner(m).expert_load
             return aux * (r / rows) * n * scale
-        l = grad_cache_backward(model, (qi.to(dev), qm.to(dev)), (di.to(dev), dm.to(dev)), lambda q, d: self._loss(q, d)[0],
-                                chunk_size=self.chunk, scale=scale, chunk_loss=aux_share if _is_moe(model) else None)
+        l = grad_cache_backward(
+            model,
+            (qi.to(dev), qm.to(dev)),
+            (di.to(dev), dm.to(dev)),
+            lambda q, d: self._loss(q, d)[0],
+            chunk_size=self.chunk,
+            scale=scale,
+            chunk_loss=aux_share if _is_moe(model) else None,
+        )
         if not _is_moe(model): return l, {}
-        return l + seen["aux"] * n, {"aux_loss": seen["aux"] * n, "expert_load_max_over_mean": _imbalance(seen["load"]) * n}
+        return l + seen["aux"] * n, {
+            "aux_loss": seen["aux"] * n,
+            "expert_load_max_over_mean": _imbalance(seen["load"]) * n,
+        }
 
 # %% ../nbs/15_stage2_contrastive.ipynb #28bc137d
 @torch.no_grad()
-def consistency_filter(pairs: list[tuple[str, str]], encoder, *, sample_size: int = 10_000, top_k: int = 2,
-                       batch_size: int = 64, max_length: int = 256) -> list[bool]:
-    "Keep-mask over `pairs`: True when the pair's document is in the top `top_k` for its query within its window."
-    if top_k < 1: raise ValueError(f"top_k must be >= 1, got {top_k}")
+def consistency_filter(
+    pairs: list[tuple[str, str]],
+    encoder,
+    *,
+    sample_size: int = 10_000,
+    top_k: int = 2,
+    batch_size: int = 64,
+    max_length: int = 256,
+) -> list[bool]:
+    """Keep-mask over `pairs`: True when the pair's document is in the top `top_k` for its query
+    within its window."""
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
     keep = []
     for w in range(0, len(pairs), sample_size):
         win = pairs[w : w + sample_size]
-        q = torch.as_tensor(encoder.encode([p[0] for p in win], task="query", batch_size=batch_size, max_length=max_length))
-        d = torch.as_tensor(encoder.encode([p[1] for p in win], task="document", batch_size=batch_size, max_length=max_length))
+        q = torch.as_tensor(
+            encoder.encode(
+                [p[0] for p in win], task="query", batch_size=batch_size, max_length=max_length
+            )
+        )
+        d = torch.as_tensor(
+            encoder.encode(
+                [p[1] for p in win], task="document", batch_size=batch_size, max_length=max_length
+            )
+        )
         for s in range(0, len(win), 1024):
-            scores = q[s : s + 1024] @ d.T                                      # [chunk, window]
+            scores = q[s : s + 1024] @ d.T  # [chunk, window]
             own = scores[torch.arange(scores.shape[0]), torch.arange(s, s + scores.shape[0])]
-            keep += ((scores > own[:, None]).sum(-1) < top_k).tolist()          # rank of own document < top_k
+            # rank of own document < top_k
+            keep += ((scores > own[:, None]).sum(-1) < top_k).tolist()
     return keep
 
 def load_filter_encoder(spec="minilm", device=None):
-    "The filter model: 'minilm', 'gte-base' or 'multilingual-e5-small' (or a folder so named), a NomicBERT folder, or an encoder."
-    from nomic_repro.eval import load_encoder       # the evaluation harness owns the baseline encoders
+    """The filter model: 'minilm', 'gte-base' or 'multilingual-e5-small' (or a folder so named), a
+    NomicBERT folder, or an encoder."""
+    # the evaluation harness owns the baseline encoders
+    from nomic_repro.eval import load_encoder
     return load_encoder(spec, device=device)
 
 # %% ../nbs/15_stage2_contrastive.ipynb #6ec1d1d7
@@ -161,74 +262,183 @@ class ContrastivePreset:
     train: TrainConfig
     temperature: float = 0.02
     grad_cache_chunk: int | None = None
-    layer_norm: bool = False                 # v1.5's non-affine LayerNorm after pooling (Matryoshka runs)
-    eval_tasks: tuple = ("scifact", "stsb")  # scored with nomic_repro.eval when the stage ends; () to skip
-    aux_loss_coef: float | None = None       # MoE encoders: router aux-loss coefficient (None: the checkpoint's, 1.0 in v2)
-    upcycle: tuple | None = None             # (num_experts, top_k, every_n): a dense init becomes an MoE (v2: (8, 2, 2))
-    matryoshka_dims: tuple | None = None     # v1.5/v2: InfoNCE summed over these leading dims, e.g. (768, 256)
+    # v1.5's non-affine LayerNorm after pooling (Matryoshka runs)
+    layer_norm: bool = False
+    # scored with nomic_repro.eval when the stage ends; () to skip
+    eval_tasks: tuple = ("scifact", "stsb")
+    # MoE encoders: router aux-loss coefficient (None: the checkpoint's, 1.0 in v2)
+    aux_loss_coef: float | None = None
+    # (num_experts, top_k, every_n): a dense init becomes an MoE (v2: (8, 2, 2))
+    upcycle: tuple | None = None
+    # v1.5/v2: InfoNCE summed over these leading dims, e.g. (768, 256)
+    matryoshka_dims: tuple | None = None
 
-_STAGE2 = dict(betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, grad_clip=1.0, schedule="inverse_sqrt")
+_STAGE2 = dict(
+    betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, grad_clip=1.0, schedule="inverse_sqrt"
+)
 STAGE2_PRESETS = {
-    "tiny": ContrastivePreset("tiny", ContrastiveData(limit_per_source=2000, filter_sample_size=2000, filter_max_length=128, doc_max_length=128),
-                              TrainConfig(max_steps=150, batch_size=64, lr=5e-4, warmup_steps=15, save_every=50, **_STAGE2)),
-    "small": ContrastivePreset("small", ContrastiveData(), TrainConfig(max_steps=3000, batch_size=1024, lr=2e-4, warmup_steps=150, save_every=500, log_every=10, **_STAGE2),
-                               grad_cache_chunk=128),
-    "base": ContrastivePreset("base", ContrastiveData(doc_max_length=2048, query_max_length=2048, filter_sample_size=1_000_000,
-                                                      filter_model="gte-base", filter_max_length=512),
-                              TrainConfig(max_steps=14_316, batch_size=16_384, lr=2e-4, warmup_steps=700, save_every=500, log_every=10, **_STAGE2),
-                              grad_cache_chunk=64),
+    "tiny": ContrastivePreset(
+        "tiny",
+        ContrastiveData(
+            limit_per_source=2000,
+            filter_sample_size=2000,
+            filter_max_length=128,
+            doc_max_length=128,
+        ),
+        TrainConfig(
+            max_steps=150, batch_size=64, lr=5e-4, warmup_steps=15, save_every=50, **_STAGE2
+        ),
+    ),
+    "small": ContrastivePreset(
+        "small",
+        ContrastiveData(),
+        TrainConfig(
+            max_steps=3000,
+            batch_size=1024,
+            lr=2e-4,
+            warmup_steps=150,
+            save_every=500,
+            log_every=10,
+            **_STAGE2,
+        ),
+        grad_cache_chunk=128,
+    ),
+    "base": ContrastivePreset(
+        "base",
+        ContrastiveData(
+            doc_max_length=2048,
+            query_max_length=2048,
+            filter_sample_size=1_000_000,
+            filter_model="gte-base",
+            filter_max_length=512,
+        ),
+        TrainConfig(
+            max_steps=14_316,
+            batch_size=16_384,
+            lr=2e-4,
+            warmup_steps=700,
+            save_every=500,
+            log_every=10,
+            **_STAGE2,
+        ),
+        grad_cache_chunk=64,
+    ),
 }
 
 # %% ../nbs/15_stage2_contrastive.ipynb #1780cdff
 STAGE2_PRESETS["moe"] = ContrastivePreset(
-    "moe", ContrastiveData(query_max_length=32, doc_max_length=256, filter_sample_size=1_000_000, filter_top_k=2,
-                           filter_model="multilingual-e5-small", filter_max_length=512),
-    TrainConfig(max_steps=1_600_000_000 // 16_384, batch_size=16_384, lr=8e-5, warmup_steps=1000, save_every=500, log_every=10,
-                **{**_STAGE2, "schedule": "cosine"}),
-    grad_cache_chunk=64, aux_loss_coef=1.0, upcycle=(8, 2, 2))
+    "moe",
+    ContrastiveData(
+        query_max_length=32,
+        doc_max_length=256,
+        filter_sample_size=1_000_000,
+        filter_top_k=2,
+        filter_model="multilingual-e5-small",
+        filter_max_length=512,
+    ),
+    TrainConfig(
+        max_steps=1_600_000_000 // 16_384,
+        batch_size=16_384,
+        lr=8e-5,
+        warmup_steps=1000,
+        save_every=500,
+        log_every=10,
+        **{**_STAGE2, "schedule": "cosine"},
+    ),
+    grad_cache_chunk=64,
+    aux_loss_coef=1.0,
+    upcycle=(8, 2, 2),
+)
 
 # %% ../nbs/15_stage2_contrastive.ipynb #1c62fd5f
 def _filter_masks(preset: ContrastivePreset, srcs: dict, device) -> dict:
-    "Consistency-filter keep masks per source (run on rank 0 only under torchrun, so every rank trains on the same pairs)."
+    """Consistency-filter keep masks per source (run on rank 0 only under torchrun, so every rank
+    trains on the same pairs)."""
     enc = load_filter_encoder(preset.data.filter_model, device)
-    return {name: consistency_filter(rows, enc, sample_size=preset.data.filter_sample_size, top_k=preset.data.filter_top_k,
-                                     max_length=preset.data.filter_max_length) for name, (s, rows) in srcs.items()}
+    return {
+        name: consistency_filter(
+            rows,
+            enc,
+            sample_size=preset.data.filter_sample_size,
+            top_k=preset.data.filter_top_k,
+            max_length=preset.data.filter_max_length,
+        )
+        for name, (s, rows) in srcs.items()
+    }
 
-def build_pairs(preset: ContrastivePreset, data_root=None, device=None, report: dict | None = None) -> PairDataset:
-    "Read the preset's sources and apply consistency filtering; `report` receives kept/total per source."
+def build_pairs(
+    preset: ContrastivePreset, data_root=None, device=None, report: dict | None = None
+) -> PairDataset:
+    """Read the preset's sources and apply consistency filtering; `report` receives kept/total per
+    source."""
     srcs = load_pair_sources(preset.data.sources, data_root, preset.data.limit_per_source)
-    keeps = rank0_result(_filter_masks, preset, srcs, device) if preset.data.filter_model else {n: [True] * len(r) for n, (s, r) in srcs.items()}
+    keeps = (
+        rank0_result(_filter_masks, preset, srcs, device)
+        if preset.data.filter_model
+        else {n: [True] * len(r) for n, (s, r) in srcs.items()}
+    )
     for name, (s, rows) in list(srcs.items()):
         srcs[name] = (s, [r for r, k in zip(rows, keeps[name]) if k])
-        if report is not None: report[name] = {"pairs": len(rows), "kept": len(srcs[name][1])}
+        if report is not None:
+            report[name] = {"pairs": len(rows), "kept": len(srcs[name][1])}
     return PairDataset(srcs, seed=preset.train.seed)
 
-def _contrastive_task(preset: ContrastivePreset, data_root, device, report: dict, tokenizer) -> ContrastiveTask:
+def _contrastive_task(
+    preset: ContrastivePreset, data_root, device, report: dict, tokenizer
+) -> ContrastiveTask:
     "Stage 2's task: the filtered pair sources, one per batch."
-    return ContrastiveTask(build_pairs(preset, data_root, device, report), tokenizer, preset.train, temperature=preset.temperature,
-                           query_max_length=preset.data.query_max_length, doc_max_length=preset.data.doc_max_length,
-                           grad_cache_chunk=preset.grad_cache_chunk, matryoshka_dims=preset.matryoshka_dims)
+    return ContrastiveTask(
+        build_pairs(preset, data_root, device, report),
+        tokenizer,
+        preset.train,
+        temperature=preset.temperature,
+        query_max_length=preset.data.query_max_length,
+        doc_max_length=preset.data.doc_max_length,
+        grad_cache_chunk=preset.grad_cache_chunk,
+        matryoshka_dims=preset.matryoshka_dims,
+    )
 
-def run_contrastive(preset: ContrastivePreset | str, init_from, output_dir, *, data_root=None, max_steps=None, overrides=(),
-                    progress=None, presets=None, make_task=_contrastive_task, desc="stage 2 (contrastive)") -> dict:
-    "Contrastive training of the encoder at `init_from` (a checkpoint folder, with its tokenizer) into `output_dir`, resumable."
+def run_contrastive(
+    preset: ContrastivePreset | str,
+    init_from,
+    output_dir,
+    *,
+    data_root=None,
+    max_steps=None,
+    overrides=(),
+    progress=None,
+    presets=None,
+    make_task=_contrastive_task,
+    desc="stage 2 (contrastive)",
+) -> dict:
+    """Contrastive training of the encoder at `init_from` (a checkpoint folder, with its tokenizer)
+    into `output_dir`, resumable."""
     presets = presets or STAGE2_PRESETS
     if isinstance(preset, str):
-        if preset not in presets: raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(presets)}")
+        if preset not in presets:
+            raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(presets)}")
         preset = presets[preset]
     preset = apply_overrides(preset, list(overrides))
     rank, world, device = setup_distributed()
     report, folder = {}, resolve_folder(init_from)
-    width = config_from_dict(read_config(folder)).hidden_size      # checked before the folder records the preset
-    if preset.matryoshka_dims and (bad := [k for k in preset.matryoshka_dims if not 0 < k <= width]):
+    # checked before the folder records the preset
+    width = config_from_dict(read_config(folder)).hidden_size
+    if preset.matryoshka_dims and (
+        bad := [k for k in preset.matryoshka_dims if not 0 < k <= width]
+    ):
         raise ValueError(f"matryoshka_dims {bad} do not fit the encoder's {width} features")
-    out = Path(output_dir); out.mkdir(parents=True, exist_ok=True)
-    rank0_result(check_same_preset, out, preset)              # resuming with another preset is refused
-    tok = load_tokenizer(folder)                                  # the init model's own (stage 1 saved its preset's)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    # resuming with another preset is refused
+    rank0_result(check_same_preset, out, preset)
+    # the init model's own (stage 1 saved its preset's)
+    tok = load_tokenizer(folder)
     task = make_task(preset, data_root, device, report, tok)
     seed_everything(preset.train.seed)
-    enc = load_pretrained(folder, device=device, attn_impl="auto")     # the Triton kernel on a GPU, as in stage 1
-    if preset.upcycle and not enc.config.num_experts:     # v2: dense -> MoE, before train() resumes into it
+    # the Triton kernel on a GPU, as in stage 1
+    enc = load_pretrained(folder, device=device, attn_impl="auto")
+    # v2: dense -> MoE, before train() resumes into it
+    if preset.upcycle and not enc.config.num_experts:
         enc = NomicBertMoE.from_dense(enc, *preset.upcycle)
     if preset.aux_loss_coef is not None and enc.config.num_experts:
         enc.config = replace(enc.config, router_aux_loss_coef=preset.aux_loss_coef)
@@ -239,12 +449,25 @@ def run_contrastive(preset: ContrastivePreset | str, init_from, output_dir, *, d
     if rank == 0:
         save_pretrained(enc, out / "model", layout="nomic", tokenizer=tok)
         (out / "data_report.json").write_text(json.dumps(report, indent=2))
-        if res["end_step"] == preset.train.max_steps and preset.eval_tasks: scores = evaluate_stage(out / "model", preset.eval_tasks, out, data_root)
-    return {"preset": preset.name, "data": report, **res, "seconds": round(time.time() - t0, 1), "model_dir": str(out / "model"), "eval": scores}
+        if res["end_step"] == preset.train.max_steps and preset.eval_tasks:
+            scores = evaluate_stage(out / "model", preset.eval_tasks, out, data_root)
+    return {
+        "preset": preset.name,
+        "data": report,
+        **res,
+        "seconds": round(time.time() - t0, 1),
+        "model_dir": str(out / "model"),
+        "eval": scores,
+    }
 
 def evaluate_stage(model_dir, tasks, out: Path, data_root=None) -> dict:
-    "Score the stage's model on `tasks` with the evaluation harness; results in `out/eval.json`, main scores returned."
+    """Score the stage's model on `tasks` with the evaluation harness; results in `out/eval.json`,
+    main scores returned."""
     from nomic_repro import eval as ev
-    results = [ev.run_eval(str(model_dir), t) for t in tasks]        # eval tasks read the vendored data/eval
+    # eval tasks read the vendored data/eval
+    results = [ev.run_eval(str(model_dir), t) for t in tasks]
     ev.save_results(results, out / "eval.json")
-    return {t: {"metric": r["main_score"], "score": r["metrics"][r["main_score"]]} for t, r in zip(tasks, results)}
+    return {
+        t: {"metric": r["main_score"], "score": r["metrics"][r["main_score"]]}
+        for t, r in zip(tasks, results)
+    }

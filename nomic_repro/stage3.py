@@ -18,60 +18,109 @@ from .embed import add_prefix
 from .checkpoint import load_tokenizer
 from .data import read_records
 from .train import TrainConfig, rank0_result
-from .stage2 import (PairSource, ContrastiveTask, ContrastiveData, ContrastivePreset, tokenize_side,
-                                load_filter_encoder, run_contrastive, _with_aux)
+from nomic_repro.stage2 import (
+    PairSource,
+    ContrastiveTask,
+    ContrastiveData,
+    ContrastivePreset,
+    tokenize_side,
+    load_filter_encoder,
+    run_contrastive,
+    _with_aux,
+)
 
 # %% ../nbs/16_stage3_finetune.ipynb #b8c5e5ca
 @torch.no_grad()
-def mine_hard_negatives(pairs: list[tuple[str, str]], encoder, *, top_k: int = 20, batch_size: int = 64, max_length: int = 256,
-                        margin: float | None = None) -> list[list[str]]:
-    "Per (query, positive) pair, the query's `top_k` nearest allowed documents: no positive, not the query text, below `margin` × positive."
-    if top_k < 1: raise ValueError(f"top_k must be >= 1, got {top_k}")
-    if margin is not None and not 0 < margin <= 1: raise ValueError(f"margin must be in (0, 1], got {margin}")
+def mine_hard_negatives(
+    pairs: list[tuple[str, str]],
+    encoder,
+    *,
+    top_k: int = 20,
+    batch_size: int = 64,
+    max_length: int = 256,
+    margin: float | None = None,
+) -> list[list[str]]:
+    """Per (query, positive) pair, the query's `top_k` nearest allowed documents: no positive, not
+    the query text, below `margin` × positive."""
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    if margin is not None and not 0 < margin <= 1:
+        raise ValueError(f"margin must be in (0, 1], got {margin}")
     docs = sorted({d for _, d in pairs})
-    if len(docs) < 2: raise ValueError("mining needs at least two distinct documents")
+    if len(docs) < 2:
+        raise ValueError("mining needs at least two distinct documents")
     doc_id = {d: i for i, d in enumerate(docs)}
     positives: dict[str, list[int]] = {}
-    for q, d in pairs: positives.setdefault(q, []).append(doc_id[d])
-    D = torch.as_tensor(encoder.encode(docs, task="document", batch_size=batch_size, max_length=max_length))
+    for q, d in pairs:
+        positives.setdefault(q, []).append(doc_id[d])
+    D = torch.as_tensor(
+        encoder.encode(docs, task="document", batch_size=batch_size, max_length=max_length)
+    )
     queries = list(positives)
-    Q = torch.as_tensor(encoder.encode(queries, task="query", batch_size=batch_size, max_length=max_length))
+    Q = torch.as_tensor(
+        encoder.encode(queries, task="query", batch_size=batch_size, max_length=max_length)
+    )
     mined = {}
     for s in range(0, len(queries), 512):
-        chunk, S = queries[s : s + 512], Q[s : s + 512] @ D.T                    # [chunk, docs] cosine scores
-        ok = torch.ones_like(S, dtype=torch.bool)                                 # may document j be a negative of query r?
+        # [chunk, docs] cosine scores
+        chunk, S = queries[s : s + 512], Q[s : s + 512] @ D.T
+        # may document j be a negative of query r?
+        ok = torch.ones_like(S, dtype=torch.bool)
         for r, q in enumerate(chunk):
             ok[r, positives[q]] = False
-            if q in doc_id: ok[r, doc_id[q]] = False
-            if margin is not None: ok[r] &= S[r] < margin * S[r, positives[q]].min()   # v2: positive-aware
+            if q in doc_id:
+                ok[r, doc_id[q]] = False
+            # v2: positive-aware
+            if margin is not None:
+                ok[r] &= S[r] < margin * S[r, positives[q]].min()
         top = S.masked_fill(~ok, float("-inf")).topk(min(len(docs), top_k), dim=-1)
         for r, q in enumerate(chunk):
-            mined[q] = [docs[j] for j, v in zip(top.indices[r].tolist(), top.values[r].tolist()) if v != float("-inf")]
+            mined[q] = [
+                docs[j]
+                for j, v in zip(top.indices[r].tolist(), top.values[r].tolist())
+                if v != float("-inf")
+            ]
     return [mined[q] for q, _ in pairs]
 
 # %% ../nbs/16_stage3_finetune.ipynb #fc21ec89
-def fill_negatives(pairs: list[tuple[str, str]], negatives: list[list[str]], n: int, seed: int = 0) -> list[list[str]]:
-    "Lists shorter than `n` topped up with random documents of `pairs` (never a positive of the query, nor the query)."
-    docs = sorted({d for _, d in pairs}); doc_set = set(docs)
+def fill_negatives(
+    pairs: list[tuple[str, str]], negatives: list[list[str]], n: int, seed: int = 0
+) -> list[list[str]]:
+    """Lists shorter than `n` topped up with random documents of `pairs` (never a positive of the
+    query, nor the query)."""
+    docs = sorted({d for _, d in pairs})
+    doc_set = set(docs)
     positives: dict[str, set[str]] = {}
-    for q, d in pairs: positives.setdefault(q, set()).add(d)
+    for q, d in pairs:
+        positives.setdefault(q, set()).add(d)
     g, out = torch.Generator().manual_seed(seed), []
     for (q, _), negs in zip(pairs, negatives):
-        negs, allowed = list(negs), len(docs) - len(positives[q]) - (q in doc_set and q not in positives[q])
+        negs, allowed = list(negs), len(docs) - len(positives[q]) - (
+            q in doc_set and q not in positives[q]
+        )
         while len(negs) < min(n, allowed):
             d = docs[int(torch.randint(len(docs), (1,), generator=g))]
-            if d not in positives[q] and d != q and d not in negs: negs.append(d)
+            if d not in positives[q] and d != q and d not in negs:
+                negs.append(d)
         out.append(negs)
     return out
 
 # %% ../nbs/16_stage3_finetune.ipynb #cf371007
 class TripletDataset:
-    "(query, positive, stored negatives) triplets from one or more sources; one source per step (∝ size), a fresh negative sample."
-    def __init__(self, sources: dict[str, tuple[PairSource, list]], n_negatives: int = 7, seed: int = 0):
-        if not sources: raise ValueError("TripletDataset needs at least one source")
+    """(query, positive, stored negatives) triplets from one or more sources; one source per step (∝
+    size), a fresh negative sample."""
+    def __init__(
+        self, sources: dict[str, tuple[PairSource, list]], n_negatives: int = 7, seed: int = 0
+    ):
+        if not sources:
+            raise ValueError("TripletDataset needs at least one source")
         for name, (_, trip) in sources.items():
             short = sum(len(t[2]) < n_negatives for t in trip)
-            if short: raise ValueError(f"{short} triplets of {name!r} have fewer than n_negatives={n_negatives} stored negatives")
+            if short:
+                raise ValueError(
+                    f"{short} triplets of {name!r} have fewer than n_negatives={n_negatives} stored"
+                    " negatives"
+                )
         self.sources, self.names, self.n, self.seed = sources, list(sources), n_negatives, seed
         self.sizes = torch.tensor([len(sources[n][1]) for n in self.names], dtype=torch.float64)
 
@@ -82,27 +131,47 @@ class TripletDataset:
         s, triplets = self.sources[name]
         idx = torch.randperm(len(triplets), generator=g)[:batch_size].tolist()
         trip = [triplets[i] for i in idx]
-        negs = [[t[2][j] for j in torch.randperm(len(t[2]), generator=g)[: self.n].tolist()] for t in trip]
-        return (name, add_prefix([t[0] for t in trip], s.query_task), add_prefix([t[1] for t in trip], s.doc_task),
-                [add_prefix(n, s.doc_task) for n in negs])
+        negs = [
+            [t[2][j] for j in torch.randperm(len(t[2]), generator=g)[: self.n].tolist()]
+            for t in trip
+        ]
+        return (
+            name,
+            add_prefix([t[0] for t in trip], s.query_task),
+            add_prefix([t[1] for t in trip], s.doc_task),
+            [add_prefix(n, s.doc_task) for n in negs],
+        )
 
 class SupervisedTask(ContrastiveTask):
-    "InfoNCE with hard negatives: each query against all positives and all negatives of the global batch (the forward pass is stage 2's)."
+    """InfoNCE with hard negatives: each query against all positives and all negatives of the global
+    batch (the forward pass is stage 2's)."""
     def __init__(self, triplets: TripletDataset, tokenizer, cfg: TrainConfig, **kw):
         super().__init__(triplets, tokenizer, cfg, **kw)
     def micro_batches(self, step, rank, world_size, grad_accum):
         name, qs, ds, negs = self.pairs.batch(step, self.cfg.batch_size)
         sl = slice(rank * len(qs) // world_size, (rank + 1) * len(qs) // world_size)
         flat = [n for ns in negs[sl] for n in ns]
-        return [(tokenize_side(self.tok, qs[sl], self.qlen), tokenize_side(self.tok, ds[sl] + flat, self.dlen), name)]
+        return [
+            (
+                tokenize_side(self.tok, qs[sl], self.qlen),
+                tokenize_side(self.tok, ds[sl] + flat, self.dlen),
+                name,
+            )
+        ]
     def _loss(self, q, d):
         B = len(q); pos, neg = d[:B], d[B:].reshape(B, -1, d.shape[-1])
         loss = self._nce(q, pos, negatives=neg)
-        return loss, {"accuracy": float((q @ pos.T).argmax(-1).eq(torch.arange(B, device=q.device)).sum())}
+        return loss, {
+            "accuracy": float((q @ pos.T).argmax(-1).eq(torch.arange(B, device=q.device)).sum())
+        }
 
 # %% ../nbs/16_stage3_finetune.ipynb #94bcd216
-DEMO_SUPERVISED_SOURCES = (PairSource("medquad", "supervised/medquad.jsonl.gz", "search_query", "search_document"),
-                           PairSource("scifact_train", "supervised/scifact_train.jsonl.gz", "search_query", "search_document"))
+DEMO_SUPERVISED_SOURCES = (
+    PairSource("medquad", "supervised/medquad.jsonl.gz", "search_query", "search_document"),
+    PairSource(
+        "scifact_train", "supervised/scifact_train.jsonl.gz", "search_query", "search_document"
+    ),
+)
 
 @dataclass(frozen=True)
 class FinetuneData:
@@ -112,66 +181,159 @@ class FinetuneData:
     limit: int | None = None
     miner: str = "minilm"
     mine_top_k: int = 20
-    mine_margin: float | None = None         # v2: keep a negative only if it scores < margin × the positive
+    # v2: keep a negative only if it scores < margin × the positive
+    mine_margin: float | None = None
     n_negatives: int = 7
 
 @dataclass(frozen=True)
 class FinetunePreset(ContrastivePreset):
     "Stage 2's preset with supervised data (mined hard negatives) in place of the pair sources."
     data: FinetuneData
-    aux_loss_coef: float | None = 0.0        # v2 fine-tuning turns the router's aux loss off (FACTS §4)
+    # v2 fine-tuning turns the router's aux loss off (FACTS §4)
+    aux_loss_coef: float | None = 0.0
 
 _STAGE3 = dict(betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, grad_clip=1.0, schedule="linear")
 STAGE3_PRESETS = {
-    "tiny": FinetunePreset("tiny", FinetuneData(limit=2000, mine_top_k=10, n_negatives=3, doc_max_length=128),
-                           TrainConfig(max_steps=100, batch_size=32, lr=1e-4, warmup_steps=10, save_every=50, **_STAGE3)),
-    "small": FinetunePreset("small", FinetuneData(), TrainConfig(max_steps=1000, batch_size=128, lr=2e-5, warmup_steps=100, save_every=250, log_every=10, **_STAGE3)),
-    "base": FinetunePreset("base", FinetuneData(doc_max_length=512, query_max_length=512, miner="gte-base"),
-                           TrainConfig(max_steps=6612, batch_size=256, lr=2e-5, warmup_steps=400, save_every=500, log_every=10, **_STAGE3)),
+    "tiny": FinetunePreset(
+        "tiny",
+        FinetuneData(limit=2000, mine_top_k=10, n_negatives=3, doc_max_length=128),
+        TrainConfig(
+            max_steps=100, batch_size=32, lr=1e-4, warmup_steps=10, save_every=50, **_STAGE3
+        ),
+    ),
+    "small": FinetunePreset(
+        "small",
+        FinetuneData(),
+        TrainConfig(
+            max_steps=1000,
+            batch_size=128,
+            lr=2e-5,
+            warmup_steps=100,
+            save_every=250,
+            log_every=10,
+            **_STAGE3
+        ),
+    ),
+    "base": FinetunePreset(
+        "base",
+        FinetuneData(doc_max_length=512, query_max_length=512, miner="gte-base"),
+        TrainConfig(
+            max_steps=6612,
+            batch_size=256,
+            lr=2e-5,
+            warmup_steps=400,
+            save_every=500,
+            log_every=10,
+            **_STAGE3
+        ),
+    ),
 }
 
 # %% ../nbs/16_stage3_finetune.ipynb #d16de63d
-STAGE3_PRESETS["moe"] = FinetunePreset("moe", FinetuneData(query_max_length=512, doc_max_length=512, n_negatives=10, mine_top_k=20,
-                                                                   miner="multilingual-e5-small", mine_margin=0.95),
-                                       TrainConfig(max_steps=4022, batch_size=256, lr=2e-5, warmup_steps=400, save_every=500, log_every=10, **_STAGE3),
-                                       matryoshka_dims=(768, 256))
+STAGE3_PRESETS["moe"] = FinetunePreset(
+    "moe",
+    FinetuneData(
+        query_max_length=512,
+        doc_max_length=512,
+        n_negatives=10,
+        mine_top_k=20,
+        miner="multilingual-e5-small",
+        mine_margin=0.95,
+    ),
+    TrainConfig(
+        max_steps=4022,
+        batch_size=256,
+        lr=2e-5,
+        warmup_steps=400,
+        save_every=500,
+        log_every=10,
+        **_STAGE3
+    ),
+    matryoshka_dims=(768, 256),
+)
 
 # %% ../nbs/16_stage3_finetune.ipynb #24886c2c
 def _write_mined(path: Path, triplets):
     def write(tmp):
         with gzip.open(tmp, "wt") as f:
-            for q, d, n in triplets: f.write(json.dumps({"query": q, "document": d, "negatives": n}) + "\n")
+            for q, d, n in triplets:
+                f.write(json.dumps({"query": q, "document": d, "negatives": n}) + "\n")
     atomic_write(path, write)
 
 def _mine_missing(preset: FinetunePreset, out: Path, data_root=None, device=None):
-    "Mine and cache every source whose `out/mined-<source>.jsonl.gz` is missing (rank 0's job under torchrun)."
+    """Mine and cache every source whose `out/mined-<source>.jsonl.gz` is missing (rank 0's job
+    under torchrun)."""
     miner = None
     for src in preset.data.sources:
         cache = out / f"mined-{src.name}.jsonl.gz"
         if cache.exists(): continue
-        rows, stats = read_records(src.path, ("query", "document"), data_root=data_root, limit=preset.data.limit)
+        rows, stats = read_records(
+            src.path, ("query", "document"), data_root=data_root, limit=preset.data.limit
+        )
         miner = miner or load_filter_encoder(preset.data.miner, device)
-        negs = mine_hard_negatives(rows, miner, top_k=preset.data.mine_top_k, margin=preset.data.mine_margin)
-        negs = fill_negatives(rows, negs, preset.data.n_negatives, seed=preset.train.seed)   # a margin may leave too few
+        negs = mine_hard_negatives(
+            rows, miner, top_k=preset.data.mine_top_k, margin=preset.data.mine_margin
+        )
+        # a margin may leave too few
+        negs = fill_negatives(rows, negs, preset.data.n_negatives, seed=preset.train.seed)
         _write_mined(cache, [(q, d, n) for (q, d), n in zip(rows, negs)])
 
-def build_triplets(preset: FinetunePreset, out: Path, data_root=None, device=None, report: dict | None = None) -> TripletDataset:
-    "Mined triplets per source, cached in `out/mined-<source>.jsonl.gz` (mining runs once per output folder)."
+def build_triplets(
+    preset: FinetunePreset, out: Path, data_root=None, device=None, report: dict | None = None
+) -> TripletDataset:
+    """Mined triplets per source, cached in `out/mined-<source>.jsonl.gz` (mining runs once per
+    output folder)."""
     rank0_result(_mine_missing, preset, out, data_root, device)
     sources = {}
     for src in preset.data.sources:
         with gzip.open(out / f"mined-{src.name}.jsonl.gz", "rt") as f:
-            sources[src.name] = (src, [(r["query"], r["document"], r["negatives"]) for r in map(json.loads, f)])
-        if report is not None: report[src.name] = {"triplets": len(sources[src.name][1]), "mined_per_query": preset.data.mine_top_k}
+            sources[src.name] = (
+                src,
+                [(r["query"], r["document"], r["negatives"]) for r in map(json.loads, f)],
+            )
+        if report is not None:
+            report[src.name] = {
+                "triplets": len(sources[src.name][1]),
+                "mined_per_query": preset.data.mine_top_k,
+            }
     return TripletDataset(sources, preset.data.n_negatives, preset.train.seed)
 
-def run_finetune(preset: FinetunePreset | str, init_from, output_dir, *, data_root=None, max_steps=None, overrides=(), progress=None) -> dict:
-    "Stage 3: fine-tune the stage-2 encoder at `init_from` (with its tokenizer) with mined hard negatives into `output_dir`, resumable."
+def run_finetune(
+    preset: FinetunePreset | str,
+    init_from,
+    output_dir,
+    *,
+    data_root=None,
+    max_steps=None,
+    overrides=(),
+    progress=None
+) -> dict:
+    """Stage 3: fine-tune the stage-2 encoder at `init_from` (with its tokenizer) with mined hard
+    negatives into `output_dir`, resumable."""
     out = Path(output_dir)
+
     def make_task(p, data_root, device, report, tokenizer):
         trip = build_triplets(p, out, data_root, device, report)
-        return SupervisedTask(trip, tokenizer, p.train, temperature=p.temperature, query_max_length=p.data.query_max_length,
-                              doc_max_length=p.data.doc_max_length, grad_cache_chunk=p.grad_cache_chunk,
-                              matryoshka_dims=p.matryoshka_dims)
-    return run_contrastive(preset, init_from, out, data_root=data_root, max_steps=max_steps, overrides=overrides, progress=progress,
-                           presets=STAGE3_PRESETS, make_task=make_task, desc="stage 3 (fine-tune)")
+        return SupervisedTask(
+            trip,
+            tokenizer,
+            p.train,
+            temperature=p.temperature,
+            query_max_length=p.data.query_max_length,
+            doc_max_length=p.data.doc_max_length,
+            grad_cache_chunk=p.grad_cache_chunk,
+            matryoshka_dims=p.matryoshka_dims,
+        )
+
+    return run_contrastive(
+        preset,
+        init_from,
+        out,
+        data_root=data_root,
+        max_steps=max_steps,
+        overrides=overrides,
+        progress=progress,
+        presets=STAGE3_PRESETS,
+        make_task=make_task,
+        desc="stage 3 (fine-tune)",
+    )

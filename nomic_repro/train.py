@@ -22,37 +22,56 @@ from .core import get_device, in_test, progress_bar, atomic_write
 class TrainConfig:
     "Optimisation and bookkeeping for one training stage (defaults: Nomic's stage 1, FACTS §5.1)."
     max_steps: int = 1000             # length of the LR schedule (optimizer steps)
-    batch_size: int = 32              # global batch per optimizer step (sequences or pairs), over all ranks
+    # global batch per optimizer step (sequences or pairs), over all ranks
+    batch_size: int = 32
     grad_accum: int = 1               # micro-batches per step on each rank
     lr: float = 5e-4
     betas: tuple = (0.9, 0.98)
     eps: float = 1e-6
     weight_decay: float = 1e-5
     warmup_frac: float = 0.06
-    warmup_steps: int | None = None   # absolute warmup (stage 2: 700, stage 3: 400); overrides warmup_frac
-    schedule: str = "linear"          # after warmup: "linear" decay to 0, "inverse_sqrt" (v1 stage 2) or "cosine" to 0 (v2 stage 2)
+    # absolute warmup (stage 2: 700, stage 3: 400); overrides warmup_frac
+    warmup_steps: int | None = None
+    # after warmup: "linear" decay to 0, "inverse_sqrt" (v1 stage 2) or "cosine" to 0 (v2
+    # stage 2)
+    schedule: str = "linear"
     grad_clip: float | None = None    # Nomic's MLM run used no clipping
     seed: int = 0
     log_every: int = 1
     save_every: int = 100
     keep_last: int = 2
-    precision: str = "auto"           # "auto": bf16 autocast on CUDA, fp32 on CPU; or "fp32" / "bf16"
+    # "auto": bf16 autocast on CUDA, fp32 on CPU; or "fp32" / "bf16"
+    precision: str = "auto"
 
     def __post_init__(self):
         for f in ("max_steps", "batch_size", "grad_accum", "log_every", "save_every", "keep_last"):
             if getattr(self, f) < 1: raise ValueError(f"{f} must be >= 1, got {getattr(self, f)}")
-        if not 0 <= self.warmup_frac < 1: raise ValueError(f"warmup_frac must be in [0, 1), got {self.warmup_frac}")
-        if self.precision not in ("auto", "fp32", "bf16"): raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
+        if not 0 <= self.warmup_frac < 1:
+            raise ValueError(f"warmup_frac must be in [0, 1), got {self.warmup_frac}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
         if self.schedule not in ("linear", "inverse_sqrt", "cosine"):
-            raise ValueError(f"schedule must be 'linear', 'inverse_sqrt' or 'cosine', got {self.schedule!r}")
+            raise ValueError(
+                f"schedule must be 'linear', 'inverse_sqrt' or 'cosine', got {self.schedule!r}"
+            )
 
 # %% ../nbs/12_train_loop.ipynb #766308bb
-def lr_lambda(step: int, max_steps: int, warmup_frac: float, warmup_steps: int | None = None, schedule: str = "linear") -> float:
-    "Multiplier of the peak LR at `step`: linear warmup, then linear decay to 0 at `max_steps` (or inverse-sqrt, or cosine to 0)."
+def lr_lambda(
+    step: int,
+    max_steps: int,
+    warmup_frac: float,
+    warmup_steps: int | None = None,
+    schedule: str = "linear",
+) -> float:
+    """Multiplier of the peak LR at `step`: linear warmup, then linear decay to 0 at `max_steps` (or
+    inverse-sqrt, or cosine to 0)."""
     warm = max(1, warmup_steps if warmup_steps is not None else round(warmup_frac * max_steps))
-    if step < warm: return (step + 1) / warm
-    if schedule == "inverse_sqrt": return math.sqrt(warm / (step + 1))
-    if schedule == "cosine": return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, max_steps - warm))))
+    if step < warm:
+        return (step + 1) / warm
+    if schedule == "inverse_sqrt":
+        return math.sqrt(warm / (step + 1))
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, max_steps - warm))))
     return max(0.0, (max_steps - step) / max(1, max_steps - warm))
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig):
@@ -62,16 +81,27 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig):
     for p in params:
         if id(p) in seen: continue                       # tied weights appear once
         seen.add(id(p)); (decay if p.ndim >= 2 else no_decay).append(p)
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-                            lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, cfg.max_steps, cfg.warmup_frac, cfg.warmup_steps, cfg.schedule))
+    opt = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=cfg.lr,
+        betas=cfg.betas,
+        eps=cfg.eps,
+    )
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_lambda(s, cfg.max_steps, cfg.warmup_frac, cfg.warmup_steps, cfg.schedule)
+    )
     return opt, sched
 
 # %% ../nbs/12_train_loop.ipynb #f09ad092
 class Task:
-    "What a stage supplies to `train`: the micro-batches of a step, their item counts, and their summed loss."
+    """What a stage supplies to `train`: the micro-batches of a step, their item counts, and their
+    summed loss."""
     def micro_batches(self, step: int, rank: int, world_size: int, grad_accum: int) -> list:
-        "This rank's micro-batches of optimizer step `step` (a pure function of its arguments, for exact resume)."
+        """This rank's micro-batches of optimizer step `step` (a pure function of its arguments, for
+        exact resume)."""
         raise NotImplementedError
     def count(self, batch) -> int:
         "How many items (masked tokens, queries, …) the loss of `batch` sums over."
@@ -83,7 +113,8 @@ class Task:
         "Real tokens in `batch`, for tokens/s (0 if not meaningful)."
         return 0
     def loss_and_backward(self, model: nn.Module, batch, scale: float) -> tuple[Tensor, dict]:
-        "Backpropagate `scale × loss`; return the detached summed loss and metrics. Override to control backward (GradCache)."
+        """Backpropagate `scale × loss`; return the detached summed loss and metrics. Override to
+        control backward (GradCache)."""
         l, m = self.loss(model, batch)
         (l * scale).backward()
         return l.detach(), m
@@ -93,30 +124,48 @@ CKPT_DIR = "checkpoints"
 
 def _unwrap(model: nn.Module) -> nn.Module: return getattr(model, "module", model)
 
-def save_checkpoint(output_dir, step: int, model: nn.Module, opt, sched, cfg: TrainConfig, extra: dict | None = None) -> Path:
-    "Atomically write `checkpoints/step-{step:07d}` under `output_dir`; keep the newest `cfg.keep_last`."
-    root = Path(output_dir) / CKPT_DIR; root.mkdir(parents=True, exist_ok=True)
+def save_checkpoint(
+    output_dir, step: int, model: nn.Module, opt, sched, cfg: TrainConfig, extra: dict | None = None
+) -> Path:
+    """Atomically write `checkpoints/step-{step:07d}` under `output_dir`; keep the newest
+    `cfg.keep_last`."""
+    root = Path(output_dir) / CKPT_DIR
+    root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:07d}"
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".tmp-step-{step:07d}-"))
     try:
         save_model(_unwrap(model), str(tmp / "model.safetensors"))
-        torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state()}, tmp / "state.pt")
-        (tmp / "trainer.json").write_text(json.dumps({"step": step, "config": asdict(cfg), **(extra or {})}, indent=2))
-        if final.exists(): shutil.rmtree(final)
+        torch.save(
+            {
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+            },
+            tmp / "state.pt",
+        )
+        (tmp / "trainer.json").write_text(
+            json.dumps({"step": step, "config": asdict(cfg), **(extra or {})}, indent=2)
+        )
+        if final.exists():
+            shutil.rmtree(final)
         os.replace(tmp, final)
     finally:
-        if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
-    for old in list_checkpoints(output_dir)[: -cfg.keep_last]: shutil.rmtree(old, ignore_errors=True)
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    for old in list_checkpoints(output_dir)[: -cfg.keep_last]:
+        shutil.rmtree(old, ignore_errors=True)
     return final
 
 def list_checkpoints(output_dir) -> list[Path]:
-    "Complete checkpoints under `output_dir`, oldest first (temporary folders of interrupted writes are ignored)."
+    """Complete checkpoints under `output_dir`, oldest first (temporary folders of interrupted
+    writes are ignored)."""
     root = Path(output_dir) / CKPT_DIR
     if not root.exists(): return []
     return sorted(p for p in root.glob("step-*") if p.is_dir() and (p / "trainer.json").exists())
 
 def load_checkpoint(path, model: nn.Module, opt=None, sched=None) -> dict:
-    "Restore weights (and optimizer, scheduler, RNG when given) from checkpoint folder `path`; return its trainer.json."
+    """Restore weights (and optimizer, scheduler, RNG when given) from checkpoint folder `path`;
+    return its trainer.json."""
     path = Path(path)
     missing, unexpected = load_model(_unwrap(model), str(path / "model.safetensors"), strict=True)
     state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
@@ -130,7 +179,11 @@ class TrainingDiverged(RuntimeError):
     "The loss became NaN or infinite."
 
 def _world():
-    return (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
+    return (
+        (dist.get_rank(), dist.get_world_size())
+        if dist.is_available() and dist.is_initialized()
+        else (0, 1)
+    )
 
 def _all_sum(x: Tensor) -> Tensor:
     if _world()[1] > 1: dist.all_reduce(x)
@@ -143,12 +196,17 @@ def _autocast(cfg: TrainConfig, device: torch.device):
 def _truncate_log(log: Path, step: int):
     "Drop log lines past `step` (they belong to a run that was cut off after its last checkpoint)."
     if not log.exists(): return
-    keep = [l for l in log.read_text().splitlines() if l.strip() and json.loads(l).get("step", 0) <= step]
+    keep = [
+        l
+        for l in log.read_text().splitlines()
+        if l.strip() and json.loads(l).get("step", 0) <= step
+    ]
     atomic_write(log, lambda t: t.write_text("".join(l + "\n" for l in keep)))
 
 # %% ../nbs/12_train_loop.ipynb #a2641aa9
 def _train_step(model, task, step, cfg, device, rank, world):
-    "One optimizer step's forward/backward over this rank's micro-batches; returns (mean loss, metrics, tokens)."
+    """One optimizer step's forward/backward over this rank's micro-batches; returns (mean loss,
+    metrics, tokens)."""
     batches = task.micro_batches(step, rank, world, cfg.grad_accum)
     total = _all_sum(torch.tensor(float(sum(task.count(b) for b in batches)), device=device))
     if total.item() == 0: raise ValueError(f"step {step} has no items to compute a loss over")
@@ -160,53 +218,95 @@ def _train_step(model, task, step, cfg, device, rank, world):
             l, m = task.loss_and_backward(model, b, world / total.item())
         loss_sum += l.float(); tokens += task.tokens(b)
         for k, v in m.items(): metrics[k] = metrics.get(k, 0.0) + float(v)
-    return _all_sum(loss_sum) / total, {k: v / total.item() for k, v in metrics.items()}, tokens * world
+    return (
+        _all_sum(loss_sum) / total,
+        {k: v / total.item() for k, v in metrics.items()},
+        tokens * world,
+    )
 
 # %% ../nbs/12_train_loop.ipynb #83261500
-def train(model: nn.Module, task: Task, cfg: TrainConfig, output_dir, *, stop_at: int | None = None, progress: bool | None = None,
-          desc: str = "train") -> dict:
-    "Train `model` on `task` to step `stop_at` (default `cfg.max_steps`), resuming from the newest checkpoint in `output_dir`."
+def train(
+    model: nn.Module,
+    task: Task,
+    cfg: TrainConfig,
+    output_dir,
+    *,
+    stop_at: int | None = None,
+    progress: bool | None = None,
+    desc: str = "train",
+) -> dict:
+    """Train `model` on `task` to step `stop_at` (default `cfg.max_steps`), resuming from the newest
+    checkpoint in `output_dir`."""
     rank, world = _world()
     device = next(model.parameters()).device
-    out = Path(output_dir); out.mkdir(parents=True, exist_ok=True)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
     opt, sched = make_optimizer(model, cfg)
     start, ckpts = 0, list_checkpoints(out)
-    if ckpts: start = load_checkpoint(ckpts[-1], model, opt, sched)["step"]
-    if rank == 0: _truncate_log(out / "metrics.jsonl", start)
+    if ckpts:
+        start = load_checkpoint(ckpts[-1], model, opt, sched)["step"]
+    if rank == 0:
+        _truncate_log(out / "metrics.jsonl", start)
     stop = min(stop_at or cfg.max_steps, cfg.max_steps)
-    bar = progress_bar(total=stop, initial=start, desc=desc, disable=rank != 0 or not (progress if progress is not None else not in_test()))
-    model.train(); last = None
+    bar = progress_bar(
+        total=stop,
+        initial=start,
+        desc=desc,
+        disable=rank != 0 or not (progress if progress is not None else not in_test()),
+    )
+    model.train()
+    last = None
     for step in range(start, stop):
         t0 = time.perf_counter()
         loss, metrics, tokens = _train_step(model, task, step, cfg, device, rank, world)
         if not math.isfinite(loss.item()):
             good = list_checkpoints(out)
-            raise TrainingDiverged(f"loss is {loss.item()} at step {step + 1}; stopped before updating the weights. "
-                                   f"Last good checkpoint: {good[-1] if good else 'none (no checkpoint written yet)'}")
+            raise TrainingDiverged(
+                f"loss is {loss.item()} at step {step + 1}; stopped before updating the weights. "
+                f"Last good checkpoint: {good[-1] if good else 'none (no checkpoint written yet)'}"
+            )
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or float("inf"))
-        opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
+        opt.step()
+        sched.step()
+        opt.zero_grad(set_to_none=True)
         dt = time.perf_counter() - t0
-        last = {"step": step + 1, "loss": loss.item(), "lr": sched.get_last_lr()[0], "grad_norm": float(gnorm),
-                "tokens_per_s": tokens / dt if tokens else None, **metrics}
+        last = {
+            "step": step + 1,
+            "loss": loss.item(),
+            "lr": sched.get_last_lr()[0],
+            "grad_norm": float(gnorm),
+            "tokens_per_s": tokens / dt if tokens else None,
+            **metrics,
+        }
         if rank == 0 and ((step + 1) % cfg.log_every == 0 or step + 1 == stop):
-            with open(out / "metrics.jsonl", "a") as f: f.write(json.dumps(last) + "\n")
-        bar.update(1); bar.set_postfix(loss=f"{last['loss']:.4f}", **({"tok/s": f"{last['tokens_per_s']:.0f}"} if tokens else {}))
+            with open(out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(last) + "\n")
+        bar.update(1)
+        bar.set_postfix(
+            loss=f"{last['loss']:.4f}",
+            **({"tok/s": f"{last['tokens_per_s']:.0f}"} if tokens else {}),
+        )
         if (step + 1) % cfg.save_every == 0 or step + 1 == stop:
-            if rank == 0: save_checkpoint(out, step + 1, model, opt, sched, cfg)
-            if world > 1: dist.barrier()
+            if rank == 0:
+                save_checkpoint(out, step + 1, model, opt, sched, cfg)
+            if world > 1:
+                dist.barrier()
     bar.close()
     return {"start_step": start, "end_step": stop, "last": last}
 
 # %% ../nbs/12_train_loop.ipynb #0add70c0
 def setup_distributed() -> tuple[int, int, torch.device]:
-    "Initialise `torch.distributed` from torchrun's environment (if present); return (rank, world_size, device)."
+    """Initialise `torch.distributed` from torchrun's environment (if present); return (rank,
+    world_size, device)."""
     if "WORLD_SIZE" not in os.environ or int(os.environ["WORLD_SIZE"]) == 1:
         return 0, 1, get_device()
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
     rank = dist.get_rank()
     if torch.cuda.is_available():
-        local = int(os.environ.get("LOCAL_RANK", 0)); torch.cuda.set_device(local); device = torch.device("cuda", local)
+        local = int(os.environ.get("LOCAL_RANK", 0))
+        torch.cuda.set_device(local)
+        device = torch.device("cuda", local)
     else: device = torch.device("cpu")
     return rank, dist.get_world_size(), device
 
@@ -218,7 +318,8 @@ def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
 
 # %% ../nbs/12_train_loop.ipynb #98ee3b05
 def rank0_result(fn, *args, **kwargs):
-    "`fn(*args, **kwargs)` computed on rank 0 only and broadcast to every rank; a plain call when not distributed."
+    """`fn(*args, **kwargs)` computed on rank 0 only and broadcast to every rank; a plain call when
+    not distributed."""
     rank, world = _world()
     if world == 1: return fn(*args, **kwargs)
     box = [None]
@@ -238,24 +339,37 @@ def _parse_value(text: str, current):
     except json.JSONDecodeError: v = text
     if isinstance(current, tuple) and isinstance(v, list): v = tuple(v)
     if isinstance(current, float) and isinstance(v, int) and not isinstance(v, bool): v = float(v)
-    if current is not None and v is not None and not isinstance(v, type(current)) and not (isinstance(current, float) and isinstance(v, (int, float))):
+    if (
+        current is not None
+        and v is not None
+        and not isinstance(v, type(current))
+        and not (isinstance(current, float) and isinstance(v, (int, float)))
+    ):
         raise ValueError(f"cannot set a {type(current).__name__} setting to {text!r}")
     return v
 
 def apply_overrides(obj, overrides: list[str] | dict):
-    "A copy of dataclass `obj` with `'a.b=value'` overrides applied (nested dataclasses by dotted path)."
-    items = overrides.items() if isinstance(overrides, dict) else [o.split("=", 1) if "=" in o else (o, None) for o in overrides]
+    """A copy of dataclass `obj` with `'a.b=value'` overrides applied (nested dataclasses by dotted
+    path)."""
+    items = (
+        overrides.items()
+        if isinstance(overrides, dict)
+        else [o.split("=", 1) if "=" in o else (o, None) for o in overrides]
+    )
     for key, text in items:
         if text is None: raise ValueError(f"override {key!r} must look like key=value")
         path, node, parents = key.split("."), obj, []
         for i, part in enumerate(path):
             names = [f.name for f in dataclasses.fields(node)]
             if part not in names:
-                raise ValueError(f"unknown setting {'.'.join(path[: i + 1])!r}; valid keys here: {sorted(names)}")
+                raise ValueError(
+                    f"unknown setting {'.'.join(path[: i + 1])!r}; valid keys here: {sorted(names)}"
+                )
             parents.append((node, part))
             if i < len(path) - 1:
                 node = getattr(node, part)
-                if not dataclasses.is_dataclass(node): raise ValueError(f"{'.'.join(path[: i + 1])!r} has no sub-settings")
+                if not dataclasses.is_dataclass(node):
+                    raise ValueError(f"{'.'.join(path[: i + 1])!r} has no sub-settings")
         value = text if not isinstance(text, str) else _parse_value(text, getattr(*parents[-1]))
         for node, part in reversed(parents): value = dataclasses.replace(node, **{part: value})
         obj = value
@@ -266,14 +380,31 @@ NOT_PART_OF_THE_RUN = ("save_every", "log_every", "keep_last", "eval_tasks")
 
 def _flat(d: dict, prefix="") -> dict:
     "`{'train': {'lr': 1}}` -> `{'train.lr': 1}`."
-    return {k2: v2 for k, v in d.items() for k2, v2 in (_flat(v, f"{prefix}{k}.").items() if isinstance(v, dict) else [(f"{prefix}{k}", v)])}
+    return {
+        k2: v2
+        for k, v in d.items()
+        for k2, v2 in (
+            _flat(v, f"{prefix}{k}.").items() if isinstance(v, dict) else [(f"{prefix}{k}", v)]
+        )
+    }
 
 def check_same_preset(out, preset) -> None:
-    "Refuse to continue run folder `out` if it did work under a different preset; remember `preset` otherwise."
+    """Refuse to continue run folder `out` if it did work under a different preset; remember
+    `preset` otherwise."""
     f, tree = Path(out) / "preset.json", json.loads(json.dumps(dataclasses.asdict(preset)))
-    if not f.exists() or all(p.name == "preset.json" or p.name.startswith(".") for p in Path(out).iterdir()):   # no work done yet
-        atomic_write(f, lambda t: t.write_text(json.dumps(tree, indent=2))); return
+    if not f.exists() or all(
+        p.name == "preset.json" or p.name.startswith(".") for p in Path(out).iterdir()
+    ):  # no work done yet
+        atomic_write(f, lambda t: t.write_text(json.dumps(tree, indent=2)))
+        return
     cur, old = _flat(tree), _flat(json.loads(f.read_text()))
-    diff = sorted(k for k in cur.keys() | old.keys() if cur.get(k) != old.get(k) and k.rsplit(".", 1)[-1] not in NOT_PART_OF_THE_RUN)
-    if diff: raise ValueError(f"{out} holds a run with a different preset (differs in {diff}: {diff[0]} was {old.get(diff[0])!r}, "
-                              f"now {cur.get(diff[0])!r}); use a new --output-dir")
+    diff = sorted(
+        k
+        for k in cur.keys() | old.keys()
+        if cur.get(k) != old.get(k) and k.rsplit(".", 1)[-1] not in NOT_PART_OF_THE_RUN
+    )
+    if diff:
+        raise ValueError(
+            f"{out} holds a run with a different preset (differs in {diff}: {diff[0]} was"
+            f" {old.get(diff[0])!r}, now {cur.get(diff[0])!r}); use a new --output-dir"
+        )

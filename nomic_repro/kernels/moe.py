@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-import nomic_repro.core                    # sets TRITON_INTERPRET=1 on a machine without CUDA, before triton loads
+# sets TRITON_INTERPRET=1 on a machine without CUDA, before triton loads
+import nomic_repro.core
 import triton
 import triton.language as tl
 from ..moe import _check_moe_args
@@ -22,35 +23,56 @@ INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 # %% ../../nbs/09_moe_kernels.ipynb #0c20b7cc
 @dataclass
 class DispatchPlan:
-    "Token-slots sorted by expert: `tok[i]` is sorted row i's token, `pos[t·k+j]` slot (t, j)'s sorted row, `offsets` `[E+1]`."
+    """Token-slots sorted by expert: `tok[i]` is sorted row i's token, `pos[t·k+j]` slot (t, j)'s
+    sorted row, `offsets` `[E+1]`."""
     tok: Tensor; pos: Tensor; offsets: Tensor; gate: Tensor | None
 
-def dispatch_plan(topk_idx: Tensor, num_experts: int, topk_weight: Tensor | None = None) -> DispatchPlan:
-    "Sort the `[T, k]` token-slots of `topk_idx` by expert (stable); `gate` is `topk_weight` in sorted order."
+def dispatch_plan(
+    topk_idx: Tensor, num_experts: int, topk_weight: Tensor | None = None
+) -> DispatchPlan:
+    """Sort the `[T, k]` token-slots of `topk_idx` by expert (stable); `gate` is `topk_weight` in
+    sorted order."""
     flat = topk_idx.flatten()
-    order = torch.sort(flat, stable=True).indices                                    # sorted row -> slot t·k+j
+    # sorted row -> slot t·k+j
+    order = torch.sort(flat, stable=True).indices
     offsets = torch.zeros(num_experts + 1, dtype=torch.int32, device=flat.device)
     offsets[1:] = torch.cumsum(torch.bincount(flat, minlength=num_experts), 0)
     pos = torch.empty_like(order)
-    pos[order] = torch.arange(order.numel(), device=flat.device)                     # slot -> sorted row
+    # slot -> sorted row
+    pos[order] = torch.arange(order.numel(), device=flat.device)
     gate = None if topk_weight is None else topk_weight.flatten()[order].contiguous()
-    return DispatchPlan((order // topk_idx.shape[1]).to(torch.int32), pos.to(torch.int32), offsets, gate)
+    return DispatchPlan(
+        (order // topk_idx.shape[1]).to(torch.int32), pos.to(torch.int32), offsets, gate
+    )
 
 # %% ../../nbs/09_moe_kernels.ipynb #bb7da718
 def _gemm_configs():
-    if INTERPRET: return [triton.Config({"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 32}, num_warps=4)]   # one config: no tuning on a CPU
-    return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=s)
-            for bm, bn, bk, w, s in [(128, 128, 64, 8, 3), (128, 128, 32, 4, 4), (64, 128, 64, 4, 3), (128, 64, 64, 4, 3), (64, 64, 64, 4, 4)]]
+    # one config: no tuning on a CPU
+    if INTERPRET: return [triton.Config({"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 32}, num_warps=4)]
+    return [
+        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=s)
+        for bm, bn, bk, w, s in [
+            (128, 128, 64, 8, 3),
+            (128, 128, 32, 4, 4),
+            (64, 128, 64, 4, 3),
+            (128, 64, 64, 4, 3),
+            (64, 64, 64, 4, 4),
+        ]
+    ]
 
 @triton.jit
 def _gelu(x): return 0.5 * x * (1.0 + tl.erf(x * 0.7071067811865476))
 
 @triton.jit
-def _gelu_grad(x): return 0.5 * (1.0 + tl.erf(x * 0.7071067811865476)) + x * 0.3989422804014327 * tl.exp(-0.5 * x * x)
+def _gelu_grad(x):
+    return 0.5 * (1.0 + tl.erf(x * 0.7071067811865476)) + x * 0.3989422804014327 * tl.exp(
+        -0.5 * x * x
+    )
 
 @triton.jit
 def _expert_of_tile(offsets, pid_m, E: tl.constexpr, BLOCK_M: tl.constexpr):
-    "The expert owning row tile `pid_m`, its first row and its segment's end (expert -1: a spare tile)."
+    """The expert owning row tile `pid_m`, its first row and its segment's end (expert -1: a spare
+    tile)."""
     expert, row0, row_end, tile0 = -1, 0, 0, 0
     for e in tl.static_range(E):
         start, end = tl.load(offsets + e), tl.load(offsets + e + 1)
@@ -65,65 +87,162 @@ def _expert_of_tile(offsets, pid_m, E: tl.constexpr, BLOCK_M: tl.constexpr):
 # %% ../../nbs/09_moe_kernels.ipynb #c6827411
 @triton.autotune(configs=_gemm_configs(), key=["N", "K", "IEEE", "EPI"])
 @triton.jit
-def _grouped_gemm_kernel(A, a_rows, scale, B, offsets, C, C2, Aux, N, K, s_am, s_ak, s_be, s_bk, s_bn, s_cm, s_cn,
-                         E: tl.constexpr, GATHER: tl.constexpr, SCALE: tl.constexpr, EPI: tl.constexpr, IEEE: tl.constexpr,
-                         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
-    "C[i] = A[a_rows[i]] @ B[e(i)] (× scale[i]) over rows sorted by expert; EPI 1: C = pre, C2 = gelu(pre); EPI 2: C ×= gelu'(Aux)."
+def _grouped_gemm_kernel(
+    A,
+    a_rows,
+    scale,
+    B,
+    offsets,
+    C,
+    C2,
+    Aux,
+    N,
+    K,
+    s_am,
+    s_ak,
+    s_be,
+    s_bk,
+    s_bn,
+    s_cm,
+    s_cn,
+    E: tl.constexpr,
+    GATHER: tl.constexpr,
+    SCALE: tl.constexpr,
+    EPI: tl.constexpr,
+    IEEE: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
+    """C[i] = A[a_rows[i]] @ B[e(i)] (× scale[i]) over rows sorted by expert; EPI 1: C = pre, C2 =
+    gelu(pre); EPI 2: C ×= gelu'(Aux)."""
     pid_m, pid_n = tl.program_id(0), tl.program_id(1)
     expert, row0, row_end = _expert_of_tile(offsets, pid_m, E, BLOCK_M)
-    if expert < 0: return                                             # a spare tile: the grid is an upper bound
+    # a spare tile: the grid is an upper bound
+    if expert < 0:
+        return
     rows = row0 + tl.arange(0, BLOCK_M)
     rmask = rows < row_end
     src = rows
-    if GATHER: src = tl.load(a_rows + rows, mask=rmask, other=0)        # gather the token rows while loading
+    # gather the token rows while loading
+    if GATHER:
+        src = tl.load(a_rows + rows, mask=rmask, other=0)
     cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     cmask = cols < N
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for k0 in range(0, K, BLOCK_K):
         ks = k0 + tl.arange(0, BLOCK_K)
         kmask = ks < K
-        a = tl.load(A + src[:, None].to(tl.int64) * s_am + ks[None, :] * s_ak, mask=rmask[:, None] & kmask[None, :], other=0.0)
-        b = tl.load(B + expert.to(tl.int64) * s_be + ks[:, None] * s_bk + cols[None, :] * s_bn, mask=kmask[:, None] & cmask[None, :], other=0.0)
-        if IEEE: acc = tl.dot(a, b, acc, input_precision="ieee")
-        else: acc = tl.dot(a, b, acc)
-    if SCALE: acc = acc * tl.load(scale + rows, mask=rmask, other=0.0).to(tl.float32)[:, None]
+        a = tl.load(
+            A + src[:, None].to(tl.int64) * s_am + ks[None, :] * s_ak,
+            mask=rmask[:, None] & kmask[None, :],
+            other=0.0,
+        )
+        b = tl.load(
+            B + expert.to(tl.int64) * s_be + ks[:, None] * s_bk + cols[None, :] * s_bn,
+            mask=kmask[:, None] & cmask[None, :],
+            other=0.0,
+        )
+        if IEEE:
+            acc = tl.dot(a, b, acc, input_precision="ieee")
+        else:
+            acc = tl.dot(a, b, acc)
+    if SCALE:
+        acc = acc * tl.load(scale + rows, mask=rmask, other=0.0).to(tl.float32)[:, None]
     offs_c = rows[:, None].to(tl.int64) * s_cm + cols[None, :] * s_cn
     m = rmask[:, None] & cmask[None, :]
     if EPI == 1:
         tl.store(C + offs_c, acc.to(C.dtype.element_ty), mask=m)
         tl.store(C2 + offs_c, _gelu(acc).to(C2.dtype.element_ty), mask=m)
     else:
-        if EPI == 2: acc = acc * _gelu_grad(tl.load(Aux + offs_c, mask=m, other=0.0).to(tl.float32))
+        if EPI == 2:
+            acc = acc * _gelu_grad(tl.load(Aux + offs_c, mask=m, other=0.0).to(tl.float32))
         tl.store(C + offs_c, acc.to(C.dtype.element_ty), mask=m)
 
 # %% ../../nbs/09_moe_kernels.ipynb #c01e723b
-def grouped_gemm(a: Tensor, b: Tensor, offsets: Tensor, a_rows: Tensor | None = None, scale: Tensor | None = None,
-                 epilogue: str = "none", aux: Tensor | None = None):
-    "Rows sorted by expert: out[i] = a[a_rows[i]] @ b[e(i)] (× scale[i]), `b` `[E, K, N]`; epilogue 'gelu' returns (pre, gelu(pre))."
-    if epilogue not in ("none", "gelu", "gelu_grad"): raise ValueError(f"epilogue must be 'none', 'gelu' or 'gelu_grad', got {epilogue!r}")
+def grouped_gemm(
+    a: Tensor,
+    b: Tensor,
+    offsets: Tensor,
+    a_rows: Tensor | None = None,
+    scale: Tensor | None = None,
+    epilogue: str = "none",
+    aux: Tensor | None = None,
+):
+    """Rows sorted by expert: out[i] = a[a_rows[i]] @ b[e(i)] (× scale[i]), `b` `[E, K, N]`;
+    epilogue 'gelu' returns (pre, gelu(pre))."""
+    if epilogue not in ("none", "gelu", "gelu_grad"):
+        raise ValueError(f"epilogue must be 'none', 'gelu' or 'gelu_grad', got {epilogue!r}")
     E, K, N = b.shape
     M = a_rows.numel() if a_rows is not None else a.shape[0]
     c = torch.empty(M, N, device=a.device, dtype=a.dtype)
     c2 = torch.empty_like(c) if epilogue == "gelu" else c
     if M > 0:
         grid = lambda META: (triton.cdiv(M, META["BLOCK_M"]) + E, triton.cdiv(N, META["BLOCK_N"]))
-        _grouped_gemm_kernel[grid](a, offsets if a_rows is None else a_rows, a if scale is None else scale, b, offsets, c, c2,
-                                   c if aux is None else aux, N, K, a.stride(0), a.stride(1), b.stride(0), b.stride(1), b.stride(2),
-                                   c.stride(0), c.stride(1), E=E, GATHER=a_rows is not None, SCALE=scale is not None,
-                                   EPI={"none": 0, "gelu": 1, "gelu_grad": 2}[epilogue], IEEE=a.dtype == torch.float32)
+        _grouped_gemm_kernel[grid](
+            a,
+            offsets if a_rows is None else a_rows,
+            a if scale is None else scale,
+            b,
+            offsets,
+            c,
+            c2,
+            c if aux is None else aux,
+            N,
+            K,
+            a.stride(0),
+            a.stride(1),
+            b.stride(0),
+            b.stride(1),
+            b.stride(2),
+            c.stride(0),
+            c.stride(1),
+            E=E,
+            GATHER=a_rows is not None,
+            SCALE=scale is not None,
+            EPI={"none": 0, "gelu": 1, "gelu_grad": 2}[epilogue],
+            IEEE=a.dtype == torch.float32,
+        )
     return (c, c2) if epilogue == "gelu" else c
 
 # %% ../../nbs/09_moe_kernels.ipynb #c9d7611b
 def _xty_configs():
     if INTERPRET: return [triton.Config({"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 16}, num_warps=4)]
-    return [triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=s)
-            for bm, bn, bk, w, s in [(128, 128, 32, 8, 3), (64, 128, 64, 4, 3), (128, 64, 32, 4, 4), (64, 64, 64, 4, 3)]]
+    return [
+        triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=s)
+        for bm, bn, bk, w, s in [
+            (128, 128, 32, 8, 3),
+            (64, 128, 64, 4, 3),
+            (128, 64, 32, 4, 4),
+            (64, 64, 64, 4, 3),
+        ]
+    ]
 
 @triton.autotune(configs=_xty_configs(), key=["M", "N", "IEEE"])
 @triton.jit
-def _grouped_xty_kernel(X, Y, y_rows, scale, offsets, Out, M, N, s_xm, s_xk, s_ym, s_yn, s_oe, s_om, s_on,
-                        GATHER: tl.constexpr, SCALE: tl.constexpr, IEEE: tl.constexpr,
-                        BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+def _grouped_xty_kernel(
+    X,
+    Y,
+    y_rows,
+    scale,
+    offsets,
+    Out,
+    M,
+    N,
+    s_xm,
+    s_xk,
+    s_ym,
+    s_yn,
+    s_oe,
+    s_om,
+    s_on,
+    GATHER: tl.constexpr,
+    SCALE: tl.constexpr,
+    IEEE: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
     "Out[e] = X[seg_e]ᵀ @ (scale · Y[y_rows])[seg_e]."
     e, pid_m, pid_n = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     start, end = tl.load(offsets + e), tl.load(offsets + e + 1)
@@ -133,36 +252,89 @@ def _grouped_xty_kernel(X, Y, y_rows, scale, offsets, Out, M, N, s_xm, s_xk, s_y
     for r0 in range(start, end, BLOCK_K):
         rows = r0 + tl.arange(0, BLOCK_K)
         rmask = rows < end
-        xt = tl.load(X + rows[None, :].to(tl.int64) * s_xm + ms[:, None] * s_xk, mask=rmask[None, :] & (ms[:, None] < M), other=0.0)
+        xt = tl.load(
+            X + rows[None, :].to(tl.int64) * s_xm + ms[:, None] * s_xk,
+            mask=rmask[None, :] & (ms[:, None] < M),
+            other=0.0,
+        )
         src = rows
-        if GATHER: src = tl.load(y_rows + rows, mask=rmask, other=0)
-        y = tl.load(Y + src[:, None].to(tl.int64) * s_ym + ns[None, :] * s_yn, mask=rmask[:, None] & (ns[None, :] < N), other=0.0)
-        if SCALE: y = (y.to(tl.float32) * tl.load(scale + rows, mask=rmask, other=0.0).to(tl.float32)[:, None]).to(Y.dtype.element_ty)
-        if IEEE: acc = tl.dot(xt, y, acc, input_precision="ieee")
-        else: acc = tl.dot(xt, y, acc)
-    tl.store(Out + e * s_oe + ms[:, None] * s_om + ns[None, :] * s_on, acc.to(Out.dtype.element_ty), mask=(ms[:, None] < M) & (ns[None, :] < N))
+        if GATHER:
+            src = tl.load(y_rows + rows, mask=rmask, other=0)
+        y = tl.load(
+            Y + src[:, None].to(tl.int64) * s_ym + ns[None, :] * s_yn,
+            mask=rmask[:, None] & (ns[None, :] < N),
+            other=0.0,
+        )
+        if SCALE:
+            y = (
+                y.to(tl.float32)
+                * tl.load(scale + rows, mask=rmask, other=0.0).to(tl.float32)[:, None]
+            ).to(Y.dtype.element_ty)
+        if IEEE:
+            acc = tl.dot(xt, y, acc, input_precision="ieee")
+        else:
+            acc = tl.dot(xt, y, acc)
+    tl.store(
+        Out + e * s_oe + ms[:, None] * s_om + ns[None, :] * s_on,
+        acc.to(Out.dtype.element_ty),
+        mask=(ms[:, None] < M) & (ns[None, :] < N),
+    )
 
-def grouped_xty(x: Tensor, y: Tensor, offsets: Tensor, y_rows: Tensor | None = None, scale: Tensor | None = None) -> Tensor:
-    "Per expert e: x[seg_e]ᵀ @ (scale · y[y_rows])[seg_e] -> `[E, x.shape[1], y.shape[1]]`; x's rows are sorted by expert."
+def grouped_xty(
+    x: Tensor, y: Tensor, offsets: Tensor, y_rows: Tensor | None = None, scale: Tensor | None = None
+) -> Tensor:
+    """Per expert e: x[seg_e]ᵀ @ (scale · y[y_rows])[seg_e] -> `[E, x.shape[1], y.shape[1]]`; x's
+    rows are sorted by expert."""
     E, M, N = offsets.numel() - 1, x.shape[1], y.shape[1]
     out = torch.empty(E, M, N, device=x.device, dtype=x.dtype)
     grid = lambda META: (E, triton.cdiv(M, META["BLOCK_M"]), triton.cdiv(N, META["BLOCK_N"]))
-    _grouped_xty_kernel[grid](x, y, offsets if y_rows is None else y_rows, x if scale is None else scale, offsets, out, M, N,
-                              x.stride(0), x.stride(1), y.stride(0), y.stride(1), out.stride(0), out.stride(1), out.stride(2),
-                              GATHER=y_rows is not None, SCALE=scale is not None, IEEE=x.dtype == torch.float32)
+    _grouped_xty_kernel[grid](
+        x,
+        y,
+        offsets if y_rows is None else y_rows,
+        x if scale is None else scale,
+        offsets,
+        out,
+        M,
+        N,
+        x.stride(0),
+        x.stride(1),
+        y.stride(0),
+        y.stride(1),
+        out.stride(0),
+        out.stride(1),
+        out.stride(2),
+        GATHER=y_rows is not None,
+        SCALE=scale is not None,
+        IEEE=x.dtype == torch.float32,
+    )
     return out
 
 # %% ../../nbs/09_moe_kernels.ipynb #13cc2706
 @triton.jit
-def _combine_kernel(Y, pos, gate, Out, H, s_y, s_o, TOPK: tl.constexpr, WEIGHTED: tl.constexpr, BLOCK_H: tl.constexpr):
+def _combine_kernel(
+    Y,
+    pos,
+    gate,
+    Out,
+    H,
+    s_y,
+    s_o,
+    TOPK: tl.constexpr,
+    WEIGHTED: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+):
     "Out[t] = Σ_j gate[t, j] · Y[pos[t, j]] (gate = 1 when not WEIGHTED)."
     t, pid_h = tl.program_id(0), tl.program_id(1)
     cols = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
     cmask = cols < H
     acc = tl.zeros((BLOCK_H,), dtype=tl.float32)
     for j in tl.static_range(TOPK):
-        y = tl.load(Y + tl.load(pos + t * TOPK + j).to(tl.int64) * s_y + cols, mask=cmask, other=0.0).to(tl.float32)
-        if WEIGHTED: y = y * tl.load(gate + t * TOPK + j).to(tl.float32)
+        y = tl.load(
+            Y + tl.load(pos + t * TOPK + j).to(tl.int64) * s_y + cols, mask=cmask, other=0.0
+        ).to(tl.float32)
+        if WEIGHTED:
+            y = y * tl.load(gate + t * TOPK + j).to(tl.float32)
         acc += y
     tl.store(Out + t.to(tl.int64) * s_o + cols, acc.to(Out.dtype.element_ty), mask=cmask)
 
@@ -175,22 +347,46 @@ def _gate_grad_kernel(Y, dOut, pos, dGate, H, s_y, s_d, TOPK: tl.constexpr, BLOC
     for h0 in range(0, H, BLOCK_H):
         cols = h0 + tl.arange(0, BLOCK_H)
         cmask = cols < H
-        acc += tl.load(Y + p * s_y + cols, mask=cmask, other=0.0).to(tl.float32) * tl.load(dOut + t * s_d + cols, mask=cmask, other=0.0).to(tl.float32)
+        acc += tl.load(Y + p * s_y + cols, mask=cmask, other=0.0).to(tl.float32) * tl.load(
+            dOut + t * s_d + cols, mask=cmask, other=0.0
+        ).to(tl.float32)
     tl.store(dGate + i, tl.sum(acc, 0).to(dGate.dtype.element_ty))
 
 def combine(y: Tensor, pos: Tensor, T: int, k: int, gate: Tensor | None = None) -> Tensor:
     "Sorted rows `y` `[T·k, H]` back to tokens: out[t] = Σ_j gate[t, j] · y[pos[t·k + j]]."
     out = torch.empty(T, y.shape[1], device=y.device, dtype=y.dtype)
     BLOCK_H = min(1024, triton.next_power_of_2(max(y.shape[1], 1)))
-    if T: _combine_kernel[(T, triton.cdiv(y.shape[1], BLOCK_H))](y, pos, y if gate is None else gate, out, y.shape[1], y.stride(0), out.stride(0),
-                                                                TOPK=k, WEIGHTED=gate is not None, BLOCK_H=BLOCK_H)
+    if T:
+        _combine_kernel[(T, triton.cdiv(y.shape[1], BLOCK_H))](
+            y,
+            pos,
+            y if gate is None else gate,
+            out,
+            y.shape[1],
+            y.stride(0),
+            out.stride(0),
+            TOPK=k,
+            WEIGHTED=gate is not None,
+            BLOCK_H=BLOCK_H,
+        )
     return out
 
 def gate_grad(y: Tensor, dout: Tensor, pos: Tensor, k: int, dtype: torch.dtype) -> Tensor:
     "d loss / d gate `[T, k]` from the unweighted sorted rows `y` and dOut `[T, H]`."
     T, H = dout.shape
     dg = torch.empty(T * k, device=y.device, dtype=dtype)
-    if T: _gate_grad_kernel[(T * k,)](y, dout, pos, dg, H, y.stride(0), dout.stride(0), TOPK=k, BLOCK_H=min(1024, triton.next_power_of_2(H)))
+    if T:
+        _gate_grad_kernel[(T * k,)](
+            y,
+            dout,
+            pos,
+            dg,
+            H,
+            y.stride(0),
+            dout.stride(0),
+            TOPK=k,
+            BLOCK_H=min(1024, triton.next_power_of_2(H)),
+        )
     return dg.view(T, k)
 
 # %% ../../nbs/09_moe_kernels.ipynb #8ced32cc
@@ -199,10 +395,14 @@ class _MoEMLPFunction(torch.autograd.Function):
     def forward(ctx, x, topk_idx, topk_weight, w1, w2):
         T, k, E = x.shape[0], topk_idx.shape[1], w1.shape[0]
         plan = dispatch_plan(topk_idx, E, topk_weight)
-        h, a = grouped_gemm(x, w1.transpose(1, 2), plan.offsets, a_rows=plan.tok, epilogue="gelu")   # [T·k, I] each
-        y = grouped_gemm(a, w2, plan.offsets)                                                          # [T·k, H], unweighted
+        # [T·k, I] each
+        h, a = grouped_gemm(x, w1.transpose(1, 2), plan.offsets, a_rows=plan.tok, epilogue="gelu")
+        # [T·k, H], unweighted
+        y = grouped_gemm(a, w2, plan.offsets)
         out = combine(y, plan.pos, T, k, topk_weight.contiguous())
-        ctx.save_for_backward(x, topk_weight, w1, w2, h, a, y, plan.tok, plan.pos, plan.offsets, plan.gate)
+        ctx.save_for_backward(
+            x, topk_weight, w1, w2, h, a, y, plan.tok, plan.pos, plan.offsets, plan.gate
+        )
         return out
 
     @staticmethod
@@ -214,28 +414,52 @@ class _MoEMLPFunction(torch.autograd.Function):
         if need_gate: dgate = gate_grad(y, dout, pos, k, topk_weight.dtype)
         if need_w2: dw2 = grouped_xty(a, dout, offsets, y_rows=tok, scale=gate)
         if need_x or need_w1:
-            dh = grouped_gemm(dout, w2.transpose(1, 2), offsets, a_rows=tok, scale=gate, epilogue="gelu_grad", aux=h)
+            dh = grouped_gemm(
+                dout,
+                w2.transpose(1, 2),
+                offsets,
+                a_rows=tok,
+                scale=gate,
+                epilogue="gelu_grad",
+                aux=h,
+            )
             if need_x: dx = combine(grouped_gemm(dh, w1, offsets), pos, T, k)
             if need_w1: dw1 = grouped_xty(dh, x, offsets, y_rows=tok)
         return dx, None, dgate, dw1, dw2
 
 def moe_mlp(x: Tensor, topk_idx: Tensor, topk_weight: Tensor, w1: Tensor, w2: Tensor) -> Tensor:
-    "Σ_j topk_weight[t, j] · gelu(x[t] @ w1[e]ᵀ) @ w2[e], e = topk_idx[t, j], with Triton kernels; differentiable in x, w1, w2, topk_weight."
+    """Σ_j topk_weight[t, j] · gelu(x[t] @ w1[e]ᵀ) @ w2[e], e = topk_idx[t, j], with Triton kernels;
+    differentiable in x, w1, w2, topk_weight."""
     _check_moe_args(x, topk_idx, topk_weight, w1, w2)
-    if not (x.dtype == w1.dtype == w2.dtype) or x.dtype not in (torch.float16, torch.bfloat16, torch.float32):
-        raise ValueError(f"x, w1 and w2 must share one dtype among float16, bfloat16 and float32, got {x.dtype}, {w1.dtype}, {w2.dtype}")
-    if len({t.device for t in (x, topk_idx, topk_weight, w1, w2)}) != 1: raise ValueError("x, topk_idx, topk_weight, w1 and w2 must be on one device")
+    if not (x.dtype == w1.dtype == w2.dtype) or x.dtype not in (
+        torch.float16,
+        torch.bfloat16,
+        torch.float32,
+    ):
+        raise ValueError(
+            f"x, w1 and w2 must share one dtype among float16, bfloat16 and float32, got {x.dtype},"
+            f" {w1.dtype}, {w2.dtype}"
+        )
+    if len({t.device for t in (x, topk_idx, topk_weight, w1, w2)}) != 1:
+        raise ValueError("x, topk_idx, topk_weight, w1 and w2 must be on one device")
     if INTERPRET and x.dtype == torch.bfloat16:
-        raise ValueError("bfloat16 is computed wrongly by the Triton interpreter (an upstream issue): use float32 or float16 on a CPU, or moe_impl='grouped_mm'")
+        raise ValueError(
+            "bfloat16 is computed wrongly by the Triton interpreter (an upstream issue): use"
+            " float32 or float16 on a CPU, or moe_impl='grouped_mm'"
+        )
     return _MoEMLPFunction.apply(x.contiguous(), topk_idx, topk_weight, w1, w2)
 
 # %% ../../nbs/09_moe_kernels.ipynb #befe2c92
-def moe_mlp_grouped_mm(x: Tensor, topk_idx: Tensor, topk_weight: Tensor, w1: Tensor, w2: Tensor) -> Tensor:
-    "The same function as `moe_mlp` with `torch.nn.functional.grouped_mm` for the two grouped GEMMs (autograd does the backward)."
+def moe_mlp_grouped_mm(
+    x: Tensor, topk_idx: Tensor, topk_weight: Tensor, w1: Tensor, w2: Tensor
+) -> Tensor:
+    """The same function as `moe_mlp` with `torch.nn.functional.grouped_mm` for the two grouped
+    GEMMs (autograd does the backward)."""
     _check_moe_args(x, topk_idx, topk_weight, w1, w2)
     T, k = topk_idx.shape
     plan = dispatch_plan(topk_idx, w1.shape[0])
-    ends = plan.offsets[1:]                                                   # int32 cumulative end row of each expert
-    h = F.grouped_mm(x[plan.tok.long()], w1.transpose(1, 2), offs=ends)      # [T·k, I]
-    y = F.grouped_mm(F.gelu(h), w2, offs=ends)                                # [T·k, H]
+    # int32 cumulative end row of each expert
+    ends = plan.offsets[1:]
+    h = F.grouped_mm(x[plan.tok.long()], w1.transpose(1, 2), offs=ends)  # [T·k, I]
+    y = F.grouped_mm(F.gelu(h), w2, offs=ends)  # [T·k, H]
     return (y[plan.pos.long()].view(T, k, -1) * topk_weight[..., None].to(x.dtype)).sum(1)

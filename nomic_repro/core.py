@@ -253,14 +253,19 @@ _FLAG_RULES = {
 }
 
 def cell_flags(lines: list[str]) -> tuple[list[str], str, list[str]]:
-    "A cell's flags (`#| gpu`, `#| slow`, `#| full`), its first comment (what it does), its `# needs:` list."
+    """A cell's flags (`#| gpu`, `#| slow`, `#| full`), its first comment (what it does), its `#
+    needs:` list."""
     flags, what, needs = [], "", []
     for line in lines:
         s = line.strip()
-        if s.startswith("#|"): flags += [w for w in s[2:].replace(",", " ").split() if w in _FLAG_RULES]
-        elif s.startswith("# needs:"): needs += [n.strip() for n in s[8:].split(",") if n.strip()]
-        elif s.startswith("#") and not what: what = s.lstrip("#").strip()
-        elif s: break
+        if s.startswith("#|"):
+            flags += [w for w in s[2:].replace(",", " ").split() if w in _FLAG_RULES]
+        elif s.startswith("# needs:"):
+            needs += [n.strip() for n in s[8:].split(",") if n.strip()]
+        elif s.startswith("#") and not what:
+            what = s.lstrip("#").strip()
+        elif s:
+            break
     return flags, what, needs
 
 # %% ../nbs/00_core.ipynb #ef3e9534
@@ -279,7 +284,9 @@ def flagged_cell_skip(lines: list[str]) -> str | None:
     for f in flags:
         if f == "gpu" and torch.cuda.is_available(): continue
         if f == "slow" and os.environ.get("NOMIC_REPRO_SLOW") == "1": continue
-        if f == "full" and (os.environ.get("NOMIC_REPRO_FULL") == "1" or (needs and all(map(_present, needs)))):
+        if f == "full" and (
+            os.environ.get("NOMIC_REPRO_FULL") == "1" or (needs and all(map(_present, needs)))
+        ):
             continue
         why, how = _FLAG_RULES[f]
         why = why.format(needs=", ".join(needs) or "files from the hub")
@@ -306,7 +313,8 @@ CELL_GUARD = install_cell_guard()
 
 # %% ../nbs/00_core.ipynb #9915bb19
 def exercise(name: str, answer, check, *, hint: str = "") -> bool:
-    "Print whether `answer` passes `check(answer)` (`None`: not tried yet); return whether it passed."
+    """Print whether `answer` passes `check(answer)` (`None`: not tried yet); return whether it
+    passed."""
     if answer is None:
         print(f"{name}: not tried yet. Put your answer in the cell above and rerun this one; "
               "the solution is in the collapsed cell below (click it to reveal).")

@@ -27,10 +27,17 @@ def student_env(threads: int | None) -> dict:
     return env
 
 
+def skip_exec(path: Path) -> bool:
+    "Does the notebook's front matter (a raw cell, as nbdev reads it) say `skip_exec: true`?"
+    cells = json.loads(path.read_text())["cells"]
+    raw = "".join(cells[0]["source"]) if cells and cells[0]["cell_type"] == "raw" else ""
+    return re.search(r"^skip_exec:\s*true\s*$", raw, re.M) is not None
+
+
 def notebooks(args: list[str]) -> list[Path]:
     if args: return [Path(a).resolve() for a in args]
     found = sorted(NBS.glob("*.ipynb")) + sorted((NBS / "solutions").glob("*.ipynb"))
-    return [p for p in found if not json.loads(p.read_text())["metadata"].get("nbdev", {}).get("skip_exec")]
+    return [p for p in found if not skip_exec(p)]
 
 
 def _cpu_seconds(pid: int) -> float:

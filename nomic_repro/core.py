@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['SIZES', 'CELL_GUARD', 'use_triton_interpreter', 'seed_everything', 'get_device', 'get_dtype', 'in_test', 'Sizes',
            'sizes', 'CloseReport', 'assert_close', 'pad_right', 'progress_bar', 'atomic_write', 'show', 'cell_flags',
-           'flagged_cell_skip', 'install_cell_guard', 'exercise']
+           'flagged_cell_skip', 'install_cell_guard', 'Verdict', 'exercise']
 
 # %% ../nbs/00_core.ipynb #9ed9ebde
 import os, sys, math, random, warnings
@@ -312,14 +312,22 @@ def install_cell_guard() -> bool:
 CELL_GUARD = install_cell_guard()
 
 # %% ../nbs/00_core.ipynb #9915bb19
-def exercise(name: str, answer, check, *, hint: str = "") -> bool:
+class Verdict:
+    "Whether an exercise passed: true or false like a bool, and silent as a cell's last value."
+    def __init__(self, ok: bool): self.ok = bool(ok)
+    def __bool__(self): return self.ok
+    def __eq__(self, other): return self.ok == bool(other)
+    def __repr__(self): return f"Verdict({self.ok})"
+    def _ipython_display_(self): pass   # `exercise` already printed what it means
+
+def exercise(name: str, answer, check, *, hint: str = "") -> Verdict:
     """Print whether `answer` passes `check(answer)` (`None`: not tried yet); return whether it
     passed."""
     if answer is None:
         print(f"{name}: not tried yet. Put your answer in the cell above and rerun this one; "
               "the solution is in the collapsed cell below (click it to reveal).")
-        return False
+        return Verdict(False)
     try: ok = bool(check(answer))
     except Exception as e: ok, hint = False, f"checking it raised {type(e).__name__}: {e}"
     print(f"{name}: right." if ok else f"{name}: not yet. {hint}".rstrip())
-    return ok
+    return Verdict(ok)

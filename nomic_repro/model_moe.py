@@ -58,7 +58,8 @@ class NomicBertMoE(NomicBert):
     "NomicBERT with mixture-of-experts MLPs on layers with `cfg.is_moe_layer(i)` (Nomic Embed v2)."
     moe_mlp = MoEMLP
     def __init__(
-        self, cfg: NomicBertConfig = V2_MOE_CONFIG, attn_impl: str = "torch", moe_impl: str = "torch"
+        self, cfg: NomicBertConfig = V2_MOE_CONFIG, attn_impl: str = "torch",
+        moe_impl: str = "torch",
     ):
         if not cfg.num_experts:
             raise ValueError(
@@ -77,7 +78,8 @@ class NomicBertMoE(NomicBert):
         self._moe_impl = v
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
-                token_type_ids: Tensor | None = None, return_aux: bool = False) -> Tensor | MoEOutput:
+                token_type_ids: Tensor | None = None, return_aux: bool = False
+                ) -> Tensor | MoEOutput:
         """Last hidden state `[B, S, hidden]`, or a `MoEOutput` with the auxiliary loss and expert
         load when `return_aux`."""
         for m in moe_layers(self):

@@ -8,7 +8,6 @@ __all__ = ['V2_MOE_CONFIG', 'MoEOutput', 'NomicBertMoE', 'num_parameters', 'v2_c
 # %% ../nbs/10_nomic_bert_moe.ipynb #be165da4
 from dataclasses import dataclass, replace
 import torch
-from fastcore.basics import patch
 from torch import nn, Tensor
 import transformers
 from .model import NomicBertConfig, NomicBert
@@ -92,14 +91,16 @@ class NomicBertMoE(NomicBert):
         )
 
 # %% ../nbs/10_nomic_bert_moe.ipynb #4fab5d23
-@patch(cls_method=True)
-def from_dense(cls: NomicBertMoE, dense: NomicBert, num_experts: int = 8, top_k: int = 2,
-               moe_every_n_layers: int = 2, **kwargs) -> NomicBertMoE:
+def _from_dense(cls, dense: NomicBert, num_experts: int = 8, top_k: int = 2,
+                moe_every_n_layers: int = 2, **kwargs) -> "NomicBertMoE":
     "Upcycle a dense GELU `NomicBert` (`moe.upcycle`) into a `NomicBertMoE`."
     up = upcycle(dense, num_experts, top_k, moe_every_n_layers)
     model = cls(up.config, attn_impl=dense.attn_impl, **kwargs)
     model.load_state_dict(up.state_dict(), strict=True)
     return model.to(next(dense.parameters()).device)
+
+# attached after the class so the class cell stays short; the package needs no fastcore at run time
+NomicBertMoE.from_dense = classmethod(_from_dense)
 
 # %% ../nbs/10_nomic_bert_moe.ipynb #757f8abe
 def num_parameters(model: nn.Module, active: bool = False) -> int:

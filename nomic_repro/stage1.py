@@ -123,10 +123,11 @@ def load_preset_tokenizer(spec: str | None = None, model_max_length: int = 8192)
         ) from None
 
 CC100_LANGUAGES = tuple(
-    """af am ar as az be bg bn bn_rom br bs ca cs cy da de el en eo es et eu fa ff fi fr fy ga gd gl gn gu ha he hi
-    hi_rom hr ht hu hy id ig is it ja jv ka kk km kn ko ku ky la lg li ln lo lt lv mg mk ml mn mr ms my my_zaw ne nl no ns om or pa
-    pl ps pt qu rm ro ru sa sc sd si sk sl so sq sr ss su sv sw ta ta_rom te te_rom th tl tn tr ug uk ur ur_rom uz vi wo xh yi yo
-    zh-Hans zh-Hant zu""".split()
+    """af am ar as az be bg bn bn_rom br bs ca cs cy da de el en eo es et eu fa ff fi fr
+    fy ga gd gl gn gu ha he hi hi_rom hr ht hu hy id ig is it ja jv ka kk km kn ko ku ky la
+    lg li ln lo lt lv mg mk ml mn mr ms my my_zaw ne nl no ns om or pa pl ps pt qu rm ro ru
+    sa sc sd si sk sl so sq sr ss su sv sw ta ta_rom te te_rom th tl tn tr ug uk ur ur_rom
+    uz vi wo xh yi yo zh-Hans zh-Hant zu""".split()
 )
 # mNomic-BERT: v2 without experts
 _V2_BACKBONE = replace(V2_MOE_CONFIG, num_experts=0, moe_every_n_layers=0, mlm_head_bias=True)
@@ -370,4 +371,5 @@ def main(argv=None):
     except (ValueError, FileNotFoundError, KeyError) as e: sys.exit(f"error: {e}")
 
 # %% ../nbs/13_stage1_mlm.ipynb #61091ed5
-if __name__ == "__main__": main()
+# runs as a script (python -m nomic_repro.stage1); a Jupyter kernel has no __file__: skipped there
+if __name__ == "__main__" and "__file__" in globals(): main()

@@ -20,7 +20,8 @@ from .core import get_device, in_test, progress_bar, atomic_write
 # %% ../nbs/12_train_loop.ipynb #10630cbf
 @dataclass(frozen=True)
 class TrainConfig:
-    "Optimisation and bookkeeping for one training stage (defaults: Nomic's stage 1, FACTS §5.1)."
+    """Optimisation and bookkeeping for one training stage (defaults: Nomic's stage 1, arXiv
+    2402.01613 §4.1)."""
     max_steps: int = 1000             # length of the LR schedule (optimizer steps)
     # global batch per optimizer step (sequences or pairs), over all ranks
     batch_size: int = 32

@@ -187,8 +187,7 @@ class LanguageMixture:
         counter)."""
         if step < 0: raise ValueError(f"step must be >= 0, got {step}")
         while len(self._counts) <= step // self.BLOCK: self._draw_block()
-        b = step // self.BLOCK
-        i = self._langs[step]
+        b, i = step // self.BLOCK, self._langs[step]
         k = self._counts[b][i] + self._langs[b * self.BLOCK : step].count(i)
         return self.names[i], k
 

@@ -121,127 +121,89 @@ def load_state_dict_strict(model: nn.Module, sd: dict[str, Tensor]):
     return model
 
 # %% ../nbs/06_checkpoints.ipynb #64e2db01
-_NOMIC_NAMES = {
-    "vocab_size": "vocab_size",
-    "n_embd": "hidden_size",
-    "n_layer": "num_layers",
-    "n_head": "num_heads",
-    "n_inner": "intermediate_size",
-    "type_vocab_size": "type_vocab_size",
-    "layer_norm_epsilon": "layer_norm_eps",
-    "rotary_emb_base": "rotary_base",
-    "max_trained_positions": "max_trained_positions",
-    "rotary_scaling_factor": "rotary_scaling_factor",
-    "activation_function": "activation",
-    "qkv_proj_bias": "qkv_bias",
-    "mlp_fc1_bias": "mlp_fc1_bias",
-    "mlp_fc2_bias": "mlp_fc2_bias",
-    "pad_token_id": "pad_token_id",
-}
-_MOE_NAMES = {
-    "num_experts": "num_experts",
-    "moe_top_k": "moe_top_k",
-    "moe_every_n_layers": "moe_every_n_layers",
-}
-_MOE_UNSUPPORTED = {
-    "moe_normalize_expert_weights": False,
-    "num_shared_experts": 0,
-    "expert_choice_router": False,
-    "ffn_div": 1,
-}
-_UNSUPPORTED = {
-    "rotary_emb_fraction": 1.0,
-    "rotary_emb_interleaved": False,
-    "prenorm": False,
-    "use_rms_norm": False,
-    "parallel_block": False,
-    "causal": False,
-    "rotary_emb_scale_base": None,
-}
+# Nomic's config.json key -> our NomicBertConfig field
+_NOMIC_NAMES = {"vocab_size": "vocab_size", "n_embd": "hidden_size", "n_layer": "num_layers",
+                "n_head": "num_heads", "n_inner": "intermediate_size",
+                "type_vocab_size": "type_vocab_size", "layer_norm_epsilon": "layer_norm_eps",
+                "rotary_emb_base": "rotary_base", "max_trained_positions": "max_trained_positions",
+                "rotary_scaling_factor": "rotary_scaling_factor",
+                "activation_function": "activation", "qkv_proj_bias": "qkv_bias",
+                "mlp_fc1_bias": "mlp_fc1_bias", "mlp_fc2_bias": "mlp_fc2_bias",
+                "pad_token_id": "pad_token_id"}
+_MOE_NAMES = {k: k for k in ("num_experts", "moe_top_k", "moe_every_n_layers")}
+# options we do not implement -> the only value we accept
+_MOE_UNSUPPORTED = {"moe_normalize_expert_weights": False, "num_shared_experts": 0,
+                    "expert_choice_router": False, "ffn_div": 1}
+_UNSUPPORTED = {"rotary_emb_fraction": 1.0, "rotary_emb_interleaved": False, "prenorm": False,
+                "use_rms_norm": False, "parallel_block": False, "causal": False,
+                "rotary_emb_scale_base": None}
+
+# %% ../nbs/06_checkpoints.ipynb #603a8196
+def _unsupported(d: dict, table: dict, what: str = "this implementation"):
+    for k, ok in table.items():
+        if d.get(k, ok) != ok:
+            raise CheckpointError(f"config.json sets {k}={d[k]!r}; {what} supports only {ok!r}")
+
+def _from_nomic_config(d: dict) -> NomicBertConfig:
+    "`NomicBertConfig` from Nomic's GPT-2-style `config.json` (`n_embd`, `n_layer`, …)."
+    _unsupported(d, _UNSUPPORTED)
+    kw = {ours: d[k] for k, ours in _NOMIC_NAMES.items() if k in d and d[k] is not None}
+    if d.get("num_experts") and d.get("moe_every_n_layers"):        # nomic-embed-text-v2-moe
+        _unsupported(d, _MOE_UNSUPPORTED, "this mixture-of-experts implementation")
+        if kw.get("activation") != "gelu":
+            raise CheckpointError("config.json describes a mixture-of-experts model with"
+                                  f" activation_function={kw.get('activation')!r}; its experts"
+                                  " must be 'gelu'")
+        kw.update({ours: d[k] for k, ours in _MOE_NAMES.items() if d.get(k) is not None})
+    kw.setdefault("intermediate_size", 4 * kw.get("hidden_size", 768))
+    if kw.get("activation") == "gelu_new":
+        raise CheckpointError("activation_function 'gelu_new' (tanh GELU) is not supported; use"
+                              " 'gelu' or 'swiglu'")
+    return NomicBertConfig(**kw)
+
+# %% ../nbs/06_checkpoints.ipynb #cf074fac
+def _from_hf_config(d: dict) -> NomicBertConfig:
+    "`NomicBertConfig` from transformers' `nomic_bert` `config.json` (`hidden_size`, …)."
+    rp = d.get("rope_parameters") or {"rope_type": "default",
+                                      "rope_theta": d.get("rope_theta", 1000.0)}
+    if rp.get("rope_type", "default") not in ("default", "dynamic"):
+        raise CheckpointError(f"rope_type {rp.get('rope_type')!r} is not supported; use 'default'"
+                              " or 'dynamic'")
+    if d.get("hidden_act", "silu") != "silu":
+        raise CheckpointError(f"transformers nomic_bert with hidden_act={d['hidden_act']!r} is not"
+                              " supported (its MLP is SwiGLU: silu)")
+    dynamic = rp.get("rope_type") == "dynamic"
+    return NomicBertConfig(
+        vocab_size=d["vocab_size"], hidden_size=d["hidden_size"],
+        num_layers=d["num_hidden_layers"], num_heads=d["num_attention_heads"],
+        intermediate_size=d["intermediate_size"], type_vocab_size=d.get("type_vocab_size", 2),
+        layer_norm_eps=d.get("layer_norm_eps", 1e-12),
+        rotary_base=float(rp.get("rope_theta", 1000.0)),
+        max_trained_positions=d.get("max_position_embeddings", 2048),
+        pad_token_id=d.get("pad_token_id", 0) or 0,
+        rotary_scaling_factor=rp.get("factor") if dynamic else None)
 
 def config_from_dict(d: dict) -> NomicBertConfig:
     """`NomicBertConfig` from a `config.json` dict in Nomic's (GPT-2-style) or transformers'
     (`nomic_bert`) naming."""
-    if "n_embd" in d:
-        for k, ok in _UNSUPPORTED.items():
-            if k in d and d[k] != ok:
-                raise CheckpointError(
-                    f"config.json sets {k}={d[k]!r}; this implementation supports only {ok!r}"
-                )
-        kw = {ours: d[k] for k, ours in _NOMIC_NAMES.items() if k in d and d[k] is not None}
-        # nomic-embed-text-v2-moe
-        if d.get("num_experts") and d.get("moe_every_n_layers"):
-            for k, ok in _MOE_UNSUPPORTED.items():
-                if d.get(k, ok) != ok:
-                    raise CheckpointError(
-                        f"config.json sets {k}={d[k]!r}; this mixture-of-experts implementation"
-                        f" supports only {ok!r}"
-                    )
-            if kw.get("activation") != "gelu":
-                raise CheckpointError(
-                    "config.json describes a mixture-of-experts model with"
-                    f" activation_function={kw.get('activation')!r}; its experts must be 'gelu'"
-                )
-            kw.update({ours: d[k] for k, ours in _MOE_NAMES.items() if d.get(k) is not None})
-        kw.setdefault("intermediate_size", 4 * kw.get("hidden_size", 768))
-        if kw.get("activation") == "gelu_new":
-            raise CheckpointError(
-                "activation_function 'gelu_new' (tanh GELU) is not supported; use 'gelu' or"
-                " 'swiglu'"
-            )
-        return NomicBertConfig(**kw)
-    if d.get("model_type") == "nomic_bert" or "hidden_size" in d:
-        rp = d.get("rope_parameters") or {
-            "rope_type": "default",
-            "rope_theta": d.get("rope_theta", 1000.0),
-        }
-        if rp.get("rope_type", "default") not in ("default", "dynamic"):
-            raise CheckpointError(
-                f"rope_type {rp.get('rope_type')!r} is not supported; use 'default' or 'dynamic'"
-            )
-        if d.get("hidden_act", "silu") != "silu":
-            raise CheckpointError(
-                f"transformers nomic_bert with hidden_act={d['hidden_act']!r} is not supported (its"
-                " MLP is SwiGLU: silu)"
-            )
-        return NomicBertConfig(
-            vocab_size=d["vocab_size"],
-            hidden_size=d["hidden_size"],
-            num_layers=d["num_hidden_layers"],
-            num_heads=d["num_attention_heads"],
-            intermediate_size=d["intermediate_size"],
-            type_vocab_size=d.get("type_vocab_size", 2),
-            layer_norm_eps=d.get("layer_norm_eps", 1e-12),
-            rotary_base=float(rp.get("rope_theta", 1000.0)),
-            max_trained_positions=d.get("max_position_embeddings", 2048),
-            pad_token_id=d.get("pad_token_id", 0) or 0,
-            rotary_scaling_factor=rp.get("factor") if rp.get("rope_type") == "dynamic" else None,
-        )
-    raise CheckpointError(
-        "config.json is neither Nomic's (n_embd, n_layer, …) nor transformers' nomic_bert"
-        f" (hidden_size, …); keys: {sorted(d)[:8]}"
-    )
+    if "n_embd" in d: return _from_nomic_config(d)
+    if d.get("model_type") == "nomic_bert" or "hidden_size" in d: return _from_hf_config(d)
+    raise CheckpointError("config.json is neither Nomic's (n_embd, n_layer, …) nor transformers'"
+                          f" nomic_bert (hidden_size, …); keys: {sorted(d)[:8]}")
 
+# %% ../nbs/06_checkpoints.ipynb #614cd34b
 def config_to_nomic_dict(cfg: NomicBertConfig, mlm: bool = False) -> dict:
     "Nomic's `config.json` for `cfg`, loadable by Nomic's remote code and by `config_from_dict`."
-    d = {
-        nomic: getattr(cfg, ours)
-        for nomic, ours in {**_NOMIC_NAMES, **(_MOE_NAMES if cfg.num_experts else {})}.items()
-    }
+    names = {**_NOMIC_NAMES, **(_MOE_NAMES if cfg.num_experts else {})}
+    d = {nomic: getattr(cfg, ours) for nomic, ours in names.items()}
     if cfg.num_experts: d.update(_MOE_UNSUPPORTED)
-    return {
-        "architectures": ["NomicBertForPreTraining" if mlm else "NomicBertModel"],
-        "model_type": "nomic_bert",
-        "auto_map": {
-            "AutoConfig": "nomic-ai/nomic-bert-2048--configuration_hf_nomic_bert.NomicBertConfig",
-            "AutoModel": "nomic-ai/nomic-bert-2048--modeling_hf_nomic_bert.NomicBertModel",
-        },
-        **d,
-        **_UNSUPPORTED,
-        "n_positions": 8192,
-        "pad_vocab_size_multiple": 64,
-        "torch_dtype": "float32",
-    }
+    remote = "nomic-ai/nomic-bert-2048--"
+    return {"architectures": ["NomicBertForPreTraining" if mlm else "NomicBertModel"],
+            "model_type": "nomic_bert",
+            "auto_map": {"AutoConfig": remote + "configuration_hf_nomic_bert.NomicBertConfig",
+                         "AutoModel": remote + "modeling_hf_nomic_bert.NomicBertModel"},
+            **d, **_UNSUPPORTED, "n_positions": 8192, "pad_vocab_size_multiple": 64,
+            "torch_dtype": "float32"}
 
 # %% ../nbs/06_checkpoints.ipynb #f6f9fa79
 def resolve_folder(path_or_id: str | os.PathLike, revision: str | None = None) -> Path:

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['HEAD_DIMS', 'DTYPES', 'FlashAttnVarlen', 'flash_attn_varlen', 'flash_attn']
 
-# %% ../../nbs/04_flash_attention.ipynb #10f67619
+# %% ../../nbs/04_flash_attention.ipynb #62e3a253
 # first: sets TRITON_INTERPRET=1 on machines without CUDA
 from ..core import TRITON_INTERPRETER
 import os, math
@@ -15,7 +15,7 @@ import triton.language as tl
 from torch import Tensor
 from ..attention import unpad, pad, check_cu_seqlens
 
-# %% ../../nbs/04_flash_attention.ipynb #c2694497
+# %% ../../nbs/04_flash_attention.ipynb #ee541f38
 @triton.jit
 def _dot(a, b, IEEE: tl.constexpr):
     "a @ b accumulated in fp32: exact fp32 products if IEEE (fp32 inputs), else tensor cores."
@@ -33,7 +33,7 @@ def _rope(x, pos, INV_FREQ, HEAD_DIM: tl.constexpr, INVERSE: tl.constexpr):
     rotated = tl.join(x1 * c - x2 * s, x2 * c + x1 * s)                          # [R, D/2, 2]
     return tl.reshape(tl.permute(rotated, (0, 2, 1)), (x.shape[0], HEAD_DIM))
 
-# %% ../../nbs/04_flash_attention.ipynb #a5092ea0
+# %% ../../nbs/04_flash_attention.ipynb #da8d9225
 @triton.jit
 def _fwd_tile(acc, l_i, m_i, q, k_ptrs, v_ptrs, start_n, seqlen, stride_kt, stride_vt, qk_scale,
               offs_n, INV_FREQ, HEAD_DIM: tl.constexpr, MASK: tl.constexpr, IEEE: tl.constexpr,
@@ -58,7 +58,7 @@ def _fwd_tile(acc, l_i, m_i, q, k_ptrs, v_ptrs, start_n, seqlen, stride_kt, stri
     acc = acc * alpha[:, None] + _dot(p.to(v.dtype), v, IEEE)
     return acc, l_i, m_new
 
-# %% ../../nbs/04_flash_attention.ipynb #91ea7234
+# %% ../../nbs/04_flash_attention.ipynb #68d56b32
 @triton.jit
 def _fwd_kernel(Q, K, V, O, LSE, CU, INV_FREQ, sm_scale,
                 stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh,
@@ -98,7 +98,7 @@ def _fwd_kernel(Q, K, V, O, LSE, CU, INV_FREQ, sm_scale,
     lse = (m_i + tl.math.log2(l_i)) * 0.6931471805599453    # natural log
     tl.store(LSE + h * stride_lh + start + offs_m, lse, mask=row_ok)
 
-# %% ../../nbs/04_flash_attention.ipynb #94881ec9
+# %% ../../nbs/04_flash_attention.ipynb #d7bf2669
 def _configs(gpu: list, interp: dict) -> list:
     "One interpreter config on CPU, else the GPU list of (block sizes, warps, stages)."
     if os.environ.get("TRITON_INTERPRET") == "1": return [triton.Config(interp)]
@@ -128,7 +128,7 @@ _FWD_CONFIGS = _configs(_FWD_GPU, {"BLOCK_M": 64, "BLOCK_N": 64})
 _KEY = ["SEQ_BUCKET", "HEAD_DIM", "IEEE", "ROPE"]
 _fwd = triton.autotune(_FWD_CONFIGS, key=_KEY, prune_configs_by=_prune("BLOCK_M"))(_fwd_kernel)
 
-# %% ../../nbs/04_flash_attention.ipynb #d27aabbf
+# %% ../../nbs/04_flash_attention.ipynb #c47477a9
 HEAD_DIMS = (16, 32, 64, 128)
 DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
@@ -153,7 +153,7 @@ def _check_qkv(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor):
         raise ValueError(f"q, k, v, cu_seqlens must be on one device; got {q.device}, "
                          f"{k.device}, {v.device}, {cu_seqlens.device}")
 
-# %% ../../nbs/04_flash_attention.ipynb #ef9222d3
+# %% ../../nbs/04_flash_attention.ipynb #63774f31
 def _check_varlen(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqlen,
                   validate: bool = True) -> int:
     "Validate packed q, k, v `[T, H, D]`, `cu_seqlens`, `max_seqlen`; return `max_seqlen` (an int)."
@@ -178,7 +178,7 @@ def _check_varlen(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqle
                          f"got {max_seqlen!r}")
     return max_seqlen
 
-# %% ../../nbs/04_flash_attention.ipynb #feffe6e7
+# %% ../../nbs/04_flash_attention.ipynb #3b97b846
 def _flash_fwd(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqlen: int,
                softmax_scale: float, inv_freq: Tensor | None = None):
     "Launch the forward: -> (o `[T, H, D]`, lse `[H, T]` fp32, natural log); `inv_freq`: RoPE."
@@ -196,7 +196,7 @@ def _flash_fwd(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqlen: 
                HEAD_DIM=D, IEEE=q.dtype == torch.float32, ROPE=rope)
     return o, lse
 
-# %% ../../nbs/04_flash_attention.ipynb #0e64c4d6
+# %% ../../nbs/04_flash_attention.ipynb #9de4755b
 @triton.jit
 def _delta_kernel(O, DO, DELTA, T, stride_ot, stride_oh, stride_dt, stride_dh, stride_lh,
                   HEAD_DIM: tl.constexpr, BLOCK_T: tl.constexpr):
@@ -211,7 +211,7 @@ def _delta_kernel(O, DO, DELTA, T, stride_ot, stride_oh, stride_dt, stride_dh, s
     delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
     tl.store(DELTA + h * stride_lh + offs_t, delta, mask=offs_t < T)
 
-# %% ../../nbs/04_flash_attention.ipynb #191de181
+# %% ../../nbs/04_flash_attention.ipynb #2bde210e
 @triton.jit
 def _dkdv_tile(dk, dv, k, v, q_ptrs, do_ptrs, lse_ptrs, delta_ptrs, start_m, seqlen, stride_qt,
                stride_dt, qk_scale, offs_m, INV_FREQ, HEAD_DIM: tl.constexpr, MASK: tl.constexpr,
@@ -239,7 +239,7 @@ def _dkdv_tile(dk, dv, k, v, q_ptrs, do_ptrs, lse_ptrs, delta_ptrs, start_m, seq
     dk += _dot(ds_t.to(q.dtype), q, IEEE)                                     # dK += dSᵀ Q
     return dk, dv
 
-# %% ../../nbs/04_flash_attention.ipynb #deacb2ae
+# %% ../../nbs/04_flash_attention.ipynb #5f841a87
 @triton.jit
 def _dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, CU, INV_FREQ, sm_scale,
                  stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh,
@@ -280,7 +280,7 @@ def _dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, CU, INV_FREQ, sm_scale,
     tl.store(DK + out, dk.to(DK.dtype.element_ty), mask=col_ok)
     tl.store(DV + out, dv.to(DV.dtype.element_ty), mask=col_ok)
 
-# %% ../../nbs/04_flash_attention.ipynb #ae169cf7
+# %% ../../nbs/04_flash_attention.ipynb #5c3dac57
 @triton.jit
 def _dq_tile(dq, q, do, lse2, delta, k_ptrs, v_ptrs, start_n, seqlen, stride_kt, stride_vt,
              qk_scale, offs_n, INV_FREQ, HEAD_DIM: tl.constexpr, MASK: tl.constexpr,
@@ -300,7 +300,7 @@ def _dq_tile(dq, q, do, lse2, delta, k_ptrs, v_ptrs, start_n, seqlen, stride_kt,
     ds = p * (_dot(do, tl.trans(v), IEEE) - delta[:, None])             # dS = P ∘ (dP − Δ)
     return dq + _dot(ds.to(k.dtype), k, IEEE)                           # dQ += dS K
 
-# %% ../../nbs/04_flash_attention.ipynb #49672c61
+# %% ../../nbs/04_flash_attention.ipynb #f2115074
 @triton.jit
 def _dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, CU, INV_FREQ, sm_scale,
                stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh,
@@ -340,7 +340,7 @@ def _dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, CU, INV_FREQ, sm_scale,
         dq = _rope(dq, offs_m, INV_FREQ, HEAD_DIM, True)
     tl.store(DQ + q_off, dq.to(DQ.dtype.element_ty), mask=ok[:, None])
 
-# %% ../../nbs/04_flash_attention.ipynb #ec7ffb3f
+# %% ../../nbs/04_flash_attention.ipynb #8e691256
 # (BLOCK_M, BLOCK_N, warps, stages) tried on a GPU
 _DKDV_GPU = _grid_of(
     [(32, 128, 4, 3), (64, 128, 8, 3), (32, 64, 4, 3), (64, 64, 4, 3), (16, 64, 4, 4)])
@@ -374,7 +374,7 @@ def _flash_bwd(do, q, k, v, o, lse, cu_seqlens, max_seqlen: int, softmax_scale: 
         q, k, v, do, lse, delta, dq, cu_seqlens, freq, softmax_scale, *st, bucket, **meta)
     return dq, dk, dv
 
-# %% ../../nbs/04_flash_attention.ipynb #d3cfbe9b
+# %% ../../nbs/04_flash_attention.ipynb #2c96d047
 def _check_inv_freq(inv_freq: Tensor | None, q: Tensor) -> Tensor | None:
     "Rotary frequencies must be fp32 `[head_dim / 2]` on q's device (RoPE over all head dims)."
     if inv_freq is None: return None
@@ -404,7 +404,7 @@ class FlashAttnVarlen(torch.autograd.Function):
                                 ctx.softmax_scale, inv_freq)
         return dq, dk, dv, None, None, None, None
 
-# %% ../../nbs/04_flash_attention.ipynb #bb8bd4ff
+# %% ../../nbs/04_flash_attention.ipynb #84948fd7
 def flash_attn_varlen(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor,
                       max_seqlen: int | None = None, softmax_scale: float | None = None,
                       return_lse: bool = False, *, rotary_inv_freq: Tensor | None = None,

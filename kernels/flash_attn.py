@@ -1,31 +1,36 @@
 """Flash attention workbench: nomic_repro.kernels.flash_attn against PyTorch's attention paths.
 
-    python kernels/flash_attn.py [--dtype bf16|fp16] [--heads 12] [--head-dim 64] [--tokens 16384]
-                                 [--lengths 512,1024,2048,4096,8192] [--mixed 64,2048] [--out kernels/results]
+    python kernels/flash_attn.py [--dtype bf16|fp16] [--heads 12] [--head-dim 64]
+                                 [--tokens 16384] [--lengths 512,1024,2048,4096,8192]
+                                 [--mixed 64,2048] [--out kernels/results]
 
 Variants (all non-causal, NomicBERT's 12 heads x 64 by default):
   1. triton_varlen   ours: flash_attn_varlen on packed tokens (padding costs nothing)
-  2. sdpa_flash      F.scaled_dot_product_attention, flash backend, dense, no mask (equal lengths only: it cannot
-                     take a padding mask, so on a mixed batch it would attend to padding)
+  2. sdpa_flash      F.scaled_dot_product_attention, flash backend, dense, no mask (equal lengths
+                     only: it cannot take a padding mask, so on a mixed batch it would attend to
+                     padding)
   3. sdpa_mask       attention_sdpa with a key-padding mask (PyTorch picks efficient / cuDNN / math)
   4. naive           attention_naive (einsum + fp32 softmax) with the mask
-  5. torch_varlen    torch.nn.attention.varlen.varlen_attn (PyTorch's bundled flash kernels), when this torch has it
+  5. torch_varlen    torch.nn.attention.varlen.varlen_attn (PyTorch's bundled flash kernels), when
+                     this torch has it
   6. triton_rope     ours with RoPE fused into the Q/K loads (rotary_inv_freq=), unrotated q, k in
   7. rope_then_triton  apply_rotary on q and k in torch, then ours: the unfused path 6 replaces
-Batches: equal lengths 512..8192 (B*S = --tokens), and a mixed batch with lengths drawn uniformly from 64..2048
-(seed 0) up to --tokens real tokens, padded to its longest for the dense peers.
-triton_varlen is timed through the public flash_attn_varlen, so each call includes its input validation, which
-reads cu_seqlens on the host (one device sync), as the model pays it.
-Passes: fwd, and fwd+bwd. FLOPs count only real work: 4*H*D*sum(len^2) forward, x3.5 forward+backward
-(flash-attention's convention), so on the mixed batch the dense peers' TFLOP/s is *effective* (padding is waste).
+Batches: equal lengths 512..8192 (B*S = --tokens), and a mixed batch with lengths drawn uniformly
+from 64..2048 (seed 0) up to --tokens real tokens, padded to its longest for the dense peers.
+triton_varlen is timed through the public flash_attn_varlen, so each call includes its input
+validation, which reads cu_seqlens on the host (one device sync), as the model pays it.
+Passes: fwd, and fwd+bwd. FLOPs count only real work: 4*H*D*sum(len^2) forward, x3.5
+forward+backward (flash-attention's convention), so on the mixed batch the dense peers' TFLOP/s is
+*effective* (padding is waste).
 
-First a correctness check against nomic_repro.attention at tiny shapes (fp32, and fp16; bf16 too on a GPU).
-On a CPU only that check runs (under TRITON_INTERPRET=1 timings would measure numpy, not the kernel).
-`--compile-sm90` (works on a CPU): compile, without running, every autotune config of the three kernels for an
-H100/H200 (sm_90) with Triton's bundled ptxas, and print each one's shared memory; a kernel that does not compile
-for the GPU fails here, not on the rented machine.
-On a GPU: timings with triton.testing.do_bench (median), printed with ratios to sdpa_flash (equal lengths) or
-sdpa_mask (mixed), and written to kernels/results/flash_attn-<gpu name>.csv.
+First a correctness check against nomic_repro.attention at tiny shapes (fp32, and fp16; bf16 too on
+a GPU). On a CPU only that check runs (under TRITON_INTERPRET=1 timings would measure numpy, not the
+kernel).
+`--compile-sm90` (works on a CPU): compile, without running, every autotune config of the three
+kernels for an H100/H200 (sm_90) with Triton's bundled ptxas, and print each one's shared memory; a
+kernel that does not compile for the GPU fails here, not on the rented machine.
+On a GPU: timings with triton.testing.do_bench (median), printed with ratios to sdpa_flash (equal
+lengths) or sdpa_mask (mixed), and written to kernels/results/flash_attn-<gpu name>.csv.
 """
 import argparse, csv, math, os, sys, warnings
 from pathlib import Path
@@ -176,7 +181,9 @@ def sweep(args, device, dtype):
             times = {}
             for name, (inputs, fn) in peers(lengths, H, D, dtype, device, kind == "equal").items():
                 try: times[name] = time_one(inputs, fn, pas)
-                except torch.OutOfMemoryError: times[name] = float("nan"); print(f"  {name}: out of memory")
+                except torch.OutOfMemoryError:
+                    times[name] = float("nan")
+                    print(f"  {name}: out of memory")
                 except Exception as e:
                     times[name] = float("nan")
                     print(f"  {name}: failed ({type(e).__name__}: {str(e).splitlines()[0][:200]})")

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['LAYOUTS', 'CheckpointError', 'detect_layout', 'load_state_dict_strict', 'config_from_dict', 'config_to_nomic_dict',
            'resolve_folder', 'read_state_dict', 'read_config', 'load_pretrained', 'from_xlm_roberta',
-           'load_xlm_roberta', 'export_state_dict', 'save_pretrained', 'load_tokenizer']
+           'load_xlm_roberta', 'load_tokenizer', 'export_state_dict', 'save_pretrained']
 
 # %% ../nbs/06_checkpoints.ipynb #7651f936
 import json, os, re, warnings
@@ -121,129 +121,91 @@ def load_state_dict_strict(model: nn.Module, sd: dict[str, Tensor]):
     return model
 
 # %% ../nbs/06_checkpoints.ipynb #64e2db01
-_NOMIC_NAMES = {
-    "vocab_size": "vocab_size",
-    "n_embd": "hidden_size",
-    "n_layer": "num_layers",
-    "n_head": "num_heads",
-    "n_inner": "intermediate_size",
-    "type_vocab_size": "type_vocab_size",
-    "layer_norm_epsilon": "layer_norm_eps",
-    "rotary_emb_base": "rotary_base",
-    "max_trained_positions": "max_trained_positions",
-    "rotary_scaling_factor": "rotary_scaling_factor",
-    "activation_function": "activation",
-    "qkv_proj_bias": "qkv_bias",
-    "mlp_fc1_bias": "mlp_fc1_bias",
-    "mlp_fc2_bias": "mlp_fc2_bias",
-    "pad_token_id": "pad_token_id",
-}
-_MOE_NAMES = {
-    "num_experts": "num_experts",
-    "moe_top_k": "moe_top_k",
-    "moe_every_n_layers": "moe_every_n_layers",
-}
-_MOE_UNSUPPORTED = {
-    "moe_normalize_expert_weights": False,
-    "num_shared_experts": 0,
-    "expert_choice_router": False,
-    "ffn_div": 1,
-}
-_UNSUPPORTED = {
-    "rotary_emb_fraction": 1.0,
-    "rotary_emb_interleaved": False,
-    "prenorm": False,
-    "use_rms_norm": False,
-    "parallel_block": False,
-    "causal": False,
-    "rotary_emb_scale_base": None,
-}
+# Nomic's config.json key -> our NomicBertConfig field
+_NOMIC_NAMES = {"vocab_size": "vocab_size", "n_embd": "hidden_size", "n_layer": "num_layers",
+                "n_head": "num_heads", "n_inner": "intermediate_size",
+                "type_vocab_size": "type_vocab_size", "layer_norm_epsilon": "layer_norm_eps",
+                "rotary_emb_base": "rotary_base", "max_trained_positions": "max_trained_positions",
+                "rotary_scaling_factor": "rotary_scaling_factor",
+                "activation_function": "activation", "qkv_proj_bias": "qkv_bias",
+                "mlp_fc1_bias": "mlp_fc1_bias", "mlp_fc2_bias": "mlp_fc2_bias",
+                "pad_token_id": "pad_token_id"}
+_MOE_NAMES = {k: k for k in ("num_experts", "moe_top_k", "moe_every_n_layers")}
+# options we do not implement -> the only value we accept
+_MOE_UNSUPPORTED = {"moe_normalize_expert_weights": False, "num_shared_experts": 0,
+                    "expert_choice_router": False, "ffn_div": 1}
+_UNSUPPORTED = {"rotary_emb_fraction": 1.0, "rotary_emb_interleaved": False, "prenorm": False,
+                "use_rms_norm": False, "parallel_block": False, "causal": False,
+                "rotary_emb_scale_base": None}
+
+# %% ../nbs/06_checkpoints.ipynb #603a8196
+def _unsupported(d: dict, table: dict, what: str = "this implementation"):
+    for k, ok in table.items():
+        if d.get(k, ok) != ok:
+            raise CheckpointError(f"config.json sets {k}={d[k]!r}; {what} supports only {ok!r}")
+
+def _from_nomic_config(d: dict) -> NomicBertConfig:
+    "`NomicBertConfig` from Nomic's GPT-2-style `config.json` (`n_embd`, `n_layer`, …)."
+    _unsupported(d, _UNSUPPORTED)
+    kw = {ours: d[k] for k, ours in _NOMIC_NAMES.items() if k in d and d[k] is not None}
+    if d.get("num_experts") and d.get("moe_every_n_layers"):        # nomic-embed-text-v2-moe
+        _unsupported(d, _MOE_UNSUPPORTED, "this mixture-of-experts implementation")
+        if kw.get("activation") != "gelu":
+            raise CheckpointError("config.json describes a mixture-of-experts model with"
+                                  f" activation_function={kw.get('activation')!r}; its experts"
+                                  " must be 'gelu'")
+        kw.update({ours: d[k] for k, ours in _MOE_NAMES.items() if d.get(k) is not None})
+    kw.setdefault("intermediate_size", 4 * kw.get("hidden_size", 768))
+    if kw.get("activation") == "gelu_new":
+        raise CheckpointError("activation_function 'gelu_new' (tanh GELU) is not supported; use"
+                              " 'gelu' or 'swiglu'")
+    return NomicBertConfig(**kw)
+
+# %% ../nbs/06_checkpoints.ipynb #cf074fac
+def _from_hf_config(d: dict) -> NomicBertConfig:
+    "`NomicBertConfig` from transformers' `nomic_bert` `config.json` (`hidden_size`, …)."
+    rp = d.get("rope_parameters") or {"rope_type": "default",
+                                      "rope_theta": d.get("rope_theta", 1000.0)}
+    if rp.get("rope_type", "default") not in ("default", "dynamic"):
+        raise CheckpointError(f"rope_type {rp.get('rope_type')!r} is not supported; use 'default'"
+                              " or 'dynamic'")
+    if d.get("hidden_act", "silu") != "silu":
+        raise CheckpointError(f"transformers nomic_bert with hidden_act={d['hidden_act']!r} is not"
+                              " supported (its MLP is SwiGLU: silu)")
+    dynamic = rp.get("rope_type") == "dynamic"
+    return NomicBertConfig(
+        vocab_size=d["vocab_size"], hidden_size=d["hidden_size"],
+        num_layers=d["num_hidden_layers"], num_heads=d["num_attention_heads"],
+        intermediate_size=d["intermediate_size"], type_vocab_size=d.get("type_vocab_size", 2),
+        layer_norm_eps=d.get("layer_norm_eps", 1e-12),
+        rotary_base=float(rp.get("rope_theta", 1000.0)),
+        max_trained_positions=d.get("max_position_embeddings", 2048),
+        pad_token_id=d.get("pad_token_id", 0) or 0,
+        rotary_scaling_factor=rp.get("factor") if dynamic else None)
 
 def config_from_dict(d: dict) -> NomicBertConfig:
     """`NomicBertConfig` from a `config.json` dict in Nomic's (GPT-2-style) or transformers'
     (`nomic_bert`) naming."""
-    if "n_embd" in d:
-        for k, ok in _UNSUPPORTED.items():
-            if k in d and d[k] != ok:
-                raise CheckpointError(
-                    f"config.json sets {k}={d[k]!r}; this implementation supports only {ok!r}"
-                )
-        kw = {ours: d[k] for k, ours in _NOMIC_NAMES.items() if k in d and d[k] is not None}
-        # nomic-embed-text-v2-moe
-        if d.get("num_experts") and d.get("moe_every_n_layers"):
-            for k, ok in _MOE_UNSUPPORTED.items():
-                if d.get(k, ok) != ok:
-                    raise CheckpointError(
-                        f"config.json sets {k}={d[k]!r}; this mixture-of-experts implementation"
-                        f" supports only {ok!r}"
-                    )
-            if kw.get("activation") != "gelu":
-                raise CheckpointError(
-                    "config.json describes a mixture-of-experts model with"
-                    f" activation_function={kw.get('activation')!r}; its experts must be 'gelu'"
-                )
-            kw.update({ours: d[k] for k, ours in _MOE_NAMES.items() if d.get(k) is not None})
-        kw.setdefault("intermediate_size", 4 * kw.get("hidden_size", 768))
-        if kw.get("activation") == "gelu_new":
-            raise CheckpointError(
-                "activation_function 'gelu_new' (tanh GELU) is not supported; use 'gelu' or"
-                " 'swiglu'"
-            )
-        return NomicBertConfig(**kw)
-    if d.get("model_type") == "nomic_bert" or "hidden_size" in d:
-        rp = d.get("rope_parameters") or {
-            "rope_type": "default",
-            "rope_theta": d.get("rope_theta", 1000.0),
-        }
-        if rp.get("rope_type", "default") not in ("default", "dynamic"):
-            raise CheckpointError(
-                f"rope_type {rp.get('rope_type')!r} is not supported; use 'default' or 'dynamic'"
-            )
-        if d.get("hidden_act", "silu") != "silu":
-            raise CheckpointError(
-                f"transformers nomic_bert with hidden_act={d['hidden_act']!r} is not supported (its"
-                " MLP is SwiGLU: silu)"
-            )
-        return NomicBertConfig(
-            vocab_size=d["vocab_size"],
-            hidden_size=d["hidden_size"],
-            num_layers=d["num_hidden_layers"],
-            num_heads=d["num_attention_heads"],
-            intermediate_size=d["intermediate_size"],
-            type_vocab_size=d.get("type_vocab_size", 2),
-            layer_norm_eps=d.get("layer_norm_eps", 1e-12),
-            rotary_base=float(rp.get("rope_theta", 1000.0)),
-            max_trained_positions=d.get("max_position_embeddings", 2048),
-            pad_token_id=d.get("pad_token_id", 0) or 0,
-            rotary_scaling_factor=rp.get("factor") if rp.get("rope_type") == "dynamic" else None,
-        )
-    raise CheckpointError(
-        "config.json is neither Nomic's (n_embd, n_layer, …) nor transformers' nomic_bert"
-        f" (hidden_size, …); keys: {sorted(d)[:8]}"
-    )
+    if "n_embd" in d: return _from_nomic_config(d)
+    if d.get("model_type") == "nomic_bert" or "hidden_size" in d: return _from_hf_config(d)
+    raise CheckpointError("config.json is neither Nomic's (n_embd, n_layer, …) nor transformers'"
+                          f" nomic_bert (hidden_size, …); keys: {sorted(d)[:8]}")
 
+# %% ../nbs/06_checkpoints.ipynb #614cd34b
 def config_to_nomic_dict(cfg: NomicBertConfig, mlm: bool = False) -> dict:
     "Nomic's `config.json` for `cfg`, loadable by Nomic's remote code and by `config_from_dict`."
-    d = {
-        nomic: getattr(cfg, ours)
-        for nomic, ours in {**_NOMIC_NAMES, **(_MOE_NAMES if cfg.num_experts else {})}.items()
-    }
+    names = {**_NOMIC_NAMES, **(_MOE_NAMES if cfg.num_experts else {})}
+    d = {nomic: getattr(cfg, ours) for nomic, ours in names.items()}
     if cfg.num_experts: d.update(_MOE_UNSUPPORTED)
-    return {
-        "architectures": ["NomicBertForPreTraining" if mlm else "NomicBertModel"],
-        "model_type": "nomic_bert",
-        "auto_map": {
-            "AutoConfig": "nomic-ai/nomic-bert-2048--configuration_hf_nomic_bert.NomicBertConfig",
-            "AutoModel": "nomic-ai/nomic-bert-2048--modeling_hf_nomic_bert.NomicBertModel",
-        },
-        **d,
-        **_UNSUPPORTED,
-        "n_positions": 8192,
-        "pad_vocab_size_multiple": 64,
-        "torch_dtype": "float32",
-    }
+    remote = "nomic-ai/nomic-bert-2048--"
+    return {"architectures": ["NomicBertForPreTraining" if mlm else "NomicBertModel"],
+            "model_type": "nomic_bert",
+            "auto_map": {"AutoConfig": remote + "configuration_hf_nomic_bert.NomicBertConfig",
+                         "AutoModel": remote + "modeling_hf_nomic_bert.NomicBertModel"},
+            **d, **_UNSUPPORTED, "n_positions": 8192, "pad_vocab_size_multiple": 64,
+            "torch_dtype": "float32"}
 
-# %% ../nbs/06_checkpoints.ipynb #f6f9fa79
+# %% ../nbs/06_checkpoints.ipynb #c7fc4dd9
 def resolve_folder(path_or_id: str | os.PathLike, revision: str | None = None) -> Path:
     "A local checkpoint folder: `path_or_id` itself, or a hub snapshot of it."
     p = Path(path_or_id).expanduser()
@@ -272,27 +234,27 @@ def resolve_folder(path_or_id: str | os.PathLike, revision: str | None = None) -
             f" Face hub: {type(e).__name__}: {e}"
         ) from e
 
+# %% ../nbs/06_checkpoints.ipynb #ef9f48da
+def _weight_files(folder: Path) -> list[Path]:
+    """The files holding `folder`'s weights: `model.safetensors`, else the shards that
+    `model.safetensors.index.json` names, else `pytorch_model.bin`."""
+    if (folder / "model.safetensors").exists(): return [folder / "model.safetensors"]
+    idx = folder / "model.safetensors.index.json"
+    if idx.exists():
+        shards = json.loads(idx.read_text())["weight_map"].values()
+        return [folder / f for f in sorted(set(shards))]
+    if (folder / "pytorch_model.bin").exists(): return [folder / "pytorch_model.bin"]
+    raise FileNotFoundError(
+        f"no weights in {folder}: expected model.safetensors, model.safetensors.index.json or"
+        " pytorch_model.bin"
+    )
+
+# %% ../nbs/06_checkpoints.ipynb #f172fe5f
 def read_state_dict(folder: Path) -> dict[str, Tensor]:
     """All tensors of the checkpoint in `folder` (safetensors, sharded safetensors, or `.bin` with
     `weights_only=True`)."""
-    folder = Path(folder)
-    idx = folder / "model.safetensors.index.json"
-    files = (
-        [folder / "model.safetensors"]
-        if (folder / "model.safetensors").exists()
-        else (
-            [folder / f for f in sorted(set(json.loads(idx.read_text())["weight_map"].values()))]
-            if idx.exists()
-            else [folder / "pytorch_model.bin"] if (folder / "pytorch_model.bin").exists() else []
-        )
-    )
-    if not files:
-        raise FileNotFoundError(
-            f"no weights in {folder}: expected model.safetensors, model.safetensors.index.json or"
-            " pytorch_model.bin"
-        )
     sd = {}
-    for f in files:
+    for f in _weight_files(Path(folder)):
         try:
             sd.update(
                 load_file(f)
@@ -305,13 +267,68 @@ def read_state_dict(folder: Path) -> dict[str, Tensor]:
             ) from e
     return sd
 
+# %% ../nbs/06_checkpoints.ipynb #289ea30c
 def read_config(folder: Path) -> dict:
+    "`folder`'s `config.json` as a dict (`config_from_dict` turns it into a `NomicBertConfig`)."
     f = Path(folder) / "config.json"
     if not f.exists(): raise FileNotFoundError(f"{folder} has no config.json")
     try: return json.loads(f.read_text())
     except json.JSONDecodeError as e: raise CheckpointError(f"{f} is not valid JSON: {e}") from e
 
-# %% ../nbs/06_checkpoints.ipynb #baecce87
+# %% ../nbs/06_checkpoints.ipynb #7bb43c4f
+def _to_nomic_keys(sd: dict[str, Tensor], num_layers: int) -> dict[str, Tensor]:
+    "A state dict in any of `LAYOUTS` under our (Nomic) key names, the MLM head's `cls.` keys kept."
+    layout = detect_layout(sd)
+    if layout == "transformers":
+        sd = _hf_to_nomic(sd, num_layers)
+    if layout == "nomic-mlm":
+        sd = {re.sub(r"^(nomic_)?bert\.", "", k): v for k, v in sd.items()}
+    if "cls.predictions.bias" in sd:
+        sd = dict(sd)
+        sd["cls.predictions.decoder.bias"] = sd.pop("cls.predictions.bias")
+    return sd
+
+# %% ../nbs/06_checkpoints.ipynb #72edb2c1
+def _load_mlm(cfg: NomicBertConfig, enc: dict, head: dict, folder, attn_impl: str):
+    "`NomicBertForMaskedLM` from encoder tensors `enc` and MLM head tensors `head` (`cls.…`)."
+    if cfg.num_experts:
+        raise CheckpointError(
+            "with_mlm_head=True is not supported for mixture-of-experts checkpoints"
+        )
+    if not head:
+        raise CheckpointError(
+            f"with_mlm_head=True but {folder} has no MLM head (cls.predictions.*)"
+        )
+    if "cls.predictions.transform.dense.bias" in head:
+        cfg = replace(cfg, mlm_head_bias=True)
+    model = NomicBertForMaskedLM(cfg, attn_impl=attn_impl)
+    return load_state_dict_strict(model, {**{"bert." + k: v for k, v in enc.items()}, **head})
+
+# %% ../nbs/06_checkpoints.ipynb #b4ba3dcd
+def _check_expert_counts(cfg: NomicBertConfig, sd: dict[str, Tensor]):
+    "Refuse MoE layers whose stacked experts do not number `cfg.num_experts`."
+    for i in range(cfg.num_layers):
+        w1 = sd.get(f"encoder.layers.{i}.mlp.experts.mlp.w1")
+        if (
+            w1 is not None
+            and cfg.is_moe_layer(i)
+            and w1.shape[0] != cfg.num_experts * cfg.intermediate_size
+        ):
+            raise CheckpointError(
+                f"encoder.layers.{i}.mlp.experts.mlp.w1 has {w1.shape[0]} rows ="
+                f" {w1.shape[0] / cfg.intermediate_size:g} experts × {cfg.intermediate_size}, but"
+                f" config.json says num_experts={cfg.num_experts}"
+            )
+
+def _load_moe(cfg, sd, attn_impl, moe_impl):
+    """Nomic Embed v2: check each MoE layer's expert count against the config, then load into
+    `NomicBertMoE`."""
+    # notebook 10 builds on this one, so it is imported when needed
+    from nomic_repro.model_moe import NomicBertMoE
+    _check_expert_counts(cfg, sd)
+    return load_state_dict_strict(NomicBertMoE(cfg, attn_impl=attn_impl, moe_impl=moe_impl), sd)
+
+# %% ../nbs/06_checkpoints.ipynb #e7bb4a1d
 def load_pretrained(
     path_or_id,
     *,
@@ -329,55 +346,15 @@ def load_pretrained(
     cfg = config_from_dict(read_config(folder))
     if rotary_scaling_factor is not None:
         cfg = replace(cfg, rotary_scaling_factor=rotary_scaling_factor)
-    sd = read_state_dict(folder)
-    layout = detect_layout(sd)
-    if layout == "transformers":
-        sd = _hf_to_nomic(sd, cfg.num_layers)
-    if layout == "nomic-mlm":
-        sd = {re.sub(r"^(nomic_)?bert\.", "", k): v for k, v in sd.items()}
-    if "cls.predictions.bias" in sd:
-        sd["cls.predictions.decoder.bias"] = sd.pop("cls.predictions.bias")
+    sd = _to_nomic_keys(read_state_dict(folder), cfg.num_layers)
     head = {k: v for k, v in sd.items() if k.startswith("cls.")}
     enc = {k: v for k, v in sd.items() if not k.startswith("cls.")}
-    if with_mlm_head:
-        if cfg.num_experts:
-            raise CheckpointError(
-                "with_mlm_head=True is not supported for mixture-of-experts checkpoints"
-            )
-        if not head:
-            raise CheckpointError(
-                f"with_mlm_head=True but {folder} has no MLM head (cls.predictions.*)"
-            )
-        if "cls.predictions.transform.dense.bias" in head:
-            cfg = replace(cfg, mlm_head_bias=True)
-        model = NomicBertForMaskedLM(cfg, attn_impl=attn_impl)
-        load_state_dict_strict(model, {**{"bert." + k: v for k, v in enc.items()}, **head})
-    elif cfg.num_experts:
-        model = _load_moe(cfg, enc, attn_impl, moe_impl)
-    else:
-        model = load_state_dict_strict(NomicBert(cfg, attn_impl=attn_impl), enc)
+    if with_mlm_head: model = _load_mlm(cfg, enc, head, folder, attn_impl)
+    elif cfg.num_experts: model = _load_moe(cfg, enc, attn_impl, moe_impl)
+    else: model = load_state_dict_strict(NomicBert(cfg, attn_impl=attn_impl), enc)
     return model.to(device=device, dtype=dtype).eval()
 
-def _load_moe(cfg, sd, attn_impl, moe_impl):
-    """Nomic Embed v2: check each MoE layer's expert count against the config, then load into
-    `NomicBertMoE`."""
-    # notebook 10 builds on this one, so it is imported when needed
-    from nomic_repro.model_moe import NomicBertMoE
-    for i in range(cfg.num_layers):
-        w1 = sd.get(f"encoder.layers.{i}.mlp.experts.mlp.w1")
-        if (
-            w1 is not None
-            and cfg.is_moe_layer(i)
-            and w1.shape[0] != cfg.num_experts * cfg.intermediate_size
-        ):
-            raise CheckpointError(
-                f"encoder.layers.{i}.mlp.experts.mlp.w1 has {w1.shape[0]} rows ="
-                f" {w1.shape[0] / cfg.intermediate_size:g} experts × {cfg.intermediate_size}, but"
-                f" config.json says num_experts={cfg.num_experts}"
-            )
-    return load_state_dict_strict(NomicBertMoE(cfg, attn_impl=attn_impl, moe_impl=moe_impl), sd)
-
-# %% ../nbs/06_checkpoints.ipynb #58ca1af3
+# %% ../nbs/06_checkpoints.ipynb #d71df64a
 _XLMR_LAYER = [
     ("attention.output.dense", "attn.out_proj"),
     ("attention.output.LayerNorm", "norm1"),
@@ -392,21 +369,11 @@ _XLMR_DROPPED = (
     "pooler.dense.bias",
 )
 
-def from_xlm_roberta(
-    sd: dict[str, Tensor], cfg: NomicBertConfig, *, pad_vocab: bool = False
-) -> dict[str, Tensor]:
-    """An XLM-RoBERTa state dict (`XLMRobertaForMaskedLM` or `XLMRobertaModel`) in
-    `NomicBertForMaskedLM`'s keys, checked against `cfg`."""
-    sd = dict(sd)
-    p = "roberta." if any(k.startswith("roberta.") for k in sd) else ""
-    out = {
-        "bert.embeddings.word_embeddings.weight": sd.pop(
-            f"{p}embeddings.word_embeddings.weight", None
-        ),
-        "bert.embeddings.token_type_embeddings.weight": sd.pop(
-            f"{p}embeddings.token_type_embeddings.weight", None
-        ),
-    }
+def _xlmr_encoder(sd: dict, cfg: NomicBertConfig, p: str) -> dict:
+    """XLM-R's embeddings and layers (keys prefixed `p`) under our names, popped from `sd`; a tensor
+    that is not there maps to `None`."""
+    out = {f"bert.embeddings.{n}.weight": sd.pop(f"{p}embeddings.{n}.weight", None)
+           for n in ("word_embeddings", "token_type_embeddings")}
     for s in ("weight", "bias"):
         out[f"bert.emb_ln.{s}"] = sd.pop(f"{p}embeddings.LayerNorm.{s}", None)
         for i in range(cfg.num_layers):
@@ -415,37 +382,36 @@ def from_xlm_roberta(
             out[f"{dst}attn.Wqkv.{s}"] = torch.cat(qkv) if all(t is not None for t in qkv) else None
             for x, o in _XLMR_LAYER:
                 out[f"{dst}{o}.{s}"] = sd.pop(f"{src}{x}.{s}", None)
-    # the MLM head: same structure as ours
-    if any(k.startswith("lm_head.") for k in sd):
-        for x, o in (("dense", "transform.dense"), ("layer_norm", "transform.layer_norm")):
-            for s in ("weight", "bias"):
-                out[f"cls.predictions.{o}.{s}"] = sd.pop(f"lm_head.{x}.{s}", None)
-        # one tensor, tied in transformers
-        b, db = sd.pop("lm_head.bias", None), sd.pop("lm_head.decoder.bias", None)
-        if b is not None and db is not None and not torch.equal(b, db):
-            raise CheckpointError("lm_head.bias and lm_head.decoder.bias differ")
-        out["cls.predictions.decoder.bias"] = b if b is not None else db
-        dw = sd.pop("lm_head.decoder.weight", None)
-        if dw is not None and not torch.equal(dw, out["bert.embeddings.word_embeddings.weight"]):
-            raise CheckpointError(
-                "lm_head.decoder.weight is not tied to the word embeddings; NomicBertForMaskedLM's"
-                " decoder is"
-            )
-    # absolute positions: RoPE replaces them
-    for k in _XLMR_DROPPED:
-        sd.pop(p + k, None)
-    missing = sorted(k for k, v in out.items() if v is None)
-    if missing:
+    return out
+
+# %% ../nbs/06_checkpoints.ipynb #f616e626
+def _xlmr_head(sd: dict, word_emb: Tensor) -> dict:
+    """XLM-R's `lm_head` under our `cls.predictions` names, popped from `sd`; its decoder must be
+    tied to `word_emb`."""
+    out = {}
+    for x, o in (("dense", "transform.dense"), ("layer_norm", "transform.layer_norm")):
+        for s in ("weight", "bias"):
+            out[f"cls.predictions.{o}.{s}"] = sd.pop(f"lm_head.{x}.{s}", None)
+    # one tensor, tied in transformers
+    b, db = sd.pop("lm_head.bias", None), sd.pop("lm_head.decoder.bias", None)
+    if b is not None and db is not None and not torch.equal(b, db):
+        raise CheckpointError("lm_head.bias and lm_head.decoder.bias differ")
+    out["cls.predictions.decoder.bias"] = b if b is not None else db
+    dw = sd.pop("lm_head.decoder.weight", None)
+    if dw is not None and not torch.equal(dw, word_emb):
         raise CheckpointError(
-            f"not an XLM-RoBERTa state dict for {cfg.num_layers} layers: no tensor for our"
-            f" {missing[:6]}"
+            "lm_head.decoder.weight is not tied to the word embeddings; NomicBertForMaskedLM's"
+            " decoder is"
         )
-    if sd:
-        raise CheckpointError(
-            f"{len(sd)} XLM-RoBERTa tensors have no place in this config: {sorted(sd)[:6]}"
-        )
+    return out
+
+# %% ../nbs/06_checkpoints.ipynb #9c2bad3b
+def _fit_xlmr_shapes(out: dict, cfg: NomicBertConfig, pad_vocab: bool) -> dict:
+    """`out` checked tensor by tensor against `NomicBertForMaskedLM(cfg)`; with `pad_vocab`, the
+    vocabulary grows by zero embedding rows whose decoder bias is -100."""
     with torch.device("meta"):
         expected = NomicBertForMaskedLM(cfg).state_dict()
+    fitted = {}
     for k, v in out.items():
         if k not in expected:
             raise CheckpointError(
@@ -459,25 +425,41 @@ def from_xlm_roberta(
             and v.shape[0] < want[0]
             and v.shape[1:] == want[1:]
         ):
-            v = torch.cat(
-                [
-                    v,
-                    v.new_full(
-                        (want[0] - v.shape[0], *v.shape[1:]), -100.0 if k.endswith("bias") else 0.0
-                    ),
-                ]
-            )
+            fill = -100.0 if k.endswith("bias") else 0.0
+            v = torch.cat([v, v.new_full((want[0] - v.shape[0], *v.shape[1:]), fill)])
         if v.shape != want:
+            hint = (" (pass pad_vocab=True to pad the vocabulary)"
+                    if "word_emb" in k and v.shape[0] < want[0] else "")
             raise CheckpointError(
-                f"{k}: XLM-RoBERTa has {tuple(v.shape)}, this config needs {tuple(want)}"
-                + (
-                    " (pass pad_vocab=True to pad the vocabulary)"
-                    if "word_emb" in k and v.shape[0] < want[0]
-                    else ""
-                )
+                f"{k}: XLM-RoBERTa has {tuple(v.shape)}, this config needs {tuple(want)}" + hint
             )
-        out[k] = v
-    return out
+        fitted[k] = v
+    return fitted
+
+# %% ../nbs/06_checkpoints.ipynb #96837c18
+def from_xlm_roberta(
+    sd: dict[str, Tensor], cfg: NomicBertConfig, *, pad_vocab: bool = False
+) -> dict[str, Tensor]:
+    """An XLM-RoBERTa state dict (`XLMRobertaForMaskedLM` or `XLMRobertaModel`) in
+    `NomicBertForMaskedLM`'s keys, checked against `cfg`."""
+    sd = dict(sd)
+    p = "roberta." if any(k.startswith("roberta.") for k in sd) else ""
+    out = _xlmr_encoder(sd, cfg, p)
+    if any(k.startswith("lm_head.") for k in sd):       # the MLM head: same structure as ours
+        out.update(_xlmr_head(sd, out["bert.embeddings.word_embeddings.weight"]))
+    for k in _XLMR_DROPPED:                             # absolute positions: RoPE replaces them
+        sd.pop(p + k, None)
+    missing = sorted(k for k, v in out.items() if v is None)
+    if missing:
+        raise CheckpointError(
+            f"not an XLM-RoBERTa state dict for {cfg.num_layers} layers: no tensor for our"
+            f" {missing[:6]}"
+        )
+    if sd:
+        raise CheckpointError(
+            f"{len(sd)} XLM-RoBERTa tensors have no place in this config: {sorted(sd)[:6]}"
+        )
+    return _fit_xlmr_shapes(out, cfg, pad_vocab)
 
 # %% ../nbs/06_checkpoints.ipynb #497c21cf
 def load_xlm_roberta(
@@ -515,56 +497,51 @@ def load_xlm_roberta(
         sd.update(head)
     return load_state_dict_strict(model, sd)
 
-# %% ../nbs/06_checkpoints.ipynb #b12c5147
-def _write_json(path: Path, obj):
-    atomic_write(
-        path, lambda t: t.write_text(json.dumps(obj, indent=2) + "\n")
-    )  # core.atomic_write
+# %% ../nbs/06_checkpoints.ipynb #9bc806d2
+def load_tokenizer(path=None, model_max_length: int = 8192):
+    """The checkpoint folder's tokenizer when `path` has one, else bert-base-uncased from the
+    vendored `vocab.txt`."""
+    if path is not None and any(
+        (Path(path) / f).exists() for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")
+    ):
+        return transformers.AutoTokenizer.from_pretrained(
+            str(path), model_max_length=model_max_length
+        )
+    import nomic_repro.checkpoint as ck
+    vocab = Path(ck.__file__).parent / "assets" / "bert-base-uncased" / "vocab.txt"
+    return transformers.BertTokenizerFast(
+        vocab=str(vocab), do_lower_case=True, model_max_length=model_max_length
+    )
 
+# %% ../nbs/06_checkpoints.ipynb #7f11867f
+def _write_json(path: Path, obj):
+    "`obj` as indented JSON at `path`, written to a temporary name and renamed (`atomic_write`)."
+    atomic_write(path, lambda t: t.write_text(json.dumps(obj, indent=2) + "\n"))
+
+# %% ../nbs/06_checkpoints.ipynb #34398796
 def _st_files(save_dir: Path, cfg: NomicBertConfig, max_seq_length: int):
     """The sentence-transformers side files: Transformer -> mean Pooling -> Normalize, and the
     search prompts."""
-    _write_json(
-        save_dir / "modules.json",
-        [
-            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-            {
-                "idx": 1,
-                "name": "1",
-                "path": "1_Pooling",
-                "type": "sentence_transformers.models.Pooling",
-            },
-            {
-                "idx": 2,
-                "name": "2",
-                "path": "2_Normalize",
-                "type": "sentence_transformers.models.Normalize",
-            },
-        ],
-    )
-    _write_json(
-        save_dir / "sentence_bert_config.json",
-        {"max_seq_length": max_seq_length, "do_lower_case": False},
-    )
-    _write_json(
-        save_dir / "1_Pooling" / "config.json",
-        {
-            "word_embedding_dimension": cfg.hidden_size,
-            "pooling_mode_cls_token": False,
-            "pooling_mode_mean_tokens": True,
-            "pooling_mode_max_tokens": False,
-            "pooling_mode_mean_sqrt_len_tokens": False,
-        },
-    )
+    modules = [("", "Transformer"), ("1_Pooling", "Pooling"), ("2_Normalize", "Normalize")]
+    _write_json(save_dir / "modules.json", [
+        {"idx": i, "name": str(i), "path": path, "type": f"sentence_transformers.models.{kind}"}
+        for i, (path, kind) in enumerate(modules)
+    ])
+    _write_json(save_dir / "sentence_bert_config.json",
+                {"max_seq_length": max_seq_length, "do_lower_case": False})
+    _write_json(save_dir / "1_Pooling" / "config.json", {
+        "word_embedding_dimension": cfg.hidden_size,
+        "pooling_mode_cls_token": False,
+        "pooling_mode_mean_tokens": True,
+        "pooling_mode_max_tokens": False,
+        "pooling_mode_mean_sqrt_len_tokens": False,
+    })
     (save_dir / "2_Normalize").mkdir(exist_ok=True)
-    _write_json(
-        save_dir / "config_sentence_transformers.json",
-        {
-            "prompts": {"query": "search_query: ", "document": "search_document: "},
-            "default_prompt_name": None,
-            "similarity_fn_name": "cosine",
-        },
-    )
+    _write_json(save_dir / "config_sentence_transformers.json", {
+        "prompts": {"query": "search_query: ", "document": "search_document: "},
+        "default_prompt_name": None,
+        "similarity_fn_name": "cosine",
+    })
 
 # %% ../nbs/06_checkpoints.ipynb #87dd0af7
 def export_state_dict(
@@ -599,7 +576,29 @@ def export_state_dict(
         out.update(head)
     return out
 
-# %% ../nbs/06_checkpoints.ipynb #d84cb831
+# %% ../nbs/06_checkpoints.ipynb #6ce8aee0
+def _hf_config_dict(cfg: NomicBertConfig, mlm: bool = False) -> dict:
+    "transformers' `nomic_bert` `config.json` for `cfg` (Dynamic NTK as `rope_type='dynamic'`)."
+    rp = (
+        {"rope_type": "dynamic", "factor": cfg.rotary_scaling_factor, "rope_theta": cfg.rotary_base}
+        if cfg.rotary_scaling_factor
+        else {"rope_type": "default", "rope_theta": cfg.rotary_base}
+    )
+    return transformers.NomicBertConfig(
+        vocab_size=cfg.vocab_size,
+        hidden_size=cfg.hidden_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        intermediate_size=cfg.intermediate_size,
+        type_vocab_size=cfg.type_vocab_size,
+        layer_norm_eps=cfg.layer_norm_eps,
+        max_position_embeddings=cfg.max_trained_positions,
+        pad_token_id=cfg.pad_token_id,
+        rope_parameters=rp,
+        architectures=["NomicBertForMaskedLM" if mlm else "NomicBertModel"],
+    ).to_dict()
+
+# %% ../nbs/06_checkpoints.ipynb #60359a54
 def save_pretrained(
     model: NomicBert | NomicBertForMaskedLM,
     save_dir,
@@ -619,29 +618,7 @@ def save_pretrained(
     if layout == "nomic":
         _write_json(save_dir / "config.json", config_to_nomic_dict(cfg, mlm))
     else:
-        rp = (
-            {
-                "rope_type": "dynamic",
-                "factor": cfg.rotary_scaling_factor,
-                "rope_theta": cfg.rotary_base,
-            }
-            if cfg.rotary_scaling_factor
-            else {"rope_type": "default", "rope_theta": cfg.rotary_base}
-        )
-        hf_cfg = transformers.NomicBertConfig(
-            vocab_size=cfg.vocab_size,
-            hidden_size=cfg.hidden_size,
-            num_hidden_layers=cfg.num_layers,
-            num_attention_heads=cfg.num_heads,
-            intermediate_size=cfg.intermediate_size,
-            type_vocab_size=cfg.type_vocab_size,
-            layer_norm_eps=cfg.layer_norm_eps,
-            max_position_embeddings=cfg.max_trained_positions,
-            pad_token_id=cfg.pad_token_id,
-            rope_parameters=rp,
-            architectures=["NomicBertForMaskedLM" if mlm else "NomicBertModel"],
-        )
-        _write_json(save_dir / "config.json", hf_cfg.to_dict())
+        _write_json(save_dir / "config.json", _hf_config_dict(cfg, mlm))
         _st_files(save_dir, cfg, max_seq_length)
     (tokenizer or load_tokenizer()).save_pretrained(str(save_dir))
     return save_dir
@@ -657,19 +634,3 @@ def _save_pretrained(self, save_dir, **kwargs):
 
 for _cls in (NomicBert, NomicBertForMaskedLM):
     _cls.from_pretrained, _cls.save_pretrained = classmethod(_from_pretrained), _save_pretrained
-
-# %% ../nbs/06_checkpoints.ipynb #9bc806d2
-def load_tokenizer(path=None, model_max_length: int = 8192):
-    """The checkpoint folder's tokenizer when `path` has one, else bert-base-uncased from the
-    vendored `vocab.txt`."""
-    if path is not None and any(
-        (Path(path) / f).exists() for f in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")
-    ):
-        return transformers.AutoTokenizer.from_pretrained(
-            str(path), model_max_length=model_max_length
-        )
-    import nomic_repro.checkpoint as ck
-    vocab = Path(ck.__file__).parent / "assets" / "bert-base-uncased" / "vocab.txt"
-    return transformers.BertTokenizerFast(
-        vocab=str(vocab), do_lower_case=True, model_max_length=model_max_length
-    )

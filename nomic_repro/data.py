@@ -49,6 +49,7 @@ def clean_text(s) -> str:
     "Collapse whitespace and strip; non-strings become ''."
     return re.sub(r"\s+", " ", s).strip() if isinstance(s, str) else ""
 
+# %% ../nbs/11_data.ipynb #8cf2360c
 def _raw_records(src):
     "Yield dicts (or an error marker) from a local jsonl/jsonl.gz/txt file or an `hf:` dataset."
     if isinstance(src, str):
@@ -65,6 +66,7 @@ def _raw_records(src):
             try: yield json.loads(line)
             except json.JSONDecodeError: yield "malformed JSON"
 
+# %% ../nbs/11_data.ipynb #8917eef9
 def read_records(
     source, fields: tuple[str, ...], data_root=None, limit: int | None = None
 ) -> tuple[list[tuple[str, ...]], ReadStats]:
@@ -155,6 +157,7 @@ def language_weights(sizes: dict[str, int], alpha: float = 0.3) -> dict[str, flo
     q = {k: (n / total) ** alpha for k, n in sizes.items()}
     return {k: v / sum(q.values()) for k, v in q.items()}
 
+# %% ../nbs/11_data.ipynb #3257a851
 class LanguageMixture:
     """Several `SequenceDataset`s, one per language; each global batch comes from one language drawn
     with `language_weights`."""
@@ -184,8 +187,7 @@ class LanguageMixture:
         counter)."""
         if step < 0: raise ValueError(f"step must be >= 0, got {step}")
         while len(self._counts) <= step // self.BLOCK: self._draw_block()
-        b = step // self.BLOCK
-        i = self._langs[step]
+        b, i = step // self.BLOCK, self._langs[step]
         k = self._counts[b][i] + self._langs[b * self.BLOCK : step].count(i)
         return self.names[i], k
 

@@ -73,119 +73,77 @@ def add_prefix(texts: list[str], task: str | None) -> list[str]:
 class Embedder:
     """Nomic Embed inference: prefixes, length-sorted batches, mean pooling, optional v1.5 LayerNorm
     + Matryoshka, L2."""
-    def __init__(
-        self,
-        model,
-        tokenizer=None,
-        *,
-        layer_norm: bool = False,
-        max_length: int | None = None,
-        device=None,
-        dtype=None
-    ):
+    def __init__(self, model, tokenizer=None, *, layer_norm: bool = False,
+                 max_length: int | None = None, device=None, dtype=None):
         self.device = get_device(device)
         self.model = model.to(device=self.device, dtype=dtype).eval()
         self.tokenizer = tokenizer or load_tokenizer()
         self.layer_norm = layer_norm
         cfg = getattr(model, "config", None)
-        longest = (
-            8192
-            if getattr(cfg, "rotary_scaling_factor", None)
-            else getattr(cfg, "max_trained_positions", 512)
-        )
+        # Dynamic NTK on: up to 8192 tokens; else the trained length
+        longest = (8192 if getattr(cfg, "rotary_scaling_factor", None)
+                   else getattr(cfg, "max_trained_positions", 512))
         self.max_length = max_length or longest
 
-    @classmethod
-    def from_pretrained(
-        cls,
-        path_or_id,
-        *,
-        layer_norm: bool | None = None,
-        rotary_scaling_factor: float | None = 2.0,
-        attn_impl: str = "torch",
-        max_length: int | None = None,
-        device=None,
-        dtype=None
-    ) -> "Embedder":
-        """Load a checkpoint folder or hub id; `layer_norm=None` turns v1.5's LayerNorm on for
-        nomic-embed-text-v1.5 folders."""
-        folder = resolve_folder(path_or_id)
-        model = load_pretrained(
-            folder, attn_impl=attn_impl, rotary_scaling_factor=rotary_scaling_factor
-        )
-        if layer_norm is None:
-            layer_norm = "v1.5" in str(path_or_id).lower() or "v1_5" in str(path_or_id).lower()
-        return cls(
-            model,
-            load_tokenizer(folder),
-            layer_norm=layer_norm,
-            max_length=max_length,
-            device=device,
-            dtype=dtype,
-        )
-
     def __repr__(self):
-        return (
-            f"Embedder({type(self.model).__name__}, layer_norm={self.layer_norm},"
-            f" max_length={self.max_length}, device={self.device})"
-        )
+        return (f"Embedder({type(self.model).__name__}, layer_norm={self.layer_norm},"
+                f" max_length={self.max_length}, device={self.device})")
 
-# %% ../nbs/07_embed.ipynb #9fa8bcb8
+# %% ../nbs/07_embed.ipynb #b8b35cff
+def _from_pretrained(cls, path_or_id, *, layer_norm: bool | None = None,
+                     rotary_scaling_factor: float | None = 2.0, attn_impl: str = "torch",
+                     max_length: int | None = None, device=None, dtype=None) -> Embedder:
+    """Load a checkpoint folder or hub id; `layer_norm=None` turns v1.5's LayerNorm on for
+    nomic-embed-text-v1.5 folders."""
+    folder = resolve_folder(path_or_id)
+    model = load_pretrained(folder, attn_impl=attn_impl,
+                            rotary_scaling_factor=rotary_scaling_factor)
+    if layer_norm is None:
+        name = str(path_or_id).lower()
+        layer_norm = "v1.5" in name or "v1_5" in name
+    return cls(model, load_tokenizer(folder), layer_norm=layer_norm, max_length=max_length,
+               device=device, dtype=dtype)
+
+Embedder.from_pretrained = classmethod(_from_pretrained)
+
+# %% ../nbs/07_embed.ipynb #6c0fce5d
 def length_batches(lengths: list[int], batch_size: int, sort: bool = True) -> list[list[int]]:
     "Index batches of `batch_size`; with `sort`, longest first, so padding within a batch is small."
     if batch_size < 1: raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    order = (
-        sorted(range(len(lengths)), key=lambda i: -lengths[i])
-        if sort
-        else list(range(len(lengths)))
-    )
+    order = list(range(len(lengths)))
+    if sort: order.sort(key=lambda i: -lengths[i])
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
+# %% ../nbs/07_embed.ipynb #4b662e7f
+def _tokenize(self: Embedder, texts: list[str], max_length: int) -> list[list[int]]:
+    "Token ids of each text with [CLS] and [SEP], cut to `max_length` (keeping [SEP]); warns once."
+    if not texts: return []
+    ids = self.tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)
+    ids = ids["input_ids"]
+    if n_long := sum(len(x) > max_length for x in ids):
+        warnings.warn(f"{n_long} of {len(ids)} texts were longer than max_length={max_length}"
+                      " tokens and were truncated")
+    return [x[: max_length - 1] + x[-1:] if len(x) > max_length else x for x in ids]
+
+Embedder._tokenize = _tokenize
+
+# %% ../nbs/07_embed.ipynb #9fa8bcb8
 @torch.no_grad()
-def _encode(
-    self: Embedder,
-    texts,
-    task=None,
-    dim=None,
-    batch_size=32,
-    max_length=None,
-    normalize=True,
-    convert_to_tensor=False,
-    show_progress_bar=None,
-):
+def _encode(self: Embedder, texts, task=None, dim=None, batch_size=32, max_length=None,
+            normalize=True, convert_to_tensor=False, show_progress_bar=None):
     """Embed `texts` (str or list of str) -> float32 `[N, dim]` numpy array (or tensor); one str
     gives one vector."""
     single = isinstance(texts, str)
     texts = add_prefix([texts] if single else list(texts), task)
-    max_length = max_length or self.max_length
-    ids = (
-        self.tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
-        if texts
-        else []
-    )
-    n_long = sum(len(x) > max_length for x in ids)
-    if n_long:
-        warnings.warn(
-            f"{n_long} of {len(ids)} texts were longer than max_length={max_length} tokens and were"
-            " truncated"
-        )
-    # keep the final [SEP]
-    ids = [x[: max_length - 1] + x[-1:] if len(x) > max_length else x for x in ids]
-    out = [None] * len(ids)
-    pad_id = self.tokenizer.pad_token_id or 0
+    ids = self._tokenize(texts, max_length or self.max_length)
+    out, pad_id = [None] * len(ids), self.tokenizer.pad_token_id or 0
     show = (len(ids) > 256 and not in_test()) if show_progress_bar is None else show_progress_bar
-    for b in progress_bar(
-        length_batches([len(x) for x in ids], batch_size), desc="encode", disable=not show
-    ):
+    batches = length_batches([len(x) for x in ids], batch_size)
+    for b in progress_bar(batches, desc="encode", disable=not show):
         input_ids, mask = pad_right([ids[i] for i in b], pad_id, self.device)
-        emb = postprocess(
-            mean_pool(self.model(input_ids, mask), mask),
-            layer_norm=self.layer_norm,
-            dim=dim,
-            normalize=normalize,
-        )
-        for j, i in enumerate(b):
-            out[i] = emb[j].cpu()
+        emb = postprocess(mean_pool(self.model(input_ids, mask), mask),
+                          layer_norm=self.layer_norm, dim=dim, normalize=normalize)
+        for j, i in enumerate(b): out[i] = emb[j].cpu()
     res = torch.stack(out) if out else torch.empty(0, dim or self.model.config.hidden_size)
     res = res[0] if single else res
     return res if convert_to_tensor else res.numpy()

@@ -65,6 +65,15 @@ class MLMPreset:
     # folder or hub id of an XLM-R checkpoint to start from; None = random init
     init: str | None = None
 
+MLM_PRESETS: dict = {}   # filled below, and with `moe` further down
+
+def get_mlm_preset(name: str, overrides=()) -> MLMPreset:
+    "Preset `name` with `section.key=value` overrides applied."
+    if name not in MLM_PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(MLM_PRESETS)}")
+    return apply_overrides(MLM_PRESETS[name], list(overrides))
+
+# %% ../nbs/13_stage1_mlm.ipynb #fad9b46c
 # max_trained_positions = the training length, so Dynamic NTK (served beyond it) scales from the
 # right L0
 _TINY_MODEL = NomicBertConfig(
@@ -73,7 +82,7 @@ _TINY_MODEL = NomicBertConfig(
 _SMALL_MODEL = NomicBertConfig(
     hidden_size=512, num_layers=8, num_heads=8, intermediate_size=1536, max_trained_positions=512
 )
-MLM_PRESETS = {
+MLM_PRESETS.update({
     "tiny": MLMPreset(
         "tiny",
         _TINY_MODEL,
@@ -98,13 +107,7 @@ MLM_PRESETS = {
             max_steps=100_000, batch_size=4096, grad_accum=8, lr=5e-4, save_every=1000, log_every=10
         ),
     ),
-}
-
-def get_mlm_preset(name: str, overrides=()) -> MLMPreset:
-    "Preset `name` with `section.key=value` overrides applied."
-    if name not in MLM_PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(MLM_PRESETS)}")
-    return apply_overrides(MLM_PRESETS[name], list(overrides))
+})
 
 # %% ../nbs/13_stage1_mlm.ipynb #c7e7cd28
 def load_preset_tokenizer(spec: str | None = None, model_max_length: int = 8192):
@@ -122,11 +125,13 @@ def load_preset_tokenizer(spec: str | None = None, model_max_length: int = 8192)
             f" Face hub ({type(e).__name__}); set tokenizer=PATH to a local copy"
         ) from None
 
+# %% ../nbs/13_stage1_mlm.ipynb #4253fffc
 CC100_LANGUAGES = tuple(
-    """af am ar as az be bg bn bn_rom br bs ca cs cy da de el en eo es et eu fa ff fi fr fy ga gd gl gn gu ha he hi
-    hi_rom hr ht hu hy id ig is it ja jv ka kk km kn ko ku ky la lg li ln lo lt lv mg mk ml mn mr ms my my_zaw ne nl no ns om or pa
-    pl ps pt qu rm ro ru sa sc sd si sk sl so sq sr ss su sv sw ta ta_rom te te_rom th tl tn tr ug uk ur ur_rom uz vi wo xh yi yo
-    zh-Hans zh-Hant zu""".split()
+    """af am ar as az be bg bn bn_rom br bs ca cs cy da de el en eo es et eu fa ff fi fr
+    fy ga gd gl gn gu ha he hi hi_rom hr ht hu hy id ig is it ja jv ka kk km kn ko ku ky la
+    lg li ln lo lt lv mg mk ml mn mr ms my my_zaw ne nl no ns om or pa pl ps pt qu rm ro ru
+    sa sc sd si sk sl so sq sr ss su sv sw ta ta_rom te te_rom th tl tn tr ug uk ur ur_rom
+    uz vi wo xh yi yo zh-Hans zh-Hant zu""".split()
 )
 # mNomic-BERT: v2 without experts
 _V2_BACKBONE = replace(V2_MOE_CONFIG, num_experts=0, moe_every_n_layers=0, mlm_head_bias=True)
@@ -169,30 +174,21 @@ class MLMObjective(nn.Module):
         target = labels[sel]
         return F.cross_entropy(logits, target, reduction="sum"), (logits.argmax(-1) == target).sum()
 
+# %% ../nbs/13_stage1_mlm.ipynb #4e432bcf
 class MLMTask(Task):
     """Stage 1 as a trainer task: each step's batch from `SequenceDataset`, masked as a whole with a
     per-step generator."""
     def __init__(self, ds: SequenceDataset, tokenizer, cfg: TrainConfig, mlm_prob: float = 0.3):
         self.ds, self.cfg, self.mlm_prob = ds, cfg, mlm_prob
-        self.special, self.mask_id, self.vocab = (
-            tokenizer.all_special_ids,
-            tokenizer.mask_token_id,
-            tokenizer.vocab_size,
-        )
+        self.special, self.mask_id = tokenizer.all_special_ids, tokenizer.mask_token_id
+        self.vocab = tokenizer.vocab_size
     def micro_batches(self, step, rank, world_size, grad_accum):
         """The global batch of `step` is masked as one (so the masks do not depend on how it is
         split), then sliced."""
         ids, am = self.ds.batch(step, self.cfg.batch_size)
         g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step)
-        inp, labels = mask_tokens(
-            ids,
-            am,
-            special_ids=self.special,
-            mask_id=self.mask_id,
-            vocab_size=self.vocab,
-            mlm_prob=self.mlm_prob,
-            generator=g,
-        )
+        inp, labels = mask_tokens(ids, am, special_ids=self.special, mask_id=self.mask_id,
+                                  vocab_size=self.vocab, mlm_prob=self.mlm_prob, generator=g)
         if self.cfg.batch_size % (world_size * grad_accum):
             raise ValueError(
                 f"batch_size {self.cfg.batch_size} is not divisible by world_size × grad_accum ="
@@ -244,22 +240,12 @@ def build_mlm_dataset(
     return mix, {**report, "language_weights": {k: round(w, 4) for k, w in mix.weights.items()}}
 
 # %% ../nbs/13_stage1_mlm.ipynb #d9a3ee32
-def run_mlm(
-    preset: MLMPreset | str,
-    output_dir,
-    *,
-    data_root=None,
-    max_steps: int | None = None,
-    overrides=(),
-    progress: bool | None = None
-) -> dict:
+def run_mlm(preset: MLMPreset | str, output_dir, *, data_root=None, max_steps: int | None = None,
+            overrides=(), progress: bool | None = None) -> dict:
     """Stage 1: train `NomicBertForMaskedLM` with `preset` into `output_dir` (resuming), stopping
     after `max_steps` if given."""
-    preset = (
-        get_mlm_preset(preset, overrides)
-        if isinstance(preset, str)
-        else apply_overrides(preset, list(overrides))
-    )
+    preset = (get_mlm_preset(preset, overrides) if isinstance(preset, str)
+              else apply_overrides(preset, list(overrides)))
     rank, world, device = setup_distributed()
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -269,41 +255,24 @@ def run_mlm(
     seed_everything(preset.train.seed)
     # a fresh run starts from XLM-R; a resumed one from its checkpoint
     if preset.init and not list_checkpoints(out):
-        mlm = load_xlm_roberta(
-            preset.init, preset.model, pad_vocab=True, attn_impl=preset.attn_impl
-        ).to(device)
-    # "auto" is resolved by the model
-    else:
-        mlm = NomicBertForMaskedLM(preset.model, attn_impl=preset.attn_impl).to(device)
-    model = wrap_ddp(MLMObjective(mlm), device)
+        mlm = load_xlm_roberta(preset.init, preset.model, pad_vocab=True,
+                               attn_impl=preset.attn_impl)
+    else:  # attn_impl "auto" is resolved by the model
+        mlm = NomicBertForMaskedLM(preset.model, attn_impl=preset.attn_impl)
+    model = wrap_ddp(MLMObjective(mlm.to(device)), device)
     t0 = time.time()
-    res = train(
-        model,
-        MLMTask(ds, tok, preset.train, preset.data.mlm_prob),
-        preset.train,
-        out,
-        stop_at=max_steps,
-        progress=progress,
-        desc="stage 1 (MLM)",
-    )
+    task = MLMTask(ds, tok, preset.train, preset.data.mlm_prob)
+    res = train(model, task, preset.train, out, stop_at=max_steps, progress=progress,
+                desc="stage 1 (MLM)")
     # the folder carries its tokenizer
     if rank == 0:
         save_pretrained(mlm, out / "model", layout="nomic", tokenizer=tok)
-    log = (
-        [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines()]
-        if (out / "metrics.jsonl").exists()
-        else []
-    )
-    return {
-        "preset": preset.name,
-        "sequences": len(ds),
-        "data": report,
-        **res,
-        "seconds": round(time.time() - t0, 1),
-        "first_loss": log[0]["loss"] if log else None,
-        "last_loss": log[-1]["loss"] if log else None,
-        "model_dir": str(out / "model"),
-    }
+    f = out / "metrics.jsonl"
+    log = [json.loads(l) for l in f.read_text().splitlines()] if f.exists() else []
+    return {"preset": preset.name, "sequences": len(ds), "data": report, **res,
+            "seconds": round(time.time() - t0, 1), "model_dir": str(out / "model"),
+            "first_loss": log[0]["loss"] if log else None,
+            "last_loss": log[-1]["loss"] if log else None}
 
 # %% ../nbs/13_stage1_mlm.ipynb #c4ac0c64
 def add_mlm_args(p: argparse.ArgumentParser):
@@ -330,6 +299,7 @@ def add_mlm_args(p: argparse.ArgumentParser):
         help="override a preset setting, e.g. train.lr=1e-3",
     )
 
+# %% ../nbs/13_stage1_mlm.ipynb #72e88035
 def mlm_from_args(args) -> dict:
     overrides = list(args.overrides) + (
         [f"train.save_every={args.save_every}"] if args.save_every else []
@@ -341,22 +311,8 @@ def mlm_from_args(args) -> dict:
         max_steps=args.max_steps,
         overrides=overrides,
     )
-    print(
-        json.dumps(
-            {
-                k: res[k]
-                for k in (
-                    "preset",
-                    "start_step",
-                    "end_step",
-                    "first_loss",
-                    "last_loss",
-                    "seconds",
-                    "model_dir",
-                )
-            }
-        )
-    )
+    keys = ("preset", "start_step", "end_step", "first_loss", "last_loss", "seconds", "model_dir")
+    print(json.dumps({k: res[k] for k in keys}))
     return res
 
 def main(argv=None):
@@ -370,4 +326,5 @@ def main(argv=None):
     except (ValueError, FileNotFoundError, KeyError) as e: sys.exit(f"error: {e}")
 
 # %% ../nbs/13_stage1_mlm.ipynb #61091ed5
-if __name__ == "__main__": main()
+# runs as a script (python -m nomic_repro.stage1); a Jupyter kernel has no __file__: skipped there
+if __name__ == "__main__" and "__file__" in globals(): main()

@@ -1,6 +1,6 @@
 """Checkpoint parity and layouts beyond the notebook's tiny examples: the full 12-layer config, the MLM head,
-Dynamic NTK through config files, the original Nomic key table (FACTS.md §3.2), nomic-bert-2048's prefix,
-legacy .bin and sharded safetensors, and every bad-input path."""
+Dynamic NTK through config files, the original Nomic key table (the tensor names in nomic-embed-text-v1's
+model.safetensors), nomic-bert-2048's prefix, legacy .bin and sharded safetensors, and every bad-input path."""
 import json
 from dataclasses import replace
 import pytest, torch, transformers
@@ -73,7 +73,7 @@ def test_dynamic_ntk_beyond_trained_length(tmp_path):
 
 
 def nomic_key_table(n_layer=2, d=64, inner=80, vocab=200):
-    "FACTS.md §3.2's key table, written out."
+    "The original Nomic layout's tensor names and shapes (nomic-embed-text-v1), written out."
     keys = {"embeddings.word_embeddings.weight": [vocab, d], "embeddings.token_type_embeddings.weight": [2, d],
             "emb_ln.weight": [d], "emb_ln.bias": [d]}
     for i in range(n_layer):
@@ -186,3 +186,24 @@ def test_tokenizer_matches_the_published_bert_uncased_ids():
     ids = tok("Hello, World! Nomic Embed's tokenizer lower-cases.")["input_ids"]
     # ids from bert-base-uncased's vocabulary (hello 7592, world 2088, ! 999, , 1010)
     assert ids[:5] == [101, 7592, 1010, 2088, 999] and ids[-1] == 102
+
+
+def test_xlm_roberta_shape_and_bias_mismatches_are_named():
+    "Moved from notebook 06: each config that does not fit a tiny XLM-R is refused naming the tensor."
+    from nomic_repro.checkpoint import from_xlm_roberta
+    seed_everything(0)
+    xcfg = transformers.XLMRobertaConfig(vocab_size=1000, hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+                                         intermediate_size=128, max_position_embeddings=66, type_vocab_size=1,
+                                         layer_norm_eps=1e-5)
+    xs = transformers.XLMRobertaForMaskedLM(xcfg).state_dict()
+    small = NomicBertConfig(vocab_size=1000, hidden_size=64, num_layers=2, num_heads=2, intermediate_size=128,
+                            type_vocab_size=1, layer_norm_eps=1e-5, activation="gelu", qkv_bias=True,
+                            mlp_fc1_bias=True, mlp_fc2_bias=True, mlm_head_bias=True, pad_token_id=1)
+    assert set(from_xlm_roberta(xs, small)) >= {"bert.encoder.layers.1.attn.Wqkv.bias"}
+    cases = [(dict(intermediate_size=96), "mlp.fc1.weight: XLM-RoBERTa has (128, 64), this config needs (96, 64)"),
+             (dict(mlp_fc2_bias=False), "mlp.fc2.bias comes from XLM-RoBERTa"),
+             (dict(type_vocab_size=0), "token_type_embeddings.weight comes from XLM-RoBERTa"),
+             (dict(vocab_size=1024), "pass pad_vocab=True")]
+    for kw, msg in cases:
+        with pytest.raises(CheckpointError, match=msg.replace("(", r"\(").replace(")", r"\)")):
+            from_xlm_roberta(xs, replace(small, **kw))

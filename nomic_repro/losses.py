@@ -44,14 +44,8 @@ def _candidates(d: Tensor, negatives: Tensor | None) -> tuple[Tensor, int]:
 
 # %% ../nbs/14_infonce.ipynb #4025fbbb
 def info_nce(
-    q: Tensor,
-    d: Tensor,
-    *,
-    temperature: float = 0.02,
-    symmetric: bool = False,
-    negatives: Tensor | None = None,
-    reduction: str = "mean",
-    gather: bool = True,
+    q: Tensor, d: Tensor, *, temperature: float = 0.02, symmetric: bool = False,
+    negatives: Tensor | None = None, reduction: str = "mean", gather: bool = True,
 ) -> Tensor:
     """InfoNCE of L2-normalised queries `q` `[B, D]` against their documents `d` `[B, D]`, every
     document (and hard negative `[B, n, D]`) of the global batch as candidates."""
@@ -65,25 +59,17 @@ def info_nce(
     B, acc = q.shape[0], torch.promote_types(q.dtype, torch.float32)  # logits in at least fp32
     # one collective for candidates and queries, so every rank runs the same ones
     if symmetric:
-        cands, qs, off = (
-            _gather(torch.cat([cands, q]), split=cands.shape[0]) if gather else (cands, q, 0)
-        )
+        both = torch.cat([cands, q])
+        cands, qs, off = _gather(both, split=cands.shape[0]) if gather else (cands, q, 0)
     else:
         cands, off = _gather(cands) if gather else (cands, 0)
     labels = off + torch.arange(B, device=q.device) * stride
     loss = F.cross_entropy(q.to(acc) @ cands.to(acc).T / temperature, labels, reduction="sum")
-    # documents -> queries: each positive against every query
-    if symmetric:
-        qoff = off // stride
-        loss = (
-            loss
-            + F.cross_entropy(
-                d.to(acc) @ qs.to(acc).T / temperature,
-                qoff + torch.arange(B, device=q.device),
-                reduction="sum",
-            )
-        ) / 2
-    return loss / q.shape[0] if reduction == "mean" else loss
+    if symmetric:  # documents -> queries: each positive against every query
+        d_labels = off // stride + torch.arange(B, device=q.device)
+        logits = d.to(acc) @ qs.to(acc).T / temperature
+        loss = (loss + F.cross_entropy(logits, d_labels, reduction="sum")) / 2
+    return loss / B if reduction == "mean" else loss
 
 # %% ../nbs/14_infonce.ipynb #c6663cc8
 MATRYOSHKA_LOSS_DIMS = (768, 512, 256, 128, 64)
@@ -138,41 +124,33 @@ def _embed_chunks(model: nn.Module, batch: tuple[Tensor, Tensor], chunk: int):
             states.append(torch.get_rng_state()); out.append(model(ids, am))
     return torch.cat(out), states
 
+def _chunks(batch: tuple[Tensor, Tensor], grad: Tensor, states: list, chunk: int) -> list:
+    "(ids, mask, cached gradient, RNG state) of each chunk of `batch`."
+    return list(zip(batch[0].split(chunk), batch[1].split(chunk), grad.split(chunk), states))
+
+# %% ../nbs/14_infonce.ipynb #00713102
 def grad_cache_backward(
-    model: nn.Module,
-    q_batch,
-    d_batch,
-    loss_fn,
-    *,
-    chunk_size: int,
-    scale: float = 1.0,
-    n_batch=None,
-    chunk_loss=None
+    model: nn.Module, q_batch, d_batch, loss_fn, *, chunk_size: int, scale: float = 1.0,
+    n_batch=None, chunk_loss=None,
 ) -> Tensor:
     """Backpropagate `scale × loss_fn(q_emb, d_emb[, n_emb])` through `model` in chunks of
     `chunk_size`; return the detached loss."""
     # chunk_loss(model, rows): a term added to each chunk's surrogate right after its forward
     # (v2: that chunk's router aux loss)
     batches = [q_batch, d_batch] + ([n_batch] if n_batch is not None else [])
-    embs, states = zip(*(_embed_chunks(model, b, chunk_size) for b in batches))
+    embs, states = zip(*(_embed_chunks(model, b, chunk_size) for b in batches))  # step 1
     leaves = [e.detach().requires_grad_() for e in embs]
     loss = loss_fn(*leaves)
-    (loss * scale).backward()
-    work = [(b, leaf.grad, st) for b, leaf, st in zip(batches, leaves, states)]
+    (loss * scale).backward()  # step 2: leaf.grad = ∂L/∂e
     chunks = [
-        (ids, am, g, s)
-        for b, grad, st in work
-        for ids, am, g, s in zip(
-            b[0].split(chunk_size), b[1].split(chunk_size), grad.split(chunk_size), st
-        )
+        c for b, leaf, st in zip(batches, leaves, states)
+        for c in _chunks(b, leaf.grad, st, chunk_size)
     ]
-    for k, (ids, am, g, s) in enumerate(chunks):
+    for k, (ids, am, g, s) in enumerate(chunks):  # step 3
         torch.set_rng_state(s)
-        ctx = (
-            model.no_sync()
-            if hasattr(model, "no_sync") and k < len(chunks) - 1
-            else torch.enable_grad()
-        )
+        # under DDP, gradients are all-reduced only after the last chunk's backward
+        last = k == len(chunks) - 1
+        ctx = model.no_sync() if hasattr(model, "no_sync") and not last else torch.enable_grad()
         with ctx:
             sur = (model(ids, am) * g).sum()
             (sur if chunk_loss is None else sur + chunk_loss(model, ids.shape[0])).backward()

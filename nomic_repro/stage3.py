@@ -189,7 +189,7 @@ class FinetuneData:
 class FinetunePreset(ContrastivePreset):
     "Stage 2's preset with supervised data (mined hard negatives) in place of the pair sources."
     data: FinetuneData
-    # v2 fine-tuning turns the router's aux loss off (FACTS §4)
+    # v2 fine-tuning turns the router's aux loss off (contrastors `contrastive_finetune_moe.yaml`)
     aux_loss_coef: float | None = 0.0
 
 _STAGE3 = dict(betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, grad_clip=1.0, schedule="linear")

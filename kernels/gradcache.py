@@ -1,13 +1,16 @@
-"""GradCache vs one plain large batch: peak memory and throughput at equal results (loss and gradients).
+"""GradCache vs one plain large batch: peak memory and throughput at equal results (loss and
+gradients).
 
-    python kernels/gradcache.py [--batch 256] [--chunks 16 64] [--seq 128] [--layers 4] [--hidden 256] [--out kernels/results]
+    python kernels/gradcache.py [--batch 256] [--chunks 16 64] [--seq 128] [--layers 4] \
+        [--hidden 256] [--out kernels/results]
 
-Each variant runs in a fresh subprocess (so peak memory is its own): build a NomicBERT bi-encoder, take one
-contrastive step on `--batch` (query, document) pairs of random tokens, record the loss, the gradient, the time
-and the peak memory (CUDA: torch.cuda.max_memory_allocated; CPU: the process's max RSS minus the RSS after the
-model and data are built). Variants: plain (one forward/backward over the whole batch) and GradCache with each
-chunk size. The script checks that every GradCache run reproduces the plain loss and gradient, then prints the
-ratios and writes kernels/results/gradcache-<device>.csv.
+Each variant runs in a fresh subprocess (so peak memory is its own): build a NomicBERT bi-encoder,
+take one contrastive step on `--batch` (query, document) pairs of random tokens, record the loss,
+the gradient, the time and the peak memory (CUDA: torch.cuda.max_memory_allocated; CPU: the
+process's max RSS minus the RSS after the model and data are built). Variants: plain (one
+forward/backward over the whole batch) and GradCache with each chunk size. The script checks that
+every GradCache run reproduces the plain loss and gradient, then prints the ratios and writes
+kernels/results/gradcache-<device>.csv.
 """
 import argparse, csv, json, os, resource, subprocess, sys, time
 from pathlib import Path

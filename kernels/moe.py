@@ -1,17 +1,24 @@
-"""MoE MLP throughput: the Triton dropless kernels against the per-expert loop and torch.nn.functional.grouped_mm.
+"""MoE MLP throughput: the Triton dropless kernels against the per-expert loop and
+torch.nn.functional.grouped_mm.
 
-    python kernels/moe.py [--tokens 8192 16384 32768 65536] [--dtype bf16|fp16|fp32] [--repeats 3] [--out kernels/results]
+    python kernels/moe.py [--tokens 8192 16384 32768 65536] [--dtype bf16|fp16|fp32] [--repeats 3]
+                          [--out kernels/results]
 
-Variants (same inputs, same routing; the layer of nomic-embed-text-v2-moe: 8 experts, top-2, 768 -> 3072 -> 768, GELU):
-  1. loop        nomic_repro.moe.moe_mlp_reference: a Python loop over experts (index, two matmuls, index_add)
-  2. grouped_mm  nomic_repro.kernels.moe.moe_mlp_grouped_mm: one sort, F.grouped_mm twice, an indexed combine
-  3. triton      nomic_repro.kernels.moe.moe_mlp: one sort, two Triton grouped GEMMs (GELU fused), a Triton combine
+Variants (same inputs, same routing; the layer of nomic-embed-text-v2-moe: 8 experts, top-2,
+768 -> 3072 -> 768, GELU):
+  1. loop        nomic_repro.moe.moe_mlp_reference: a Python loop over experts (index, two matmuls,
+                 index_add)
+  2. grouped_mm  nomic_repro.kernels.moe.moe_mlp_grouped_mm: one sort, F.grouped_mm twice, an
+                 indexed combine
+  3. triton      nomic_repro.kernels.moe.moe_mlp: one sort, two Triton grouped GEMMs (GELU fused),
+                 a Triton combine
 Each is timed forward only and forward+backward (gradients for x, w1, w2 and the router weights).
 
-First a correctness check of 2 and 3 against 1 at tiny shapes (fp32; on a CPU the Triton kernels run in the
-interpreter), then the sweep: on CUDA with triton.testing.do_bench (median ms, TFLOP/s with 4·T·k·H·I FLOPs
-forward and 3x that for forward+backward); on a CPU only grouped_mm against the loop (the interpreter is not a
-speed), at --cpu-tokens tokens in fp32, printed as a ratio. Results go to kernels/results/moe-<device>.csv.
+First a correctness check of 2 and 3 against 1 at tiny shapes (fp32; on a CPU the Triton kernels run
+in the interpreter), then the sweep: on CUDA with triton.testing.do_bench (median ms, TFLOP/s with
+4·T·k·H·I FLOPs forward and 3x that for forward+backward); on a CPU only grouped_mm against the loop
+(the interpreter is not a speed), at --cpu-tokens tokens in fp32, printed as a ratio. Results go to
+kernels/results/moe-<device>.csv.
 """
 import argparse, csv, os, statistics, sys, time
 from pathlib import Path

@@ -2,12 +2,12 @@
 
     python kernels/train.py [--presets tiny small] [--steps 5] [--batch N] [--out kernels/results]
 
-For each preset: the preset's model, sequence length and attention implementation (Triton only on a GPU),
-a real batch from the vendored corpus, `--steps` timed optimizer steps after one warm-up step, through the same
-`train` loop stage 1 uses (AdamW, masking, head on masked tokens). On a CPU the batch is cut to `--batch`
-sequences (default 8) so a step of `small` takes seconds; tokens/s barely depends on the batch there.
-MFU on a GPU: 6 · (non-embedding parameters) · tokens/s, plus attention 12 · layers · hidden · seq · tokens/s,
-over the GPU's bf16 dense peak (H100/H200 SXM: 989 TFLOP/s).
+For each preset: the preset's model, sequence length and attention implementation (Triton only on a
+GPU), a real batch from the vendored corpus, `--steps` timed optimizer steps after one warm-up step,
+through the same `train` loop stage 1 uses (AdamW, masking, head on masked tokens). On a CPU the
+batch is cut to `--batch` sequences (default 8) so a step of `small` takes seconds; tokens/s barely
+depends on the batch there. MFU on a GPU: 6 · (non-embedding parameters) · tokens/s, plus attention
+12 · layers · hidden · seq · tokens/s, over the GPU's bf16 dense peak (H100/H200 SXM: 989 TFLOP/s).
 Writes kernels/results/train-<device>.csv.
 """
 import argparse, csv, json, os, tempfile, time

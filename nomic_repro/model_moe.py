@@ -8,6 +8,7 @@ __all__ = ['V2_MOE_CONFIG', 'MoEOutput', 'NomicBertMoE', 'num_parameters', 'v2_c
 # %% ../nbs/10_nomic_bert_moe.ipynb #be165da4
 from dataclasses import dataclass, replace
 import torch
+from fastcore.basics import patch
 from torch import nn, Tensor
 import transformers
 from .model import NomicBertConfig, NomicBert
@@ -52,13 +53,12 @@ class MoEOutput:
     aux_loss: Tensor
     expert_load: Tensor
 
+# %% ../nbs/10_nomic_bert_moe.ipynb #2d8f3b01
 class NomicBertMoE(NomicBert):
     "NomicBERT with mixture-of-experts MLPs on layers with `cfg.is_moe_layer(i)` (Nomic Embed v2)."
     moe_mlp = MoEMLP
     def __init__(
-        self,
-        cfg: NomicBertConfig = V2_MOE_CONFIG,
-        attn_impl: str = "torch",
+        self, cfg: NomicBertConfig = V2_MOE_CONFIG, attn_impl: str = "torch",
         moe_impl: str = "torch",
     ):
         if not cfg.num_experts:
@@ -77,13 +77,9 @@ class NomicBertMoE(NomicBert):
         for m in moe_layers(self): m.moe_impl = v
         self._moe_impl = v
 
-    def forward(
-        self,
-        input_ids: Tensor,
-        attention_mask: Tensor | None = None,
-        token_type_ids: Tensor | None = None,
-        return_aux: bool = False,
-    ) -> Tensor | MoEOutput:
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
+                token_type_ids: Tensor | None = None, return_aux: bool = False
+                ) -> Tensor | MoEOutput:
         """Last hidden state `[B, S, hidden]`, or a `MoEOutput` with the auxiliary loss and expert
         load when `return_aux`."""
         for m in moe_layers(self):
@@ -95,20 +91,15 @@ class NomicBertMoE(NomicBert):
             h, moe_aux_loss(self, self.config.router_aux_loss_coef), moe_expert_load(self)
         )
 
-    @classmethod
-    def from_dense(
-        cls,
-        dense: NomicBert,
-        num_experts: int = 8,
-        top_k: int = 2,
-        moe_every_n_layers: int = 2,
-        **kwargs
-    ) -> "NomicBertMoE":
-        "Upcycle a dense GELU `NomicBert` (`moe.upcycle`) into a `NomicBertMoE`."
-        up = upcycle(dense, num_experts, top_k, moe_every_n_layers)
-        model = cls(up.config, attn_impl=dense.attn_impl, **kwargs)
-        model.load_state_dict(up.state_dict(), strict=True)
-        return model.to(next(dense.parameters()).device)
+# %% ../nbs/10_nomic_bert_moe.ipynb #4fab5d23
+@patch(cls_method=True)
+def from_dense(cls: NomicBertMoE, dense: NomicBert, num_experts: int = 8, top_k: int = 2,
+               moe_every_n_layers: int = 2, **kwargs) -> NomicBertMoE:
+    "Upcycle a dense GELU `NomicBert` (`moe.upcycle`) into a `NomicBertMoE`."
+    up = upcycle(dense, num_experts, top_k, moe_every_n_layers)
+    model = cls(up.config, attn_impl=dense.attn_impl, **kwargs)
+    model.load_state_dict(up.state_dict(), strict=True)
+    return model.to(next(dense.parameters()).device)
 
 # %% ../nbs/10_nomic_bert_moe.ipynb #757f8abe
 def num_parameters(model: nn.Module, active: bool = False) -> int:
@@ -123,7 +114,7 @@ def num_parameters(model: nn.Module, active: bool = False) -> int:
 
 # %% ../nbs/10_nomic_bert_moe.ipynb #68a248d4
 def v2_config_json(cfg: NomicBertConfig = V2_MOE_CONFIG) -> dict:
-    "nomic-embed-text-v2-moe's `config.json` (FACTS §3.4) for `cfg`."
+    "nomic-embed-text-v2-moe's `config.json` (as published on the Hub) for `cfg`."
     return {
         "architectures": ["NomicBertModel"],
         "model_type": "nomic_bert",

@@ -103,8 +103,12 @@ def moe_function(impl: str):
     "The expert computation `f(x, topk_idx, topk_weight, w1, w2)` for `impl` in `MOE_IMPLS`."
     if impl not in MOE_IMPLS: raise ValueError(f"moe_impl must be one of {MOE_IMPLS}, got {impl!r}")
     if impl == "torch": return moe_mlp_reference
-    try: from nomic_repro.kernels import moe as K
-    except ImportError as e: raise ValueError(f"moe_impl={impl!r} needs nomic_repro.kernels.moe, which could not be imported: {e}") from e
+    try:
+        from nomic_repro.kernels import moe as K
+    except ImportError as e:
+        raise ValueError(
+            f"moe_impl={impl!r} needs nomic_repro.kernels.moe, which could not be imported: {e}"
+        ) from e
     return K.moe_mlp if impl == "triton" else K.moe_mlp_grouped_mm
 
 class ExpertWeights(nn.Module):

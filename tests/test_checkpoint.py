@@ -1,6 +1,6 @@
 """Checkpoint parity and layouts beyond the notebook's tiny examples: the full 12-layer config, the MLM head,
-Dynamic NTK through config files, the original Nomic key table (FACTS.md §3.2), nomic-bert-2048's prefix,
-legacy .bin and sharded safetensors, and every bad-input path."""
+Dynamic NTK through config files, the original Nomic key table (the tensor names in nomic-embed-text-v1's
+model.safetensors), nomic-bert-2048's prefix, legacy .bin and sharded safetensors, and every bad-input path."""
 import json
 from dataclasses import replace
 import pytest, torch, transformers
@@ -73,7 +73,7 @@ def test_dynamic_ntk_beyond_trained_length(tmp_path):
 
 
 def nomic_key_table(n_layer=2, d=64, inner=80, vocab=200):
-    "FACTS.md §3.2's key table, written out."
+    "The original Nomic layout's tensor names and shapes (nomic-embed-text-v1), written out."
     keys = {"embeddings.word_embeddings.weight": [vocab, d], "embeddings.token_type_embeddings.weight": [2, d],
             "emb_ln.weight": [d], "emb_ln.bias": [d]}
     for i in range(n_layer):

@@ -38,12 +38,43 @@ def test_wheel_installs_and_imports_outside_the_repo(tmp_path):
     assert abs(float(base) - 7453.5) < 1
 
 
-@pytest.mark.parametrize("nb", ["01_rope.ipynb"])
-def test_notebook_runs_in_a_real_jupyter_kernel(nb):
-    nbformat = pytest.importorskip("nbformat"); nbclient = pytest.importorskip("nbclient")
-    book = nbformat.read(ROOT / "nbs" / nb, as_version=4)
-    client = nbclient.NotebookClient(book, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(ROOT / "nbs")}})
-    client.execute()
-    errors = [o for c in book.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
-    assert not errors
-    assert any(o.output_type in ("execute_result", "display_data") for c in book.cells for o in c.get("outputs", []))
+def _notebook(path, *cells):
+    nbformat = pytest.importorskip("nbformat")
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nb.metadata["kernelspec"] = {"display_name": "python3", "language": "python", "name": "python3"}
+    nbformat.write(nb, path)
+    return path
+
+
+def _course(*args):
+    return subprocess.run([sys.executable, str(ROOT / "tools" / "course.py"), *map(str, args)],
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_course_runs_notebooks_as_a_student_does(tmp_path):
+    "tools/course.py (the `make test-course` stage): a real kernel, no test variables, flagged cells guard themselves."
+    pytest.importorskip("nbclient")
+    nb = _notebook(tmp_path / "student.ipynb",
+                   "import os\n"
+                   "assert not any(k.startswith('PYTEST_') for k in os.environ)\n"
+                   "assert 'IN_TEST' not in os.environ and 'TRITON_INTERPRET' not in os.environ\n"
+                   "import nomic_repro.core as c\n"
+                   "assert not c.in_test()\n"
+                   "c.sizes().seq_len",
+                   "#| slow\n# Would train for an hour.\nraise RuntimeError('a slow cell ran')",
+                   "#| full\n# Would load the published model.\n# needs: /no/such/model\nraise RuntimeError('ran')")
+    r = _course("--save-dir", tmp_path / "out", nb)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "1 passed, 0 failed" in r.stdout
+    import nbformat
+    outs = [o for c in nbformat.read(tmp_path / "out" / "student.ipynb", 4).cells for o in c.outputs]
+    assert outs[0]["data"]["text/plain"] == str(__import__("nomic_repro.core").core.SIZES["laptop"].seq_len)
+    said = "".join(o.get("text", "") for o in outs)
+    assert "Skipped this `#| slow` cell (Would train for an hour.)" in said and "NOMIC_REPRO_SLOW" in said
+    assert "Skipped this `#| full` cell (Would load the published model.)" in said and "/no/such/model" in said
+
+
+def test_course_fails_on_an_error_and_names_it(tmp_path):
+    nb = _notebook(tmp_path / "broken.ipynb", "x = 1", "1 / 0", "x = 2")
+    r = _course(nb)
+    assert r.returncode == 1 and "0 passed, 1 failed" in r.stdout and "ZeroDivisionError" in r.stdout, r.stdout

@@ -73,6 +73,14 @@ def test_ntk_module_is_stateless_and_matches_plain_rope_below_l0():
     (lambda: rotary_cos_sin(4, 0), "dim=0"),
     (lambda: RotaryEmbedding(64)(-3), "seq_len"),
     (lambda: apply_rotary(torch.zeros(4, 64), *rotary_cos_sin(4, 64)), "must be"),
+    # moved from the notebooks' failure-contract cells (one example per contract stays there)
+    (lambda: rotary_cos_sin(8, 63), "dim=63"),
+    (lambda: apply_rotary(torch.randn(8, 2, 64), torch.ones(8, 64), torch.ones(4, 64)),
+     "differ in shape"),
+    (lambda: RotaryEmbedding(64, base=0), "base must be positive"),
+    (lambda: dynamic_ntk_base(4096, max_trained=-5), "got -5"),
+    (lambda: dynamic_ntk_base(4096, alpha=0), "alpha"),
+    (lambda: DynamicNTKRotaryEmbedding(64, max_trained=0), "max_trained"),
 ])
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match): call()

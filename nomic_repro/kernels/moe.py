@@ -85,34 +85,32 @@ def _expert_of_tile(offsets, pid_m, E: tl.constexpr, BLOCK_M: tl.constexpr):
     return expert, row0, row_end
 
 # %% ../../nbs/09_moe_kernels.ipynb #c6827411
+@triton.jit
+def _tile_matmul(A, B, src, rmask, expert, cols, cmask, K, s_am, s_ak, s_be, s_bk, s_bn,
+                 IEEE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                 BLOCK_K: tl.constexpr):
+    "fp32 `[BLOCK_M, BLOCK_N]` tile of A[src] @ B[expert][:, cols], accumulated over K."
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        ks = k0 + tl.arange(0, BLOCK_K)
+        kmask = ks < K
+        a = tl.load(A + src[:, None].to(tl.int64) * s_am + ks[None, :] * s_ak,
+                    mask=rmask[:, None] & kmask[None, :], other=0.0)
+        b = tl.load(B + expert.to(tl.int64) * s_be + ks[:, None] * s_bk + cols[None, :] * s_bn,
+                    mask=kmask[:, None] & cmask[None, :], other=0.0)
+        if IEEE:
+            acc = tl.dot(a, b, acc, input_precision="ieee")
+        else:
+            acc = tl.dot(a, b, acc)
+    return acc
+
+# %% ../../nbs/09_moe_kernels.ipynb #2b0d1f22
 @triton.autotune(configs=_gemm_configs(), key=["N", "K", "IEEE", "EPI"])
 @triton.jit
 def _grouped_gemm_kernel(
-    A,
-    a_rows,
-    scale,
-    B,
-    offsets,
-    C,
-    C2,
-    Aux,
-    N,
-    K,
-    s_am,
-    s_ak,
-    s_be,
-    s_bk,
-    s_bn,
-    s_cm,
-    s_cn,
-    E: tl.constexpr,
-    GATHER: tl.constexpr,
-    SCALE: tl.constexpr,
-    EPI: tl.constexpr,
-    IEEE: tl.constexpr,
-    BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    BLOCK_K: tl.constexpr,
+    A, a_rows, scale, B, offsets, C, C2, Aux, N, K, s_am, s_ak, s_be, s_bk, s_bn, s_cm, s_cn,
+    E: tl.constexpr, GATHER: tl.constexpr, SCALE: tl.constexpr, EPI: tl.constexpr,
+    IEEE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     """C[i] = A[a_rows[i]] @ B[e(i)] (× scale[i]) over rows sorted by expert; EPI 1: C = pre, C2 =
     gelu(pre); EPI 2: C ×= gelu'(Aux)."""
@@ -129,24 +127,8 @@ def _grouped_gemm_kernel(
         src = tl.load(a_rows + rows, mask=rmask, other=0)
     cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     cmask = cols < N
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    for k0 in range(0, K, BLOCK_K):
-        ks = k0 + tl.arange(0, BLOCK_K)
-        kmask = ks < K
-        a = tl.load(
-            A + src[:, None].to(tl.int64) * s_am + ks[None, :] * s_ak,
-            mask=rmask[:, None] & kmask[None, :],
-            other=0.0,
-        )
-        b = tl.load(
-            B + expert.to(tl.int64) * s_be + ks[:, None] * s_bk + cols[None, :] * s_bn,
-            mask=kmask[:, None] & cmask[None, :],
-            other=0.0,
-        )
-        if IEEE:
-            acc = tl.dot(a, b, acc, input_precision="ieee")
-        else:
-            acc = tl.dot(a, b, acc)
+    acc = _tile_matmul(A, B, src, rmask, expert, cols, cmask, K, s_am, s_ak, s_be, s_bk, s_bn,
+                       IEEE, BLOCK_M, BLOCK_N, BLOCK_K)
     if SCALE:
         acc = acc * tl.load(scale + rows, mask=rmask, other=0.0).to(tl.float32)[:, None]
     offs_c = rows[:, None].to(tl.int64) * s_cm + cols[None, :] * s_cn
@@ -180,28 +162,12 @@ def grouped_gemm(
     if M > 0:
         grid = lambda META: (triton.cdiv(M, META["BLOCK_M"]) + E, triton.cdiv(N, META["BLOCK_N"]))
         _grouped_gemm_kernel[grid](
-            a,
-            offsets if a_rows is None else a_rows,
-            a if scale is None else scale,
-            b,
-            offsets,
-            c,
-            c2,
-            c if aux is None else aux,
-            N,
-            K,
-            a.stride(0),
-            a.stride(1),
-            b.stride(0),
-            b.stride(1),
-            b.stride(2),
-            c.stride(0),
-            c.stride(1),
-            E=E,
-            GATHER=a_rows is not None,
-            SCALE=scale is not None,
-            EPI={"none": 0, "gelu": 1, "gelu_grad": 2}[epilogue],
-            IEEE=a.dtype == torch.float32,
+            a, offsets if a_rows is None else a_rows, a if scale is None else scale, b, offsets,
+            c, c2, c if aux is None else aux, N, K,
+            a.stride(0), a.stride(1), b.stride(0), b.stride(1), b.stride(2),
+            c.stride(0), c.stride(1),
+            E=E, GATHER=a_rows is not None, SCALE=scale is not None,
+            EPI={"none": 0, "gelu": 1, "gelu_grad": 2}[epilogue], IEEE=a.dtype == torch.float32,
         )
     return (c, c2) if epilogue == "gelu" else c
 
@@ -218,30 +184,13 @@ def _xty_configs():
         ]
     ]
 
+# %% ../../nbs/09_moe_kernels.ipynb #4d2f3044
 @triton.autotune(configs=_xty_configs(), key=["M", "N", "IEEE"])
 @triton.jit
 def _grouped_xty_kernel(
-    X,
-    Y,
-    y_rows,
-    scale,
-    offsets,
-    Out,
-    M,
-    N,
-    s_xm,
-    s_xk,
-    s_ym,
-    s_yn,
-    s_oe,
-    s_om,
-    s_on,
-    GATHER: tl.constexpr,
-    SCALE: tl.constexpr,
-    IEEE: tl.constexpr,
-    BLOCK_M: tl.constexpr,
-    BLOCK_N: tl.constexpr,
-    BLOCK_K: tl.constexpr,
+    X, Y, y_rows, scale, offsets, Out, M, N, s_xm, s_xk, s_ym, s_yn, s_oe, s_om, s_on,
+    GATHER: tl.constexpr, SCALE: tl.constexpr, IEEE: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     "Out[e] = X[seg_e]ᵀ @ (scale · Y[y_rows])[seg_e]."
     e, pid_m, pid_n = tl.program_id(0), tl.program_id(1), tl.program_id(2)
@@ -252,34 +201,24 @@ def _grouped_xty_kernel(
     for r0 in range(start, end, BLOCK_K):
         rows = r0 + tl.arange(0, BLOCK_K)
         rmask = rows < end
-        xt = tl.load(
-            X + rows[None, :].to(tl.int64) * s_xm + ms[:, None] * s_xk,
-            mask=rmask[None, :] & (ms[:, None] < M),
-            other=0.0,
-        )
+        xt = tl.load(X + rows[None, :].to(tl.int64) * s_xm + ms[:, None] * s_xk,
+                     mask=rmask[None, :] & (ms[:, None] < M), other=0.0)
         src = rows
         if GATHER:
             src = tl.load(y_rows + rows, mask=rmask, other=0)
-        y = tl.load(
-            Y + src[:, None].to(tl.int64) * s_ym + ns[None, :] * s_yn,
-            mask=rmask[:, None] & (ns[None, :] < N),
-            other=0.0,
-        )
+        y = tl.load(Y + src[:, None].to(tl.int64) * s_ym + ns[None, :] * s_yn,
+                    mask=rmask[:, None] & (ns[None, :] < N), other=0.0)
         if SCALE:
-            y = (
-                y.to(tl.float32)
-                * tl.load(scale + rows, mask=rmask, other=0.0).to(tl.float32)[:, None]
-            ).to(Y.dtype.element_ty)
+            gate = tl.load(scale + rows, mask=rmask, other=0.0).to(tl.float32)
+            y = (y.to(tl.float32) * gate[:, None]).to(Y.dtype.element_ty)
         if IEEE:
             acc = tl.dot(xt, y, acc, input_precision="ieee")
         else:
             acc = tl.dot(xt, y, acc)
-    tl.store(
-        Out + e * s_oe + ms[:, None] * s_om + ns[None, :] * s_on,
-        acc.to(Out.dtype.element_ty),
-        mask=(ms[:, None] < M) & (ns[None, :] < N),
-    )
+    tl.store(Out + e * s_oe + ms[:, None] * s_om + ns[None, :] * s_on,
+             acc.to(Out.dtype.element_ty), mask=(ms[:, None] < M) & (ns[None, :] < N))
 
+# %% ../../nbs/09_moe_kernels.ipynb #6f4b5266
 def grouped_xty(
     x: Tensor, y: Tensor, offsets: Tensor, y_rows: Tensor | None = None, scale: Tensor | None = None
 ) -> Tensor:
@@ -289,55 +228,42 @@ def grouped_xty(
     out = torch.empty(E, M, N, device=x.device, dtype=x.dtype)
     grid = lambda META: (E, triton.cdiv(M, META["BLOCK_M"]), triton.cdiv(N, META["BLOCK_N"]))
     _grouped_xty_kernel[grid](
-        x,
-        y,
-        offsets if y_rows is None else y_rows,
-        x if scale is None else scale,
-        offsets,
-        out,
-        M,
-        N,
-        x.stride(0),
-        x.stride(1),
-        y.stride(0),
-        y.stride(1),
-        out.stride(0),
-        out.stride(1),
-        out.stride(2),
-        GATHER=y_rows is not None,
-        SCALE=scale is not None,
-        IEEE=x.dtype == torch.float32,
+        x, y, offsets if y_rows is None else y_rows, x if scale is None else scale, offsets, out,
+        M, N, x.stride(0), x.stride(1), y.stride(0), y.stride(1),
+        out.stride(0), out.stride(1), out.stride(2),
+        GATHER=y_rows is not None, SCALE=scale is not None, IEEE=x.dtype == torch.float32,
     )
     return out
 
 # %% ../../nbs/09_moe_kernels.ipynb #13cc2706
 @triton.jit
-def _combine_kernel(
-    Y,
-    pos,
-    gate,
-    Out,
-    H,
-    s_y,
-    s_o,
-    TOPK: tl.constexpr,
-    WEIGHTED: tl.constexpr,
-    BLOCK_H: tl.constexpr,
-):
+def _combine_kernel(Y, pos, gate, Out, H, s_y, s_o, TOPK: tl.constexpr, WEIGHTED: tl.constexpr,
+                    BLOCK_H: tl.constexpr):
     "Out[t] = Σ_j gate[t, j] · Y[pos[t, j]] (gate = 1 when not WEIGHTED)."
     t, pid_h = tl.program_id(0), tl.program_id(1)
     cols = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
     cmask = cols < H
     acc = tl.zeros((BLOCK_H,), dtype=tl.float32)
     for j in tl.static_range(TOPK):
-        y = tl.load(
-            Y + tl.load(pos + t * TOPK + j).to(tl.int64) * s_y + cols, mask=cmask, other=0.0
-        ).to(tl.float32)
+        row = tl.load(pos + t * TOPK + j).to(tl.int64)
+        y = tl.load(Y + row * s_y + cols, mask=cmask, other=0.0).to(tl.float32)
         if WEIGHTED:
             y = y * tl.load(gate + t * TOPK + j).to(tl.float32)
         acc += y
     tl.store(Out + t.to(tl.int64) * s_o + cols, acc.to(Out.dtype.element_ty), mask=cmask)
 
+def combine(y: Tensor, pos: Tensor, T: int, k: int, gate: Tensor | None = None) -> Tensor:
+    "Sorted rows `y` `[T·k, H]` back to tokens: out[t] = Σ_j gate[t, j] · y[pos[t·k + j]]."
+    out = torch.empty(T, y.shape[1], device=y.device, dtype=y.dtype)
+    BLOCK_H = min(1024, triton.next_power_of_2(max(y.shape[1], 1)))
+    if T:
+        _combine_kernel[(T, triton.cdiv(y.shape[1], BLOCK_H))](
+            y, pos, y if gate is None else gate, out, y.shape[1], y.stride(0), out.stride(0),
+            TOPK=k, WEIGHTED=gate is not None, BLOCK_H=BLOCK_H,
+        )
+    return out
+
+# %% ../../nbs/09_moe_kernels.ipynb #8b6d7488
 @triton.jit
 def _gate_grad_kernel(Y, dOut, pos, dGate, H, s_y, s_d, TOPK: tl.constexpr, BLOCK_H: tl.constexpr):
     "dGate[t, j] = ⟨Y[pos[t, j]], dOut[t]⟩."
@@ -347,29 +273,9 @@ def _gate_grad_kernel(Y, dOut, pos, dGate, H, s_y, s_d, TOPK: tl.constexpr, BLOC
     for h0 in range(0, H, BLOCK_H):
         cols = h0 + tl.arange(0, BLOCK_H)
         cmask = cols < H
-        acc += tl.load(Y + p * s_y + cols, mask=cmask, other=0.0).to(tl.float32) * tl.load(
-            dOut + t * s_d + cols, mask=cmask, other=0.0
-        ).to(tl.float32)
+        y = tl.load(Y + p * s_y + cols, mask=cmask, other=0.0).to(tl.float32)
+        acc += y * tl.load(dOut + t * s_d + cols, mask=cmask, other=0.0).to(tl.float32)
     tl.store(dGate + i, tl.sum(acc, 0).to(dGate.dtype.element_ty))
-
-def combine(y: Tensor, pos: Tensor, T: int, k: int, gate: Tensor | None = None) -> Tensor:
-    "Sorted rows `y` `[T·k, H]` back to tokens: out[t] = Σ_j gate[t, j] · y[pos[t·k + j]]."
-    out = torch.empty(T, y.shape[1], device=y.device, dtype=y.dtype)
-    BLOCK_H = min(1024, triton.next_power_of_2(max(y.shape[1], 1)))
-    if T:
-        _combine_kernel[(T, triton.cdiv(y.shape[1], BLOCK_H))](
-            y,
-            pos,
-            y if gate is None else gate,
-            out,
-            y.shape[1],
-            y.stride(0),
-            out.stride(0),
-            TOPK=k,
-            WEIGHTED=gate is not None,
-            BLOCK_H=BLOCK_H,
-        )
-    return out
 
 def gate_grad(y: Tensor, dout: Tensor, pos: Tensor, k: int, dtype: torch.dtype) -> Tensor:
     "d loss / d gate `[T, k]` from the unweighted sorted rows `y` and dOut `[T, H]`."
@@ -377,15 +283,8 @@ def gate_grad(y: Tensor, dout: Tensor, pos: Tensor, k: int, dtype: torch.dtype) 
     dg = torch.empty(T * k, device=y.device, dtype=dtype)
     if T:
         _gate_grad_kernel[(T * k,)](
-            y,
-            dout,
-            pos,
-            dg,
-            H,
-            y.stride(0),
-            dout.stride(0),
-            TOPK=k,
-            BLOCK_H=min(1024, triton.next_power_of_2(H)),
+            y, dout, pos, dg, H, y.stride(0), dout.stride(0),
+            TOPK=k, BLOCK_H=min(1024, triton.next_power_of_2(H)),
         )
     return dg.view(T, k)
 
@@ -427,6 +326,7 @@ class _MoEMLPFunction(torch.autograd.Function):
             if need_w1: dw1 = grouped_xty(dh, x, offsets, y_rows=tok)
         return dx, None, dgate, dw1, dw2
 
+# %% ../../nbs/09_moe_kernels.ipynb #ad8f96aa
 def moe_mlp(x: Tensor, topk_idx: Tensor, topk_weight: Tensor, w1: Tensor, w2: Tensor) -> Tensor:
     """Σ_j topk_weight[t, j] · gelu(x[t] @ w1[e]ᵀ) @ w2[e], e = topk_idx[t, j], with Triton kernels;
     differentiable in x, w1, w2, topk_weight."""

@@ -73,10 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prog}: error: {msg}", file=sys.stderr)
         return 2
 
-# %% ../nbs/19_cli.ipynb #71ce42f2
-@subcommand(
-    "eval",
-    "Score a model on retrieval, STS or long-context tasks; print a table and write JSON.",
+# %% ../nbs/19_cli.ipynb #d1476f06
+_EVAL_ARGS = (
     arg("--model", required=True,
         help="minilm | bm25 | gte-base | multilingual-e5-small (hub id or a folder so named) | "
              "PATH to a checkpoint folder"),
@@ -95,7 +93,15 @@ def main(argv: list[str] | None = None) -> int:
     arg("--batch-size", type=int, default=32),
     arg("--device", default=None, help="cpu, cuda, ... (default: best available)"),
     arg("--output", default=None,
-        help="JSON file to write (default: results/eval-<model>-<tasks>.json)"))
+        help="JSON file to write (default: results/eval-<model>-<tasks>.json)"),
+)
+
+# %% ../nbs/19_cli.ipynb #3e991a06
+@subcommand(
+    "eval",
+    "Score a model on retrieval, STS or long-context tasks; print a table and write JSON.",
+    *_EVAL_ARGS,
+)
 def eval_command(args):
     from nomic_repro import eval as ev
     for t in args.task:
@@ -110,18 +116,9 @@ def eval_command(args):
     model = ev.load_encoder(
         args.model, device=args.device, max_length=args.max_length, ntk=not args.no_ntk
     )
-    results = [
-        ev.run_eval(
-            model,
-            t,
-            split=args.split,
-            data_root=args.data_root,
-            max_length=args.max_length,
-            limit_docs=args.limit_docs,
-            batch_size=args.batch_size,
-        )
-        for t in args.task
-    ]
+    results = [ev.run_eval(model, t, split=args.split, data_root=args.data_root,
+                           max_length=args.max_length, limit_docs=args.limit_docs,
+                           batch_size=args.batch_size) for t in args.task]
     print(ev.results_table(results))
     stem = "-".join([Path(args.model).name, *(Path(t).name for t in args.task)])
     out = ev.save_results(results, args.output or Path("results") / f"eval-{stem}.json")

@@ -73,40 +73,52 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{prog}: error: {msg}", file=sys.stderr)
         return 2
 
-# %% ../nbs/19_cli.ipynb #71ce42f2
-@subcommand("eval", "Score a model on retrieval, STS or long-context tasks; print a table and write JSON.",
-    arg("--model", required=True, help="minilm | bm25 | gte-base | multilingual-e5-small (hub id or a folder so named) | PATH to a checkpoint folder"),
-    arg("--task", required=True, nargs="+", help="scifact | stsb | sickr | qmsum | PATH to a BEIR folder (several allowed)"),
-    arg("--split", default=None, help="split to score (default per task: scifact test, stsb test, sickr all, qmsum val)"),
-    arg("--data-root", default=None, help="folder holding the task folders (default: the vendored data/)"),
-    arg("--max-length", type=int, default=None, help="maximum tokens per text (default: the model's own)"),
-    arg("--limit-docs", type=int, default=None, help="score a slice of this many documents (retrieval tasks)"),
-    arg("--no-ntk", action="store_true", help="checkpoint models: serve without Dynamic NTK beyond the trained length"),
-    arg("--batch-size", type=int, default=32), arg("--device", default=None, help="cpu, cuda, ... (default: best available)"),
-    arg("--output", default=None, help="JSON file to write (default: results/eval-<model>-<tasks>.json)"))
+# %% ../nbs/19_cli.ipynb #d1476f06
+_EVAL_ARGS = (
+    arg("--model", required=True,
+        help="minilm | bm25 | gte-base | multilingual-e5-small (hub id or a folder so named) | "
+             "PATH to a checkpoint folder"),
+    arg("--task", required=True, nargs="+",
+        help="scifact | stsb | sickr | qmsum | PATH to a BEIR folder (several allowed)"),
+    arg("--split", default=None,
+        help="split to score (default per task: scifact test, stsb test, sickr all, qmsum val)"),
+    arg("--data-root", default=None,
+        help="folder holding the task folders (default: the vendored data/)"),
+    arg("--max-length", type=int, default=None,
+        help="maximum tokens per text (default: the model's own)"),
+    arg("--limit-docs", type=int, default=None,
+        help="score a slice of this many documents (retrieval tasks)"),
+    arg("--no-ntk", action="store_true",
+        help="checkpoint models: serve without Dynamic NTK beyond the trained length"),
+    arg("--batch-size", type=int, default=32),
+    arg("--device", default=None, help="cpu, cuda, ... (default: best available)"),
+    arg("--output", default=None,
+        help="JSON file to write (default: results/eval-<model>-<tasks>.json)"),
+)
+
+# %% ../nbs/19_cli.ipynb #3e991a06
+@subcommand(
+    "eval",
+    "Score a model on retrieval, STS or long-context tasks; print a table and write JSON.",
+    *_EVAL_ARGS,
+)
 def eval_command(args):
     from nomic_repro import eval as ev
     for t in args.task:
         if t in ev.TASKS: ev.task_folder(t, args.data_root)
-        elif not Path(t).is_dir(): raise CLIError(f"unknown task {t!r}: use one of {', '.join(ev.TASKS)} or a path to a BEIR folder")
+        elif not Path(t).is_dir():
+            raise CLIError(
+                f"unknown task {t!r}: use one of {', '.join(ev.TASKS)} or a path to a BEIR folder"
+            )
     for name in ("max_length", "limit_docs", "batch_size"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise CLIError(f"--{name.replace('_', '-')} must be >= 1")
     model = ev.load_encoder(
         args.model, device=args.device, max_length=args.max_length, ntk=not args.no_ntk
     )
-    results = [
-        ev.run_eval(
-            model,
-            t,
-            split=args.split,
-            data_root=args.data_root,
-            max_length=args.max_length,
-            limit_docs=args.limit_docs,
-            batch_size=args.batch_size,
-        )
-        for t in args.task
-    ]
+    results = [ev.run_eval(model, t, split=args.split, data_root=args.data_root,
+                           max_length=args.max_length, limit_docs=args.limit_docs,
+                           batch_size=args.batch_size) for t in args.task]
     print(ev.results_table(results))
     stem = "-".join([Path(args.model).name, *(Path(t).name for t in args.task)])
     out = ev.save_results(results, args.output or Path("results") / f"eval-{stem}.json")
@@ -147,6 +159,7 @@ _INIT = arg(
     "--init", required=True, help="checkpoint folder to start from (the previous stage's model/)"
 )
 
+# %% ../nbs/19_cli.ipynb #58e6ed65
 def _overrides(args) -> list[str]:
     """The settings of `--config FILE` (if given) followed by the `--set` flags, so the command line
     wins."""
@@ -180,14 +193,20 @@ def mlm_command(args):
     from nomic_repro.stage1 import run_mlm
     _run_stage(run_mlm, args)
 
-@subcommand("contrastive", "Stage 2: weakly-supervised contrastive pretraining from a stage-1 model.", *_STAGE_ARGS, _INIT)
+@subcommand(
+    "contrastive",
+    "Stage 2: weakly-supervised contrastive pretraining from a stage-1 model.",
+    *_STAGE_ARGS, _INIT)
 def contrastive_command(args):
     from nomic_repro.stage2 import run_contrastive
     if not Path(args.init).is_dir():
         raise CLIError(f"--init {args.init!r} is not a checkpoint folder")
     _run_stage(run_contrastive, args, args.init)
 
-@subcommand("finetune", "Stage 3: supervised contrastive fine-tuning with mined hard negatives.", *_STAGE_ARGS, _INIT)
+@subcommand(
+    "finetune",
+    "Stage 3: supervised contrastive fine-tuning with mined hard negatives.",
+    *_STAGE_ARGS, _INIT)
 def finetune_command(args):
     from nomic_repro.stage3 import run_finetune
     if not Path(args.init).is_dir():
@@ -197,10 +216,15 @@ def finetune_command(args):
 # %% ../nbs/19_cli.ipynb #e5ce52ff
 @subcommand("run", "The whole pipeline: stage 1 -> 2 -> 3 -> evaluation -> report (resumable).",
     arg("--preset", default="tiny", help="tiny | small | base | moe"),
-    arg("--output-dir", required=True, help="run folder; running the command again skips finished stages"),
-    arg("--data-root", default=None, help="folder the data sources are relative to (default: the vendored data/)"),
-    arg("--config", default=None, metavar="FILE", help="YAML/JSON file of settings, e.g. {contrastive: {train: {lr: 1e-4}}}"),
-    arg("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="e.g. stage2.lr=1e-4 or mlm.train.max_steps=100 (stage1/2/3 = mlm/contrastive/finetune; wins over --config)"))
+    arg("--output-dir", required=True,
+        help="run folder; running the command again skips finished stages"),
+    arg("--data-root", default=None,
+        help="folder the data sources are relative to (default: the vendored data/)"),
+    arg("--config", default=None, metavar="FILE",
+        help="YAML/JSON file of settings, e.g. {contrastive: {train: {lr: 1e-4}}}"),
+    arg("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="e.g. stage2.lr=1e-4 or mlm.train.max_steps=100 (stage1/2/3 = "
+             "mlm/contrastive/finetune; wins over --config)"))
 def run_command(args):
     from nomic_repro.pipeline import run_pipeline, evaluation_table
     try:
@@ -223,7 +247,8 @@ def read_texts(path, field: str = "text") -> list[str]:
     texts = []
     for i, l in enumerate(lines, 1):
         try: obj = json.loads(l)
-        except json.JSONDecodeError as e: raise CLIError(f"{path}:{i}: not JSON ({e.msg})") from None
+        except json.JSONDecodeError as e:
+            raise CLIError(f"{path}:{i}: not JSON ({e.msg})") from None
         if not isinstance(obj, dict) or not isinstance(obj.get(field), str):
             raise CLIError(f"{path}:{i}: no string field {field!r}")
         texts.append(obj[field])
@@ -254,11 +279,17 @@ def write_embeddings(path, texts: list[str], emb) -> Path:
     return atomic_write(path, write)
 
 # %% ../nbs/19_cli.ipynb #78e8a298
-@subcommand("embed", "Embed texts (arguments or a .txt/.jsonl file) with a NomicBERT checkpoint into .npy or .jsonl.",
+@subcommand(
+    "embed",
+    "Embed texts (arguments or a .txt/.jsonl file) with a NomicBERT checkpoint into .npy or "
+    ".jsonl.",
     arg("--model", required=True, help="checkpoint folder or hub id (e.g. a run's stage3/model)"),
-    arg("--text", nargs="+", default=None, help="texts to embed"), arg("--input", default=None, help=".txt (one per line) or .jsonl file"),
-    arg("--field", default="text", help="JSONL key holding the text"), arg("--output", required=True, help="OUT.npy or OUT.jsonl"),
-    arg("--task", default=None, help="prefix: search_query | search_document | clustering | classification"),
+    arg("--text", nargs="+", default=None, help="texts to embed"),
+    arg("--input", default=None, help=".txt (one per line) or .jsonl file"),
+    arg("--field", default="text", help="JSONL key holding the text"),
+    arg("--output", required=True, help="OUT.npy or OUT.jsonl"),
+    arg("--task", default=None,
+        help="prefix: search_query | search_document | clustering | classification"),
     arg("--dim", type=int, default=None, help="Matryoshka dimension (v1.5 models: 64..768)"),
     arg("--max-length", type=int, default=None), arg("--batch-size", type=int, default=32),
     arg("--device", default=None, help="cpu, cuda, cuda:1 ... (default: best available)"))
@@ -318,10 +349,15 @@ def kernels_dir(path=None) -> Path:
     )
 
 # %% ../nbs/19_cli.ipynb #2966e280
-@subcommand("bench", "Run the kernels/ benchmarks (ratios against transformers and PyTorch); CSVs for the report.",
-    arg("names", nargs="*", metavar="NAME", help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}"),
-    arg("--quick", action="store_true", help="toy shapes, seconds each (default output results/bench-quick)"),
-    arg("--out", default=None, help="folder for the CSVs (default: kernels/results, or results/bench-quick with --quick)"),
+@subcommand(
+    "bench",
+    "Run the kernels/ benchmarks (ratios against transformers and PyTorch); CSVs for the report.",
+    arg("names", nargs="*", metavar="NAME",
+        help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}"),
+    arg("--quick", action="store_true",
+        help="toy shapes, seconds each (default output results/bench-quick)"),
+    arg("--out", default=None,
+        help="folder for the CSVs (default: kernels/results, or results/bench-quick with --quick)"),
     arg("--kernels-dir", default=None, help="the kernels/ folder of a git checkout"))
 def bench_command(args):
     import subprocess
@@ -348,13 +384,19 @@ def bench_command(args):
     print(f"results in {out}", file=sys.stderr)
 
 # %% ../nbs/19_cli.ipynb #8697405a
-@subcommand("plan", "Estimate parameters, memory per GPU, FLOPs, hours and cost of a preset on N GPUs (formulas, no GPU).",
+@subcommand(
+    "plan",
+    "Estimate parameters, memory per GPU, FLOPs, hours and cost of a preset on N GPUs (formulas, "
+    "no GPU).",
     arg("--preset", default="base", help="tiny | small | base | ... (the pipeline presets)"),
-    arg("--gpus", type=int, default=8, help="number of GPUs"), arg("--gpu", default="h100", help="h100 | h200 | a100 | l4 | a10g | cpu"),
-    arg("--price", type=float, default=None, help="price per GPU-hour (default: the table's assumed price)"),
+    arg("--gpus", type=int, default=8, help="number of GPUs"),
+    arg("--gpu", default="h100", help="h100 | h200 | a100 | l4 | a10g | cpu"),
+    arg("--price", type=float, default=None,
+        help="price per GPU-hour (default: the table's assumed price)"),
     arg("--mfu", type=float, default=0.4, help="assumed model-FLOPs utilisation, in (0, 1]"),
     arg("--config", default=None, metavar="FILE", help="YAML/JSON file of settings, as for `run`"),
-    arg("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="as for `run`, e.g. mlm.train.grad_accum=16"),
+    arg("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="as for `run`, e.g. mlm.train.grad_accum=16"),
     arg("--json", action="store_true", help="print the plan as JSON instead of a table"))
 def plan_command(args):
     from nomic_repro.plan import plan, format_plan
@@ -373,9 +415,12 @@ def plan_command(args):
     print(json.dumps(result, indent=1, default=str) if args.json else format_plan(result))
 
 # %% ../nbs/19_cli.ipynb #30ab0638
-@subcommand("report", "Rebuild a run's report.html from its report.json (with the latest kernel benchmark CSVs).",
+@subcommand(
+    "report",
+    "Rebuild a run's report.html from its report.json (with the latest kernel benchmark CSVs).",
     arg("--output-dir", required=True, help="the run folder of `nomic-repro run`"),
-    arg("--kernels-dir", default=None, help="folder of benchmark CSVs (default: the repository's kernels/results)"))
+    arg("--kernels-dir", default=None,
+        help="folder of benchmark CSVs (default: the repository's kernels/results)"))
 def report_command(args):
     from nomic_repro.pipeline import rebuild_report, evaluation_table
     page = rebuild_report(args.output_dir, args.kernels_dir)
@@ -384,4 +429,7 @@ def report_command(args):
     print(f"report: {page}")
 
 # %% ../nbs/19_cli.ipynb #826a106d
-if __name__ == "__main__": sys.exit(main())
+# `python -m nomic_repro.cli` (torchrun) runs main(). A Jupyter kernel also calls its namespace
+# "__main__", but it has no __file__, so this notebook never exits here.
+if __name__ == "__main__" and "__file__" in globals():
+    sys.exit(main())

@@ -27,9 +27,10 @@ from .stage1 import MLMPreset, MLM_PRESETS, run_mlm
 from .stage2 import ContrastivePreset, STAGE2_PRESETS, run_contrastive, evaluate_stage
 from .stage3 import FinetunePreset, STAGE3_PRESETS, run_finetune
 
-# %% ../nbs/18_pipeline.ipynb #388e098a
-# Published reference rows for the report (nomic-embed-text-v1, MTEB results; see the shared data
-# README).
+# %% ../nbs/18_pipeline.ipynb #c641daae
+# Published reference rows for the report: nomic-embed-text-v1's own MTEB submission (GitHub
+# embeddings-benchmark/results, results/nomic-ai__nomic-embed-text-v1/external/SciFact.json and
+# STSBenchmark.json, main score of the test split: nDCG@10 and cosine Spearman).
 PUBLISHED = {"nomic-embed-text-v1 (published)": {"scifact": 0.7050, "stsb": 0.8554}}
 
 @dataclass(frozen=True)
@@ -49,16 +50,15 @@ PIPELINE_PRESETS = {
     n: PipelinePreset(n, MLM_PRESETS[n], STAGE2_PRESETS[n], STAGE3_PRESETS[n])
     for n in ("tiny", "small", "base", "moe")
 }
-PIPELINE_PRESETS["small"] = replace(
-    PIPELINE_PRESETS["small"], baselines=("bm25", "minilm"), long_context=(512, 2048, 4096, 8192)
-)
-PIPELINE_PRESETS["base"] = replace(
-    PIPELINE_PRESETS["base"], baselines=("bm25", "minilm"), long_context=(512, 2048, 4096, 8192)
-)
+_LARGER = dict(baselines=("bm25", "minilm"), long_context=(512, 2048, 4096, 8192))
+PIPELINE_PRESETS["small"] = replace(PIPELINE_PRESETS["small"], **_LARGER)
+PIPELINE_PRESETS["base"] = replace(PIPELINE_PRESETS["base"], **_LARGER)
+# v2 serves 512 tokens: no long-context curve
 PIPELINE_PRESETS["moe"] = replace(
     PIPELINE_PRESETS["moe"], baselines=("bm25", "minilm"), long_context=()
-)  # v2 serves 512 tokens
+)
 
+# %% ../nbs/18_pipeline.ipynb #9fa15964
 STAGE_NAMES = {
     "stage1": ("mlm", MLMPreset),
     "stage2": ("contrastive", ContrastivePreset),
@@ -103,7 +103,8 @@ def read_config(path) -> list[str]:
             tree = yaml.safe_load(text)
         elif path.suffix.lower() == ".json": tree = json.loads(text)
         else: raise ValueError(f"config file {str(path)!r} must end in .yaml, .yml or .json")
-    except (json.JSONDecodeError, ImportError) as e: raise ValueError(f"cannot read {str(path)!r}: {e}") from None
+    except (json.JSONDecodeError, ImportError) as e:
+        raise ValueError(f"cannot read {str(path)!r}: {e}") from None
     except Exception as e:
         if type(e).__module__.startswith("yaml"):
             raise ValueError(f"cannot read {str(path)!r}: {str(e).splitlines()[0]}") from None
@@ -148,6 +149,7 @@ def _scores(model, tasks, out: Path) -> dict:
         lambda: {t: r["score"] for t, r in evaluate_stage(model, tasks, out).items()},
     )
 
+# %% ../nbs/18_pipeline.ipynb #0922de46
 def long_context_curve(model_dir, lengths, batch_size: int = 4) -> list[dict]:
     """QMSum nDCG@10 of the checkpoint at each max length, served with Dynamic NTK and with plain
     RoPE."""
@@ -166,75 +168,71 @@ def long_context_curve(model_dir, lengths, batch_size: int = 4) -> list[dict]:
         for r in rows
     ]
 
-# %% ../nbs/18_pipeline.ipynb #d19babbb
-def run_pipeline(
-    preset: PipelinePreset | str, output_dir, *, data_root=None, overrides=(), progress=None
-) -> dict | None:
-    """Stage 1 → 2 → 3 → evaluation → report under `output_dir`; finished stages are skipped, an
-    interrupted one resumes."""
-    p = get_pipeline_preset(preset, overrides)
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    p = replace(
-        p,
-        contrastive=replace(p.contrastive, eval_tasks=()),
-        finetune=replace(p.finetune, eval_tasks=()),
-    )  # scored below
-    rank, world, _ = setup_distributed()
-    t0, stages = time.time(), {}
+# %% ../nbs/18_pipeline.ipynb #bab4a5d0
+def _train_stages(p: PipelinePreset, out: Path, data_root, progress) -> list[str]:
+    """Stage 1 → 2 → 3, each from the previous stage's `model/`; a finished stage is skipped.
+    Returns the stages it ran."""
     s1, s2, s3 = out / "stage1", out / "stage2", out / "stage3"
     # a finished stage trained otherwise is refused too
     for d, sp in ((s1, p.mlm), (s2, p.contrastive), (s3, p.finetune)):
         if (d / "preset.json").exists():
             rank0_result(check_same_preset, d, sp)
     _barrier()
+    ran = []
     if not _finished(s1, p.mlm.train.max_steps):
-        stages["stage1"] = run_mlm(p.mlm, s1, data_root=data_root, progress=progress)
+        run_mlm(p.mlm, s1, data_root=data_root, progress=progress)
+        ran.append("stage1")
     _barrier()
     if not _finished(s2, p.contrastive.train.max_steps):
-        stages["stage2"] = run_contrastive(
-            p.contrastive, s1 / "model", s2, data_root=data_root, progress=progress
-        )
+        run_contrastive(p.contrastive, s1 / "model", s2, data_root=data_root, progress=progress)
+        ran.append("stage2")
     _barrier()
     if not _finished(s3, p.finetune.train.max_steps):
-        stages["stage3"] = run_finetune(
-            p.finetune, s2 / "model", s3, data_root=data_root, progress=progress
-        )
+        run_finetune(p.finetune, s2 / "model", s3, data_root=data_root, progress=progress)
+        ran.append("stage3")
     _barrier()
+    return ran
+
+def _evaluate_run(p: PipelinePreset, out: Path) -> tuple[dict, list]:
+    """The evaluation table (every stage, the baselines, the published rows) and the long-context
+    curve."""
+    table = {f"stage {i}": _scores(out / f"stage{i}" / "model", p.eval_tasks, out / f"stage{i}")
+             for i in (1, 2, 3)} if p.eval_tasks else {}
+    for b in p.baselines:
+        tasks = [t for t in p.eval_tasks if not (b == "bm25" and t != "scifact")]
+        table[b] = _scores(b, tasks, out / "baselines" / b)
+    for k, row in PUBLISHED.items():
+        table[k] = {t: v for t, v in row.items() if t in p.eval_tasks}
+    final = out / "stage3" / "model"
+    curve = _cached(out / "long_context.json", [_stamp(final), list(p.long_context)],
+                    lambda: long_context_curve(final, p.long_context)) if p.long_context else []
+    return table, curve
+
+# %% ../nbs/18_pipeline.ipynb #91a6ccea
+def run_pipeline(
+    preset: PipelinePreset | str, output_dir, *, data_root=None, overrides=(), progress=None
+) -> dict | None:
+    """Stage 1 → 2 → 3 → evaluation → report under `output_dir`; finished stages are skipped, an
+    interrupted one resumes."""
+    # settings checked before anything is written
+    p = get_pipeline_preset(preset, overrides)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    # stages 2 and 3 do not score themselves: _evaluate_run scores every stage with the same harness
+    p = replace(p, contrastive=replace(p.contrastive, eval_tasks=()),
+                finetune=replace(p.finetune, eval_tasks=()))
+    rank, world, _ = setup_distributed()
+    t0 = time.time()
+    stages = _train_stages(p, out, data_root, progress)
     if rank != 0:
         return None
-    table = (
-        {
-            f"stage {i}": _scores(d / "model", p.eval_tasks, d)
-            for i, d in ((1, s1), (2, s2), (3, s3))
-        }
-        if p.eval_tasks
-        else {}
-    )
-    for b in p.baselines:
-        table[b] = _scores(
-            b,
-            [t for t in p.eval_tasks if not (b == "bm25" and t != "scifact")],
-            out / "baselines" / b,
-        )
-    table.update(
-        {k: {t: v for t, v in row.items() if t in p.eval_tasks} for k, row in PUBLISHED.items()}
-    )
-    curve = (
-        _cached(
-            out / "long_context.json",
-            [_stamp(s3 / "model"), list(p.long_context)],
-            lambda: long_context_curve(s3 / "model", p.long_context),
-        )
-        if p.long_context
-        else []
-    )
+    table, curve = _evaluate_run(p, out)
     report = {
         "preset": json.loads(json.dumps(asdict(p))),
         "evaluation": table,
         "long_context": curve,
         "seconds": round(time.time() - t0, 1),
-        "stages_run": sorted(stages),
+        "stages_run": stages,
         "world_size": world,
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "versions": environment(),
@@ -245,12 +243,10 @@ def run_pipeline(
 
 # %% ../nbs/18_pipeline.ipynb #facd2d4e
 def _package_dir() -> Path:
-    "This package's folder (from a notebook in nbs/: ../nomic_repro)."
-    return (
-        Path(__file__).resolve().parent
-        if "__file__" in globals()
-        else Path.cwd().parent / "nomic_repro"
-    )
+    """This package's folder, where `import nomic_repro` found it (not the working directory: a
+    notebook may be started anywhere)."""
+    import nomic_repro
+    return Path(nomic_repro.__file__).resolve().parent
 
 def _git_commit() -> str | None:
     try:
@@ -306,6 +302,7 @@ def kernel_results(folder=None) -> dict:
     if not folder.is_dir(): return {}
     return {f.stem: list(csv.DictReader(f.open())) for f in sorted(folder.glob("*.csv"))}
 
+# %% ../nbs/18_pipeline.ipynb #4e43b89a
 def kernel_plot(name: str, rows: list[dict]):
     "One bar chart of a benchmark CSV (see the rule above); None when it has nothing to plot."
     import plotly.graph_objects as go
@@ -373,6 +370,7 @@ def _loss_figure(out: Path):
     fig.update_layout(height=380, width=1100, showlegend=False)
     return fig
 
+# %% ../nbs/18_pipeline.ipynb #ea365c22
 def _curve_figure(curve: list):
     import plotly.graph_objects as go
     names = list(dict.fromkeys(r["model"] for r in curve))
@@ -412,10 +410,8 @@ def _table(header: list, rows: list) -> str:
         + "</table>"
     )
 
-def write_html_report(out: Path, report: dict, kernels_dir=None) -> Path:
-    """report.html next to the stage folders: plots (plotly, embedded once), tables, config and
-    versions."""
-    out = Path(out)
+def _report_figures(out: Path, report: dict, kernels_dir=None) -> dict:
+    "{title: html} of the report's figures: losses, long-context curve, one per benchmark CSV."
     figs = [("Training loss", _loss_figure(out))]
     if report.get("long_context"):
         figs.append(("Long context", _curve_figure(report["long_context"])))
@@ -424,10 +420,15 @@ def write_html_report(out: Path, report: dict, kernels_dir=None) -> Path:
         for k, rows in kernel_results(kernels_dir).items()
         if (f := kernel_plot(k, rows)) is not None
     ]
-    plots = {
-        title: fig.to_html(full_html=False, include_plotlyjs=i == 0)
-        for i, (title, fig) in enumerate(figs)
-    }
+    # plotly.js embedded once, in the first figure
+    return {t: f.to_html(full_html=False, include_plotlyjs=i == 0) for i, (t, f) in enumerate(figs)}
+
+# %% ../nbs/18_pipeline.ipynb #9436e14a
+def write_html_report(out: Path, report: dict, kernels_dir=None) -> Path:
+    """report.html next to the stage folders: plots (plotly, embedded once), tables, config and
+    versions."""
+    out = Path(out)
+    plots = _report_figures(out, report, kernels_dir)
     tasks, rows = _score_rows(report["evaluation"])
     evals = _table(["model", *tasks], rows)
     name = html.escape(report["preset"]["name"])
@@ -455,6 +456,7 @@ def write_html_report(out: Path, report: dict, kernels_dir=None) -> Path:
     atomic_write(out / "report.html", lambda t: t.write_text(page))
     return out / "report.html"
 
+# %% ../nbs/18_pipeline.ipynb #57db0b87
 def rebuild_report(output_dir, kernels_dir=None) -> Path:
     """Write `report.html` again from a run folder's `report.json` (e.g. after new kernel
     benchmarks): `nomic-repro report`."""

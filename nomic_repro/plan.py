@@ -49,13 +49,8 @@ def get_gpu(gpu: str) -> GPUSpec:
 def parameter_groups(cfg: NomicBertConfig, mlm_head: bool = False) -> dict[str, int]:
     """Parameters of each part of `model.NomicBert(cfg)` (or `NomicBertForMaskedLM` with
     `mlm_head`), from the config alone."""
-    h, I, V, L, E = (
-        cfg.hidden_size,
-        cfg.intermediate_size,
-        cfg.vocab_size,
-        cfg.num_layers,
-        cfg.num_experts,
-    )
+    h, I, V = cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size
+    L, E = cfg.num_layers, cfg.num_experts
     linear = lambda a, b, bias: a * b + (b if bias else 0)
     n_mlp = (2 if cfg.activation == "swiglu" else 1) * linear(h, I, cfg.mlp_fc1_bias) + linear(
         I, h, cfg.mlp_fc2_bias
@@ -163,6 +158,7 @@ def stage_model(p: PipelinePreset, stage: str):
         cfg = dataclasses.replace(cfg, num_experts=up[0], moe_top_k=up[1], moe_every_n_layers=up[2])
     return cfg
 
+# %% ../nbs/20_plan.ipynb #054fa1fc
 def stage_workload(p: PipelinePreset, stage: str) -> dict:
     """What one stage of `p` computes per optimizer step: model, steps, [(sequences, length)],
     accumulation, GradCache chunk."""
@@ -213,46 +209,31 @@ def stage_memory(w: dict, n_gpus: int, grad_accum: int | None = None, grad_cache
         "total": states + act,
     }
 
+# %% ../nbs/20_plan.ipynb #39d000da
 def fit_suggestion(w: dict, n_gpus: int, spec: GPUSpec) -> str | None:
     "A `--set` override that makes stage `w` fit in `spec`'s memory, or None when it already fits."
     budget = HEADROOM * spec.memory_gib * 2**30
-    if stage_memory(w, n_gpus)["total"] <= budget: return None
+    fits = lambda **kw: stage_memory(w, n_gpus, **kw)["total"] <= budget
+    if fits(): return None
     if w["stage"] == "mlm":
-        per_gpu = max(1, w["batch_size"] // n_gpus)
-        for g in range(w["grad_accum"] + 1, per_gpu + 1):
-            if (
-                w["batch_size"] % (n_gpus * g) == 0
-                and stage_memory(w, n_gpus, grad_accum=g)["total"] <= budget
-            ):
+        # the smallest accumulation that divides the batch and fits
+        for g in range(w["grad_accum"] + 1, max(1, w["batch_size"] // n_gpus) + 1):
+            if w["batch_size"] % (n_gpus * g) == 0 and fits(grad_accum=g):
                 return f"mlm.train.grad_accum={g}"
     else:
-        c = 2 ** int(
-            math.log2(
-                max(
-                    1,
-                    min(
-                        w["grad_cache_chunk"] or math.inf,
-                        sum(n for n, _ in w["sequences"]) / n_gpus,
-                    ),
-                )
-            )
-        )
+        # the largest power-of-two GradCache chunk that fits, below the preset's chunk and batch
+        most = min(w["grad_cache_chunk"] or math.inf, sum(n for n, _ in w["sequences"]) / n_gpus)
+        c = 2 ** int(math.log2(max(1, most)))
         while c >= 1:
-            if (c != w["grad_cache_chunk"]) and stage_memory(w, n_gpus, grad_cache_chunk=c)[
-                "total"
-            ] <= budget:
+            if c != w["grad_cache_chunk"] and fits(grad_cache_chunk=c):
                 return f"{w['stage']}.grad_cache_chunk={c}"
             c //= 2
     return "none: even the smallest micro-batch does not fit; choose a GPU with more memory"
 
 # %% ../nbs/20_plan.ipynb #0847fc02
 def _plan_stage(w: dict, n_gpus: int, spec: GPUSpec, mfu: float, price: float) -> dict:
-    f = training_flops(
-        w["model"],
-        w["sequences"],
-        mlm_prob=w["mlm_prob"],
-        grad_cache=w["grad_cache_chunk"] is not None,
-    )
+    gc = w["grad_cache_chunk"] is not None
+    f = training_flops(w["model"], w["sequences"], mlm_prob=w["mlm_prob"], grad_cache=gc)
     peak = (spec.fp32_tflops if w["precision"] == "fp32" else spec.bf16_tflops_dense) * 1e12
     flops = f["total"] * w["steps"]
     gpu_hours = flops / (peak * mfu) / 3600
@@ -288,15 +269,8 @@ def _plan_stage(w: dict, n_gpus: int, spec: GPUSpec, mfu: float, price: float) -
     }
 
 # %% ../nbs/20_plan.ipynb #e8b6dd1f
-def plan(
-    preset: str,
-    n_gpus: int = 8,
-    gpu: str = "h100",
-    *,
-    price_per_hour: float | None = None,
-    mfu: float = 0.4,
-    overrides=(),
-) -> dict:
+def plan(preset: str, n_gpus: int = 8, gpu: str = "h100", *, price_per_hour: float | None = None,
+         mfu: float = 0.4, overrides=()) -> dict:
     """Parameters, FLOPs, memory per GPU, GPU-hours, wall hours and cost of pipeline `preset` on
     `n_gpus` GPUs of kind `gpu`."""
     spec = get_gpu(gpu)
@@ -332,18 +306,48 @@ def plan(
         "total": total,
     }
 
-# %% ../nbs/20_plan.ipynb #a298e2f1
+# %% ../nbs/20_plan.ipynb #ae313a0c
 def _n(x: float) -> str:
     "Readable positive number: thousands separators when large, two significant digits when small."
     return f"{x:,.0f}" if x >= 100 else f"{x:.1f}" if x >= 1 else f"{x:.2g}"
 
+_COLS = ("stage", "steps", "tokens/step", "tokens", "FLOPs", "GPU-hours", "wall hours", "cost $",
+         "GiB/GPU", "fits")
+
+def _plan_table(r: dict) -> list[str]:
+    "The stage rows and the total row of a `plan` result as aligned text lines, under a header."
+    yes = lambda ok: "yes" if ok else "NO"
+    rows = [(s["title"], f"{s['steps']:,}", f"{s['tokens_per_step']:,}", f"{s['tokens']:.3g}",
+             f"{s['flops']:.3g}", _n(s["gpu_hours"]), _n(s["wall_hours"]), _n(s["cost"]),
+             f"{s['memory_gib']['total']:.1f}", yes(s["fits"])) for s in r["stages"]]
+    t = r["total"]
+    rows.append(("total", "", "", f"{t['tokens']:.3g}", f"{t['flops']:.3g}", _n(t["gpu_hours"]),
+                 _n(t["wall_hours"]), _n(t["cost"]), "", yes(t["fits"])))
+    widths = [max(len(row[i]) for row in [_COLS] + rows) for i in range(len(_COLS))]
+    fmt = lambda row: "  ".join(
+        c.ljust(w_) if i == 0 else c.rjust(w_) for i, (c, w_) in enumerate(zip(row, widths))
+    )
+    return [fmt(_COLS), "  ".join("-" * w_ for w_ in widths)] + [fmt(row) for row in rows]
+
+def _memory_lines(s: dict) -> list[str]:
+    "What one stage's micro-batch holds per GPU, the override to try when it does not fit, notes."
+    m = s["memory_gib"]
+    how = (f"GradCache chunks of {s['grad_cache_chunk']}" if s["grad_cache_chunk"]
+           else f"grad_accum {s['grad_accum']}" if s["stage"] == "mlm"
+           else "one forward, no GradCache")
+    line = (f"  {s['title']} — {s['micro_sequences']:,.0f} sequences ({s['micro_tokens']:,.0f}"
+            f" tokens) per GPU micro-batch ({how}): states {m['states']:.1f} + activations"
+            f" {m['activations']:.1f} = {m['total']:.1f} GiB")
+    if s["suggestion"]: line += f"; does not fit, try --set {s['suggestion']}"
+    return [line] + [f"    note: {n}" for n in s["notes"]]
+
+# %% ../nbs/20_plan.ipynb #7fd1600b
 def format_plan(result: dict) -> str:
     "A plain-text table of a `plan` result."
-    r, g = result, result["gpu_spec"]
+    r, g, pa, t = result, result["gpu_spec"], result["parameters"], result["total"]
     price = f"${r['price_per_hour']:.2f}/GPU-hour" + (
         " (assumed default; set price_per_hour / --price)" if r["price_assumed"] else ""
     )
-    pa = r["parameters"]
     lines = [
         (
             f"plan: preset {r['preset']!r} on {r['n_gpus']} × {g.name} ({g.memory_gib:g} GiB; dense"
@@ -354,54 +358,8 @@ def format_plan(result: dict) -> str:
         + (f", {pa['active']:,} active per token" if pa["active"] != pa["total"] else "")
         + f"; {pa['with_mlm_head']:,} with stage 1's MLM head",
         "",
+        *_plan_table(r),
     ]
-    cols = (
-        "stage",
-        "steps",
-        "tokens/step",
-        "tokens",
-        "FLOPs",
-        "GPU-hours",
-        "wall hours",
-        "cost $",
-        "GiB/GPU",
-        "fits",
-    )
-    table = [cols] + [
-        (
-            s["title"],
-            f"{s['steps']:,}",
-            f"{s['tokens_per_step']:,}",
-            f"{s['tokens']:.3g}",
-            f"{s['flops']:.3g}",
-            _n(s["gpu_hours"]),
-            _n(s["wall_hours"]),
-            _n(s["cost"]),
-            f"{s['memory_gib']['total']:.1f}",
-            "yes" if s["fits"] else "NO",
-        )
-        for s in r["stages"]
-    ]
-    t = r["total"]
-    table.append(
-        (
-            "total",
-            "",
-            "",
-            f"{t['tokens']:.3g}",
-            f"{t['flops']:.3g}",
-            _n(t["gpu_hours"]),
-            _n(t["wall_hours"]),
-            _n(t["cost"]),
-            "",
-            "yes" if t["fits"] else "NO",
-        )
-    )
-    widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
-    fmt = lambda row: "  ".join(
-        c.ljust(w_) if i == 0 else c.rjust(w_) for i, (c, w_) in enumerate(zip(row, widths))
-    )
-    lines += [fmt(table[0]), "  ".join("-" * w_ for w_ in widths)] + [fmt(row) for row in table[1:]]
     wall = (
         f"{t['wall_hours'] * 60:.1f} minutes"
         if t["wall_hours"] < 1
@@ -410,23 +368,7 @@ def format_plan(result: dict) -> str:
     lines.append(
         f"wall clock: {wall}; usable memory per GPU: {r['headroom']:.0%} of {g.memory_gib:g} GiB"
     )
-    for s in r["stages"]:
-        m, how = s["memory_gib"], (
-            f"GradCache chunks of {s['grad_cache_chunk']}"
-            if s["grad_cache_chunk"]
-            else (
-                f"grad_accum {s['grad_accum']}"
-                if s["stage"] == "mlm"
-                else "one forward, no GradCache"
-            )
-        )
-        lines.append(
-            f"  {s['title']} — {s['micro_sequences']:,.0f} sequences ({s['micro_tokens']:,.0f}"
-            f" tokens) per GPU micro-batch ({how}): states {m['states']:.1f} + activations"
-            f" {m['activations']:.1f} = {m['total']:.1f} GiB"
-            + (f"; does not fit, try --set {s['suggestion']}" if s["suggestion"] else "")
-        )
-        lines += [f"    note: {n}" for n in s["notes"]]
+    lines += [line for s in r["stages"] for line in _memory_lines(s)]
     lines.append(
         "Lengths are the presets' maxima (an upper bound); FLOPs are model FLOPs (6N per token,"
         " attention, MLM head; 8N with GradCache)."

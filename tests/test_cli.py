@@ -111,3 +111,44 @@ def test_bench_quick_runs_every_benchmark(tmp_path):
     expected = ["encoder-", "moe-", "train-", "gradcache-", "eval-encode-"] + (["flash_attn-"] if torch.cuda.is_available() else [])
     assert all(any(w.startswith(e) for w in written) for e in expected), written
     assert r.stdout.count("== bench ") == 6
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    "A real one-layer NomicBERT checkpoint, so only the argument under test is wrong."
+    from nomic_repro.model import NomicBert, NomicBertConfig
+    from nomic_repro.checkpoint import save_pretrained
+    d = tmp_path_factory.mktemp("ckpt") / "model"
+    save_pretrained(NomicBert(NomicBertConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64)), d)
+    return d
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["mlm", "--preset", "huge", "--output-dir", "{tmp}/a"], "unknown preset 'huge'"),
+    (["mlm", "--output-dir", "{tmp}/b", "--set", "train.lrr=1"], "unknown setting 'train.lrr'"),
+    (["mlm", "--output-dir", "{tmp}/c", "--data-root", "{tmp}/nowhere"], "nowhere"),
+    (["mlm", "--output-dir", "{tmp}/d", "--max-steps", "0"], "--max-steps must be >= 1"),
+    (["contrastive", "--output-dir", "{tmp}/e"], "the following arguments are required: --init"),
+    (["finetune", "--init", "{tmp}/nope", "--output-dir", "{tmp}/f"], "is not a checkpoint folder"),
+    (["embed", "--model", "{ckpt}", "--output", "{tmp}/x.npy"], "exactly one of --text and --input"),
+    (["embed", "--model", "{ckpt}", "--text", "a", "--output", "{tmp}/x.csv"], "must end in .npy or .jsonl"),
+    (["embed", "--model", "{tmp}/none", "--text", "a", "--output", "{tmp}/x.npy"], "none"),
+    (["embed", "--model", "{ckpt}", "--input", "{tmp}/bad.jsonl", "--output", "{tmp}/x.npy"], "bad.jsonl:2: no string field 'text'"),
+    (["embed", "--model", "{ckpt}", "--text", "a", "--dim", "1000", "--output", "{tmp}/x.npy"], "1000"),
+    (["embed", "--model", "{ckpt}", "--text", "a", "--device", "cuda", "--output", "{tmp}/x.npy"], "CUDA"),
+    (["bench", "--kernels-dir", "{tmp}"], "no kernels/ workbench"),
+    (["plan", "--gpu", "tpu"], "choose one of ['a100', 'a10g', 'cpu', 'h100', 'h200', 'l4']"),
+    (["plan", "--gpus", "0"], "n_gpus must be an integer >= 1"),
+    (["plan", "--mfu", "1.5"], "mfu must be in (0, 1]"),
+    (["plan", "--price", "-1"], "--price must be >= 0"),
+    (["plan", "--preset", "huge"], "unknown preset 'huge'"),
+    (["plan", "--set", "mlm.train.lrr=1"], "unknown setting 'mlm.train.lrr'")])
+def test_stage_embed_bench_plan_user_errors(tmp_path, tiny_ckpt, argv, msg):
+    "Each user mistake of the stage, embed, bench and plan commands: one line on stderr, exit 2, no file written."
+    import torch
+    if "cuda" in argv and torch.cuda.is_available(): pytest.skip("CUDA is available here")
+    (tmp_path / "bad.jsonl").write_text('{"text": "ok"}\n{"txt": "no"}\n')
+    rc, out, err = run_main(*[a.format(tmp=tmp_path, ckpt=tiny_ckpt) for a in argv])
+    assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, (rc, err)
+    assert msg in err, err
+    assert not (tmp_path / "x.npy").exists()

@@ -124,6 +124,7 @@ def test_overrides_and_preset_resolution():
     (dict(preset="base", mfu=-0.1), "mfu must be in (0, 1]"),
     (dict(preset="base", mfu=1.01), "mfu must be in (0, 1]"),
     (dict(preset="base", price_per_hour=-1.0), "price_per_hour must be >= 0"),
+    (dict(preset="base", overrides=["mlm.train.nope=1"]), "nope"),
 ])
 def test_errors_name_the_valid_choices(kwargs, message):
     with pytest.raises(ValueError, match=None) as e: plan(**kwargs)

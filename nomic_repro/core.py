@@ -14,9 +14,8 @@ from dataclasses import dataclass, asdict
 # %% ../nbs/00_core.ipynb #3b904f18
 _TRITON_TOO_EARLY = (
     "triton was imported before nomic_repro could set TRITON_INTERPRET=1, so Triton kernels "
-    """cannot run on this machine without a GPU. Restart the kernel and import
-                     nomic_repro (or set"""
-    "TRITON_INTERPRET=1 in the environment) before importing triton."
+    "cannot run on this machine without a GPU. Restart the kernel and import nomic_repro "
+    "(or set TRITON_INTERPRET=1 in the environment) before importing triton."
 )
 
 def use_triton_interpreter(force: bool = False) -> bool:

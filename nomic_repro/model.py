@@ -264,7 +264,7 @@ NomicBert.forward = _nomic_bert_forward
 @dataclass
 class MaskedLMOutput:
     """MLM logits `[B, S, vocab]` and, when labels were given, the mean cross-entropy over labelled
-    (≠ -100) tokens."""
+    tokens (label -100 = ignored by cross-entropy)."""
     logits: Tensor
     loss: Tensor | None = None
 

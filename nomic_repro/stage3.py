@@ -20,6 +20,7 @@ from .data import read_records
 from .train import TrainConfig, rank0_result
 from nomic_repro.stage2 import (
     PairSource,
+    PairDataset,
     ContrastiveTask,
     ContrastiveData,
     ContrastivePreset,
@@ -86,9 +87,9 @@ def fill_negatives(
     return out
 
 # %% ../nbs/16_stage3_finetune.ipynb #cf371007
-class TripletDataset:
-    """(query, positive, stored negatives) triplets from one or more sources; one source per step (∝
-    size), a fresh negative sample."""
+class TripletDataset(PairDataset):
+    """(query, positive, stored negatives) triplets from one or more sources, read one epoch at a time
+    like `PairDataset`; a fresh sample of `n_negatives` stored negatives per step."""
     def __init__(
         self, sources: dict[str, tuple[PairSource, list]], n_negatives: int = 7, seed: int = 0
     ):
@@ -99,16 +100,13 @@ class TripletDataset:
             if short:
                 raise ValueError(f"{short} triplets of {name!r} have fewer than"
                                  f" n_negatives={n_negatives} stored negatives")
-        self.sources, self.names, self.n, self.seed = sources, list(sources), n_negatives, seed
-        self.sizes = torch.tensor([len(sources[n][1]) for n in self.names], dtype=torch.float64)
+        super().__init__(sources, seed)
+        self.n = n_negatives
 
     def batch(self, step: int, batch_size: int):
         "(name, queries, positives, negatives as B lists of n) with the source's prefixes."
+        s, name, trip = self.rows(step, batch_size)
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
-        name = self.names[int(torch.multinomial(self.sizes, 1, generator=g))]
-        s, triplets = self.sources[name]
-        idx = torch.randperm(len(triplets), generator=g)[:batch_size].tolist()
-        trip = [triplets[i] for i in idx]
         negs = [
             [t[2][j] for j in torch.randperm(len(t[2]), generator=g)[: self.n].tolist()]
             for t in trip
@@ -119,7 +117,6 @@ class TripletDataset:
             add_prefix([t[1] for t in trip], s.doc_task),
             [add_prefix(n, s.doc_task) for n in negs],
         )
-
 
 # %% ../nbs/16_stage3_finetune.ipynb #e338133f
 class SupervisedTask(ContrastiveTask):

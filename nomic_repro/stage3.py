@@ -88,8 +88,8 @@ def fill_negatives(
 
 # %% ../nbs/16_stage3_finetune.ipynb #cf371007
 class TripletDataset(PairDataset):
-    """(query, positive, stored negatives) triplets from one or more sources, read one epoch at a time
-    like `PairDataset`; a fresh sample of `n_negatives` stored negatives per step."""
+    """(query, positive, stored negatives) triplets of one or more sources, read one epoch at a
+    time like `PairDataset`; a fresh sample of `n_negatives` stored negatives per step."""
     def __init__(
         self, sources: dict[str, tuple[PairSource, list]], n_negatives: int = 7, seed: int = 0
     ):

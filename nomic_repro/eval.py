@@ -533,8 +533,9 @@ def _qmsum_rows(m: dict) -> tuple[str, list]:
     return turns, [(q["query"], q["answer"]) for q in qa]
 
 def load_qmsum(folder, split: str = "val", limit: int | None = None) -> RetrievalData:
-    """LoCo's `qmsum` from QMSum `<split>.jsonl`: per question, a document (the question, then the
-    meeting) and a query (its answer) whose only relevant document is its own; first `limit` rows."""
+    """LoCo's `qmsum` from QMSum `<split>.jsonl`: per question, a document (the question, then
+    the meeting) and a query (its answer) whose only relevant document is its own; first `limit`
+    rows."""
     if split not in ("train", "val", "test"):
         raise EvalError(f"unknown split {split!r} for qmsum; use val, test or train")
     corpus, queries, qrels, skipped = {}, {}, {}, Counter()

@@ -85,7 +85,8 @@ _EVAL_ARGS = (
     arg("--data-root", default=None,
         help="folder holding the task folders (default: the vendored data/)"),
     arg("--max-length", type=int, default=None,
-        help="maximum tokens per text (default: the model's own)"),
+        help="maximum tokens per text (default: 512 on short tasks as in MTEB, the "
+             "model's own on qmsum)"),
     arg("--limit-docs", type=int, default=None,
         help="score a slice of this many documents (retrieval tasks)"),
     arg("--no-ntk", action="store_true",

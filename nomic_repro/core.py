@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['SIZES', 'CELL_GUARD', 'use_triton_interpreter', 'seed_everything', 'get_device', 'get_dtype', 'in_test', 'Sizes',
-           'sizes', 'CloseReport', 'assert_close', 'pad_right', 'progress_bar', 'atomic_write', 'show', 'cell_flags',
-           'flagged_cell_skip', 'install_cell_guard', 'Verdict', 'exercise']
+           'sizes', 'CloseReport', 'assert_close', 'pad_right', 'progress_bar', 'umask_mode', 'atomic_write', 'show',
+           'cell_flags', 'flagged_cell_skip', 'install_cell_guard', 'Verdict', 'exercise']
 
 # %% ../nbs/00_core.ipynb #9ed9ebde
 import os, sys, math, random, warnings
@@ -199,13 +199,20 @@ def progress_bar(iterable=None, **kwargs):
 import tempfile
 from pathlib import Path
 
+def umask_mode(mode: int = 0o666) -> int:
+    """`mode` less the process's umask: the permissions `open()` gives a new file (0o777: a
+    folder)."""
+    m = os.umask(0); os.umask(m)
+    return mode & ~m
+
 def atomic_write(path, write) -> Path:
     """Write `path` through `write(tmp_path)`, then rename the temporary file onto it: a kill leaves
     the old file or the new one."""
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
-    try: write(Path(tmp)); os.replace(tmp, path)
+    try:
+        write(Path(tmp)); os.chmod(tmp, umask_mode()); os.replace(tmp, path)
     finally:
         if os.path.exists(tmp): os.remove(tmp)
     return path

@@ -8,7 +8,7 @@ __all__ = ['PUBLISHED', 'PIPELINE_PRESETS', 'STAGE_NAMES', 'PipelinePreset', 'st
            'write_html_report', 'rebuild_report']
 
 # %% ../nbs/18_pipeline.ipynb #fe605afa
-import csv, json, os, platform, subprocess, time, html
+import csv, json, os, platform, re, subprocess, time, html
 from importlib import metadata
 from dataclasses import dataclass, asdict, fields, replace
 from pathlib import Path
@@ -92,6 +92,14 @@ def get_pipeline_preset(preset: PipelinePreset | str, overrides=()) -> PipelineP
     return apply_overrides(preset, stage_keys(overrides))
 
 # %% ../nbs/18_pipeline.ipynb #b93ec9e6
+def _yaml_loader():
+    "PyYAML's safe loader reading `1e-4` as a number (YAML 1.2; YAML 1.1 wants `1.0e-4`)."
+    import yaml
+    class Loader(yaml.SafeLoader): pass
+    exp = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", exp, list("-+.0123456789"))
+    return Loader
+
 def read_config(path) -> list[str]:
     """`key=value` overrides from a YAML (.yaml/.yml) or JSON file of nested settings; later `--set`
     flags win."""
@@ -101,7 +109,7 @@ def read_config(path) -> list[str]:
     try:
         if path.suffix.lower() in (".yaml", ".yml"):
             import yaml
-            tree = yaml.safe_load(text)
+            tree = yaml.load(text, Loader=_yaml_loader())
         elif path.suffix.lower() == ".json": tree = json.loads(text)
         else: raise ValueError(f"config file {str(path)!r} must end in .yaml, .yml or .json")
     except (json.JSONDecodeError, ImportError) as e:
@@ -432,11 +440,12 @@ def write_html_report(out: Path, report: dict, kernels_dir=None) -> Path:
     plots = _report_figures(out, report, kernels_dir)
     tasks, rows = _score_rows(report["evaluation"])
     evals = _table(["model", *tasks], rows)
-    name = html.escape(report["preset"]["name"])
+    _esc = lambda v: html.escape(str(v))   # a report.json from elsewhere may carry markup
+    name = _esc(report["preset"]["name"])
     body = [
         (
-            f"<h1>nomic_repro — {name} run</h1><p>{report['date']} · {report['seconds']} s · world"
-            f" size {report.get('world_size', 1)}</p>"
+            f"<h1>nomic_repro — {name} run</h1><p>{_esc(report['date'])} ·"
+            f" {_esc(report['seconds'])} s · world size {_esc(report.get('world_size', 1))}</p>"
         ),
         "<h2>Training loss</h2>",
         plots.pop("Training loss"),

@@ -15,7 +15,7 @@ import torch
 import torch.distributed as dist
 from torch import nn, Tensor
 from safetensors.torch import save_model, load_model
-from .core import get_device, in_test, progress_bar, atomic_write
+from .core import get_device, in_test, progress_bar, atomic_write, umask_mode
 
 # %% ../nbs/12_train_loop.ipynb #10630cbf
 @dataclass(frozen=True)
@@ -140,8 +140,11 @@ def save_checkpoint(
     `cfg.keep_last`."""
     root = Path(output_dir) / CKPT_DIR
     root.mkdir(parents=True, exist_ok=True)
+    for stale in root.glob(".tmp-step-*"):   # a killed earlier write: never completed, never read
+        shutil.rmtree(stale, ignore_errors=True)
     final = root / f"step-{step:07d}"
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".tmp-step-{step:07d}-"))
+    os.chmod(tmp, umask_mode(0o777))   # mkdtemp's folder is private (0700)
     try:
         save_model(_unwrap(model), str(tmp / "model.safetensors"))
         torch.save(

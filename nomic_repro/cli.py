@@ -298,6 +298,8 @@ def embed_command(args):
     if (args.text is None) == (args.input is None):
         raise CLIError("give exactly one of --text and --input")
     _output_path(args.output)                   # before loading any model
+    if args.input is not None and Path(args.output).resolve() == Path(args.input).resolve():
+        raise CLIError(f"--output {args.output!r} is the --input file: it would be overwritten")
     for name in ("max_length", "batch_size"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise CLIError(f"--{name.replace('_', '-')} must be >= 1")

@@ -152,6 +152,9 @@ def load_beir(folder, split: str = "test", name: str | None = None) -> Retrieval
     qrels = {q: v for q, v in qrels.items() if q in all_q}
     skipped["queries_without_qrels"] = len(all_q) - len(qrels)
     skipped["qrels_doc_not_in_corpus"] = sum(d not in corpus for v in qrels.values() for d in v)
+    if qrels and not any(d in corpus for v in qrels.values() for d in v):
+        raise EvalError(f"{qrels_p}: no qrels row names a document of {corpus_p.name}; every score"
+                        " would be 0")
     if not qrels:
         raise EvalError(f"{qrels_p}: no qrels row matches a query id in {queries_p.name};"
                         " nothing to score")
@@ -357,6 +360,11 @@ MEAN_POOL_MODELS = {
     "multilingual-e5-small": ("intfloat/multilingual-e5-small", "query: ", "passage: ", 512),  # v2
 }
 
+def _is_nomic_bert(path: Path) -> bool:
+    "A folder whose config.json says NomicBERT (ours or the published layout)."
+    try: return json.loads((path / "config.json").read_text()).get("model_type") == "nomic_bert"
+    except (OSError, ValueError, AttributeError): return False
+
 def load_encoder(spec, *, device=None, dim: int | None = None, max_length: int | None = None,
                  ntk: bool = True):
     """`'minilm'`, `'bm25'`, a `MEAN_POOL_MODELS` name (or its hub id, or a folder so named), a
@@ -366,7 +374,7 @@ def load_encoder(spec, *, device=None, dim: int | None = None, max_length: int |
     if spec == "minilm": return MiniLMEncoder(device=device, **ml)
     if spec == "bm25": return BM25Retriever()
     path, name = Path(spec), str(spec).rstrip("/").split("/")[-1]
-    if name in MEAN_POOL_MODELS:   # "gte-base", "thenlper/gte-base" or a folder named gte-base
+    if name in MEAN_POOL_MODELS and not _is_nomic_bert(path):   # "gte-base", a folder so named
         hub_id, qp, dp, n = MEAN_POOL_MODELS[name]
         return MeanPoolEncoder(path if path.is_dir() else hub_id, name=name, query_prefix=qp,
                                document_prefix=dp, max_length=max_length or n, device=device)

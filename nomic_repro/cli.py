@@ -242,6 +242,8 @@ def run_command(args):
 def read_texts(path, field: str = "text") -> list[str]:
     "Texts of a .txt file (one per non-empty line) or a .jsonl file (`field` of each object)."
     path = Path(path)
+    if path.is_dir():
+        raise CLIError(f"--input {str(path)!r} is a folder: give a .txt or .jsonl file")
     if not path.is_file(): raise FileNotFoundError(f"input file {str(path)!r} does not exist")
     lines = [l for l in path.read_text().splitlines() if l.strip()]
     if path.suffix.lower() != ".jsonl": return lines
@@ -255,6 +257,7 @@ def read_texts(path, field: str = "text") -> list[str]:
         texts.append(obj[field])
     return texts
 
+# %% ../nbs/19_cli.ipynb #a7e3c1d2
 def _output_path(path) -> Path:
     path = Path(path)
     if path.suffix.lower() not in (".npy", ".jsonl"):
@@ -426,6 +429,8 @@ def plan_command(args):
         help="folder of benchmark CSVs (default: the repository's kernels/results)"))
 def report_command(args):
     from nomic_repro.pipeline import rebuild_report, evaluation_table
+    if args.kernels_dir is not None and not Path(args.kernels_dir).is_dir():
+        raise CLIError(f"--kernels-dir {args.kernels_dir!r} is not a folder")
     page = rebuild_report(args.output_dir, args.kernels_dir)
     table = json.loads((Path(args.output_dir) / "report.json").read_text())["evaluation"]
     if table: print(evaluation_table(table))

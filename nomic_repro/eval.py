@@ -155,6 +155,9 @@ def load_beir(folder, split: str = "test", name: str | None = None) -> Retrieval
     if qrels and not any(d in corpus for v in qrels.values() for d in v):
         raise EvalError(f"{qrels_p}: no qrels row names a document of {corpus_p.name}; every score"
                         " would be 0")
+    if not qrels and skipped["qrels_malformed"]:
+        raise EvalError(f"{qrels_p}: no row reads as query-id<TAB>corpus-id<TAB>integer score"
+                        f" ({skipped['qrels_malformed']} malformed rows)")
     if not qrels:
         raise EvalError(f"{qrels_p}: no qrels row matches a query id in {queries_p.name};"
                         " nothing to score")

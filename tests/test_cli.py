@@ -86,6 +86,8 @@ def test_minilm_reproduces_published_stsb_through_the_cli(tmp_path):
     (["embed", "--model", "{tmp}/m", "--text", "a", "--output", "{tmp}/e.npy", "--device", "cuda"], "CUDA is not available"),
     (["embed", "--model", "{tmp}/m", "--output", "{tmp}/e.npy"], "exactly one of --text and --input"),
     (["bench", "nothing"], "unknown benchmark 'nothing'"),
+    (["embed", "--model", "{tmp}/m", "--input", "{tmp}", "--output", "{tmp}/e.npy"], "is a folder: give a .txt or .jsonl"),
+    (["report", "--output-dir", "{tmp}/r", "--kernels-dir", "{tmp}/nokernels"], "--kernels-dir '{tmp}/nokernels' is not a folder"),
     (["report", "--output-dir", "{tmp}/r"], "does not exist")])
 def test_pipeline_command_user_errors(tmp_path, argv, msg):
     "Every user mistake of run/plan/embed/bench/report through the real console script: one line on stderr, exit 2."
@@ -98,7 +100,7 @@ def test_pipeline_command_user_errors(tmp_path, argv, msg):
         save_pretrained(NomicBert(NomicBertConfig(hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64)), tmp_path / "m")
     r = run_script(*[a.format(tmp=tmp_path) for a in argv])
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-3000:]
-    assert len(r.stderr.strip().splitlines()) == 1 and msg in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and msg.format(tmp=tmp_path) in r.stderr, r.stderr
 
 
 def test_bench_quick_runs_every_benchmark(tmp_path):

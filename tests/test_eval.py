@@ -38,7 +38,8 @@ def test_beir_loader_reads_gzip_and_counts_skips(tmp_path):
     ("missing_folder", "no such task folder"), ("no_qrels", "no qrels for split 'test'"), ("dup_doc", "duplicate corpus id 'd1'"),
     ("dup_query", "duplicate queries id 'q1'"), ("empty_corpus", "the corpus has no documents"),
     ("no_matching_query", "no qrels row matches a query id"), ("no_corpus", "is not a BEIR folder"),
-    ("no_matching_doc", "no qrels row names a document of corpus.jsonl")])
+    ("no_matching_doc", "no qrels row names a document of corpus.jsonl"),
+    ("bad_scores", "no row reads as query-id<TAB>corpus-id<TAB>integer score \\(2 malformed rows\\)")])
 def test_beir_loader_errors(tmp_path, case, msg):
     f = tmp_path / case
     if case == "no_qrels": write_beir(f, DOCS, QUERIES, None)
@@ -47,6 +48,7 @@ def test_beir_loader_errors(tmp_path, case, msg):
     if case == "empty_corpus": write_beir(f, [], QUERIES, [("q1", "d1", 1)])
     if case == "no_matching_query": write_beir(f, DOCS, QUERIES, [("x", "d1", 1)])
     if case == "no_matching_doc": write_beir(f, DOCS, QUERIES, [("q1", "d9", 1), ("q2", "d8", 1)])
+    if case == "bad_scores": write_beir(f, DOCS, QUERIES, [("q1", "d1", "high"), ("q2", "d2", "0.5")])
     if case == "no_corpus": f.mkdir()
     with pytest.raises(ev.EvalError, match=msg): ev.load_beir(f)
 

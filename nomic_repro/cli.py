@@ -127,7 +127,7 @@ def eval_command(args):
 
 # %% ../nbs/19_cli.ipynb #e5f7c189
 _STAGE_ARGS = (
-    arg("--preset", default="tiny", help="tiny | small | base | moe"),
+    arg("--preset", default="tiny", help="tiny | small | base | moe (finetune: also v1.5)"),
     arg("--output-dir", required=True, help="run folder; running the command again on it resumes"),
     arg(
         "--data-root",
@@ -216,7 +216,7 @@ def finetune_command(args):
 
 # %% ../nbs/19_cli.ipynb #e5ce52ff
 @subcommand("run", "The whole pipeline: stage 1 -> 2 -> 3 -> evaluation -> report (resumable).",
-    arg("--preset", default="tiny", help="tiny | small | base | moe"),
+    arg("--preset", default="tiny", help="tiny | small | base | moe | v1.5"),
     arg("--output-dir", required=True,
         help="run folder; running the command again skips finished stages"),
     arg("--data-root", default=None,

@@ -14,7 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from .core import get_device, in_test, pad_right, progress_bar
-from .checkpoint import load_pretrained, load_tokenizer, resolve_folder
+from .checkpoint import (load_pretrained, load_tokenizer, resolve_folder,
+                                    save_pretrained, saved_layer_norm)
 
 # %% ../nbs/07_embed.ipynb #f3e9a561
 TASK_PREFIXES = {"search_query": "search_query: ", "search_document": "search_document: ",
@@ -93,18 +94,25 @@ class Embedder:
 def _from_pretrained(cls, path_or_id, *, layer_norm: bool | None = None,
                      rotary_scaling_factor: float | None = 2.0, attn_impl: str = "torch",
                      max_length: int | None = None, device=None, dtype=None) -> Embedder:
-    """Load a checkpoint folder or hub id; `layer_norm=None` turns v1.5's LayerNorm on for
-    nomic-embed-text-v1.5 folders."""
+    """Load a checkpoint folder or hub id; v1.5's LayerNorm: `layer_norm` if given, else the
+    folder's saved flag, else on for nomic-embed-text-v1.5 names."""
     folder = resolve_folder(path_or_id)
     model = load_pretrained(folder, attn_impl=attn_impl,
                             rotary_scaling_factor=rotary_scaling_factor)
-    if layer_norm is None:
+    if layer_norm is None: layer_norm = saved_layer_norm(folder)
+    if layer_norm is None:   # a folder that does not say: the published names
         name = str(path_or_id).lower()
         layer_norm = "v1.5" in name or "v1_5" in name
     return cls(model, load_tokenizer(folder), layer_norm=layer_norm, max_length=max_length,
                device=device, dtype=dtype)
 
+def _save_pretrained(self: Embedder, save_dir, *, layout: str = "nomic", **kwargs) -> Path:
+    "Write the model, the tokenizer and this Embedder's `layer_norm` flag (see `save_pretrained`)."
+    return save_pretrained(self.model, save_dir, layout=layout, tokenizer=self.tokenizer,
+                           layer_norm=self.layer_norm, **kwargs)
+
 Embedder.from_pretrained = classmethod(_from_pretrained)
+Embedder.save_pretrained = _save_pretrained
 
 # %% ../nbs/07_embed.ipynb #6c0fce5d
 def length_batches(lengths: list[int], batch_size: int, sort: bool = True) -> list[list[int]]:

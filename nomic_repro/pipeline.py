@@ -58,6 +58,10 @@ PIPELINE_PRESETS["base"] = replace(PIPELINE_PRESETS["base"], **_LARGER)
 PIPELINE_PRESETS["moe"] = replace(
     PIPELINE_PRESETS["moe"], baselines=("bm25", "minilm"), long_context=()
 )
+# nomic-embed-text-v1.5: base's stages 1 and 2, then the Matryoshka fine-tune with the LayerNorm
+PIPELINE_PRESETS["v1.5"] = replace(
+    PIPELINE_PRESETS["base"], name="v1.5", finetune=STAGE3_PRESETS["v1.5"]
+)
 
 # %% ../nbs/18_pipeline.ipynb #9fa15964
 STAGE_NAMES = {

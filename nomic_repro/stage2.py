@@ -476,7 +476,9 @@ def run_contrastive(
     res = train(model, task, preset.train, out, stop_at=max_steps, progress=progress, desc=desc)
     scores = {}
     if rank == 0:
-        save_pretrained(enc, out / "model", layout="nomic", tokenizer=tok)
+        # v1.5: the LayerNorm flag goes with the weights, so eval and serving use it too
+        save_pretrained(enc, out / "model", layout="nomic", tokenizer=tok,
+                        layer_norm=preset.layer_norm)
         (out / "data_report.json").write_text(json.dumps(report, indent=2))
         if res["end_step"] == preset.train.max_steps and preset.eval_tasks:
             scores = evaluate_stage(out / "model", preset.eval_tasks, out, data_root)

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from .core import seed_everything, atomic_write
-from .embed import add_prefix
+from .embed import add_prefix, MATRYOSHKA_DIMS
 from .checkpoint import load_tokenizer
 from .data import read_records
 from .train import TrainConfig, rank0_result
@@ -202,6 +202,12 @@ STAGE3_PRESETS["moe"] = FinetunePreset(
         **_STAGE3
     ),
     matryoshka_dims=(768, 256),
+)
+
+# %% ../nbs/16_stage3_finetune.ipynb #cbebd878
+# nomic-embed-text-v1.5: base's fine-tune, Matryoshka at five widths, the LayerNorm after pooling
+STAGE3_PRESETS["v1.5"] = replace(
+    STAGE3_PRESETS["base"], name="v1.5", matryoshka_dims=MATRYOSHKA_DIMS, layer_norm=True
 )
 
 # %% ../nbs/16_stage3_finetune.ipynb #24886c2c

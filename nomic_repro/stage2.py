@@ -476,9 +476,11 @@ def run_contrastive(
     res = train(model, task, preset.train, out, stop_at=max_steps, progress=progress, desc=desc)
     scores = {}
     if rank == 0:
-        # v1.5: the LayerNorm flag goes with the weights, so eval and serving use it too
-        save_pretrained(enc, out / "model", layout="nomic", tokenizer=tok,
-                        layer_norm=preset.layer_norm)
+        # v1.5: the LayerNorm flag goes with the weights, so eval and serving use it too. A
+        # dense encoder is saved in transformers' nomic_bert layout with sentence-transformers
+        # modules (SentenceTransformer(dir) loads it offline); an MoE in Nomic's own layout
+        save_pretrained(enc, out / "model", layout="nomic" if _is_moe(enc) else "transformers",
+                        tokenizer=tok, layer_norm=preset.layer_norm)
         (out / "data_report.json").write_text(json.dumps(report, indent=2))
         if res["end_step"] == preset.train.max_steps and preset.eval_tasks:
             scores = evaluate_stage(out / "model", preset.eval_tasks, out, data_root)

@@ -166,6 +166,14 @@ def test_stage3_saves_the_flag_and_the_evaluation_uses_it(tmp_path, layer_norm):
     model = tmp_path / "s3" / "model"
     assert r["end_step"] == 2 and saved_layer_norm(model) is layer_norm
     assert load_encoder(model).embedder.layer_norm is layer_norm
+    # the trained folder itself loads in sentence-transformers and gives our vectors at every dim
+    from sentence_transformers import SentenceTransformer
+    ours = Embedder.from_pretrained(model, rotary_scaling_factor=None)
+    for dim in (64, 32, 16):
+        st = SentenceTransformer(str(model), device="cpu", truncate_dim=dim)
+        theirs = st.encode(QUERIES, prompt_name="query", normalize_embeddings=True)
+        assert_close(torch.from_numpy(theirs), torch.from_numpy(ours.encode(QUERIES, task="search_query", dim=dim)),
+                     rtol=0, atol=1e-6)
 
 
 def test_stage2_saves_the_flag(tmp_path):

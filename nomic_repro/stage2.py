@@ -12,6 +12,7 @@ import argparse, json, sys, time, warnings
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 import torch
+import torch.distributed as dist
 from torch import nn, Tensor
 from .core import seed_everything, get_device
 from .embed import add_prefix
@@ -25,7 +26,13 @@ from nomic_repro.checkpoint import (
 )
 from .model_moe import NomicBertMoE
 from .data import read_records
-from .losses import info_nce, matryoshka_info_nce, BiEncoder, grad_cache_backward
+from nomic_repro.losses import (
+    info_nce,
+    matryoshka_info_nce,
+    BiEncoder,
+    grad_cache_backward,
+    RouterAux,
+)
 from nomic_repro.train import (
     TrainConfig,
     Task,
@@ -153,15 +160,20 @@ def _imbalance(load: Tensor) -> float:
     load = load.float()
     return float((load.max(-1).values / load.mean(-1).clamp_min(1e-9)).mean())
 
-def _with_aux(model, loss: Tensor, metrics: dict, n: int):
-    """Add a MoE encoder's load-balancing loss (weighted by the `n` queries of this batch) and log
-    it with the expert load."""
-    aux = getattr(_inner(model), "aux_loss", None)
-    if aux is None: return loss, metrics
-    return loss + aux * n, {
+def _router_aux(model, weight: float) -> RouterAux | None:
+    "For a MoE encoder, a `RouterAux` (`14_infonce`) with its coefficient × `weight`; else None."
+    if not _is_moe(model): return None
+    return RouterAux(_inner(model).encoder.config.router_aux_loss_coef, weight)
+
+def _with_aux(metrics: dict, nce: Tensor, aux: RouterAux | None, n: int) -> dict:
+    """`metrics` with the summed InfoNCE and, for a MoE encoder, both sides' aux losses (× the `n`
+    queries) and the expert imbalance."""
+    metrics = {**metrics, "infonce": float(nce.detach())}
+    if aux is None: return metrics
+    return {
         **metrics,
-        "aux_loss": float(aux.detach()) * n,
-        "expert_load_max_over_mean": _imbalance(_inner(model).expert_load) * n,
+        "aux_loss": n * sum(aux.side_loss(s) for s in aux.load),
+        "expert_load_max_over_mean": _imbalance(sum(aux.load.values())) * n,
     }
 
 # %% ../nbs/15_stage2_contrastive.ipynb #6a2919ba
@@ -172,6 +184,7 @@ class ContrastiveTask(Task):
         self, pairs: PairDataset, tokenizer, cfg: TrainConfig, *, temperature: float = 0.02,
         query_max_length: int = 64, doc_max_length: int = 256,
         grad_cache_chunk: int | None = None, matryoshka_dims: tuple | None = None,
+        infonce_scale: float | None = None,
     ):
         if cfg.grad_accum != 1:
             raise ValueError(
@@ -181,6 +194,8 @@ class ContrastiveTask(Task):
         self.pairs, self.tok, self.cfg, self.tau = pairs, tokenizer, cfg, temperature
         self.qlen, self.dlen = query_max_length, doc_max_length
         self.chunk, self.dims = grad_cache_chunk, matryoshka_dims
+        # InfoNCE × this; None: × the world size, as contrastors' clip_loss
+        self.infonce_scale = infonce_scale
     def micro_batches(self, step, rank, world_size, grad_accum):
         name, qs, ds = self.pairs.batch(step, self.cfg.batch_size)
         sl = slice(rank * len(qs) // world_size, (rank + 1) * len(qs) // world_size)
@@ -208,42 +223,44 @@ def _task_loss(self, q, d):
     hits = (q @ d.T).argmax(-1).eq(torch.arange(len(q), device=q.device))
     return self._nce(q, d), {"accuracy": float(hits.sum())}
 
-def _task_one_pass_loss(self, model, b):
-    "One forward pass over queries and documents together, then InfoNCE (+ a MoE's aux loss)."
+def _task_infonce_weight(self) -> float:
+    "InfoNCE's factor W: `infonce_scale`, else the world size (contrastors' `clip_loss`)."
+    if self.infonce_scale is not None: return float(self.infonce_scale)
+    return float(dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1)
+
+def _task_per_side_loss(self, model, b):
+    """Queries' forward, then documents' (each with its own router aux loss × the n queries);
+    W × summed InfoNCE + the aux losses."""
     (qi, qm), (di, dm), _ = b
-    S = max(qi.shape[1], di.shape[1])
-    pad = lambda x: torch.nn.functional.pad(x, (0, S - x.shape[1]))
-    dev = next(model.parameters()).device
-    e = model(torch.cat([pad(qi), pad(di)]).to(dev), torch.cat([pad(qm), pad(dm)]).to(dev))
-    return _with_aux(model, *self._loss(e[: len(qi)], e[len(qi):]), len(qi))
+    dev, n = next(model.parameters()).device, len(qi)
+    aux, embs, terms = _router_aux(model, n), [], []
+    for side, (ids, am) in enumerate(((qi, qm), (di, dm))):
+        embs.append(model(ids.to(dev), am.to(dev)))
+        if aux is not None:
+            aux.record(model, side); terms.append(aux.chunk_loss(model, side))
+    nce, m = self._loss(*embs)
+    aux_term = sum(t.to(nce.dtype) for t in terms)  # the aux losses are summed in fp64
+    return self.infonce_weight() * nce + aux_term, _with_aux(m, nce, aux, n)
 
 # attached as methods, so that subclasses (stage 3's SupervisedTask) override them as usual
 ContrastiveTask._nce, ContrastiveTask._loss = _task_nce, _task_loss
-ContrastiveTask.loss = _task_one_pass_loss
+ContrastiveTask.infonce_weight = _task_infonce_weight
+ContrastiveTask.loss = _task_per_side_loss
 
 # %% ../nbs/15_stage2_contrastive.ipynb #cc2f4567
 def _task_grad_cache_step(self, model, b, scale):
-    "With `grad_cache_chunk`: the step through GradCache (each chunk adds its MoE aux share)."
+    "With `grad_cache_chunk`: the same loss through GradCache (each side's aux exact in chunks)."
     if not self.chunk: return super(ContrastiveTask, self).loss_and_backward(model, b, scale)
     dev = next(model.parameters()).device
     (qi, qm), (di, dm), _ = b
-    n, rows, seen = len(qi), len(qi) + len(di), {"aux": 0.0, "load": 0}
-    # v2: this chunk's aux loss, weighted by its share of the step's rows
-    def aux_share(m, r):
-        aux = _inner(m).aux_loss
-        seen["aux"] += float(aux.detach()) * r / rows
-        seen["load"] = seen["load"] + _inner(m).expert_load
-        return aux * (r / rows) * n * scale
-    l = grad_cache_backward(
+    w, n = self.infonce_weight(), len(qi)
+    aux = _router_aux(model, n)
+    wnce = grad_cache_backward(
         model, (qi.to(dev), qm.to(dev)), (di.to(dev), dm.to(dev)),
-        lambda q, d: self._loss(q, d)[0], chunk_size=self.chunk, scale=scale,
-        chunk_loss=aux_share if _is_moe(model) else None,
+        lambda q, d: w * self._loss(q, d)[0], chunk_size=self.chunk, scale=scale, aux=aux,
     )
-    if not _is_moe(model): return l, {}
-    return l + seen["aux"] * n, {
-        "aux_loss": seen["aux"] * n,
-        "expert_load_max_over_mean": _imbalance(seen["load"]) * n,
-    }
+    m = _with_aux({}, wnce / w, aux, n)
+    return wnce + m.get("aux_loss", 0.0), m
 
 ContrastiveTask.loss_and_backward = _task_grad_cache_step
 
@@ -307,6 +324,8 @@ class ContrastivePreset:
     upcycle: tuple | None = None
     # v1.5/v2: InfoNCE summed over these leading dims, e.g. (768, 256)
     matryoshka_dims: tuple | None = None
+    # InfoNCE × this; None: × the world size W, as contrastors' clip_loss
+    infonce_scale: float | None = None
 
 # %% ../nbs/15_stage2_contrastive.ipynb #8bac0bb0
 _STAGE2 = dict(
@@ -469,6 +488,7 @@ def run_contrastive(
     rank0_result(check_same_preset, out, preset)  # resuming with another preset is refused
     tok = load_tokenizer(folder)  # the init model's own (stage 1 saved its preset's)
     task = make_task(preset, data_root, device, report, tok)
+    task.infonce_scale = preset.infonce_scale  # the run's weighting, whatever built the task
     seed_everything(preset.train.seed)
     enc = _init_encoder(preset, folder, device)
     model = wrap_ddp(BiEncoder(enc, layer_norm=preset.layer_norm), device)

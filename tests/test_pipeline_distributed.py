@@ -1,6 +1,7 @@
 """`torchrun --nproc_per_node 2 -m nomic_repro.cli run --preset tiny` on CPU (2 gloo processes): the whole pipeline
 trains under DDP, rank 0 alone evaluates and writes the report, and the stages agree with a one-process run of the
-same global batches (same data, same losses to float tolerance)."""
+same global batches (same data, same losses to float tolerance; stages 2 and 3 of that run with InfoNCE × 2, the factor
+contrastors' `clip_loss` gives two processes: `infonce_scale`, notebook 15)."""
 import json, os, socket, subprocess, sys
 from pathlib import Path
 
@@ -16,11 +17,13 @@ def free_port():
 
 
 def run(out: Path, nproc: int):
+    # one process takes the two-process steps when its InfoNCE carries their factor W = 2
+    same_as_two = ["contrastive.infonce_scale=2", "finetune.infonce_scale=2"] if nproc == 1 else []
     env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
     env.update(OMP_NUM_THREADS="1", PYTHONHASHSEED="0")
     launch = ([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_addr", "127.0.0.1",
                "--master_port", str(free_port())] if nproc > 1 else [sys.executable])
-    cmd = [*launch, "-m", "nomic_repro.cli", "run", "--preset", "tiny", "--output-dir", str(out), *[a for s in MINI for a in ("--set", s)]]
+    cmd = [*launch, "-m", "nomic_repro.cli", "run", "--preset", "tiny", "--output-dir", str(out), *[a for s in MINI + same_as_two for a in ("--set", s)]]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-5000:]
     return r

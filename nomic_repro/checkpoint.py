@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['LAYOUTS', 'NOMIC_REPRO_KEY', 'CheckpointError', 'detect_layout', 'load_state_dict_strict', 'config_from_dict',
            'config_to_nomic_dict', 'resolve_folder', 'read_state_dict', 'read_config', 'load_pretrained',
-           'from_xlm_roberta', 'load_xlm_roberta', 'load_tokenizer', 'export_state_dict', 'save_pretrained',
-           'saved_layer_norm']
+           'from_xlm_roberta', 'load_xlm_roberta', 'load_tokenizer', 'fits_transformers_layout', 'export_state_dict',
+           'save_pretrained', 'saved_layer_norm']
 
 # %% ../nbs/06_checkpoints.ipynb #7651f936
 import json, os, re, warnings
@@ -556,6 +556,10 @@ def _st_files(save_dir: Path, cfg: NomicBertConfig, max_seq_length: int, layer_n
     })
 
 # %% ../nbs/06_checkpoints.ipynb #87dd0af7
+def fits_transformers_layout(cfg) -> bool:
+    "Whether transformers' nomic_bert can hold `cfg`: a bias-free SwiGLU MLP and attention."
+    return cfg.activation == "swiglu" and not (cfg.qkv_bias or cfg.mlp_fc1_bias or cfg.mlp_fc2_bias)
+
 def export_state_dict(
     model: NomicBert | NomicBertForMaskedLM, layout: str = "nomic"
 ) -> dict[str, Tensor]:
@@ -572,7 +576,7 @@ def export_state_dict(
     head = {"cls." + k: v for k, v in head.items() if k != "predictions.decoder.weight"}
     if layout == "nomic":
         return {**({"bert." + k: v for k, v in enc.items()} if mlm else enc), **head}
-    if cfg.activation != "swiglu" or cfg.qkv_bias or cfg.mlp_fc1_bias or cfg.mlp_fc2_bias:
+    if not fits_transformers_layout(cfg):
         raise ValueError(
             "transformers' nomic_bert has a bias-free SwiGLU MLP and attention; this model's config"
             " cannot be saved in that layout"

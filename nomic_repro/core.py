@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['SIZES', 'CELL_GUARD', 'use_triton_interpreter', 'seed_everything', 'get_device', 'get_dtype', 'in_test', 'Sizes',
-           'sizes', 'CloseReport', 'assert_close', 'pad_right', 'progress_bar', 'umask_mode', 'atomic_write', 'show',
-           'cell_flags', 'flagged_cell_skip', 'install_cell_guard', 'Verdict', 'exercise']
+           'sizes', 'CloseReport', 'assert_close', 'pad_right', 'progress_bar', 'umask_mode', 'atomic_write',
+           'atomic_folder', 'show', 'cell_flags', 'flagged_cell_skip', 'install_cell_guard', 'Verdict', 'exercise']
 
 # %% ../nbs/00_core.ipynb #9ed9ebde
 import os, sys, math, random, warnings
@@ -216,6 +216,27 @@ def atomic_write(path, write) -> Path:
     finally:
         if os.path.exists(tmp): os.remove(tmp)
     return path
+
+# %% ../nbs/00_core.ipynb #b1a2c3d5
+import shutil, uuid
+
+def atomic_folder(path, write) -> Path:
+    """Build folder `path` through `write(tmp_dir)` in a temporary sibling, then swap it in: a kill
+    leaves the old folder, the new one or none, never a half-written one."""
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):   # a killed earlier write
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        write(tmp); os.chmod(tmp, umask_mode(0o777))
+        old = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
+        if path.exists(): os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
 
 # %% ../nbs/00_core.ipynb #3e4e9742
 _TRACE_ARRAYS = ("x", "y", "z", "text", "customdata")

@@ -132,7 +132,9 @@ def read_config(path) -> list[str]:
 # %% ../nbs/18_pipeline.ipynb #9f51fa26
 def _finished(d: Path, max_steps: int) -> bool:
     log = d / "metrics.jsonl"
-    if not (d / "model" / "model.safetensors").exists() or not log.exists(): return False
+    # a model folder is written whole (`atomic_folder`); config.json also catches older half-writes
+    done = all((d / "model" / f).exists() for f in ("model.safetensors", "config.json"))
+    if not done or not log.exists(): return False
     lines = [l for l in log.read_text().splitlines() if l.strip()]
     return bool(lines) and json.loads(lines[-1])["step"] >= max_steps
 
@@ -376,7 +378,9 @@ def _loss_figure(out: Path):
         if f.exists():
             log = [json.loads(l) for l in f.read_text().splitlines() if l.strip()]
             fig.add_trace(
-                go.Scatter(x=[r["step"] for r in log], y=[r["loss"] for r in log], name=s),
+                # stages 2/3 log the plain InfoNCE beside the loss they step on (W·InfoNCE + aux)
+                go.Scatter(x=[r["step"] for r in log],
+                           y=[r.get("infonce", r["loss"]) for r in log], name=s),
                 row=1,
                 col=i + 1,
             )

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
-from .core import seed_everything, get_device
+from .core import seed_everything, get_device, atomic_folder
 from .model import NomicBertConfig, NomicBertForMaskedLM
 from .model_moe import V2_MOE_CONFIG
 from .checkpoint import load_tokenizer, save_pretrained, load_xlm_roberta
@@ -266,7 +266,9 @@ def run_mlm(preset: MLMPreset | str, output_dir, *, data_root=None, max_steps: i
                 desc="stage 1 (MLM)")
     # the folder carries its tokenizer
     if rank == 0:
-        save_pretrained(mlm, out / "model", layout="nomic", tokenizer=tok)
+        # whole or not at all: a kill mid-save never leaves a folder that looks finished
+        atomic_folder(out / "model",
+                      lambda d: save_pretrained(mlm, d, layout="nomic", tokenizer=tok))
     f = out / "metrics.jsonl"
     log = [json.loads(l) for l in f.read_text().splitlines()] if f.exists() else []
     return {"preset": preset.name, "sequences": len(ds), "data": report, **res,

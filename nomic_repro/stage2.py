@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['DEMO_PAIR_SOURCES', 'STAGE2_PRESETS', 'PairSource', 'load_pair_sources', 'EpochPlan', 'PairDataset', 'tokenize_side',
            'ContrastiveTask', 'consistency_filter', 'load_filter_encoder', 'ContrastiveData', 'ContrastivePreset',
-           'build_pairs', 'evaluate_stage', 'run_contrastive']
+           'build_pairs', 'save_encoder', 'evaluate_stage', 'run_contrastive']
 
 # %% ../nbs/15_stage2_contrastive.ipynb #87b3a65e
 import argparse, json, sys, time, warnings
@@ -14,12 +14,13 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from torch import nn, Tensor
-from .core import seed_everything, get_device
+from .core import seed_everything, get_device, atomic_folder
 from .embed import add_prefix
 from nomic_repro.checkpoint import (
     load_pretrained,
     load_tokenizer,
     save_pretrained,
+    fits_transformers_layout,
     resolve_folder,
     read_config,
     config_from_dict,
@@ -458,6 +459,16 @@ def _contrastive_task(
         matryoshka_dims=preset.matryoshka_dims,
     )
 
+def save_encoder(enc, folder, tokenizer, layer_norm: bool) -> Path:
+    """Save a trained encoder whole or not at all (`atomic_folder`), with v1.5's LayerNorm flag, so
+    eval and serving use it too. A dense encoder that transformers' nomic_bert can hold goes in
+    that layout with sentence-transformers modules (`SentenceTransformer(dir)` loads it); else
+    Nomic's layout."""
+    hf = not _is_moe(enc) and fits_transformers_layout(enc.config)
+    return atomic_folder(folder, lambda d: save_pretrained(
+        enc, d, layout="transformers" if hf else "nomic", tokenizer=tokenizer,
+        layer_norm=layer_norm))
+
 def evaluate_stage(model_dir, tasks, out: Path, data_root=None) -> dict:
     """Score the stage's model on `tasks` with the evaluation harness; results in `out/eval.json`,
     main scores returned."""
@@ -496,11 +507,7 @@ def run_contrastive(
     res = train(model, task, preset.train, out, stop_at=max_steps, progress=progress, desc=desc)
     scores = {}
     if rank == 0:
-        # v1.5: the LayerNorm flag goes with the weights, so eval and serving use it too. A
-        # dense encoder is saved in transformers' nomic_bert layout with sentence-transformers
-        # modules (SentenceTransformer(dir) loads it offline); an MoE in Nomic's own layout
-        save_pretrained(enc, out / "model", layout="nomic" if _is_moe(enc) else "transformers",
-                        tokenizer=tok, layer_norm=preset.layer_norm)
+        save_encoder(enc, out / "model", tok, preset.layer_norm)
         (out / "data_report.json").write_text(json.dumps(report, indent=2))
         if res["end_step"] == preset.train.max_steps and preset.eval_tasks:
             scores = evaluate_stage(out / "model", preset.eval_tasks, out, data_root)

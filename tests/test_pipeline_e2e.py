@@ -65,3 +65,24 @@ def test_rerun_of_a_finished_run_skips_every_stage(tiny_run):
     assert {s: (out / s / "metrics.jsonl").read_bytes() for s in STEPS} == before
     assert r.seconds < 60 and r.seconds < tiny_run.seconds, (r.seconds, tiny_run.seconds)
     print(f"\nrerun of the finished run: {r.seconds:.1f} s (the full run: {tiny_run.seconds:.1f} s)")
+
+
+def test_a_kill_while_a_model_folder_is_written_heals_on_the_next_run(tiny_run, tmp_path):
+    """The states a SIGKILL during a stage's model save can leave: the stage-3 model never renamed into place (its
+    temporary sibling half-written), and stage 1's from before folders were written whole (weights but no config.json).
+    The next run redoes exactly those saves, removes the leftovers and ends with the uninterrupted run's results."""
+    import shutil
+    out = tmp_path / "run"
+    shutil.copytree(tiny_run.out, out)
+    shutil.rmtree(out / "stage3" / "model")
+    half = out / "stage3" / ".model.killed.tmp"; half.mkdir()
+    (half / "model.safetensors").write_bytes(b"\0" * 100)      # a truncated write
+    (out / "stage1" / "model" / "config.json").unlink()        # an old half-written folder
+    r = run(out, tmp_path / "heal.log")
+    assert r.report["stages_run"] == ["stage1", "stage3"]       # their metrics were complete: only the save is redone
+    assert not half.exists() and not list((out / "stage3").glob(".model.*"))
+    for stage in ("stage1", "stage3"):
+        assert (out / stage / "model" / "config.json").exists()
+        assert (out / stage / "model" / "model.safetensors").read_bytes() == \
+            (tiny_run.out / stage / "model" / "model.safetensors").read_bytes(), stage
+    assert r.report["evaluation"] == tiny_run.report["evaluation"]

@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Nomic Embed, reproduced: train, evaluate and serve embedding models.",
     )
     p.add_argument("--version", action="version", version=f"nomic-repro {nomic_repro.__version__}")
+    p.add_argument("--debug", action="store_true", help="show an error's traceback (first flag)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, (help, arguments, f) in COMMANDS.items():
         sp = sub.add_parser(name, help=help, description=help)
@@ -48,18 +49,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 # %% ../nbs/19_cli.ipynb #2a4323e5
+import gzip
+_USER_ERRORS = (CLIError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+                FileExistsError, UnicodeDecodeError, json.JSONDecodeError, gzip.BadGzipFile)
+
 def _is_user_error(e: BaseException) -> bool:
-    if isinstance(
-        e, (CLIError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
-    ):
-        return True
-    ev = sys.modules.get("nomic_repro.eval")
-    return ev is not None and isinstance(e, ev.EvalError)
+    if isinstance(e, _USER_ERRORS): return True
+    errs = [getattr(sys.modules.get(m), n, None) for m, n in
+            (("nomic_repro.eval", "EvalError"), ("nomic_repro.checkpoint", "CheckpointError"))]
+    return any(t is not None and isinstance(e, t) for t in errs)
+
+def _one_line(e: BaseException) -> str:
+    "The error as one line; a bug says what it was and how to see more."
+    if isinstance(e, UnicodeDecodeError):
+        return f"input is not UTF-8 text ({e.reason}, byte {e.start})"
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if _is_user_error(e) or isinstance(e, (OSError, MemoryError)): return msg
+    return f"{type(e).__name__}: {msg} (a bug? `nomic-repro --debug ...` shows the traceback)"
 
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `nomic-repro` console script; returns the exit code."
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser, prog = build_parser(), "nomic-repro"
+    parser, prog, debug = build_parser(), "nomic-repro", "--debug" in argv[:1]
     try:
         args = parser.parse_args(argv)
         if args.command is None: parser.print_help(sys.stderr); return 2
@@ -68,10 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as e: return e.code if isinstance(e.code, int) else 0     # --help, --version
     except KeyboardInterrupt: print(f"{prog}: interrupted", file=sys.stderr); return 130
     except Exception as e:
-        if not _is_user_error(e): raise
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        print(f"{prog}: error: {msg}", file=sys.stderr)
-        return 2
+        if debug: raise
+        print(f"{prog}: error: {_one_line(e)}", file=sys.stderr)
+        return 2 if _is_user_error(e) else 1
+
 
 # %% ../nbs/19_cli.ipynb #d1476f06
 _EVAL_ARGS = (

@@ -16,7 +16,7 @@ from torch import Tensor
 from .core import seed_everything, atomic_write
 from .embed import add_prefix
 from .checkpoint import load_tokenizer
-from .data import read_records
+from .data import read_records, row_generators
 from .train import TrainConfig, rank0_result
 from nomic_repro.stage2 import (
     PairSource,
@@ -103,13 +103,15 @@ class TripletDataset(PairDataset):
         super().__init__(sources, seed)
         self.n = n_negatives
 
-    def batch(self, step: int, batch_size: int):
-        "(name, queries, positives, negatives as B lists of n) with the source's prefixes."
-        s, name, trip = self.rows(step, batch_size)
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
+    def batch(self, step: int, batch_size: int, rank: int = 0, world_size: int = 1):
+        """(name, queries, positives, negatives as lists of n) of rank `rank`'s slice of step
+        `step`, with the source's prefixes."""
+        s, name, trip = self.rows(step, batch_size, rank, world_size)
+        lo = rank * batch_size // world_size                  # global row of the slice's first
+        gens = row_generators(self.seed, step, range(lo, lo + len(trip)))
         negs = [
             [t[2][j] for j in torch.randperm(len(t[2]), generator=g)[: self.n].tolist()]
-            for t in trip
+            for t, g in zip(trip, gens)
         ]
         return (
             name,
@@ -125,11 +127,11 @@ class SupervisedTask(ContrastiveTask):
     def __init__(self, triplets: TripletDataset, tokenizer, cfg: TrainConfig, **kw):
         super().__init__(triplets, tokenizer, cfg, **kw)
     def micro_batches(self, step, rank, world_size, grad_accum):
-        name, qs, ds, negs = self.pairs.batch(step, self.cfg.batch_size)
-        sl = slice(rank * len(qs) // world_size, (rank + 1) * len(qs) // world_size)
-        flat = [n for ns in negs[sl] for n in ns]   # [B_local × n] negatives after the positives
-        return [(tokenize_side(self.tok, qs[sl], self.qlen),
-                 tokenize_side(self.tok, ds[sl] + flat, self.dlen), name)]
+        "This rank's slice of step `step` only: its triplets read, sampled and tokenized."
+        name, qs, ds, negs = self.pairs.batch(step, self.cfg.batch_size, rank, world_size)
+        flat = [n for ns in negs for n in ns]   # [B_local × n] negatives after the positives
+        return [(tokenize_side(self.tok, qs, self.qlen),
+                 tokenize_side(self.tok, ds + flat, self.dlen), name)]
     def _loss(self, q, d):
         B = len(q); pos, neg = d[:B], d[B:].reshape(B, -1, d.shape[-1])
         loss = self._nce(q, pos, negatives=neg)
@@ -203,6 +205,11 @@ STAGE3_PRESETS["moe"] = FinetunePreset(
     ),
     matryoshka_dims=(768, 256),
 )
+
+# %% ../nbs/16_stage3_finetune.ipynb #c0a4e7b1
+for _name in ("small", "base", "moe"):
+    _p = STAGE3_PRESETS[_name]
+    STAGE3_PRESETS[_name] = replace(_p, train=replace(_p.train, num_workers=2))
 
 # %% ../nbs/16_stage3_finetune.ipynb #24886c2c
 def _write_mined(path: Path, triplets):

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['default_data_root', 'resolve_source', 'ReadStats', 'clean_text', 'read_records', 'tokenize_documents',
-           'SequenceDataset', 'language_weights', 'LanguageMixture', 'mask_tokens', 'row_generators']
+           'SequenceDataset', 'TokenStore', 'language_weights', 'LanguageMixture', 'mask_tokens', 'row_generators']
 
 # %% ../nbs/11_data.ipynb #564c7761
 import gzip, json, os, re
@@ -172,6 +172,24 @@ class SequenceDataset:
         """`(input_ids, attention_mask)` `[B/W, S]` for this rank's share of step `step`,
         right-padded to its longest row."""
         idx = torch.tensor(self.indices(step, batch_size, rank, world_size))
+        return _gather_rows(self.tokens, self.offsets, idx, self.pad_id)
+
+# %% ../nbs/11_data.ipynb #7c3d2e90
+class TokenStore:
+    "Texts tokenized once (truncated to `max_length`), stored flat; `batch(rows)` pads rows."
+    def __init__(self, texts: list[str], tokenizer, max_length: int, chunk: int = 8192):
+        ids = []
+        for s in range(0, len(texts), chunk):   # the tokenizer's own threads work on each chunk
+            ids += tokenizer(list(texts[s : s + chunk]), truncation=True, max_length=max_length,
+                             return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+        self.tokens, self.offsets = _flatten(ids)
+        self.pad_id = tokenizer.pad_token_id
+
+    def __len__(self): return len(self.offsets) - 1
+
+    def batch(self, rows) -> tuple[Tensor, Tensor]:
+        "`(input_ids, attention_mask)` `[len(rows), S]` of those texts, right-padded."
+        idx = torch.as_tensor(rows, dtype=torch.long)
         return _gather_rows(self.tokens, self.offsets, idx, self.pad_id)
 
 # %% ../nbs/11_data.ipynb #ac700627

@@ -119,13 +119,17 @@ class PairDataset:
             self._plans[batch_size] = EpochPlan(self.sizes, batch_size, self.seed)
         return self._plans[batch_size]
 
-    def rows(self, step: int, batch_size: int, rank: int = 0, world_size: int = 1):
-        """(source, its name, the records of rank `rank`'s slice) of global step `step`: rows
+    def indices(self, step: int, batch_size: int, rank: int = 0, world_size: int = 1):
+        """(source name, record indices of rank `rank`'s slice of global step `step`): rows
         `r·B/W … (r+1)·B/W − 1` of the step's batch."""
         _, name, idx = self.plan(batch_size)(step)
+        return name, idx[rank * batch_size // world_size : (rank + 1) * batch_size // world_size]
+
+    def rows(self, step: int, batch_size: int, rank: int = 0, world_size: int = 1):
+        "(source, its name, the records of rank `rank`'s slice) of global step `step`."
+        name, idx = self.indices(step, batch_size, rank, world_size)
         src, records = self.sources[name]
-        lo, hi = rank * batch_size // world_size, (rank + 1) * batch_size // world_size
-        return src, name, [records[i] for i in idx[lo:hi]]
+        return src, name, [records[i] for i in idx]
 
     def batch(
         self, step: int, batch_size: int, rank: int = 0, world_size: int = 1

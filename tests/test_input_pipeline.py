@@ -114,13 +114,14 @@ def test_stage2_rank_slice_equals_full_build():
         assert task.pairs.batch(step, 8, 1, 2) == (full[2], *(s[4:] for s in task.pairs.batch(step, 8)[1:]))
 
 
-def triplet_task(cfg=TrainConfig(batch_size=8)):
+def triplet_task(cfg=TrainConfig(batch_size=8), pretokenize=True):
     from nomic_repro.stage3 import TripletDataset, SupervisedTask
     src = pair_sources()
     docs = [d for _, rows in src.values() for _, d in rows]
     trip = {k: (s, [(q, d, [docs[(i * 7 + j) % len(docs)] for j in range(6)]) for i, (q, d) in enumerate(rows)])
             for k, (s, rows) in src.items()}
-    return SupervisedTask(TripletDataset(trip, n_negatives=3, seed=4), TOK, cfg, doc_max_length=48)
+    return SupervisedTask(TripletDataset(trip, n_negatives=3, seed=4), TOK, cfg, doc_max_length=48,
+                          pretokenize=pretokenize)
 
 
 @pytest.mark.filterwarnings("ignore:epoch")
@@ -139,6 +140,13 @@ def test_stage3_rank_slice_equals_full_build():
         assert unpadded(*parts[0][1]) == pos[:4] + neg[:12] and unpadded(*parts[1][1]) == pos[4:] + neg[12:]
     # another step samples other negatives for the same rows' triplets
     assert task.pairs.batch(0, 8)[3] != task.pairs.batch(task.pairs.plan(8).steps_per_epoch, 8)[3]
+
+
+@pytest.mark.filterwarnings("ignore:epoch")
+def test_stage3_tokenized_once_equals_tokenizing_each_step():
+    once, each = triplet_task(), triplet_task(pretokenize=False)
+    for step, rank, world in [(0, 0, 1), (4, 1, 2), (13, 3, 4), (40, 1, 2)]:
+        same(once.micro_batches(step, rank, world, 1), each.micro_batches(step, rank, world, 1))
 
 
 @pytest.mark.parametrize("stage", [2, 3])

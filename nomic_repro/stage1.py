@@ -23,6 +23,7 @@ from nomic_repro.data import (
     SequenceDataset,
     LanguageMixture,
     mask_tokens,
+    row_generators,
 )
 from nomic_repro.train import (
     TrainConfig,
@@ -93,7 +94,8 @@ MLM_PRESETS.update({
         "small",
         _SMALL_MODEL,
         MLMData(seq_len=512),
-        TrainConfig(max_steps=20_000, batch_size=256, lr=5e-4, save_every=1000, log_every=10),
+        TrainConfig(max_steps=20_000, batch_size=256, lr=5e-4, save_every=1000, log_every=10,
+                    num_workers=2),
     ),
     "base": MLMPreset(
         "base",
@@ -104,7 +106,8 @@ MLM_PRESETS.update({
             packing="concat",
         ),
         TrainConfig(
-            max_steps=100_000, batch_size=4096, grad_accum=8, lr=5e-4, save_every=1000, log_every=10
+            max_steps=100_000, batch_size=4096, grad_accum=8, lr=5e-4, save_every=1000,
+            log_every=10, num_workers=2,  # batches built ahead by 2 processes (12_train_loop)
         ),
     ),
 })
@@ -154,6 +157,7 @@ MLM_PRESETS["moe"] = MLMPreset(
         grad_clip=1.0,
         save_every=1000,
         log_every=10,
+        num_workers=2,
     ),
     tokenizer="FacebookAI/xlm-roberta-base",
     init="FacebookAI/xlm-roberta-base",
@@ -176,31 +180,29 @@ class MLMObjective(nn.Module):
 
 # %% ../nbs/13_stage1_mlm.ipynb #4e432bcf
 class MLMTask(Task):
-    """Stage 1 as a trainer task: each step's batch from `SequenceDataset`, masked as a whole with a
-    per-step generator."""
+    """Stage 1 as a trainer task: each rank gathers its rows of step `step` from the dataset and
+    masks each row with its own generator."""
     def __init__(self, ds: SequenceDataset, tokenizer, cfg: TrainConfig, mlm_prob: float = 0.3):
         self.ds, self.cfg, self.mlm_prob = ds, cfg, mlm_prob
         self.special, self.mask_id = tokenizer.all_special_ids, tokenizer.mask_token_id
         self.vocab = tokenizer.vocab_size
     def micro_batches(self, step, rank, world_size, grad_accum):
-        """The global batch of `step` is masked as one (so the masks do not depend on how it is
-        split), then sliced."""
-        ids, am = self.ds.batch(step, self.cfg.batch_size)
-        g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step)
-        inp, labels = mask_tokens(ids, am, special_ids=self.special, mask_id=self.mask_id,
-                                  vocab_size=self.vocab, mlm_prob=self.mlm_prob, generator=g)
-        if self.cfg.batch_size % (world_size * grad_accum):
+        """This rank's `B/W` rows only, each masked by `row_generators(seed, step, row)` (so the
+        masks do not depend on how the batch is split), in `grad_accum` micro-batches."""
+        B = self.cfg.batch_size
+        if B % (world_size * grad_accum):
             raise ValueError(
-                f"batch_size {self.cfg.batch_size} is not divisible by world_size × grad_accum ="
+                f"batch_size {B} is not divisible by world_size × grad_accum ="
                 f" {world_size * grad_accum}"
             )
-        rows = slice(rank * len(ids) // world_size, (rank + 1) * len(ids) // world_size)
+        ids, am = self.ds.batch(step, B, rank, world_size)             # [B/W, S]
+        rows = range(rank * B // world_size, (rank + 1) * B // world_size)
+        inp, labels = mask_tokens(ids, am, special_ids=self.special, mask_id=self.mask_id,
+                                  vocab_size=self.vocab, mlm_prob=self.mlm_prob,
+                                  generator=row_generators(self.cfg.seed, step, rows))
         out = []
-        for i, a, l in zip(
-            inp[rows].chunk(grad_accum), am[rows].chunk(grad_accum), labels[rows].chunk(grad_accum)
-        ):
-            # trim to this micro-batch's longest row
-            S = int(a.sum(-1).max())
+        for i, a, l in zip(inp.chunk(grad_accum), am.chunk(grad_accum), labels.chunk(grad_accum)):
+            S = int(a.sum(-1).max())           # trim to this micro-batch's longest row
             out.append((i[:, :S], a[:, :S], l[:, :S]))
         return out
     def count(self, b): return int((b[2] != -100).sum())

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from torch import nn, Tensor
-from .core import seed_everything, get_device, atomic_folder
+from .core import seed_everything, get_device, pad_right, atomic_folder
 from .embed import add_prefix
 from nomic_repro.checkpoint import (
     load_pretrained,
@@ -127,15 +127,23 @@ class PairDataset:
             self._plans[batch_size] = EpochPlan(self.sizes, batch_size, self.seed)
         return self._plans[batch_size]
 
-    def rows(self, step: int, batch_size: int) -> tuple[PairSource, str, list]:
-        "(source, its name, its records) that global step `step` reads."
+    def indices(self, step: int, batch_size: int, rank: int = 0, world_size: int = 1):
+        """(source name, record indices of rank `rank`'s slice of global step `step`): rows
+        `r·B/W … (r+1)·B/W − 1` of the step's batch."""
         _, name, idx = self.plan(batch_size)(step)
+        return name, idx[rank * batch_size // world_size : (rank + 1) * batch_size // world_size]
+
+    def rows(self, step: int, batch_size: int, rank: int = 0, world_size: int = 1):
+        "(source, its name, the records of rank `rank`'s slice) of global step `step`."
+        name, idx = self.indices(step, batch_size, rank, world_size)
         src, records = self.sources[name]
         return src, name, [records[i] for i in idx]
 
-    def batch(self, step: int, batch_size: int) -> tuple[str, list[str], list[str]]:
-        "(source name, prefixed queries, prefixed documents) of global step `step`."
-        src, name, pairs = self.rows(step, batch_size)
+    def batch(
+        self, step: int, batch_size: int, rank: int = 0, world_size: int = 1
+    ) -> tuple[str, list[str], list[str]]:
+        "(source name, prefixed queries, prefixed documents) of rank `rank`'s slice of step `step`."
+        src, name, pairs = self.rows(step, batch_size, rank, world_size)
         return (
             name,
             add_prefix([p[0] for p in pairs], src.query_task),
@@ -144,9 +152,11 @@ class PairDataset:
 
 # %% ../nbs/15_stage2_contrastive.ipynb #eca21be7
 def tokenize_side(tokenizer, texts: list[str], max_length: int) -> tuple[Tensor, Tensor]:
-    "Right-padded ids and mask for `texts`, truncated to `max_length` tokens."
-    b = tokenizer(texts, truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-    return b["input_ids"], b["attention_mask"]
+    """Right-padded ids and mask for `texts`, truncated to `max_length` tokens (padded by
+    `pad_right`, not the tokenizer: 4x faster at 2,048 tokens)."""
+    ids = tokenizer(list(texts), truncation=True, max_length=max_length,
+                    return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+    return pad_right(ids, tokenizer.pad_token_id)
 
 def _inner(model): return getattr(model, "module", model)
 
@@ -198,15 +208,10 @@ class ContrastiveTask(Task):
         # InfoNCE × this; None: × the world size, as contrastors' clip_loss
         self.infonce_scale = infonce_scale
     def micro_batches(self, step, rank, world_size, grad_accum):
-        name, qs, ds = self.pairs.batch(step, self.cfg.batch_size)
-        sl = slice(rank * len(qs) // world_size, (rank + 1) * len(qs) // world_size)
-        return [
-            (
-                tokenize_side(self.tok, qs[sl], self.qlen),
-                tokenize_side(self.tok, ds[sl], self.dlen),
-                name,
-            )
-        ]
+        "This rank's slice of step `step`, read, prefixed and tokenized alone (one micro-batch)."
+        name, qs, ds = self.pairs.batch(step, self.cfg.batch_size, rank, world_size)
+        q, d = tokenize_side(self.tok, qs, self.qlen), tokenize_side(self.tok, ds, self.dlen)
+        return [(q, d, name)]
     def count(self, b): return b[0][0].shape[0]
     def tokens(self, b): return int(b[0][1].sum() + b[1][1].sum())
 
@@ -348,7 +353,7 @@ STAGE2_PRESETS = {
         ContrastiveData(),
         TrainConfig(
             max_steps=3000, batch_size=1024, lr=2e-4, warmup_steps=150, save_every=500,
-            log_every=10, **_STAGE2,
+            log_every=10, num_workers=2, **_STAGE2,
         ),
         grad_cache_chunk=128,
     ),
@@ -363,7 +368,7 @@ STAGE2_PRESETS["base"] = ContrastivePreset(
     ),
     TrainConfig(
         max_steps=14_316, batch_size=16_384, lr=2e-4, warmup_steps=700, save_every=500,
-        log_every=10, **_STAGE2,
+        log_every=10, num_workers=2, **_STAGE2,  # batches tokenized ahead (12_train_loop)
     ),
     grad_cache_chunk=64,
 )
@@ -386,6 +391,7 @@ STAGE2_PRESETS["moe"] = ContrastivePreset(
         warmup_steps=1000,
         save_every=500,
         log_every=10,
+        num_workers=2,
         **{**_STAGE2, "schedule": "cosine"},
     ),
     grad_cache_chunk=64,

@@ -16,7 +16,7 @@ from torch import Tensor
 from .core import seed_everything, atomic_write
 from .embed import add_prefix, MATRYOSHKA_DIMS
 from .checkpoint import load_tokenizer
-from .data import read_records
+from .data import read_records, row_generators, TokenStore
 from .train import TrainConfig, rank0_result
 from nomic_repro.stage2 import (
     PairSource,
@@ -103,14 +103,18 @@ class TripletDataset(PairDataset):
         super().__init__(sources, seed)
         self.n = n_negatives
 
-    def batch(self, step: int, batch_size: int):
-        "(name, queries, positives, negatives as B lists of n) with the source's prefixes."
-        s, name, trip = self.rows(step, batch_size)
-        g = torch.Generator().manual_seed(self.seed * 1_000_003 + step)
-        negs = [
-            [t[2][j] for j in torch.randperm(len(t[2]), generator=g)[: self.n].tolist()]
-            for t in trip
-        ]
+    def _negatives(self, step, batch_size, rank, world_size, counts: list[int]) -> list[list[int]]:
+        "Which `n` of its `counts[i]` stored negatives row i of the slice samples (row generators)."
+        lo = rank * batch_size // world_size                  # global row of the slice's first
+        gens = row_generators(self.seed, step, range(lo, lo + len(counts)))
+        return [torch.randperm(c, generator=g)[: self.n].tolist() for c, g in zip(counts, gens)]
+
+    def batch(self, step: int, batch_size: int, rank: int = 0, world_size: int = 1):
+        """(name, queries, positives, negatives as lists of n) of rank `rank`'s slice of step
+        `step`, with the source's prefixes."""
+        s, name, trip = self.rows(step, batch_size, rank, world_size)
+        pick = self._negatives(step, batch_size, rank, world_size, [len(t[2]) for t in trip])
+        negs = [[t[2][j] for j in js] for t, js in zip(trip, pick)]
         return (
             name,
             add_prefix([t[0] for t in trip], s.query_task),
@@ -118,18 +122,58 @@ class TripletDataset(PairDataset):
             [add_prefix(n, s.doc_task) for n in negs],
         )
 
+# %% ../nbs/16_stage3_finetune.ipynb #b7a2c4d1
+def _tokenized(self, tokenizer, query_max_length: int, doc_max_length: int) -> dict:
+    """Per source: (queries' `TokenStore`, distinct documents' `TokenStore`, positive row `[N]`,
+    stored-negative rows `[N, K]` (-1 past a short list), stored counts `[N]`)."""
+    stores = {}
+    for name, (src, trip) in self.sources.items():
+        docs = {}                                           # document text -> its row
+        for _, d, negs in trip:
+            for x in (d, *negs): docs.setdefault(x, len(docs))
+        K = max(len(t[2]) for t in trip)
+        neg = torch.tensor([[docs[x] for x in t[2]] + [-1] * (K - len(t[2])) for t in trip])
+        stores[name] = (
+            TokenStore(add_prefix([t[0] for t in trip], src.query_task), tokenizer,
+                       query_max_length),
+            TokenStore(add_prefix(list(docs), src.doc_task), tokenizer, doc_max_length),
+            torch.tensor([docs[t[1]] for t in trip]), neg, torch.tensor([len(t[2]) for t in trip]),
+        )
+    return stores
+
+def _token_batch(self, stores: dict, step: int, batch_size: int, rank: int = 0,
+                 world_size: int = 1) -> tuple[str, tuple, tuple]:
+    """(name, (query ids, mask), (document ids, mask)) of rank `rank`'s slice of step `step` from
+    `stores`: positives, then each row's sampled negatives."""
+    name, idx = self.indices(step, batch_size, rank, world_size)
+    qs, ds, pos, neg, count = stores[name]
+    idx = torch.tensor(idx, dtype=torch.long)
+    pick = self._negatives(step, batch_size, rank, world_size, count[idx].tolist())
+    rows = [pos[idx]] + [neg[i, js] for i, js in zip(idx.tolist(), pick)]
+    return name, qs.batch(idx), ds.batch(torch.cat(rows))
+
+TripletDataset.tokenized, TripletDataset.token_batch = _tokenized, _token_batch
+
 # %% ../nbs/16_stage3_finetune.ipynb #e338133f
 class SupervisedTask(ContrastiveTask):
     """InfoNCE with hard negatives: each query against all positives and all negatives of the global
     batch (the forward pass is stage 2's)."""
-    def __init__(self, triplets: TripletDataset, tokenizer, cfg: TrainConfig, **kw):
+    def __init__(self, triplets: TripletDataset, tokenizer, cfg: TrainConfig,
+                 pretokenize: bool = True, **kw):
         super().__init__(triplets, tokenizer, cfg, **kw)
+        # every text tokenized once, here; steps gather rows
+        self.stores = triplets.tokenized(tokenizer, self.qlen, self.dlen) if pretokenize else None
     def micro_batches(self, step, rank, world_size, grad_accum):
-        name, qs, ds, negs = self.pairs.batch(step, self.cfg.batch_size)
-        sl = slice(rank * len(qs) // world_size, (rank + 1) * len(qs) // world_size)
-        flat = [n for ns in negs[sl] for n in ns]   # [B_local × n] negatives after the positives
-        return [(tokenize_side(self.tok, qs[sl], self.qlen),
-                 tokenize_side(self.tok, ds[sl] + flat, self.dlen), name)]
+        "This rank's slice of step `step` only: its triplets read, sampled and tokenized."
+        if self.stores is not None:
+            name, q, d = self.pairs.token_batch(
+                self.stores, step, self.cfg.batch_size, rank, world_size
+            )
+            return [(q, d, name)]
+        name, qs, ds, negs = self.pairs.batch(step, self.cfg.batch_size, rank, world_size)
+        flat = [n for ns in negs for n in ns]   # [B_local × n] negatives after the positives
+        return [(tokenize_side(self.tok, qs, self.qlen),
+                 tokenize_side(self.tok, ds + flat, self.dlen), name)]
     def _loss(self, q, d):
         B = len(q); pos, neg = d[:B], d[B:].reshape(B, -1, d.shape[-1])
         loss = self._nce(q, pos, negatives=neg)
@@ -203,6 +247,11 @@ STAGE3_PRESETS["moe"] = FinetunePreset(
     ),
     matryoshka_dims=(768, 256),
 )
+
+# %% ../nbs/16_stage3_finetune.ipynb #c0a4e7b1
+for _name in ("small", "base", "moe"):
+    _p = STAGE3_PRESETS[_name]
+    STAGE3_PRESETS[_name] = replace(_p, train=replace(_p.train, num_workers=2))
 
 # %% ../nbs/16_stage3_finetune.ipynb #cbebd878
 # nomic-embed-text-v1.5: base's fine-tune, Matryoshka at five widths, the LayerNorm after pooling

@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['CKPT_DIR', 'NOT_PART_OF_THE_RUN', 'TrainConfig', 'lr_lambda', 'make_optimizer', 'Task', 'list_checkpoints',
-           'save_checkpoint', 'load_checkpoint', 'TrainingDiverged', 'train', 'setup_distributed', 'wrap_ddp',
-           'rank0_result', 'apply_overrides', 'check_same_preset']
+           'save_checkpoint', 'load_checkpoint', 'TrainingDiverged', 'StepBatches', 'step_batches', 'train',
+           'setup_distributed', 'wrap_ddp', 'rank0_result', 'apply_overrides', 'check_same_preset']
 
 # %% ../nbs/12_train_loop.ipynb #b516477d
 import contextlib, json, math, os, shutil, tempfile, time
@@ -33,8 +33,7 @@ class TrainConfig:
     warmup_frac: float = 0.06
     # absolute warmup (stage 2: 700, stage 3: 400); overrides warmup_frac
     warmup_steps: int | None = None
-    # after warmup: "linear" decay to 0, "inverse_sqrt" (v1 stage 2) or "cosine" to 0 (v2
-    # stage 2)
+    # after warmup: "linear" to 0, "inverse_sqrt" (v1 stage 2), "cosine" to 0 (v2 stage 2)
     schedule: str = "linear"
     grad_clip: float | None = None    # Nomic's MLM run used no clipping
     seed: int = 0
@@ -43,18 +42,21 @@ class TrainConfig:
     keep_last: int = 2
     # "auto": bf16 autocast on CUDA, fp32 on CPU; or "fp32" / "bf16"
     precision: str = "auto"
+    num_workers: int = 0              # processes building batches ahead (0: build in the loop)
+    prefetch_factor: int = 2          # steps each worker builds ahead
 
     def __post_init__(self):
-        for f in ("max_steps", "batch_size", "grad_accum", "log_every", "save_every", "keep_last"):
+        for f in ("max_steps", "batch_size", "grad_accum", "log_every", "save_every", "keep_last",
+                  "prefetch_factor"):
             if getattr(self, f) < 1: raise ValueError(f"{f} must be >= 1, got {getattr(self, f)}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
         if not 0 <= self.warmup_frac < 1:
             raise ValueError(f"warmup_frac must be in [0, 1), got {self.warmup_frac}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
-        if self.schedule not in ("linear", "inverse_sqrt", "cosine"):
-            raise ValueError(
-                f"schedule must be 'linear', 'inverse_sqrt' or 'cosine', got {self.schedule!r}"
-            )
+        if self.schedule not in ("linear", "inverse_sqrt", "cosine"): raise ValueError(
+            f"schedule must be 'linear', 'inverse_sqrt' or 'cosine', got {self.schedule!r}")
 
 # %% ../nbs/12_train_loop.ipynb #766308bb
 def lr_lambda(
@@ -210,10 +212,9 @@ def _truncate_log(log: Path, step: int):
     atomic_write(log, lambda t: t.write_text("".join(l + "\n" for l in keep)))
 
 # %% ../nbs/12_train_loop.ipynb #a2641aa9
-def _train_step(model, task, step, cfg, device, rank, world):
-    """One optimizer step's forward/backward over this rank's micro-batches; returns (mean loss,
-    metrics, tokens)."""
-    batches = task.micro_batches(step, rank, world, cfg.grad_accum)
+def _train_step(model, task, batches: list, step, cfg, device, world):
+    """One optimizer step's forward/backward over this rank's micro-batches `batches`; returns
+    (mean loss, metrics, tokens)."""
     total = _all_sum(torch.tensor(float(sum(task.count(b) for b in batches)), device=device))
     if total.item() == 0: raise ValueError(f"step {step} has no items to compute a loss over")
     loss_sum, metrics, tokens = torch.zeros((), device=device), {}, 0
@@ -240,6 +241,12 @@ def _check_finite(loss: Tensor, step: int, out: Path):
         f"Last good checkpoint: {good[-1] if good else 'none (no checkpoint written yet)'}"
     )
 
+def _update(model: nn.Module, opt, sched, cfg: TrainConfig) -> float:
+    "Clip the gradient, step the optimizer and the schedule, clear the gradients; the norm."
+    gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or float("inf"))
+    opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
+    return float(gnorm)
+
 def _log_step(out: Path, last: dict, stop: int, cfg: TrainConfig, rank: int, bar, tokens: int):
     "Append `last` to metrics.jsonl (rank 0, every `log_every` steps) and advance the progress bar."
     if rank == 0 and (last["step"] % cfg.log_every == 0 or last["step"] == stop):
@@ -247,6 +254,48 @@ def _log_step(out: Path, last: dict, stop: int, cfg: TrainConfig, rank: int, bar
     bar.update(1)
     tok = {"tok/s": f"{last['tokens_per_s']:.0f}"} if tokens else {}
     bar.set_postfix(loss=f"{last['loss']:.4f}", **tok)
+
+# %% ../nbs/12_train_loop.ipynb #9c1e7a01
+import multiprocessing as mp
+from torch.utils.data import Dataset, DataLoader
+
+class StepBatches(Dataset):
+    "Item `i`: this rank's micro-batches of optimizer step `start + i` (a dataset of steps)."
+    def __init__(
+        self, task: Task, start: int, stop: int, rank: int, world_size: int, grad_accum: int
+    ):
+        self.task, self.start, self.stop = task, start, stop
+        self.rank, self.world, self.accum = rank, world_size, grad_accum
+    def __len__(self): return max(0, self.stop - self.start)
+    def __getitem__(self, i: int) -> list:
+        return self.task.micro_batches(self.start + i, self.rank, self.world, self.accum)
+
+def _as_is(batch): return batch   # the task's micro-batches are already the batch
+
+# %% ../nbs/12_train_loop.ipynb #9c1e7a02
+def step_batches(task: Task, cfg: TrainConfig, start: int, stop: int, rank: int = 0,
+                 world_size: int = 1):
+    """This rank's micro-batches of steps `start … stop-1`, in order: built here when needed
+    (`num_workers=0`) or ahead by `cfg.num_workers` processes."""
+    if cfg.num_workers == 0:
+        for step in range(start, stop): yield task.micro_batches(step, rank, world_size,
+                                                                 cfg.grad_accum)
+        return
+    loader = DataLoader(
+        StepBatches(task, start, stop, rank, world_size, cfg.grad_accum), batch_size=None,
+        shuffle=False, num_workers=cfg.num_workers, prefetch_factor=cfg.prefetch_factor,
+        collate_fn=_as_is, generator=torch.Generator().manual_seed(
+            (cfg.seed * 1_000_003 + start) * 4096 + rank),  # not the global generator
+        multiprocessing_context="fork" if "fork" in mp.get_all_start_methods() else None,
+    )
+    quiet = "TOKENIZERS_PARALLELISM" not in os.environ
+    # workers tokenize on one thread each (and HF tokenizers then need not warn about the fork)
+    if quiet: os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    try: it = iter(loader)                                  # the workers start here
+    finally:
+        if quiet: del os.environ["TOKENIZERS_PARALLELISM"]
+    try: yield from it
+    finally: del it                                         # stops the workers
 
 # %% ../nbs/12_train_loop.ipynb #83261500
 def train(model: nn.Module, task: Task, cfg: TrainConfig, output_dir, *, stop_at: int | None = None,
@@ -267,25 +316,23 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, output_dir, *, stop_at
     show_bar = rank == 0 and (progress if progress is not None else not in_test())
     bar = progress_bar(total=stop, initial=start, desc=desc, disable=not show_bar)
     model.train()
-    last = None
-    for step in range(start, stop):
-        t0 = time.perf_counter()
-        loss, metrics, tokens = _train_step(model, task, step, cfg, device, rank, world)
-        _check_finite(loss, step, out)
-        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or float("inf"))
-        opt.step()
-        sched.step()
-        opt.zero_grad(set_to_none=True)
-        dt = time.perf_counter() - t0
-        last = {"step": step + 1, "loss": loss.item(), "lr": sched.get_last_lr()[0],
-                "grad_norm": float(gnorm), "tokens_per_s": tokens / dt if tokens else None,
-                **metrics}
-        _log_step(out, last, stop, cfg, rank, bar, tokens)
-        if (step + 1) % cfg.save_every == 0 or step + 1 == stop:
-            if rank == 0:
-                save_checkpoint(out, step + 1, model, opt, sched, cfg)
-            if world > 1:
-                dist.barrier()
+    last, feed = None, step_batches(task, cfg, start, stop, rank, world)
+    with contextlib.closing(feed):                         # a stop also stops the workers
+        for step in range(start, stop):
+            t0 = time.perf_counter()
+            batches = next(feed)
+            wait = time.perf_counter() - t0                   # the GPU idled this long
+            loss, metrics, tokens = _train_step(model, task, batches, step, cfg, device, world)
+            _check_finite(loss, step, out)
+            gnorm = _update(model, opt, sched, cfg)
+            dt = time.perf_counter() - t0
+            last = {"step": step + 1, "loss": loss.item(), "lr": sched.get_last_lr()[0],
+                    "grad_norm": gnorm, "tokens_per_s": tokens / dt if tokens else None,
+                    "data_wait_s": round(wait, 6), **metrics}
+            _log_step(out, last, stop, cfg, rank, bar, tokens)
+            if (step + 1) % cfg.save_every == 0 or step + 1 == stop:
+                if rank == 0: save_checkpoint(out, step + 1, model, opt, sched, cfg)
+                if world > 1: dist.barrier()
     bar.close()
     return {"start_step": start, "end_step": stop, "last": last}
 
@@ -372,7 +419,9 @@ def apply_overrides(obj, overrides: list[str] | dict):
     return obj
 
 # %% ../nbs/12_train_loop.ipynb #29bf5e21
-NOT_PART_OF_THE_RUN = ("save_every", "log_every", "keep_last", "eval_tasks")
+NOT_PART_OF_THE_RUN = (
+    "save_every", "log_every", "keep_last", "eval_tasks", "num_workers", "prefetch_factor"
+)
 
 def _flat(d: dict, prefix="") -> dict:
     "`{'train': {'lr': 1}}` -> `{'train.lr': 1}`."

@@ -110,9 +110,9 @@ def test_bench_quick_runs_every_benchmark(tmp_path):
     r = run_script("bench", "--quick", "--out", str(tmp_path))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     written = sorted(p.name for p in tmp_path.glob("*.csv"))
-    expected = ["encoder-", "moe-", "train-", "gradcache-", "eval-encode-"] + (["flash_attn-"] if torch.cuda.is_available() else [])
+    expected = ["encoder-", "moe-", "train-", "gradcache-", "eval-encode-", "data-"] + (["flash_attn-"] if torch.cuda.is_available() else [])
     assert all(any(w.startswith(e) for w in written) for e in expected), written
-    assert r.stdout.count("== bench ") == 6
+    assert r.stdout.count("== bench ") == 7
 
 
 @pytest.fixture(scope="module")

@@ -181,6 +181,7 @@ def preset_departures(ours, paper, why: dict) -> list[tuple[str, object, object,
     return [(k, a[k], b.get(k), why[k]) for k in keys]
 
 def _cell(v) -> str:
+    if v is None: return "–"
     if isinstance(v, list): return ", ".join(map(_cell, v))
     if isinstance(v, float): return f"{v:g}"
     return f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)

@@ -449,7 +449,9 @@ def check_same_preset(out, preset) -> None:
         if cur.get(k) != old.get(k) and k.rsplit(".", 1)[-1] not in NOT_PART_OF_THE_RUN
     )
     if diff:
+        k = diff[0]   # a key the folder lacks was added to the presets after it was written
+        was = repr(old[k]) if k in old else "not recorded (the folder predates that setting)"
         raise ValueError(
-            f"{out} holds a run with a different preset (differs in {diff}: {diff[0]} was"
-            f" {old.get(diff[0])!r}, now {cur.get(diff[0])!r}); use a new --output-dir"
+            f"{out} holds a run with a different preset (differs in {diff}: {k} was {was},"
+            f" now {cur.get(k)!r}); use a new --output-dir"
         )

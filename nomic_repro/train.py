@@ -4,12 +4,12 @@
 
 # %% auto #0
 __all__ = ['CKPT_DIR', 'RUN_INPUTS', 'NOT_PART_OF_THE_RUN', 'TrainConfig', 'lr_lambda', 'make_optimizer', 'Task',
-           'list_checkpoints', 'save_checkpoint', 'load_checkpoint', 'TrainingDiverged', 'StepBatches', 'step_batches',
-           'lock_run_folder', 'claim_run_folder', 'release_run_folder', 'train', 'setup_distributed', 'wrap_ddp',
-           'rank0_result', 'apply_overrides', 'check_same_preset']
+           'list_checkpoints', 'save_checkpoint', 'load_checkpoint', 'resume', 'TrainingDiverged', 'StepBatches',
+           'step_batches', 'lock_run_folder', 'claim_run_folder', 'release_run_folder', 'train', 'setup_distributed',
+           'wrap_ddp', 'rank0_result', 'apply_overrides', 'check_same_preset']
 
 # %% ../nbs/12_train_loop.ipynb #b516477d
-import contextlib, json, math, os, shutil, tempfile, time
+import contextlib, json, math, os, shutil, tempfile, time, warnings
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 import torch
@@ -183,6 +183,22 @@ def load_checkpoint(path, model: nn.Module, opt=None, sched=None) -> dict:
     torch.set_rng_state(state["torch_rng"])
     return json.loads((path / "trainer.json").read_text())
 
+def resume(output_dir, model: nn.Module, opt=None, sched=None) -> int:
+    """Load the newest checkpoint of `output_dir` that loads (warning about each one skipped and
+    why); its step, or 0 when there is none."""
+    ckpts, why = list_checkpoints(output_dir), []
+    for c in reversed(ckpts):
+        try: step = load_checkpoint(c, model, opt, sched)["step"]
+        except Exception as e:   # a truncated file, a torn state.pt or trainer.json
+            why.append(f"{c.name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            warnings.warn(f"skipping checkpoint {c} (it does not load: {why[-1]})"); continue
+        return step
+    if why:   # a partly loaded model must not train on as if from step 0
+        raise RuntimeError(f"no checkpoint in {output_dir} loads ({'; '.join(why)}); remove"
+                           f" {Path(output_dir) / CKPT_DIR} to start over")
+    return 0
+
+
 # %% ../nbs/12_train_loop.ipynb #6574c1ea
 class TrainingDiverged(RuntimeError):
     "The loss became NaN or infinite."
@@ -203,13 +219,14 @@ def _autocast(cfg: TrainConfig, device: torch.device):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
 def _truncate_log(log: Path, step: int):
-    "Drop log lines past `step` (they belong to a run that was cut off after its last checkpoint)."
+    """Drop log lines past `step` (a run cut off after its last checkpoint wrote them) and lines a
+    kill tore."""
     if not log.exists(): return
-    keep = [
-        l
-        for l in log.read_text().splitlines()
-        if l.strip() and json.loads(l).get("step", 0) <= step
-    ]
+    keep = []
+    for l in log.read_text().splitlines():
+        try: rec = json.loads(l)
+        except json.JSONDecodeError: continue       # a line torn by a kill mid-write
+        if rec.get("step", 0) <= step: keep.append(l)
     atomic_write(log, lambda t: t.write_text("".join(l + "\n" for l in keep)))
 
 # %% ../nbs/12_train_loop.ipynb #a2641aa9
@@ -346,9 +363,7 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, output_dir, *, stop_at
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     opt, sched = make_optimizer(model, cfg)
-    start, ckpts = 0, list_checkpoints(out)
-    if ckpts:
-        start = load_checkpoint(ckpts[-1], model, opt, sched)["step"]
+    start = resume(out, model, opt, sched)
     if rank == 0:
         _truncate_log(out / "metrics.jsonl", start)
     stop = min(stop_at or cfg.max_steps, cfg.max_steps)

@@ -468,7 +468,9 @@ def apply_overrides(obj, overrides: list[str] | dict):
                 node = getattr(node, part)
                 if not dataclasses.is_dataclass(node):
                     raise ValueError(f"{'.'.join(path[: i + 1])!r} has no sub-settings")
-        value = text if not isinstance(text, str) else _parse_value(text, getattr(*parents[-1]))
+        try:
+            value = text if not isinstance(text, str) else _parse_value(text, getattr(*parents[-1]))
+        except ValueError as e: raise ValueError(f"{key}: {e}") from None   # name the setting
         for node, part in reversed(parents): value = dataclasses.replace(node, **{part: value})
         obj = value
     return obj

@@ -77,7 +77,7 @@ def test_minilm_reproduces_published_stsb_through_the_cli(tmp_path):
 @pytest.mark.parametrize("argv, msg", [
     (["run", "--preset", "huge", "--output-dir", "{tmp}/r"], "unknown preset 'huge'"),
     (["run", "--output-dir", "{tmp}/r", "--set", "mlm.train.lrr=1"], "unknown setting 'mlm.train.lrr'"),
-    (["run", "--output-dir", "{tmp}/r", "--set", "mlm.train.max_steps=many"], "cannot set a int setting"),
+    (["run", "--output-dir", "{tmp}/r", "--set", "mlm.train.max_steps=many"], "mlm.train.max_steps: cannot set a int setting"),
     (["run", "--output-dir", "{tmp}/r", "--data-root", "{tmp}/nowhere", "--set", "mlm.train.max_steps=1"], "nowhere"),
     (["run", "--output-dir", "{tmp}/r", "--config", "{tmp}/missing.yaml"], "does not exist"),
     (["run", "--output-dir", "{tmp}/r", "--config", "{tmp}/conf.txt"], "must end in .yaml, .yml or .json"),

@@ -216,7 +216,7 @@ MLM_DEPARTURES = {
                     " each whole; tiny cuts a quarter of them at 128 to keep a CPU step short",
     "data.packing": "short summaries, one per sequence (padding is skipped, no attention between"
                     " unrelated summaries); the paper cuts one concatenated stream",
-    "train.max_steps": f"{_CPU_GPU} (the tiny run took 846 s on 2 cores)",
+    "train.max_steps": f"{_CPU_GPU} (the tiny run took 322 s on 2 cores)",
     "train.batch_size": f"memory and time ({_CPU_GPU})",
     "train.grad_accum": "the batch fits in one pass; accumulation changes memory, not the update",
     "train.lr": "a 2-layer, 128-wide model in 300 steps takes larger steps (small keeps 5e-4)",

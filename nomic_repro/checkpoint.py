@@ -273,8 +273,11 @@ def read_config(folder: Path) -> dict:
     "`folder`'s `config.json` as a dict (`config_from_dict` turns it into a `NomicBertConfig`)."
     f = Path(folder) / "config.json"
     if not f.exists(): raise FileNotFoundError(f"{folder} has no config.json")
-    try: return json.loads(f.read_text())
+    try: d = json.loads(f.read_text())
     except json.JSONDecodeError as e: raise CheckpointError(f"{f} is not valid JSON: {e}") from e
+    if not isinstance(d, dict):
+        raise CheckpointError(f"{f} holds a JSON {type(d).__name__}, not a mapping of settings")
+    return d
 
 # %% ../nbs/06_checkpoints.ipynb #7bb43c4f
 def _to_nomic_keys(sd: dict[str, Tensor], num_layers: int) -> dict[str, Tensor]:

@@ -443,7 +443,8 @@ def report_command(args):
     from nomic_repro.pipeline import rebuild_report, evaluation_table
     if args.kernels_dir is not None and not Path(args.kernels_dir).is_dir():
         raise CLIError(f"--kernels-dir {args.kernels_dir!r} is not a folder")
-    page = rebuild_report(args.output_dir, args.kernels_dir)
+    try: page = rebuild_report(args.output_dir, args.kernels_dir)
+    except ValueError as e: raise CLIError(str(e)) from None
     table = json.loads((Path(args.output_dir) / "report.json").read_text())["evaluation"]
     if table: print(evaluation_table(table))
     print(f"report: {page}")

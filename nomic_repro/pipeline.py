@@ -483,4 +483,6 @@ def rebuild_report(output_dir, kernels_dir=None) -> Path:
         raise FileNotFoundError(
             f"{str(f)!r} does not exist: run `nomic-repro run` on {str(output_dir)!r} first"
         )
-    return write_html_report(Path(output_dir), json.loads(f.read_text()), kernels_dir)
+    try: report = json.loads(f.read_text())
+    except json.JSONDecodeError as e: raise ValueError(f"{f} is not valid JSON ({e})") from None
+    return write_html_report(Path(output_dir), report, kernels_dir)

@@ -88,12 +88,16 @@ def test_minilm_reproduces_published_stsb_through_the_cli(tmp_path):
     (["bench", "nothing"], "unknown benchmark 'nothing'"),
     (["embed", "--model", "{tmp}/m", "--input", "{tmp}", "--output", "{tmp}/e.npy"], "is a folder: give a .txt or .jsonl"),
     (["report", "--output-dir", "{tmp}/r", "--kernels-dir", "{tmp}/nokernels"], "--kernels-dir '{tmp}/nokernels' is not a folder"),
+    (["report", "--output-dir", "{tmp}/badrep"], "report.json is not valid JSON"),
+    (["embed", "--model", "{tmp}/listcfg", "--text", "a", "--output", "{tmp}/e.npy"], "holds a JSON list, not a mapping of settings"),
     (["report", "--output-dir", "{tmp}/r"], "does not exist")])
 def test_pipeline_command_user_errors(tmp_path, argv, msg):
     "Every user mistake of run/plan/embed/bench/report through the real console script: one line on stderr, exit 2."
     import torch
     if "cuda" in argv and torch.cuda.is_available(): pytest.skip("CUDA is available here")
     (tmp_path / "conf.txt").write_text("mlm: {}")
+    (tmp_path / "badrep").mkdir(); (tmp_path / "badrep" / "report.json").write_text("{bad")
+    (tmp_path / "listcfg").mkdir(); (tmp_path / "listcfg" / "config.json").write_text("[1, 2]")
     if argv[0] == "embed":                           # a real (tiny) checkpoint, so only the device is wrong
         from nomic_repro.model import NomicBert, NomicBertConfig
         from nomic_repro.checkpoint import save_pretrained

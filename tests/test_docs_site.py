@@ -7,11 +7,12 @@ to tests/artifacts/.
 
 Which executed notebooks: `make test` runs the course stage (tools/course.py --save-dir _site_build/executed) just
 before pytest, so when every notebook there is fresh (ran clean, same cells, same package) the whole site is built from
-them and nothing is executed twice. Otherwise (pytest on its own) this test executes index, 01_rope, 07_embed (it has a `#| full` cell) and
-14_infonce itself, exactly as the course does (about half a minute), and the other pages are rendered without
-outputs: every page is still checked, with the figures its notebook has.
+them and nothing is executed twice (about 2 minutes on 2 cores: 30 s to render, the rest in Chromium). Otherwise
+(pytest on its own) this test executes index, 01_rope, 07_embed (it has a `#| full` cell) and 14_infonce itself,
+exactly as the course does (about 40 s), and renders the other pages without outputs: every page is still checked,
+with the figures its notebook has.
 """
-import json, os, re, shutil, sys
+import json, os, re, sys
 from pathlib import Path
 import pytest
 
@@ -146,6 +147,9 @@ def test_index_links_every_notebook_and_the_benchmarks(site):
     assert ("report.html" in links) == (ROOT / "runs" / "demo" / "report.html").exists() == summary["report"]
     csvs = sorted(f.name for f in (ROOT / "kernels" / "results").glob("*.csv"))
     assert sorted(f.name for f in (site_dir / "kernels").glob("*.csv")) == csvs
+    readme = (ROOT / "kernels" / "README.md").read_text()
+    tables = len(re.findall(r"^\|[-|: ]+\|$", readme, re.M)) + len(csvs)   # the README's, then one per CSV
+    assert (site_dir / "kernels.html").read_text().count("<table") == tables
 
 
 def test_api_reference_on_the_exporting_page(site):

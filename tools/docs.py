@@ -20,7 +20,7 @@ by MathJax 3's single-file component `tex-svg-full.js` (all TeX extensions, SVG 
 loads), taken from the npm package `mathjax` with `npm pack` (no node_modules, no root) and checked against a pinned
 sha256. The build fails if any page still references a remote script, stylesheet or image.
 """
-import argparse, hashlib, html, importlib, inspect, json, os, re, shutil, subprocess, sys, tarfile, tempfile, time
+import argparse, hashlib, importlib, inspect, json, os, re, shutil, subprocess, sys, tarfile, tempfile, time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from pathlib import Path
@@ -209,7 +209,7 @@ def kernels_notebook():
         cells.append(code)
         if rows:
             head = "| " + " | ".join(rows[0]) + " |\n|" + "---|" * len(rows[0])
-            body = "\n".join("| " + " | ".join(r.values()).replace("|", "\\|") + " |" for r in rows)
+            body = "\n".join("| " + " | ".join(v.replace("|", "\\|") for v in r.values()) + " |" for r in rows)
             cells.append(v4.new_markdown_cell(head + "\n" + body))
     nb = v4.new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "python3", "language": "python"}
@@ -294,6 +294,8 @@ def build(executed: Path = EXECUTED, out: Path = ROOT / "_site", run: bool = Tru
               f'<a href="{REPO}">{REPO.split("github.com/")[-1]}</a>.')
     for i, e in enumerate(seq):
         nb = e["nb"]
+        if nb.cells and nb.cells[0].cell_type == "raw" and nb.cells[0].source.startswith("---"):
+            nb.cells = nb.cells[1:]                # nbdev's front matter (skip_exec: true) is not prose
         for j, c in enumerate(nb.cells): c["id"] = c.get("id") or f"cell-{j}"   # index.ipynb has a null id
         assert localize(nb) == e["figures"]
         if e["module"]:

@@ -201,3 +201,29 @@ def test_figures_lose_their_cdn_scripts(site):
     html = (site_dir / "01_rope.html").read_text()
     assert "cdn.plot.ly" not in html and "cdnjs" not in html and html.count('src="assets/plotly.min.js"') == 1
     assert (site_dir / "assets" / "plotly.min.js").exists() and (site_dir / "assets/mathjax/tex-svg-full.js").exists()
+
+
+def test_only_fresh_executed_copies_are_rendered(tmp_path):
+    "A saved copy counts only when it ran clean, on the notebook's current cells, against the current package."
+    import nbformat, nbformat.v4 as v4
+    src = tmp_path / "lesson.ipynb"
+    nbformat.write(v4.new_notebook(cells=[v4.new_markdown_cell("# A lesson"), v4.new_code_cell("1 / 0")]), src)
+    executed, package = tmp_path / "executed", course.package_hash()
+    r = course.run_one(src, course.student_env(None), 120, executed)      # fails: saved, marked not ok
+    assert r["error"] and "ZeroDivisionError" in r["error"]
+    assert read_meta(executed / src.name)["ok"] is False and docs.fresh_copy(src, executed, package) is None
+    nb = nbformat.read(src, 4)
+    nb.cells[1].source = "6 * 7"
+    nbformat.write(nb, src)
+    r = course.run_one(src, course.student_env(None), 120, executed)
+    meta = read_meta(executed / src.name)
+    assert r["error"] is None and meta["ok"] is True and meta["package"] == package
+    fresh = docs.fresh_copy(src, executed, package)
+    assert fresh is not None and fresh.cells[1].outputs[0]["data"]["text/plain"] == "42"
+    assert docs.fresh_copy(src, executed, "another package") is None
+    nb.cells[0].source = "# A lesson, edited"
+    nbformat.write(nb, src)
+    assert docs.fresh_copy(src, executed, package) is None
+
+
+def read_meta(path: Path) -> dict: return json.loads(path.read_text())["metadata"]["course"]

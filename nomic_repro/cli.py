@@ -352,6 +352,7 @@ BENCHMARKS = {  # name -> (script in kernels/, arguments of --quick)
         ["--batch", "32", "--chunks", "8", "--layers", "1", "--hidden", "64", "--seq", "32"],
     ),
     "eval_encode": ("eval_encode.py", ["--n-docs", "64", "--max-length", "128"]),
+    "data": ("data.py", ["--steps", "2", "--limit", "300"]),
 }
 
 def kernels_dir(path=None) -> Path:

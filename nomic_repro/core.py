@@ -169,22 +169,20 @@ def assert_close(
     return rep
 
 # %% ../nbs/00_core.ipynb #95673277
+import itertools
+
 def pad_right(
     seqs: list[list[int]], pad_id: int = 0, device=None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """`(input_ids, attention_mask)` `[B, S]` of the token-id lists `seqs`, right-padded with
     `pad_id` to the longest."""
-    if not seqs:
+    if not len(seqs):
         raise ValueError("pad_right needs at least one sequence")
-    S = max(map(len, seqs))
-    ids = torch.tensor([list(s) + [pad_id] * (S - len(s)) for s in seqs], device=device)
-    return (
-        ids,
-        (
-            torch.arange(S, device=device)[None]
-            < torch.tensor([len(s) for s in seqs], device=device)[:, None]
-        ).long(),
-    )
+    lengths = torch.tensor([len(s) for s in seqs])                                # [B]
+    real = torch.arange(int(lengths.max()))[None] < lengths[:, None]            # [B, S]
+    ids = torch.full(real.shape, pad_id, dtype=torch.long)
+    ids[real] = torch.tensor(list(itertools.chain.from_iterable(seqs)), dtype=torch.long)
+    return ids.to(device), real.long().to(device)
 
 # %% ../nbs/00_core.ipynb #1ddf2280
 def progress_bar(iterable=None, **kwargs):

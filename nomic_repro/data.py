@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['default_data_root', 'resolve_source', 'ReadStats', 'clean_text', 'read_records', 'tokenize_documents',
-           'SequenceDataset', 'language_weights', 'LanguageMixture', 'mask_tokens']
+           'SequenceDataset', 'TokenStore', 'language_weights', 'LanguageMixture', 'mask_tokens', 'row_generators']
 
 # %% ../nbs/11_data.ipynb #564c7761
 import gzip, json, os, re
@@ -115,37 +115,82 @@ def tokenize_documents(
     return [[cls, *doc[i : i + n], sep] for doc in ids if doc for i in range(0, len(doc), n)]
 
 # %% ../nbs/11_data.ipynb #421fb63c
+def _flatten(seqs) -> tuple[Tensor, Tensor]:
+    "All sequences end to end, int32 `[total]`, and where each starts, `[n+1]` (the last: total)."
+    if not len(seqs): raise ValueError("SequenceDataset needs at least one sequence")
+    lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
+    if (lengths == 0).any():
+        raise ValueError(f"sequence {int((lengths == 0).nonzero()[0])} is empty")
+    tokens = torch.tensor([t for s in seqs for t in s], dtype=torch.int32)
+    return tokens, torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])
+
+def _gather_rows(
+    tokens: Tensor, offsets: Tensor, idx: Tensor, pad_id: int
+) -> tuple[Tensor, Tensor]:
+    "Rows `idx` of the flat store as `(input_ids, attention_mask)` `[len(idx), S]`, right-padded."
+    start, length = offsets[idx], offsets[idx + 1] - offsets[idx]                # [b]
+    pos = torch.arange(int(length.max()))                                        # [S]
+    real = pos[None] < length[:, None]                                           # [b, S]
+    at = (start[:, None] + pos[None]).clamp(max=len(tokens) - 1)
+    return tokens[at].long().masked_fill(~real, pad_id), real.long()
+
+# %% ../nbs/11_data.ipynb #5a0e11d2
 class SequenceDataset:
-    "Token sequences with a deterministic, resumable batch for every (step, rank)."
+    """Token sequences stored flat (one int32 tensor and each row's offset), with a deterministic,
+    resumable batch for every (step, rank)."""
     def __init__(self, seqs: list[list[int]], pad_id: int = 0, seed: int = 0):
-        if not seqs: raise ValueError("SequenceDataset needs at least one sequence")
-        self.seqs, self.pad_id, self.seed = seqs, pad_id, seed
+        self.tokens, self.offsets = _flatten(seqs)      # [total] int32, [n+1]
+        self.pad_id, self.seed, self._perm = pad_id, seed, (None, None)
 
-    def __len__(self): return len(self.seqs)
+    def __len__(self): return len(self.offsets) - 1
+    def __getitem__(self, i: int) -> list[int]:
+        return self.tokens[self.offsets[i] : self.offsets[i + 1]].tolist()
 
-    def indices(self, step: int, batch_size: int) -> list[int]:
-        """The dataset rows of global step `step`: consecutive slots of a fresh permutation each
-        epoch."""
-        n, out, perms = len(self.seqs), [], {}
-        for slot in range(step * batch_size, (step + 1) * batch_size):
+    def _permutation(self, epoch: int) -> Tensor:
+        "The row order of `epoch` (the latest one is kept)."
+        if self._perm[0] != epoch:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._perm = (epoch, torch.randperm(len(self), generator=g))
+        return self._perm[1]
+
+    def indices(self, step: int, batch_size: int, rank: int = 0, world_size: int = 1) -> list[int]:
+        """The dataset rows of rank `rank`'s share of global step `step`: consecutive slots of a
+        fresh permutation each epoch."""
+        if batch_size % world_size:
+            raise ValueError(f"batch_size {batch_size} is not divisible by world_size {world_size}")
+        per, n = batch_size // world_size, len(self)
+        slot, end, out = step * batch_size + rank * per, step * batch_size + (rank + 1) * per, []
+        while slot < end:                                      # a share may cross epochs
             epoch, i = divmod(slot, n)
-            if epoch not in perms:
-                perms[epoch] = torch.randperm(
-                    n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-                ).tolist()
-            out.append(perms[epoch][i])
-        return out
+            take = min(n - i, end - slot)
+            out.append(self._permutation(epoch)[i : i + take]); slot += take
+        return torch.cat(out).tolist()
 
     def batch(
         self, step: int, batch_size: int, rank: int = 0, world_size: int = 1
     ) -> tuple[Tensor, Tensor]:
         """`(input_ids, attention_mask)` `[B/W, S]` for this rank's share of step `step`,
         right-padded to its longest row."""
-        if batch_size % world_size:
-            raise ValueError(f"batch_size {batch_size} is not divisible by world_size {world_size}")
-        per = batch_size // world_size
-        rows = [self.seqs[i] for i in self.indices(step, batch_size)[rank * per : (rank + 1) * per]]
-        return pad_right(rows, self.pad_id)
+        idx = torch.tensor(self.indices(step, batch_size, rank, world_size))
+        return _gather_rows(self.tokens, self.offsets, idx, self.pad_id)
+
+# %% ../nbs/11_data.ipynb #7c3d2e90
+class TokenStore:
+    "Texts tokenized once (truncated to `max_length`), stored flat; `batch(rows)` pads rows."
+    def __init__(self, texts: list[str], tokenizer, max_length: int, chunk: int = 8192):
+        ids = []
+        for s in range(0, len(texts), chunk):   # the tokenizer's own threads work on each chunk
+            ids += tokenizer(list(texts[s : s + chunk]), truncation=True, max_length=max_length,
+                             return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+        self.tokens, self.offsets = _flatten(ids)
+        self.pad_id = tokenizer.pad_token_id
+
+    def __len__(self): return len(self.offsets) - 1
+
+    def batch(self, rows) -> tuple[Tensor, Tensor]:
+        "`(input_ids, attention_mask)` `[len(rows), S]` of those texts, right-padded."
+        idx = torch.as_tensor(rows, dtype=torch.long)
+        return _gather_rows(self.tokens, self.offsets, idx, self.pad_id)
 
 # %% ../nbs/11_data.ipynb #ac700627
 def language_weights(sizes: dict[str, int], alpha: float = 0.3) -> dict[str, float]:
@@ -207,22 +252,50 @@ def mask_tokens(
     mask_id: int,
     vocab_size: int,
     mlm_prob: float = 0.3,
-    generator: torch.Generator | None = None,
+    generator: torch.Generator | list[torch.Generator] | None = None,
 ) -> tuple[Tensor, Tensor]:
     """BERT masking: choose `mlm_prob` of real non-special tokens; 80% -> [MASK], 10% -> random, 10%
-    kept. Returns (inputs, labels)."""
+    kept. Returns (inputs, labels). `generator`: one for the batch, or a list of one per row."""
     if not 0 < mlm_prob < 1:
         raise ValueError(f"mlm_prob must be in (0, 1), got {mlm_prob}")
     can = attention_mask.bool() & ~torch.isin(
         input_ids, torch.as_tensor(list(special_ids), device=input_ids.device)
     )
-    r = torch.rand(input_ids.shape, generator=generator, device=input_ids.device)
+    if isinstance(generator, (list, tuple)):  # each row from its own generator
+        r, u, rand_ids = (t.to(input_ids.device) for t in
+                          _row_draws(attention_mask.cpu(), generator, vocab_size))
+    else:
+        dev = input_ids.device
+        r = torch.rand(input_ids.shape, generator=generator, device=dev)
+        u = torch.rand(input_ids.shape, generator=generator, device=dev)
+        rand_ids = torch.randint(vocab_size, input_ids.shape, generator=generator, device=dev)
     chosen = can & (r < mlm_prob)
     labels = torch.where(chosen, input_ids, torch.full_like(input_ids, -100))
-    u = torch.rand(input_ids.shape, generator=generator, device=input_ids.device)
-    rand_ids = torch.randint(
-        vocab_size, input_ids.shape, generator=generator, device=input_ids.device
-    )
     out = torch.where(chosen & (u < 0.8), torch.full_like(input_ids, mask_id), input_ids)
     out = torch.where(chosen & (u >= 0.8) & (u < 0.9), rand_ids, out)
     return out, labels
+
+# %% ../nbs/11_data.ipynb #bd94c6ec
+def row_generators(seed: int, step: int, rows) -> list[torch.Generator]:
+    """One generator per row index in `rows` of step `step`'s global batch, seeded by (seed, step,
+    row)."""
+    if any(not 0 <= r < 2**24 for r in rows):
+        raise ValueError(f"row indices must be in [0, 2**24), got {min(rows)}..{max(rows)}")
+    base = (seed * 1_000_003 + step) * 2**24
+    return [torch.Generator().manual_seed(base + r) for r in rows]
+
+def _row_draws(
+    attention_mask: Tensor, gens: list, vocab_size: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Per row, from its own generator and over its real tokens only: uniforms r and u, random
+    ids (padding gets r = 1: never chosen)."""
+    B, S = attention_mask.shape
+    if len(gens) != B: raise ValueError(f"{len(gens)} generators for {B} rows")
+    r, u = torch.ones(B, S), torch.ones(B, S)
+    rand_ids = torch.zeros(B, S, dtype=torch.long)
+    for i, (g, real) in enumerate(zip(gens, attention_mask.bool())):
+        n = int(real.sum())
+        r[i, real] = torch.rand(n, generator=g)
+        u[i, real] = torch.rand(n, generator=g)
+        rand_ids[i, real] = torch.randint(vocab_size, (n,), generator=g)
+    return r, u, rand_ids

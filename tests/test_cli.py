@@ -77,7 +77,7 @@ def test_minilm_reproduces_published_stsb_through_the_cli(tmp_path):
 @pytest.mark.parametrize("argv, msg", [
     (["run", "--preset", "huge", "--output-dir", "{tmp}/r"], "unknown preset 'huge'"),
     (["run", "--output-dir", "{tmp}/r", "--set", "mlm.train.lrr=1"], "unknown setting 'mlm.train.lrr'"),
-    (["run", "--output-dir", "{tmp}/r", "--set", "mlm.train.max_steps=many"], "cannot set a int setting"),
+    (["run", "--output-dir", "{tmp}/r", "--set", "mlm.train.max_steps=many"], "mlm.train.max_steps: cannot set a int setting"),
     (["run", "--output-dir", "{tmp}/r", "--data-root", "{tmp}/nowhere", "--set", "mlm.train.max_steps=1"], "nowhere"),
     (["run", "--output-dir", "{tmp}/r", "--config", "{tmp}/missing.yaml"], "does not exist"),
     (["run", "--output-dir", "{tmp}/r", "--config", "{tmp}/conf.txt"], "must end in .yaml, .yml or .json"),
@@ -110,9 +110,9 @@ def test_bench_quick_runs_every_benchmark(tmp_path):
     r = run_script("bench", "--quick", "--out", str(tmp_path))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     written = sorted(p.name for p in tmp_path.glob("*.csv"))
-    expected = ["encoder-", "moe-", "train-", "gradcache-", "eval-encode-"] + (["flash_attn-"] if torch.cuda.is_available() else [])
+    expected = ["encoder-", "moe-", "train-", "gradcache-", "eval-encode-", "data-"] + (["flash_attn-"] if torch.cuda.is_available() else [])
     assert all(any(w.startswith(e) for w in written) for e in expected), written
-    assert r.stdout.count("== bench ") == 6
+    assert r.stdout.count("== bench ") == 7
 
 
 @pytest.fixture(scope="module")

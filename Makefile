@@ -15,7 +15,7 @@ export PATH := $(BIN):$(PATH)
 # run); they go under .tmp/ and are removed when the stage ends, so repeated runs never fill the disk's /tmp.
 SCRATCH := $(abspath .tmp)
 
-.PHONY: install browser demo demo-quick test test-nbs test-course test-py gates lab gpu-test export clean-nbs
+.PHONY: install browser demo demo-quick docs test test-nbs test-course test-py gates lab gpu-test export clean-nbs
 
 # Run a sub-make target and print how long it took (every stage of `make test` does).
 timed = start=$$(date +%s); $(MAKE) --no-print-directory $(1); rc=$$?; \
@@ -39,6 +39,15 @@ demo: install
 # Inference only, in seconds: RoPE/NTK tables, parity with transformers, Embedder, sentence-transformers interop.
 demo-quick: install
 	$(BIN)/python tools/demo.py
+
+# The course as a static site in _site/ that reads offline (open _site/index.html): every notebook with its outputs,
+# the API reference, kernel benchmark plots, the demo report if runs/demo exists. It renders the notebooks that
+# `make test`'s course stage executed (_site_build/executed) while they are fresh and executes only the others, so
+# nothing runs twice; MathJax comes from npm (`npm pack mathjax`, one pinned file). Prints the size and build time.
+docs: install
+	@rm -rf $(SCRATCH)/docs && mkdir -p $(SCRATCH)/docs
+	@TMPDIR=$(SCRATCH)/docs PLOTLY_RENDERER=notebook_connected $(BIN)/python tools/docs.py --workers $(NB_WORKERS); \
+	  rc=$$?; rm -rf $(SCRATCH)/docs; exit $$rc
 
 # Debian's chromium for the browser check of report.html (apt-get as root; otherwise it prints why that test skips).
 browser:
@@ -66,9 +75,11 @@ test-nbs:
 	  rc=$$?; rm -rf $(SCRATCH)/nbs; exit $$rc
 
 # "Run All" as a student does it: default sizes, clean environment, real Jupyter kernels; a per-notebook time table.
+# The executed notebooks are kept in _site_build/executed: `make docs` and tests/test_docs_site.py render them.
 test-course:
 	@rm -rf $(SCRATCH)/course && mkdir -p $(SCRATCH)/course
-	@TMPDIR=$(SCRATCH)/course PLOTLY_RENDERER=notebook_connected $(BIN)/python tools/course.py --workers $(NB_WORKERS); \
+	@TMPDIR=$(SCRATCH)/course PLOTLY_RENDERER=notebook_connected $(BIN)/python tools/course.py --workers $(NB_WORKERS) \
+	  --save-dir $(abspath _site_build/executed); \
 	  rc=$$?; rm -rf $(SCRATCH)/course; exit $$rc
 
 test-py:

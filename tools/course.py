@@ -8,9 +8,11 @@ environment: the variables that shrink lessons to test size or switch tests on (
 `TRITON_INTERPRET`, `NOMIC_REPRO_SLOW`, `NOMIC_REPRO_FULL`) are removed, so `#| gpu`, `#| slow` and `#| full`
 cells must guard themselves. Prints a table of wall and kernel-CPU seconds per notebook and fails on any error.
 With several workers each kernel gets OMP_NUM_THREADS=cores/workers, so a notebook's CPU seconds are about
-its wall time on one idle core. `--save-dir` keeps the executed notebooks (outputs included).
+its wall time on one idle core. `--save-dir` keeps the executed notebooks (outputs included), each with
+`metadata.course` = {ok, package, seconds}: whether it ran without error, and the hash of the package it ran
+against, so `tools/docs.py` renders the site from them when they are still fresh instead of running them again.
 """
-import argparse, json, os, re, sys, time, traceback
+import argparse, hashlib, json, os, re, sys, time, traceback
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -25,6 +27,25 @@ def student_env(threads: int | None) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in DROP and not k.startswith(("PYTEST_", "NBDEV_"))}
     if threads: env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     return env
+
+
+def package_hash() -> str:
+    "sha256 of the package's Python sources (nomic_repro/**/*.py): executed outputs are only as fresh as it is."
+    h = hashlib.sha256()
+    for f in sorted((ROOT / "nomic_repro").rglob("*.py")):
+        h.update(f.relative_to(ROOT).as_posix().encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def save_executed(nb, save_dir: Path, name: str, ok: bool, seconds: float) -> Path:
+    "Write executed `nb` as save_dir/name (atomically), marked with whether it ran clean and the package hash."
+    import nbformat
+    nb.metadata["course"] = dict(ok=ok, package=package_hash(), seconds=round(seconds, 1))
+    save_dir.mkdir(parents=True, exist_ok=True)
+    tmp = save_dir / f".{name}.{os.getpid()}.tmp"
+    nbformat.write(nb, tmp)
+    os.replace(tmp, save_dir / name)
+    return save_dir / name
 
 
 def skip_exec(path: Path) -> bool:
@@ -67,8 +88,7 @@ def run_one(path: Path, env: dict, timeout: int, save_dir: Path | None) -> dict:
     if error:   # the failing cell's source, for the log
         bad = next((c for c in nb.cells if any(o.get("output_type") == "error" for o in c.get("outputs", []))), None)
         if bad is not None: error += "\n    in cell:\n      " + "\n      ".join(bad.source.splitlines()[:12])
-    if save_dir is not None:
-        save_dir.mkdir(parents=True, exist_ok=True); nbformat.write(nb, save_dir / path.name)
+    if save_dir is not None: save_executed(nb, save_dir, path.name, error is None, time.time() - t0)
     return dict(name=path.relative_to(NBS).as_posix() if path.is_relative_to(NBS) else path.name,
                 wall=time.time() - t0, cpu=cpu, error=error)
 

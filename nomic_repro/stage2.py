@@ -43,6 +43,7 @@ from nomic_repro.train import (
     apply_overrides,
     rank0_result,
     check_same_preset,
+    check_same_data,
 )
 from .stage1 import departures_table, preset_departures
 
@@ -528,6 +529,7 @@ def run_contrastive(
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     rank0_result(check_same_preset, out, preset)  # resuming with another preset is refused
+    rank0_result(check_same_data, out, [s.path for s in preset.data.sources], data_root)
     tok = load_tokenizer(folder)  # the init model's own (stage 1 saved its preset's)
     task = make_task(preset, data_root, device, report, tok)
     task.infonce_scale = preset.infonce_scale  # the run's weighting, whatever built the task

@@ -6,7 +6,7 @@
 __all__ = ['CKPT_DIR', 'RUN_INPUTS', 'NOT_PART_OF_THE_RUN', 'TrainConfig', 'lr_lambda', 'make_optimizer', 'Task',
            'list_checkpoints', 'save_checkpoint', 'load_checkpoint', 'resume', 'TrainingDiverged', 'StepBatches',
            'step_batches', 'lock_run_folder', 'claim_run_folder', 'release_run_folder', 'train', 'setup_distributed',
-           'wrap_ddp', 'rank0_result', 'apply_overrides', 'check_same_preset']
+           'wrap_ddp', 'rank0_result', 'apply_overrides', 'check_same_preset', 'check_same_data']
 
 # %% ../nbs/12_train_loop.ipynb #b516477d
 import contextlib, json, math, os, shutil, tempfile, time, warnings
@@ -496,7 +496,8 @@ def check_same_preset(out, preset) -> None:
     f, tree = Path(out) / "preset.json", json.loads(json.dumps(dataclasses.asdict(preset)))
     claim_run_folder(out)   # locked by this process; not someone else's folder
     if not f.exists() or all(
-        p.name == "preset.json" or p.name.startswith(".") for p in Path(out).iterdir()
+        p.name in ("preset.json", "data.json") or p.name.startswith(".")
+        for p in Path(out).iterdir()
     ):  # no work done yet
         atomic_write(f, lambda t: t.write_text(json.dumps(tree, indent=2)))
         return
@@ -513,3 +514,26 @@ def check_same_preset(out, preset) -> None:
             f"{out} holds a run with a different preset (differs in {diff}: {k} was {was},"
             f" now {cur.get(k)!r}); use a new --output-dir"
         )
+
+# %% ../nbs/12_train_loop.ipynb #d27a0005
+def check_same_data(out, sources, data_root=None) -> None:
+    """Refuse to resume run folder `out` on data other than its `data.json` records; record the
+    identity of `sources` otherwise."""
+    import nomic_repro
+    from nomic_repro.data import data_identity
+    f, out = Path(out) / "data.json", Path(out)
+    old = json.loads(f.read_text())["sources"] if f.exists() else {}
+    new = data_identity(sources, data_root, known=old)
+    content = lambda v: v.get("sha256") or v.get("hub")
+    where = lambda v: (f"{v.get('path', v.get('hub', 'absent'))}"
+                       f" (sha256 {str(v.get('sha256'))[:12]})")
+    if old and ((out / "metrics.jsonl").exists() or list_checkpoints(out)):   # work was done
+        for s in sorted(old.keys() | new.keys()):
+            a, b = old.get(s, {}), new.get(s, {})
+            if content(a) != content(b):
+                raise ValueError(
+                    f"{out} was trained on other data: source {s!r} was {where(a)}, now"
+                    f" {where(b)}; use the same data or a new --output-dir")
+    rec = {"sources": new, "nomic_repro": nomic_repro.__version__}
+    atomic_write(f, lambda t: t.write_text(json.dumps(rec, indent=2)))
+

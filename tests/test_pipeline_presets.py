@@ -28,7 +28,7 @@ def test_v1_and_v2_presets_take_their_negatives_and_weight_decay_as_the_referenc
     got = {n: (p.finetune.data.sample_negatives, p.finetune.data.n_negatives, p.finetune.data.mine_max_length,
                p.mlm.train.weight_decay) for n, p in PIPELINE_PRESETS.items()}
     assert got == {"tiny": (True, 3, 256, 1e-5), "small": (True, 7, 512, 1e-5), "base": (True, 7, 512, 1e-5),
-                   "moe": (False, 10, 512, 0.0)}, got
+                   "moe": (False, 10, 512, 0.0), "v1.5": (True, 7, 512, 1e-5)}, got
 
 
 def test_a_run_folder_older_than_the_mining_settings_is_refused_before_any_training(tmp_path):

@@ -18,3 +18,19 @@ def tiny_run(tmp_path_factory):
     r = run(base / "run", base / "run.log")
     print(f"\ntiny run: {r.seconds:.1f} s in {r.out}")
     return r
+
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    "Headless Debian Chromium through playwright, shared by the browser tests; skips, saying why, without either."
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} missing (as root: apt-get install -y chromium, or `make browser`): no browser checks")
+    try: from playwright.sync_api import sync_playwright
+    except ImportError: pytest.skip("playwright missing (pip install playwright, part of the dev extras): no browser checks")
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield b
+        b.close()

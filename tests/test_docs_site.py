@@ -20,7 +20,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 import course, docs  # noqa: E402
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 SMALL = ("index", "01_rope", "07_embed", "14_infonce")     # what the test executes when there is no course output
 FLAG = re.compile(r"^#\|.*\b(gpu|slow|full)\b", re.M)
@@ -45,18 +44,6 @@ def site(tmp_path_factory):
     print(f"\nsite: {len(summary['pages'])} pages from {executed}, {summary['bytes'] / 2**20:.1f} MB, "
           f"rendered in {summary['seconds']:.0f} s")
     return base / "site", summary, executed
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} missing (as root: apt-get install -y chromium, or `make browser`): site not checked")
-    try: from playwright.sync_api import sync_playwright
-    except ImportError: pytest.skip("playwright missing (pip install playwright, part of the dev extras)")
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield b
-        b.close()
 
 
 def expected_figures(site_dir: Path, executed: Path, page: str, state: str) -> int:

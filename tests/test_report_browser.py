@@ -6,20 +6,7 @@ import json, os, re, shutil
 from pathlib import Path
 import pytest
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} missing (as root: apt-get install -y chromium, or `make browser`): report.html not checked in a browser")
-    try: from playwright.sync_api import sync_playwright
-    except ImportError: pytest.skip("playwright missing (pip install playwright, part of the dev extras): report.html not checked in a browser")
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield b
-        b.close()
 
 
 def open_offline(browser, html: Path):

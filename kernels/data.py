@@ -26,6 +26,7 @@ formula (`plan.training_flops`) at the real token counts of the rows built, ever
 rank 1. ratio = workers' seconds per step / GPU step; the goal is <= 0.2. Writes
 kernels/results/data-<device>.csv (device: cpu-<cores>cores, the cores this process may use).
 """
+
 import argparse, csv, os, statistics, sys, time
 from dataclasses import replace
 from pathlib import Path
@@ -43,7 +44,8 @@ RANK = 1
 
 
 def device_name():
-    if torch.cuda.is_available(): return torch.cuda.get_device_name().replace(" ", "-")
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name().replace(" ", "-")
     n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return f"cpu-{n}cores"
 
@@ -67,24 +69,35 @@ def contrastive_task(tok, limit):
     for s in DEMO_PAIR_SOURCES:
         rows = read_records(s.path, ("query", "document"), limit=limit)[0]
         srcs[s.name] = (s, repeated(rows, 2 * p.train.batch_size))
-    task = ContrastiveTask(PairDataset(srcs, seed=p.train.seed), tok, p.train,
-                           query_max_length=p.data.query_max_length,
-                           doc_max_length=p.data.doc_max_length)
+    task = ContrastiveTask(
+        PairDataset(srcs, seed=p.train.seed),
+        tok,
+        p.train,
+        query_max_length=p.data.query_max_length,
+        doc_max_length=p.data.doc_max_length,
+    )
     return task, p.train
 
 
 def finetune_task(tok, limit):
     p = STAGE3_PRESETS["base"]
-    src = p.data.sources[0]                                           # MedQuAD
+    src = p.data.sources[0]  # MedQuAD
     rows = read_records(src.path, ("query", "document"), limit=limit)[0]
     rows = repeated(rows, 2 * p.train.batch_size)
     docs = [d for _, d in rows]
     k = p.data.mine_top_k
-    trip = [(q, d, [docs[(i * 31 + 7 * j + 1) % len(docs)] for j in range(k)])
-            for i, (q, d) in enumerate(rows)]
+    trip = [
+        (q, d, [docs[(i * 31 + 7 * j + 1) % len(docs)] for j in range(k)])
+        for i, (q, d) in enumerate(rows)
+    ]
     ds = TripletDataset({src.name: (src, trip)}, p.data.n_negatives, p.train.seed)
-    task = SupervisedTask(ds, tok, p.train, query_max_length=p.data.query_max_length,
-                          doc_max_length=p.data.doc_max_length)
+    task = SupervisedTask(
+        ds,
+        tok,
+        p.train,
+        query_max_length=p.data.query_max_length,
+        doc_max_length=p.data.doc_max_length,
+    )
     return task, p.train
 
 
@@ -93,7 +106,7 @@ TASKS = {"mlm": mlm_task, "contrastive": contrastive_task, "finetune": finetune_
 
 def rows_of(tensors):
     "Real-token rows of every (ids, mask) pair in a micro-batch, as lists."
-    if len(tensors) == 3 and isinstance(tensors[0], torch.Tensor):     # stage 1: ids, mask, labels
+    if len(tensors) == 3 and isinstance(tensors[0], torch.Tensor):  # stage 1: ids, mask, labels
         ids, am, lab = tensors
         return [(i[m.bool()].tolist(), l[m.bool()].tolist()) for i, m, l in zip(ids, am, lab)]
     (qi, qm), (di, dm), _ = tensors
@@ -118,23 +131,30 @@ def check(stage, task, cfg, world):
         here = list(step_batches(task, small, 0, 4, RANK, world))
         ahead = list(step_batches(task, replace(small, num_workers=2), 0, 4, RANK, world))
         for h, a in zip(here, ahead):
-            for hb, ab in zip(h, a): assert rows_of(hb) == rows_of(ab), f"{stage} workers"
+            for hb, ab in zip(h, a):
+                assert rows_of(hb) == rows_of(ab), f"{stage} workers"
     finally:
         task.cfg = cfg
 
 
 def real_sequences(stage, mbs, world):
     "[(1, length)] of every sequence of one rank's step, times `world` (every rank like this one)."
-    if stage == "mlm": lens = [int(n) for b in mbs for n in b[1].sum(-1)]
-    else: lens = [int(n) for b in mbs for side in b[:2] for n in side[1].sum(-1)]
+    if stage == "mlm":
+        lens = [int(n) for b in mbs for n in b[1].sum(-1)]
+    else:
+        lens = [int(n) for b in mbs for side in b[:2] for n in side[1].sum(-1)]
     return [(world, L) for L in lens]
 
 
 def gpu_step_real(stage, mbs, world, gpu, mfu):
     p = planner.resolve_preset("base")
     w = planner.stage_workload(p, stage)
-    f = planner.training_flops(w["model"], real_sequences(stage, mbs, world),
-                               mlm_prob=w["mlm_prob"], grad_cache=w["grad_cache_chunk"] is not None)
+    f = planner.training_flops(
+        w["model"],
+        real_sequences(stage, mbs, world),
+        mlm_prob=w["mlm_prob"],
+        grad_cache=w["grad_cache_chunk"] is not None,
+    )
     spec = planner.get_gpu(gpu)
     return f["total"] / (spec.bf16_tflops_dense * 1e12 * mfu * world)
 
@@ -163,33 +183,57 @@ def main(argv=None):
             mbs = task.micro_batches(s, RANK, a.gpus, cfg.grad_accum)
             times.append(time.perf_counter() - t0)
         inline = statistics.median(times)
-        feed = step_batches(task, replace(cfg, num_workers=a.workers, prefetch_factor=2),
-                            0, a.steps + 1, RANK, a.gpus)
-        next(feed); t0 = time.perf_counter()
-        for _ in feed: pass
+        feed = step_batches(
+            task,
+            replace(cfg, num_workers=a.workers, prefetch_factor=2),
+            0,
+            a.steps + 1,
+            RANK,
+            a.gpus,
+        )
+        next(feed)
+        t0 = time.perf_counter()
+        for _ in feed:
+            pass
         ahead = (time.perf_counter() - t0) / a.steps
         gpu = plan[stage]["wall_hours"] * 3600 / plan[stage]["steps"]
         gpu_real = gpu_step_real(stage, mbs, a.gpus, a.gpu, a.mfu)
         tokens = sum(n * L for n, L in real_sequences(stage, mbs, 1))
         row = {
-            "stage": stage, "preset": "base", "gpus": f"{a.gpus}x{a.gpu}", "mfu": a.mfu,
+            "stage": stage,
+            "preset": "base",
+            "gpus": f"{a.gpus}x{a.gpu}",
+            "mfu": a.mfu,
             "rank_rows": sum(n for n, _ in real_sequences(stage, mbs, 1)),
-            "rank_tokens": tokens, "grad_accum": cfg.grad_accum,
-            "inline_s": inline, "workers": a.workers, "workers_s_per_step": ahead,
-            "gpu_step_s": gpu, "ratio": ahead / gpu, "inline_ratio": inline / gpu,
-            "gpu_step_s_real_lengths": gpu_real, "ratio_real_lengths": ahead / gpu_real,
-            "device": device_name(), "torch": torch.__version__, "date": time.strftime("%Y-%m-%d"),
+            "rank_tokens": tokens,
+            "grad_accum": cfg.grad_accum,
+            "inline_s": inline,
+            "workers": a.workers,
+            "workers_s_per_step": ahead,
+            "gpu_step_s": gpu,
+            "ratio": ahead / gpu,
+            "inline_ratio": inline / gpu,
+            "gpu_step_s_real_lengths": gpu_real,
+            "ratio_real_lengths": ahead / gpu_real,
+            "device": device_name(),
+            "torch": torch.__version__,
+            "date": time.strftime("%Y-%m-%d"),
         }
         rows.append(row)
         verdict = "ok" if row["ratio"] <= 0.2 else "MISSES the 0.2 goal"
-        print(f"{stage:12s} rank {RANK}/{a.gpus}: {row['rank_rows']} sequences, {tokens:,} tokens;"
-              f" inline {inline:.3f} s, {a.workers} workers {ahead:.3f} s/step; GPU step"
-              f" {gpu:.3f} s (planner) / {gpu_real:.3f} s (real lengths): ratio {row['ratio']:.3f}"
-              f" / {row['ratio_real_lengths']:.3f} ({verdict})", flush=True)
-    out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
+        print(
+            f"{stage:12s} rank {RANK}/{a.gpus}: {row['rank_rows']} sequences, {tokens:,} tokens;"
+            f" inline {inline:.3f} s, {a.workers} workers {ahead:.3f} s/step; GPU step"
+            f" {gpu:.3f} s (planner) / {gpu_real:.3f} s (real lengths): ratio {row['ratio']:.3f}"
+            f" / {row['ratio_real_lengths']:.3f} ({verdict})",
+            flush=True,
+        )
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
     path = out / f"data-{rows[0]['device']}.csv"
     with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0])); w.writeheader()
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
         for row in rows:
             w.writerow({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()})
     print(f"wrote {path}")

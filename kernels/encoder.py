@@ -17,6 +17,7 @@ after one warm-up), printed as tokens/s and ratios, and written to
 kernels/results/encoder-<device>.csv. Default size is a 4-layer NomicBERT (768 wide) so a 2-core CPU
 finishes in about a minute; --full uses all 12.
 """
+
 import argparse, csv, os, platform, statistics, sys, time
 from dataclasses import replace
 from pathlib import Path
@@ -32,27 +33,33 @@ def timeit(fn, repeats):
     fn()
     ts = []
     for _ in range(repeats):
-        if torch.cuda.is_available(): torch.cuda.synchronize()
-        t0 = time.perf_counter(); fn()
-        if torch.cuda.is_available(): torch.cuda.synchronize()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
         ts.append(time.perf_counter() - t0)
     return statistics.median(ts)
 
 
 def device_name(dev):
-    if dev.type == "cuda": return torch.cuda.get_device_name(dev).replace(" ", "-")
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev).replace(" ", "-")
     return f"cpu-{os.cpu_count()}cores"
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--layers", type=int, default=4); ap.add_argument("--full", action="store_true")
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--full", action="store_true")
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--dtype", default="fp32", choices=["fp32", "bf16"])
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = ap.parse_args(argv)
-    dev = get_device(); dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
+    dev = get_device()
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[args.dtype]
     cfg = NomicBertConfig() if args.full else replace(NomicBertConfig(), num_layers=args.layers)
     seed_everything(0)
     hf = transformers.NomicBertModel(
@@ -63,6 +70,7 @@ def main(argv=None):
     ).eval()
     ours = NomicBert(cfg).eval()
     from nomic_repro.checkpoint import _hf_to_nomic
+
     ours.load_state_dict(_hf_to_nomic(hf.state_dict(), cfg.num_layers))
     hf, ours = hf.to(dev, dtype), ours.to(dev, dtype)
     g = torch.Generator().manual_seed(0)
@@ -96,7 +104,8 @@ def main(argv=None):
                         timeit(lambda: ours(ids, am), args.repeats),
                     )
                 )
-            except ValueError as e: print(f"triton path skipped: {e}")
+            except ValueError as e:
+                print(f"triton path skipped: {e}")
             ours.attn_impl = "torch"
     print(
         f"\nforward, batch {args.batch}, lengths 32-512 (padded to {S}; {real} real tokens),"
@@ -114,6 +123,7 @@ def main(argv=None):
         " ".join(["word"] * int(n)) for n in torch.randint(20, 500, (4 * args.batch,), generator=g)
     ]
     emb = Embedder(ours, tok, max_length=512, device=dev)
+
     def naive(model, hf_style):
         def run():
             for i in range(0, len(texts), args.batch):
@@ -133,7 +143,9 @@ def main(argv=None):
                         else model(b["input_ids"], b["attention_mask"])
                     )
                     mean_pool(h, b["attention_mask"])
+
         return run
+
     r = max(1, args.repeats // 2)
     t_naive_hf = timeit(naive(hf, True), r)
     t_naive = timeit(naive(ours, False), r)
@@ -158,7 +170,8 @@ def main(argv=None):
         ("Embedder.encode, length-sorted", t_enc),
     ]
 
-    out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     f = out / f"encoder-{device_name(dev)}.csv"
     with open(f, "w", newline="") as fh:
         w = csv.writer(fh)
@@ -179,4 +192,5 @@ def main(argv=None):
     print(f"\nwrote {f}")
 
 
-if __name__ == "__main__": main()
+if __name__ == "__main__":
+    main()

@@ -14,6 +14,7 @@ kernels/results/eval-encode-<device>.csv. At max_length 256 about 70% of SciFact
 cap, so batches are full-length either way and sorting gains little; at 512 only ~7% do, and sorting
 saves the padding.
 """
+
 import argparse, csv, os, statistics, sys, time
 from pathlib import Path
 import torch
@@ -23,7 +24,8 @@ from nomic_repro.core import assert_close
 
 
 def device_name():
-    if torch.cuda.is_available(): return torch.cuda.get_device_name().replace(" ", "-")
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name().replace(" ", "-")
     return f"cpu-{os.cpu_count()}cores"
 
 
@@ -38,8 +40,10 @@ def main(argv=None):
     texts = ev.load_task("scifact")[1].doc_texts()[: args.n_docs]
     enc = ev.MiniLMEncoder()
     check = texts[:24]
-    a = enc.encode(check, batch_size=8); enc.sort_by_length = False
-    b = enc.encode(check, batch_size=8); enc.sort_by_length = True
+    a = enc.encode(check, batch_size=8)
+    enc.sort_by_length = False
+    b = enc.encode(check, batch_size=8)
+    enc.sort_by_length = True
     assert_close(a, b, rtol=0, atol=1e-5)
     rows = []
     for L in args.max_length:
@@ -64,10 +68,12 @@ def main(argv=None):
             f" {row['unsorted_docs_per_s']:.1f} docs/s, ratio {row['ratio']:.2f}x",
             flush=True,
         )
-    out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     path = out / f"eval-encode-{rows[0]['device']}.csv"
     with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0])); w.writeheader()
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
         for row in rows:
             w.writerow({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()})
     print(f"wrote {path}")

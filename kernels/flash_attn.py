@@ -32,13 +32,16 @@ kernel that does not compile for the GPU fails here, not on the rented machine.
 On a GPU: timings with triton.testing.do_bench (median), printed with ratios to sdpa_flash (equal
 lengths) or sdpa_mask (mixed), and written to kernels/results/flash_attn-<gpu name>.csv.
 """
+
 import argparse, csv, math, os, sys, warnings
 from pathlib import Path
+
 # compile for a GPU we do not have: keep triton out of the interpreter
 if "--compile-sm90" in sys.argv:
     os.environ.pop("TRITON_INTERPRET", None)
     # noqa: F401  (before nomic_repro, which would otherwise switch the interpreter on)
     import triton
+
     warnings.filterwarnings("ignore", message="triton was imported before nomic_repro")
 # noqa: F401  (first: sets TRITON_INTERPRET=1 when there is no GPU, before triton loads)
 import nomic_repro
@@ -71,11 +74,15 @@ def check(device):
             q, k, v, do = torch.randn(4, sum(lengths), 2, D, device=device).unbind(0)
             ref_in = [x.to(dtype).double().requires_grad_() for x in (q, k, v)]
             ours_in = [x.to(dtype).requires_grad_() for x in (q, k, v)]
-            ref = attention_varlen_ref(*ref_in, cu); ref.backward(do.double())
-            o = flash_attn_varlen(*ours_in, cu); o.backward(do.to(dtype))
+            ref = attention_varlen_ref(*ref_in, cu)
+            ref.backward(do.double())
+            o = flash_attn_varlen(*ours_in, cu)
+            o.backward(do.to(dtype))
             tol = {torch.float32: 1e-5, torch.float16: 5e-3, torch.bfloat16: 4e-2}[dtype]
-            errs = [assert_close(a, r.to(dtype), atol=tol, rtol=tol).max_abs
-                    for a, r in [(o, ref), *[(x.grad, y.grad) for x, y in zip(ours_in, ref_in)]]]
+            errs = [
+                assert_close(a, r.to(dtype), atol=tol, rtol=tol).max_abs
+                for a, r in [(o, ref), *[(x.grad, y.grad) for x, y in zip(ours_in, ref_in)]]
+            ]
             print(
                 f"  {str(dtype)[6:]:8s} D{D:<4d} max err out/dq/dk/dv: "
                 + " ".join(f"{e:.1e}" for e in errs)
@@ -136,15 +143,19 @@ def peers(lengths, H, D, dtype, device, equal):
     )
     if equal:
         from torch.nn.attention import sdpa_kernel, SDPBackend
-        qt, kt, vt = (x.transpose(1, 2).detach() for x in (qd, kd, vd))   # [B, H, S, D] views
+
+        qt, kt, vt = (x.transpose(1, 2).detach() for x in (qd, kd, vd))  # [B, H, S, D] views
+
         def sdpa_flash():
             with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
                 return F.scaled_dot_product_attention(qt, kt, vt)
+
         out["sdpa_flash"] = ((qt, kt, vt), sdpa_flash)
     out["sdpa_mask"] = ((qd, kd, vd), lambda: attention_sdpa(qd, kd, vd, mask))
     out["naive"] = ((qd, kd, vd), lambda: attention_naive(qd, kd, vd, mask))
     try:
         from torch.nn.attention.varlen import varlen_attn
+
         out["torch_varlen"] = ((qp, kp, vp), lambda: varlen_attn(qp, kp, vp, cu, cu, S, S))
     except Exception as e:  # older torch, or no flash kernels in this build
         print(f"  (torch_varlen unavailable: {type(e).__name__}: {str(e).splitlines()[0][:200]})")
@@ -153,10 +164,14 @@ def peers(lengths, H, D, dtype, device, equal):
 
 def time_one(inputs, fn, pas):
     from triton.testing import do_bench
-    for x in inputs: x.requires_grad_(pas == "fwd+bwd")
+
+    for x in inputs:
+        x.requires_grad_(pas == "fwd+bwd")
     if pas == "fwd":
-        with torch.no_grad(): return do_bench(fn, warmup=25, rep=100, return_mode="median")
-    o = fn(); g = torch.randn_like(o)
+        with torch.no_grad():
+            return do_bench(fn, warmup=25, rep=100, return_mode="median")
+    o = fn()
+    g = torch.randn_like(o)
     return do_bench(
         lambda: fn().backward(g),
         warmup=25,
@@ -171,7 +186,8 @@ def sweep(args, device, dtype):
     g = torch.Generator().manual_seed(0)
     mixed = []
     lo, hi = (int(x) for x in args.mixed.split(","))
-    while sum(mixed) < args.tokens: mixed.append(int(torch.randint(lo, hi + 1, (1,), generator=g)))
+    while sum(mixed) < args.tokens:
+        mixed.append(int(torch.randint(lo, hi + 1, (1,), generator=g)))
     equal = [int(x) for x in args.lengths.split(",")]
     batches = [("equal", [S] * max(1, args.tokens // S)) for S in equal] + [("mixed", mixed)]
     gpu = torch.cuda.get_device_name(device)
@@ -180,7 +196,8 @@ def sweep(args, device, dtype):
         for pas in ("fwd", "fwd+bwd"):
             times = {}
             for name, (inputs, fn) in peers(lengths, H, D, dtype, device, kind == "equal").items():
-                try: times[name] = time_one(inputs, fn, pas)
+                try:
+                    times[name] = time_one(inputs, fn, pas)
                 except torch.OutOfMemoryError:
                     times[name] = float("nan")
                     print(f"  {name}: out of memory")
@@ -206,7 +223,7 @@ def sweep(args, device, dtype):
                         **{"pass": pas},
                         ms=round(ms, 4),
                         tflops=round(tf, 2),
-                        speedup_vs_base=round(base / ms, 3)
+                        speedup_vs_base=round(base / ms, 3),
                     )
                 )
                 print(
@@ -216,7 +233,9 @@ def sweep(args, device, dtype):
     out = Path(args.out) / f"flash_attn-{gpu.replace(' ', '-')}.csv"
     out.parent.mkdir(parents=True, exist_ok=True)
     with open(out, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0])); w.writeheader(); w.writerows(rows)
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
     print(f"wrote {out}")
 
 
@@ -227,6 +246,7 @@ def compile_sm90(dtypes, head_dims):
     from triton.compiler import ASTSource
     from triton.backends.compiler import GPUTarget
     import nomic_repro.kernels.flash_attn as fa
+
     if os.environ.get("TRITON_INTERPRET") == "1":
         raise RuntimeError(
             "the interpreter is on: run --compile-sm90 in a fresh process without TRITON_INTERPRET"
@@ -369,4 +389,5 @@ def main(argv=None):
     return 0
 
 
-if __name__ == "__main__": sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())

@@ -12,6 +12,7 @@ forward/backward over the whole batch) and GradCache with each chunk size. The s
 every GradCache run reproduces the plain loss and gradient, then prints the ratios and writes
 kernels/results/gradcache-<device>.csv.
 """
+
 import argparse, csv, json, os, resource, subprocess, sys, time
 from pathlib import Path
 
@@ -22,6 +23,7 @@ def child(a):
     from nomic_repro.core import seed_everything, get_device
     from nomic_repro.model import NomicBert, NomicBertConfig
     from nomic_repro.losses import BiEncoder, info_nce, grad_cache_backward
+
     dev = get_device()
     seed_everything(0)
     cfg = NomicBertConfig(
@@ -46,10 +48,13 @@ def child(a):
         base = torch.cuda.memory_allocated()
     t0 = time.perf_counter()
     if a.chunk == 0:
-        loss = info_nce(model(*q), model(*d)); loss.backward(); loss = loss.detach()
+        loss = info_nce(model(*q), model(*d))
+        loss.backward()
+        loss = loss.detach()
     else:
         loss = grad_cache_backward(model, q, d, lambda x, y: info_nce(x, y), chunk_size=a.chunk)
-    if dev.type == "cuda": torch.cuda.synchronize()
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
     dt = time.perf_counter() - t0
     peak = (
         (torch.cuda.max_memory_allocated() - base)
@@ -74,11 +79,14 @@ def main(argv=None):
     ap.add_argument("--chunk", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--result", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
-    if a.chunk is not None: return child(a)
+    if a.chunk is not None:
+        return child(a)
     import torch
+
     rows, runs = [], {}
     for chunk in [0, *a.chunks]:
-        res = Path(a.out) / f".gradcache-{chunk}.pt"; res.parent.mkdir(parents=True, exist_ok=True)
+        res = Path(a.out) / f".gradcache-{chunk}.pt"
+        res.parent.mkdir(parents=True, exist_ok=True)
         cmd = [
             sys.executable,
             __file__,
@@ -96,7 +104,8 @@ def main(argv=None):
             str(res),
         ]
         subprocess.run(cmd, check=True)
-        runs[chunk] = torch.load(res, weights_only=True); res.unlink()
+        runs[chunk] = torch.load(res, weights_only=True)
+        res.unlink()
     plain = runs[0]
     dev = plain["device"]
     name = (
@@ -157,4 +166,5 @@ def main(argv=None):
     print(f"wrote {f}")
 
 
-if __name__ == "__main__": main()
+if __name__ == "__main__":
+    main()

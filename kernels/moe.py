@@ -20,6 +20,7 @@ in the interpreter), then the sweep: on CUDA with triton.testing.do_bench (media
 (the interpreter is not a speed), at --cpu-tokens tokens in fp32, printed as a ratio. Results go to
 kernels/results/moe-<device>.csv.
 """
+
 import argparse, csv, os, statistics, sys, time
 from pathlib import Path
 import torch
@@ -35,8 +36,8 @@ DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 def inputs(T, H, I, E, k, dtype, dev, seed=0):
     seed_everything(seed)
     x = torch.randn(T, H, device=dev, dtype=dtype)
-    w1 = (torch.randn(E, I, H, device=dev) * H ** -0.5).to(dtype)
-    w2 = (torch.randn(E, I, H, device=dev) * I ** -0.5).to(dtype)
+    w1 = (torch.randn(E, I, H, device=dev) * H**-0.5).to(dtype)
+    w2 = (torch.randn(E, I, H, device=dev) * I**-0.5).to(dtype)
     _, tw, ti = route(torch.randn(T, E, device=dev), k)
     return x, ti, tw.to(dtype), w1, w2, torch.randn(T, H, device=dev, dtype=dtype)
 
@@ -48,10 +49,12 @@ def check(dev):
         res = {}
         for name, fn in IMPLS.items():
             ins = [t.clone().requires_grad_() for t in (x, tw, w1, w2)]
-            out = fn(ins[0], ti, ins[1], ins[2], ins[3]); out.backward(g)
+            out = fn(ins[0], ti, ins[1], ins[2], ins[3])
+            out.backward(g)
             res[name] = [out.detach()] + [t.grad for t in ins]
         for name in ("grouped_mm", "triton"):
-            for a, b in zip(res[name], res["loop"]): assert_close(a, b, rtol=1e-4, atol=1e-5)
+            for a, b in zip(res[name], res["loop"]):
+                assert_close(a, b, rtol=1e-4, atol=1e-5)
     print(
         "correctness: grouped_mm and triton match the per-expert loop (out, dx, dgate, dw1, dw2) at"
         " T in 37, 5, 64"
@@ -59,11 +62,15 @@ def check(dev):
 
 
 def step(fn, x, ti, tw, w1, w2, g, backward):
-    if not backward: return lambda: fn(x, ti, tw, w1, w2)
+    if not backward:
+        return lambda: fn(x, ti, tw, w1, w2)
     ins = [t.detach().clone().requires_grad_() for t in (x, tw, w1, w2)]
+
     def run():
-        for t in ins: t.grad = None
+        for t in ins:
+            t.grad = None
         fn(ins[0], ti, ins[1], ins[2], ins[3]).backward(g)
+
     return run
 
 
@@ -71,7 +78,9 @@ def time_cpu(f, repeats):
     f()
     ts = []
     for _ in range(repeats):
-        t0 = time.perf_counter(); f(); ts.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        f()
+        ts.append(time.perf_counter() - t0)
     return statistics.median(ts) * 1e3
 
 
@@ -93,6 +102,7 @@ def main(argv=None):
     rows = []
     if dev.type == "cuda":
         import triton
+
         name, dtype, impls, tokens = (
             torch.cuda.get_device_name(dev).replace(" ", "-"),
             DTYPES[args.dtype],
@@ -136,10 +146,13 @@ def main(argv=None):
                     f"{i}: {t:9.2f} ms ({ms['loop'] / t:4.2f}x loop)" for i, t in ms.items()
                 )
             )
-    out = Path(args.out); out.mkdir(parents=True, exist_ok=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     f = out / f"moe-{name}.csv"
     with open(f, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0])); w.writeheader(); w.writerows(rows)
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
     print(f"wrote {f}")
     if dev.type != "cuda":
         print(

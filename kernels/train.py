@@ -10,6 +10,7 @@ depends on the batch there. MFU on a GPU: 6 · (non-embedding parameters) · tok
 12 · layers · hidden · seq · tokens/s, over the GPU's bf16 dense peak (H100/H200 SXM: 989 TFLOP/s).
 Writes kernels/results/train-<device>.csv.
 """
+
 import argparse, csv, json, os, tempfile, time
 from dataclasses import replace
 from pathlib import Path
@@ -51,7 +52,8 @@ def main(argv=None):
             "train.log_every=1",
             "data.limit_docs=4000",
         ]
-        if name == "base": sets[-1] = "data.sources=[\"mlm/wikipedia.jsonl.gz\"]"
+        if name == "base":
+            sets[-1] = 'data.sources=["mlm/wikipedia.jsonl.gz"]'
         with tempfile.TemporaryDirectory() as d:
             t0 = time.time()
             run_mlm(name, d, overrides=sets, progress=False)
@@ -88,7 +90,8 @@ def main(argv=None):
                 time.strftime("%Y-%m-%d"),
             ]
         )
-    out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
     f = out / f"train-{device_name(dev)}.csv"
     with open(f, "w", newline="") as fh:
         w = csv.writer(fh)
@@ -109,4 +112,5 @@ def main(argv=None):
     print(f"wrote {f}")
 
 
-if __name__ == "__main__": main()
+if __name__ == "__main__":
+    main()

@@ -27,8 +27,10 @@ def _check_qkv(q: Tensor, k: Tensor, v: Tensor, ndim: int, layout: str):
     if not (q.dtype == k.dtype == v.dtype):
         raise ValueError(f"q, k, v must share a dtype; got {q.dtype}, {k.dtype}, {v.dtype}")
 
+
 def _check_mask(mask: Tensor | None, B: int, S: int) -> Tensor | None:
-    if mask is None: return None
+    if mask is None:
+        return None
     if mask.shape != (B, S):
         raise ValueError(
             f"key_padding_mask must be [batch, seq] = {(B, S)}, got {tuple(mask.shape)}"
@@ -47,8 +49,13 @@ def _check_mask(mask: Tensor | None, B: int, S: int) -> Tensor | None:
     return mask
 
 # %% ../nbs/03_attention.ipynb #b9d2e5c9
-def attention_naive(q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None = None,
-                    softmax_scale: float | None = None) -> Tensor:
+def attention_naive(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    key_padding_mask: Tensor | None = None,
+    softmax_scale: float | None = None,
+) -> Tensor:
     """Bidirectional attention, written out: q, k, v `[B, S, H, D]`, mask `[B, S]` (True = real
     token) -> `[B, S, H, D]`."""
     _check_qkv(q, k, v, 4, "[batch, seq, heads, head_dim]")
@@ -57,34 +64,47 @@ def attention_naive(q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | 
     scale = 1 / math.sqrt(D) if softmax_scale is None else softmax_scale
     # at least fp32 for the softmax
     acc = torch.promote_types(q.dtype, torch.float32)
-    s = torch.einsum("bihd,bjhd->bhij", q.to(acc), k.to(acc)) * scale           # [B, H, S_q, S_k]
-    if mask is not None: s = s.masked_fill(~mask[:, None, None, :], float("-inf"))
+    s = torch.einsum("bihd,bjhd->bhij", q.to(acc), k.to(acc)) * scale  # [B, H, S_q, S_k]
+    if mask is not None:
+        s = s.masked_fill(~mask[:, None, None, :], float("-inf"))
     p = s.softmax(dim=-1)
     return torch.einsum("bhij,bjhd->bihd", p, v.to(acc)).to(q.dtype)
 
 # %% ../nbs/03_attention.ipynb #6646ad13
-def attention_sdpa(q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None = None,
-                   softmax_scale: float | None = None) -> Tensor:
+def attention_sdpa(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    key_padding_mask: Tensor | None = None,
+    softmax_scale: float | None = None,
+) -> Tensor:
     "Same contract as `attention_naive`, through `F.scaled_dot_product_attention`."
     _check_qkv(q, k, v, 4, "[batch, seq, heads, head_dim]")
     B, S, H, D = q.shape
     mask = _check_mask(key_padding_mask, B, S)
-    attn_mask = None if mask is None else mask[:, None, None, :]               # [B, 1, 1, S_k]
-    o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2),
-                                       attn_mask=attn_mask, scale=softmax_scale)
+    attn_mask = None if mask is None else mask[:, None, None, :]  # [B, 1, 1, S_k]
+    o = F.scaled_dot_product_attention(
+        q.transpose(1, 2),
+        k.transpose(1, 2),
+        v.transpose(1, 2),
+        attn_mask=attn_mask,
+        scale=softmax_scale,
+    )
     return o.transpose(1, 2)
 
 # %% ../nbs/03_attention.ipynb #cefacf9e
 def unpad(x: Tensor, key_padding_mask: Tensor) -> tuple[Tensor, Tensor, Tensor, int]:
     """`x` `[B, S, ...]` -> (packed `[T, ...]`, `indices` `[T]`, `cu_seqlens` `[B+1]` int32,
     `max_seqlen`)."""
-    if x.ndim < 2: raise ValueError(f"x must be [batch, seq, ...], got shape {tuple(x.shape)}")
+    if x.ndim < 2:
+        raise ValueError(f"x must be [batch, seq, ...], got shape {tuple(x.shape)}")
     B, S = x.shape[:2]
     mask = _check_mask(key_padding_mask, B, S)
     lengths = mask.sum(-1, dtype=torch.int32)
     indices = torch.nonzero(mask.flatten(), as_tuple=False).flatten()
     cu_seqlens = F.pad(torch.cumsum(lengths, 0, dtype=torch.int32), (1, 0))
     return x.reshape(B * S, *x.shape[2:])[indices], indices, cu_seqlens, int(lengths.max())
+
 
 def pad(x: Tensor, indices: Tensor, batch: int, seqlen: int) -> Tensor:
     "Packed `x` `[T, ...]` -> `[batch, seqlen, ...]`, zeros where there is no token."
@@ -93,6 +113,7 @@ def pad(x: Tensor, indices: Tensor, batch: int, seqlen: int) -> Tensor:
     out = x.new_zeros(batch * seqlen, *x.shape[1:])
     out[indices] = x
     return out.reshape(batch, seqlen, *x.shape[1:])
+
 
 def cu_seqlens_from_lengths(lengths, device=None) -> Tensor:
     "`[0, l0, l0+l1, …]` as int32, the offsets of each sequence in a packed batch."
@@ -110,11 +131,14 @@ def check_cu_seqlens(cu_seqlens: Tensor, total: int) -> Tensor:
     if cu_seqlens.dtype != torch.int32:
         raise ValueError(f"cu_seqlens must be int32, got {cu_seqlens.dtype}")
     c = cu_seqlens.tolist()
-    if c[0] != 0: raise ValueError(f"cu_seqlens must start at 0, got {c[0]}")
+    if c[0] != 0:
+        raise ValueError(f"cu_seqlens must start at 0, got {c[0]}")
     if any(b < a for a, b in zip(c, c[1:])):
         raise ValueError(f"cu_seqlens must be non-decreasing, got {c}")
-    if c[-1] != total: raise ValueError(f"cu_seqlens ends at {c[-1]} but there are {total} tokens")
+    if c[-1] != total:
+        raise ValueError(f"cu_seqlens ends at {c[-1]} but there are {total} tokens")
     return cu_seqlens
+
 
 def attention_varlen_ref(
     q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, softmax_scale: float | None = None

@@ -22,8 +22,10 @@ from .model import NomicBertConfig, NomicBert, NomicBertForMaskedLM
 # %% ../nbs/06_checkpoints.ipynb #f2c3e7d0
 LAYOUTS = ("nomic", "nomic-mlm", "transformers")
 
+
 class CheckpointError(ValueError):
     "A checkpoint that does not fit: bad layout, keys or shapes, or an unreadable file."
+
 
 _HF_LAYER = [
     ("attn.out_proj", "self_attn.o_proj"),
@@ -39,11 +41,14 @@ _HF_TOP = [
     ("emb_ln", "embeddings.LayerNorm"),
 ]
 
+
 def detect_layout(keys) -> str:
     "Which of `LAYOUTS` a state dict's keys follow."
     keys = list(keys)
-    if any(re.match(r"(nomic_)?bert\.encoder\.layers\.", k) for k in keys): return "nomic-mlm"
-    if any(k.startswith("encoder.layers.") for k in keys): return "nomic"
+    if any(re.match(r"(nomic_)?bert\.encoder\.layers\.", k) for k in keys):
+        return "nomic-mlm"
+    if any(k.startswith("encoder.layers.") for k in keys):
+        return "nomic"
     if any(re.match(r"(nomic_bert\.)?layers\.\d+\.self_attn\.", k) for k in keys):
         return "transformers"
     raise CheckpointError(
@@ -64,6 +69,7 @@ def _hf_names(num_layers: int, prefix: str = "") -> dict[str, str]:
     ]
     return {f"{o}.{s}": f"{h}.{s}" for o, h in pairs for s in ("weight", "bias")}
 
+
 def _hf_to_nomic(sd: dict, num_layers: int) -> dict:
     """transformers `nomic_bert` keys (optionally `nomic_bert.`-prefixed) -> our (Nomic) keys; MLM
     head keys kept."""
@@ -80,6 +86,7 @@ def _hf_to_nomic(sd: dict, num_layers: int) -> dict:
     # head keys pass through; leftovers stay and are reported as unexpected
     return {**out, **sd}
 
+
 def _nomic_to_hf(sd: dict, num_layers: int, prefix: str = "") -> dict:
     "Our keys -> transformers `nomic_bert` keys (encoder prefixed with `prefix`)."
     hf_of, out = _hf_names(num_layers, prefix), {}
@@ -88,7 +95,8 @@ def _nomic_to_hf(sd: dict, num_layers: int, prefix: str = "") -> dict:
             i = k.split(".")[2]
             for x, t in zip("qkv", v.chunk(3)):
                 out[f"{prefix}layers.{i}.self_attn.{x}_proj.weight"] = t.contiguous()
-        else: out[hf_of.get(k, k)] = v
+        else:
+            out[hf_of.get(k, k)] = v
     return out
 
 # %% ../nbs/06_checkpoints.ipynb #58bde5b9
@@ -104,11 +112,15 @@ def load_state_dict_strict(model: nn.Module, sd: dict[str, Tensor]):
                 raise CheckpointError(
                     f"{k} must equal {src} (they are tied), but the checkpoint has different values"
                 )
-        if k in expected and k not in sd and src in sd: sd[k] = sd[src]
+        if k in expected and k not in sd and src in sd:
+            sd[k] = sd[src]
     missing = sorted(set(expected) - set(sd))
     unexpected = sorted(set(sd) - set(expected))
-    shapes = sorted(f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(expected[k].shape)}"
-                    for k in set(sd) & set(expected) if sd[k].shape != expected[k].shape)
+    shapes = sorted(
+        f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(expected[k].shape)}"
+        for k in set(sd) & set(expected)
+        if sd[k].shape != expected[k].shape
+    )
     if missing or unexpected or shapes:
         parts = [
             f"{len(missing)} missing: {missing}" if missing else "",
@@ -123,21 +135,40 @@ def load_state_dict_strict(model: nn.Module, sd: dict[str, Tensor]):
 
 # %% ../nbs/06_checkpoints.ipynb #64e2db01
 # Nomic's config.json key -> our NomicBertConfig field
-_NOMIC_NAMES = {"vocab_size": "vocab_size", "n_embd": "hidden_size", "n_layer": "num_layers",
-                "n_head": "num_heads", "n_inner": "intermediate_size",
-                "type_vocab_size": "type_vocab_size", "layer_norm_epsilon": "layer_norm_eps",
-                "rotary_emb_base": "rotary_base", "max_trained_positions": "max_trained_positions",
-                "rotary_scaling_factor": "rotary_scaling_factor",
-                "activation_function": "activation", "qkv_proj_bias": "qkv_bias",
-                "mlp_fc1_bias": "mlp_fc1_bias", "mlp_fc2_bias": "mlp_fc2_bias",
-                "pad_token_id": "pad_token_id"}
+_NOMIC_NAMES = {
+    "vocab_size": "vocab_size",
+    "n_embd": "hidden_size",
+    "n_layer": "num_layers",
+    "n_head": "num_heads",
+    "n_inner": "intermediate_size",
+    "type_vocab_size": "type_vocab_size",
+    "layer_norm_epsilon": "layer_norm_eps",
+    "rotary_emb_base": "rotary_base",
+    "max_trained_positions": "max_trained_positions",
+    "rotary_scaling_factor": "rotary_scaling_factor",
+    "activation_function": "activation",
+    "qkv_proj_bias": "qkv_bias",
+    "mlp_fc1_bias": "mlp_fc1_bias",
+    "mlp_fc2_bias": "mlp_fc2_bias",
+    "pad_token_id": "pad_token_id",
+}
 _MOE_NAMES = {k: k for k in ("num_experts", "moe_top_k", "moe_every_n_layers")}
 # options we do not implement -> the only value we accept
-_MOE_UNSUPPORTED = {"moe_normalize_expert_weights": False, "num_shared_experts": 0,
-                    "expert_choice_router": False, "ffn_div": 1}
-_UNSUPPORTED = {"rotary_emb_fraction": 1.0, "rotary_emb_interleaved": False, "prenorm": False,
-                "use_rms_norm": False, "parallel_block": False, "causal": False,
-                "rotary_emb_scale_base": None}
+_MOE_UNSUPPORTED = {
+    "moe_normalize_expert_weights": False,
+    "num_shared_experts": 0,
+    "expert_choice_router": False,
+    "ffn_div": 1,
+}
+_UNSUPPORTED = {
+    "rotary_emb_fraction": 1.0,
+    "rotary_emb_interleaved": False,
+    "prenorm": False,
+    "use_rms_norm": False,
+    "parallel_block": False,
+    "causal": False,
+    "rotary_emb_scale_base": None,
+}
 
 # %% ../nbs/06_checkpoints.ipynb #603a8196
 def _unsupported(d: dict, table: dict, what: str = "this implementation"):
@@ -145,72 +176,99 @@ def _unsupported(d: dict, table: dict, what: str = "this implementation"):
         if d.get(k, ok) != ok:
             raise CheckpointError(f"config.json sets {k}={d[k]!r}; {what} supports only {ok!r}")
 
+
 def _from_nomic_config(d: dict) -> NomicBertConfig:
     "`NomicBertConfig` from Nomic's GPT-2-style `config.json` (`n_embd`, `n_layer`, …)."
     _unsupported(d, _UNSUPPORTED)
     kw = {ours: d[k] for k, ours in _NOMIC_NAMES.items() if k in d and d[k] is not None}
-    if d.get("num_experts") and d.get("moe_every_n_layers"):        # nomic-embed-text-v2-moe
+    if d.get("num_experts") and d.get("moe_every_n_layers"):  # nomic-embed-text-v2-moe
         _unsupported(d, _MOE_UNSUPPORTED, "this mixture-of-experts implementation")
         if kw.get("activation") != "gelu":
-            raise CheckpointError("config.json describes a mixture-of-experts model with"
-                                  f" activation_function={kw.get('activation')!r}; its experts"
-                                  " must be 'gelu'")
+            raise CheckpointError(
+                "config.json describes a mixture-of-experts model with"
+                f" activation_function={kw.get('activation')!r}; its experts"
+                " must be 'gelu'"
+            )
         kw.update({ours: d[k] for k, ours in _MOE_NAMES.items() if d.get(k) is not None})
     kw.setdefault("intermediate_size", 4 * kw.get("hidden_size", 768))
     if kw.get("activation") == "gelu_new":
-        raise CheckpointError("activation_function 'gelu_new' (tanh GELU) is not supported; use"
-                              " 'gelu' or 'swiglu'")
+        raise CheckpointError(
+            "activation_function 'gelu_new' (tanh GELU) is not supported; use 'gelu' or 'swiglu'"
+        )
     return NomicBertConfig(**kw)
 
 # %% ../nbs/06_checkpoints.ipynb #cf074fac
 def _from_hf_config(d: dict) -> NomicBertConfig:
     "`NomicBertConfig` from transformers' `nomic_bert` `config.json` (`hidden_size`, …)."
-    rp = d.get("rope_parameters") or {"rope_type": "default",
-                                      "rope_theta": d.get("rope_theta", 1000.0)}
+    rp = d.get("rope_parameters") or {
+        "rope_type": "default",
+        "rope_theta": d.get("rope_theta", 1000.0),
+    }
     if rp.get("rope_type", "default") not in ("default", "dynamic"):
-        raise CheckpointError(f"rope_type {rp.get('rope_type')!r} is not supported; use 'default'"
-                              " or 'dynamic'")
+        raise CheckpointError(
+            f"rope_type {rp.get('rope_type')!r} is not supported; use 'default' or 'dynamic'"
+        )
     if d.get("hidden_act", "silu") != "silu":
-        raise CheckpointError(f"transformers nomic_bert with hidden_act={d['hidden_act']!r} is not"
-                              " supported (its MLP is SwiGLU: silu)")
+        raise CheckpointError(
+            f"transformers nomic_bert with hidden_act={d['hidden_act']!r} is not"
+            " supported (its MLP is SwiGLU: silu)"
+        )
     dynamic = rp.get("rope_type") == "dynamic"
     return NomicBertConfig(
-        vocab_size=d["vocab_size"], hidden_size=d["hidden_size"],
-        num_layers=d["num_hidden_layers"], num_heads=d["num_attention_heads"],
-        intermediate_size=d["intermediate_size"], type_vocab_size=d.get("type_vocab_size", 2),
+        vocab_size=d["vocab_size"],
+        hidden_size=d["hidden_size"],
+        num_layers=d["num_hidden_layers"],
+        num_heads=d["num_attention_heads"],
+        intermediate_size=d["intermediate_size"],
+        type_vocab_size=d.get("type_vocab_size", 2),
         layer_norm_eps=d.get("layer_norm_eps", 1e-12),
         rotary_base=float(rp.get("rope_theta", 1000.0)),
         max_trained_positions=d.get("max_position_embeddings", 2048),
         pad_token_id=d.get("pad_token_id", 0) or 0,
-        rotary_scaling_factor=rp.get("factor") if dynamic else None)
+        rotary_scaling_factor=rp.get("factor") if dynamic else None,
+    )
+
 
 def config_from_dict(d: dict) -> NomicBertConfig:
     """`NomicBertConfig` from a `config.json` dict in Nomic's (GPT-2-style) or transformers'
     (`nomic_bert`) naming."""
-    if "n_embd" in d: return _from_nomic_config(d)
-    if d.get("model_type") == "nomic_bert" or "hidden_size" in d: return _from_hf_config(d)
-    raise CheckpointError("config.json is neither Nomic's (n_embd, n_layer, …) nor transformers'"
-                          f" nomic_bert (hidden_size, …); keys: {sorted(d)[:8]}")
+    if "n_embd" in d:
+        return _from_nomic_config(d)
+    if d.get("model_type") == "nomic_bert" or "hidden_size" in d:
+        return _from_hf_config(d)
+    raise CheckpointError(
+        "config.json is neither Nomic's (n_embd, n_layer, …) nor transformers'"
+        f" nomic_bert (hidden_size, …); keys: {sorted(d)[:8]}"
+    )
 
 # %% ../nbs/06_checkpoints.ipynb #614cd34b
 def config_to_nomic_dict(cfg: NomicBertConfig, mlm: bool = False) -> dict:
     "Nomic's `config.json` for `cfg`, loadable by Nomic's remote code and by `config_from_dict`."
     names = {**_NOMIC_NAMES, **(_MOE_NAMES if cfg.num_experts else {})}
     d = {nomic: getattr(cfg, ours) for nomic, ours in names.items()}
-    if cfg.num_experts: d.update(_MOE_UNSUPPORTED)
+    if cfg.num_experts:
+        d.update(_MOE_UNSUPPORTED)
     remote = "nomic-ai/nomic-bert-2048--"
-    return {"architectures": ["NomicBertForPreTraining" if mlm else "NomicBertModel"],
-            "model_type": "nomic_bert",
-            "auto_map": {"AutoConfig": remote + "configuration_hf_nomic_bert.NomicBertConfig",
-                         "AutoModel": remote + "modeling_hf_nomic_bert.NomicBertModel"},
-            **d, **_UNSUPPORTED, "n_positions": 8192, "pad_vocab_size_multiple": 64,
-            "torch_dtype": "float32"}
+    return {
+        "architectures": ["NomicBertForPreTraining" if mlm else "NomicBertModel"],
+        "model_type": "nomic_bert",
+        "auto_map": {
+            "AutoConfig": remote + "configuration_hf_nomic_bert.NomicBertConfig",
+            "AutoModel": remote + "modeling_hf_nomic_bert.NomicBertModel",
+        },
+        **d,
+        **_UNSUPPORTED,
+        "n_positions": 8192,
+        "pad_vocab_size_multiple": 64,
+        "torch_dtype": "float32",
+    }
 
 # %% ../nbs/06_checkpoints.ipynb #c7fc4dd9
 def resolve_folder(path_or_id: str | os.PathLike, revision: str | None = None) -> Path:
     "A local checkpoint folder: `path_or_id` itself, or a hub snapshot of it."
     p = Path(path_or_id).expanduser()
-    if p.is_dir(): return p
+    if p.is_dir():
+        return p
     if p.exists():
         raise CheckpointError(
             f"{str(path_or_id)!r} is a file; pass the checkpoint folder that contains it"
@@ -222,6 +280,7 @@ def resolve_folder(path_or_id: str | os.PathLike, revision: str | None = None) -
         )
     try:
         from huggingface_hub import snapshot_download
+
         return Path(
             snapshot_download(
                 str(path_or_id),
@@ -239,12 +298,14 @@ def resolve_folder(path_or_id: str | os.PathLike, revision: str | None = None) -
 def _weight_files(folder: Path) -> list[Path]:
     """The files holding `folder`'s weights: `model.safetensors`, else the shards that
     `model.safetensors.index.json` names, else `pytorch_model.bin`."""
-    if (folder / "model.safetensors").exists(): return [folder / "model.safetensors"]
+    if (folder / "model.safetensors").exists():
+        return [folder / "model.safetensors"]
     idx = folder / "model.safetensors.index.json"
     if idx.exists():
         shards = json.loads(idx.read_text())["weight_map"].values()
         return [folder / f for f in sorted(set(shards))]
-    if (folder / "pytorch_model.bin").exists(): return [folder / "pytorch_model.bin"]
+    if (folder / "pytorch_model.bin").exists():
+        return [folder / "pytorch_model.bin"]
     raise FileNotFoundError(
         f"no weights in {folder}: expected model.safetensors, model.safetensors.index.json or"
         " pytorch_model.bin"
@@ -272,9 +333,12 @@ def read_state_dict(folder: Path) -> dict[str, Tensor]:
 def read_config(folder: Path) -> dict:
     "`folder`'s `config.json` as a dict (`config_from_dict` turns it into a `NomicBertConfig`)."
     f = Path(folder) / "config.json"
-    if not f.exists(): raise FileNotFoundError(f"{folder} has no config.json")
-    try: d = json.loads(f.read_text())
-    except json.JSONDecodeError as e: raise CheckpointError(f"{f} is not valid JSON: {e}") from e
+    if not f.exists():
+        raise FileNotFoundError(f"{folder} has no config.json")
+    try:
+        d = json.loads(f.read_text())
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{f} is not valid JSON: {e}") from e
     if not isinstance(d, dict):
         raise CheckpointError(f"{f} holds a JSON {type(d).__name__}, not a mapping of settings")
     return d
@@ -324,11 +388,13 @@ def _check_expert_counts(cfg: NomicBertConfig, sd: dict[str, Tensor]):
                 f" config.json says num_experts={cfg.num_experts}"
             )
 
+
 def _load_moe(cfg, sd, attn_impl, moe_impl):
     """Nomic Embed v2: check each MoE layer's expert count against the config, then load into
     `NomicBertMoE`."""
     # notebook 10 builds on this one, so it is imported when needed
     from nomic_repro.model_moe import NomicBertMoE
+
     _check_expert_counts(cfg, sd)
     return load_state_dict_strict(NomicBertMoE(cfg, attn_impl=attn_impl, moe_impl=moe_impl), sd)
 
@@ -353,9 +419,12 @@ def load_pretrained(
     sd = _to_nomic_keys(read_state_dict(folder), cfg.num_layers)
     head = {k: v for k, v in sd.items() if k.startswith("cls.")}
     enc = {k: v for k, v in sd.items() if not k.startswith("cls.")}
-    if with_mlm_head: model = _load_mlm(cfg, enc, head, folder, attn_impl)
-    elif cfg.num_experts: model = _load_moe(cfg, enc, attn_impl, moe_impl)
-    else: model = load_state_dict_strict(NomicBert(cfg, attn_impl=attn_impl), enc)
+    if with_mlm_head:
+        model = _load_mlm(cfg, enc, head, folder, attn_impl)
+    elif cfg.num_experts:
+        model = _load_moe(cfg, enc, attn_impl, moe_impl)
+    else:
+        model = load_state_dict_strict(NomicBert(cfg, attn_impl=attn_impl), enc)
     return model.to(device=device, dtype=dtype).eval()
 
 # %% ../nbs/06_checkpoints.ipynb #d71df64a
@@ -373,11 +442,14 @@ _XLMR_DROPPED = (
     "pooler.dense.bias",
 )
 
+
 def _xlmr_encoder(sd: dict, cfg: NomicBertConfig, p: str) -> dict:
     """XLM-R's embeddings and layers (keys prefixed `p`) under our names, popped from `sd`; a tensor
     that is not there maps to `None`."""
-    out = {f"bert.embeddings.{n}.weight": sd.pop(f"{p}embeddings.{n}.weight", None)
-           for n in ("word_embeddings", "token_type_embeddings")}
+    out = {
+        f"bert.embeddings.{n}.weight": sd.pop(f"{p}embeddings.{n}.weight", None)
+        for n in ("word_embeddings", "token_type_embeddings")
+    }
     for s in ("weight", "bias"):
         out[f"bert.emb_ln.{s}"] = sd.pop(f"{p}embeddings.LayerNorm.{s}", None)
         for i in range(cfg.num_layers):
@@ -432,8 +504,11 @@ def _fit_xlmr_shapes(out: dict, cfg: NomicBertConfig, pad_vocab: bool) -> dict:
             fill = -100.0 if k.endswith("bias") else 0.0
             v = torch.cat([v, v.new_full((want[0] - v.shape[0], *v.shape[1:]), fill)])
         if v.shape != want:
-            hint = (" (pass pad_vocab=True to pad the vocabulary)"
-                    if "word_emb" in k and v.shape[0] < want[0] else "")
+            hint = (
+                " (pass pad_vocab=True to pad the vocabulary)"
+                if "word_emb" in k and v.shape[0] < want[0]
+                else ""
+            )
             raise CheckpointError(
                 f"{k}: XLM-RoBERTa has {tuple(v.shape)}, this config needs {tuple(want)}" + hint
             )
@@ -449,9 +524,9 @@ def from_xlm_roberta(
     sd = dict(sd)
     p = "roberta." if any(k.startswith("roberta.") for k in sd) else ""
     out = _xlmr_encoder(sd, cfg, p)
-    if any(k.startswith("lm_head.") for k in sd):       # the MLM head: same structure as ours
+    if any(k.startswith("lm_head.") for k in sd):  # the MLM head: same structure as ours
         out.update(_xlmr_head(sd, out["bert.embeddings.word_embeddings.weight"]))
-    for k in _XLMR_DROPPED:                             # absolute positions: RoPE replaces them
+    for k in _XLMR_DROPPED:  # absolute positions: RoPE replaces them
         sd.pop(p + k, None)
     missing = sorted(k for k, v in out.items() if v is None)
     if missing:
@@ -512,6 +587,7 @@ def load_tokenizer(path=None, model_max_length: int = 8192):
             str(path), model_max_length=model_max_length
         )
     import nomic_repro.checkpoint as ck
+
     vocab = Path(ck.__file__).parent / "assets" / "bert-base-uncased" / "vocab.txt"
     return transformers.BertTokenizerFast(
         vocab=str(vocab), do_lower_case=True, model_max_length=model_max_length
@@ -528,8 +604,10 @@ def _st_layer_norm(folder: Path, dim: int):
     `nn.LayerNorm` has torch's default eps, 1e-5, as `F.layer_norm` has)."""
     _write_json(folder / "config.json", {"dimension": dim})
     sd = {"norm.weight": torch.ones(dim), "norm.bias": torch.zeros(dim)}
-    atomic_write(folder / "model.safetensors",
-                 lambda t: save_file(sd, str(t), metadata={"format": "pt"}))
+    atomic_write(
+        folder / "model.safetensors", lambda t: save_file(sd, str(t), metadata={"format": "pt"})
+    )
+
 
 def _st_files(save_dir: Path, cfg: NomicBertConfig, max_seq_length: int, layer_norm: bool = False):
     """The sentence-transformers side files: Transformer -> mean Pooling (-> v1.5's LayerNorm) ->
@@ -537,31 +615,44 @@ def _st_files(save_dir: Path, cfg: NomicBertConfig, max_seq_length: int, layer_n
     modules = [("", "Transformer"), ("1_Pooling", "Pooling")]
     modules += [("2_LayerNorm", "LayerNorm")] if layer_norm else []
     modules += [(f"{len(modules)}_Normalize", "Normalize")]
-    _write_json(save_dir / "modules.json", [
-        {"idx": i, "name": str(i), "path": path, "type": f"sentence_transformers.models.{kind}"}
-        for i, (path, kind) in enumerate(modules)
-    ])
-    _write_json(save_dir / "sentence_bert_config.json",
-                {"max_seq_length": max_seq_length, "do_lower_case": False})
-    _write_json(save_dir / "1_Pooling" / "config.json", {
-        "word_embedding_dimension": cfg.hidden_size,
-        "pooling_mode_cls_token": False,
-        "pooling_mode_mean_tokens": True,
-        "pooling_mode_max_tokens": False,
-        "pooling_mode_mean_sqrt_len_tokens": False,
-    })
-    if layer_norm: _st_layer_norm(save_dir / "2_LayerNorm", cfg.hidden_size)
+    _write_json(
+        save_dir / "modules.json",
+        [
+            {"idx": i, "name": str(i), "path": path, "type": f"sentence_transformers.models.{kind}"}
+            for i, (path, kind) in enumerate(modules)
+        ],
+    )
+    _write_json(
+        save_dir / "sentence_bert_config.json",
+        {"max_seq_length": max_seq_length, "do_lower_case": False},
+    )
+    _write_json(
+        save_dir / "1_Pooling" / "config.json",
+        {
+            "word_embedding_dimension": cfg.hidden_size,
+            "pooling_mode_cls_token": False,
+            "pooling_mode_mean_tokens": True,
+            "pooling_mode_max_tokens": False,
+            "pooling_mode_mean_sqrt_len_tokens": False,
+        },
+    )
+    if layer_norm:
+        _st_layer_norm(save_dir / "2_LayerNorm", cfg.hidden_size)
     (save_dir / modules[-1][0]).mkdir(exist_ok=True)
-    _write_json(save_dir / "config_sentence_transformers.json", {
-        "prompts": {"query": "search_query: ", "document": "search_document: "},
-        "default_prompt_name": None,
-        "similarity_fn_name": "cosine",
-    })
+    _write_json(
+        save_dir / "config_sentence_transformers.json",
+        {
+            "prompts": {"query": "search_query: ", "document": "search_document: "},
+            "default_prompt_name": None,
+            "similarity_fn_name": "cosine",
+        },
+    )
 
 # %% ../nbs/06_checkpoints.ipynb #87dd0af7
 def fits_transformers_layout(cfg) -> bool:
     "Whether transformers' nomic_bert can hold `cfg`: a bias-free SwiGLU MLP and attention."
     return cfg.activation == "swiglu" and not (cfg.qkv_bias or cfg.mlp_fc1_bias or cfg.mlp_fc2_bias)
+
 
 def export_state_dict(
     model: NomicBert | NomicBertForMaskedLM, layout: str = "nomic"
@@ -618,7 +709,8 @@ def _hf_config_dict(cfg: NomicBertConfig, mlm: bool = False) -> dict:
     ).to_dict()
 
 # %% ../nbs/06_checkpoints.ipynb #60359a54
-NOMIC_REPRO_KEY = "nomic_repro"   # our settings in config.json, beside the layout's own keys
+NOMIC_REPRO_KEY = "nomic_repro"  # our settings in config.json, beside the layout's own keys
+
 
 def save_pretrained(
     model: NomicBert | NomicBertForMaskedLM,
@@ -640,9 +732,11 @@ def save_pretrained(
         save_dir / "model.safetensors", lambda t: save_file(sd, str(t), metadata={"format": "pt"})
     )
     config = config_to_nomic_dict(cfg, mlm) if layout == "nomic" else _hf_config_dict(cfg, mlm)
-    if layer_norm is not None: config[NOMIC_REPRO_KEY] = {"layer_norm": layer_norm}
+    if layer_norm is not None:
+        config[NOMIC_REPRO_KEY] = {"layer_norm": layer_norm}
     _write_json(save_dir / "config.json", config)
-    if layout == "transformers": _st_files(save_dir, cfg, max_seq_length, bool(layer_norm))
+    if layout == "transformers":
+        _st_files(save_dir, cfg, max_seq_length, bool(layer_norm))
     (tokenizer or load_tokenizer()).save_pretrained(str(save_dir))
     return save_dir
 
@@ -653,8 +747,10 @@ def saved_layer_norm(folder) -> bool | None:
     ours = read_config(Path(folder)).get(NOMIC_REPRO_KEY) or {}
     flag = ours.get("layer_norm") if isinstance(ours, dict) else ours
     if flag is not None and not isinstance(flag, bool):
-        raise CheckpointError(f"{folder}/config.json: {NOMIC_REPRO_KEY}.layer_norm must be true or"
-                              f" false, got {flag!r}")
+        raise CheckpointError(
+            f"{folder}/config.json: {NOMIC_REPRO_KEY}.layer_norm must be true or"
+            f" false, got {flag!r}"
+        )
     return flag
 
 # %% ../nbs/06_checkpoints.ipynb #b1605fce
@@ -662,9 +758,11 @@ def _from_pretrained(cls, path_or_id, **kwargs):
     "Load a checkpoint folder or hub id into this class (see `load_pretrained`)."
     return load_pretrained(path_or_id, with_mlm_head=cls is NomicBertForMaskedLM, **kwargs)
 
+
 def _save_pretrained(self, save_dir, **kwargs):
     "Write this model to `save_dir` (see `save_pretrained`)."
     return save_pretrained(self, save_dir, **kwargs)
+
 
 for _cls in (NomicBert, NomicBertForMaskedLM):
     _cls.from_pretrained, _cls.save_pretrained = classmethod(_from_pretrained), _save_pretrained

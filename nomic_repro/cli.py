@@ -16,22 +16,30 @@ import nomic_repro
 class CLIError(Exception):
     "A mistake on the command line: `main` prints it as one line and returns 2."
 
-COMMANDS: dict = {}   # name -> (help, arguments, function)
+
+COMMANDS: dict = {}  # name -> (help, arguments, function)
+
 
 def arg(*flags, **kwargs) -> tuple:
     """One argument of a subcommand, exactly as `ArgumentParser.add_argument(*flags, **kwargs)`
     takes it."""
     return flags, kwargs
 
+
 def subcommand(name: str, help: str, *arguments):
     "Register `f(args) -> int | None` as `nomic-repro <name>` with its `arg(...)` list."
+
     def deco(f):
         COMMANDS[name] = (help, arguments, f)
         return f
+
     return deco
 
+
 class _Parser(argparse.ArgumentParser):
-    def error(self, message): raise CLIError(f"{message} (see `{self.prog} --help`)")
+    def error(self, message):
+        raise CLIError(f"{message} (see `{self.prog} --help`)")
+
 
 def build_parser() -> argparse.ArgumentParser:
     "The `nomic-repro` parser: one sub-parser per registered subcommand."
@@ -44,68 +52,121 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, (help, arguments, f) in COMMANDS.items():
         sp = sub.add_parser(name, help=help, description=help)
-        for flags, kwargs in arguments: sp.add_argument(*flags, **kwargs)
+        for flags, kwargs in arguments:
+            sp.add_argument(*flags, **kwargs)
         sp.set_defaults(_run=f)
     return p
 
 # %% ../nbs/19_cli.ipynb #2a4323e5
 import gzip
-_USER_ERRORS = (CLIError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
-                FileExistsError, UnicodeDecodeError, json.JSONDecodeError, gzip.BadGzipFile)
+
+
+_USER_ERRORS = (
+    CLIError,
+    FileNotFoundError,
+    NotADirectoryError,
+    IsADirectoryError,
+    FileExistsError,
+    UnicodeDecodeError,
+    json.JSONDecodeError,
+    gzip.BadGzipFile,
+)
+
 
 def _is_user_error(e: BaseException) -> bool:
-    if isinstance(e, _USER_ERRORS): return True
-    errs = [getattr(sys.modules.get(m), n, None) for m, n in
-            (("nomic_repro.eval", "EvalError"), ("nomic_repro.checkpoint", "CheckpointError"))]
+    if isinstance(e, _USER_ERRORS):
+        return True
+    errs = [
+        getattr(sys.modules.get(m), n, None)
+        for m, n in (
+            ("nomic_repro.eval", "EvalError"),
+            ("nomic_repro.checkpoint", "CheckpointError"),
+        )
+    ]
     return any(t is not None and isinstance(e, t) for t in errs)
+
 
 def _one_line(e: BaseException) -> str:
     "The error as one line; a bug says what it was and how to see more."
     if isinstance(e, UnicodeDecodeError):
         return f"input is not UTF-8 text ({e.reason}, byte {e.start})"
     msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    if _is_user_error(e) or isinstance(e, (OSError, MemoryError)): return msg
+    if _is_user_error(e) or isinstance(e, (OSError, MemoryError)):
+        return msg
     return f"{type(e).__name__}: {msg} (a bug? `nomic-repro --debug ...` shows the traceback)"
 
+# %% ../nbs/19_cli.ipynb #72c979a9
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `nomic-repro` console script; returns the exit code."
     argv = sys.argv[1:] if argv is None else list(argv)
     parser, prog, debug = build_parser(), "nomic-repro", "--debug" in argv[:1]
     try:
         args = parser.parse_args(argv)
-        if args.command is None: parser.print_help(sys.stderr); return 2
+        if args.command is None:
+            parser.print_help(sys.stderr)
+            return 2
         prog = f"nomic-repro {args.command}"
         return int(args._run(args) or 0)
-    except SystemExit as e: return e.code if isinstance(e.code, int) else 0     # --help, --version
-    except KeyboardInterrupt: print(f"{prog}: interrupted", file=sys.stderr); return 130
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else 0  # --help, --version
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
     except Exception as e:
-        if debug: raise
+        if debug:
+            raise
         print(f"{prog}: error: {_one_line(e)}", file=sys.stderr)
         return 2 if _is_user_error(e) else 1
 
-
 # %% ../nbs/19_cli.ipynb #d1476f06
 _EVAL_ARGS = (
-    arg("--model", required=True,
+    arg(
+        "--model",
+        required=True,
         help="minilm | bm25 | gte-base | multilingual-e5-small (hub id or a folder so named) | "
-             "PATH to a checkpoint folder"),
-    arg("--task", required=True, nargs="+",
-        help="scifact | stsb | sickr | qmsum | PATH to a BEIR folder (several allowed)"),
-    arg("--split", default=None,
-        help="split to score (default per task: scifact test, stsb test, sickr all, qmsum val)"),
-    arg("--data-root", default=None,
-        help="folder holding the task folders (default: the vendored data/)"),
-    arg("--max-length", type=int, default=None,
+        "PATH to a checkpoint folder",
+    ),
+    arg(
+        "--task",
+        required=True,
+        nargs="+",
+        help="scifact | stsb | sickr | qmsum | PATH to a BEIR folder (several allowed)",
+    ),
+    arg(
+        "--split",
+        default=None,
+        help="split to score (default per task: scifact test, stsb test, sickr all, qmsum val)",
+    ),
+    arg(
+        "--data-root",
+        default=None,
+        help="folder holding the task folders (default: the vendored data/)",
+    ),
+    arg(
+        "--max-length",
+        type=int,
+        default=None,
         help="maximum tokens per text (default: 512 on short tasks as in MTEB, the "
-             "model's own on qmsum)"),
-    arg("--limit-docs", type=int, default=None,
-        help="score a slice of this many documents (retrieval tasks)"),
-    arg("--no-ntk", action="store_true",
-        help="checkpoint models: serve without Dynamic NTK beyond the trained length"),
+        "model's own on qmsum)",
+    ),
+    arg(
+        "--limit-docs",
+        type=int,
+        default=None,
+        help="score a slice of this many documents (retrieval tasks)",
+    ),
+    arg(
+        "--no-ntk",
+        action="store_true",
+        help="checkpoint models: serve without Dynamic NTK beyond the trained length",
+    ),
     arg("--batch-size", type=int, default=32),
     arg("--device", default=None, help="cpu, cuda, ... (default: best available)"),
-    arg("--output", default=None,
-        help="JSON file to write (default: results/eval-<model>-<tasks>.json)"),
+    arg(
+        "--output",
+        default=None,
+        help="JSON file to write (default: results/eval-<model>-<tasks>.json)",
+    ),
 )
 
 # %% ../nbs/19_cli.ipynb #3e991a06
@@ -116,8 +177,10 @@ _EVAL_ARGS = (
 )
 def eval_command(args):
     from nomic_repro import eval as ev
+
     for t in args.task:
-        if t in ev.TASKS: ev.task_folder(t, args.data_root)
+        if t in ev.TASKS:
+            ev.task_folder(t, args.data_root)
         elif not Path(t).is_dir():
             raise CLIError(
                 f"unknown task {t!r}: use one of {', '.join(ev.TASKS)} or a path to a BEIR folder"
@@ -128,9 +191,18 @@ def eval_command(args):
     model = ev.load_encoder(
         args.model, device=args.device, max_length=args.max_length, ntk=not args.no_ntk
     )
-    results = [ev.run_eval(model, t, split=args.split, data_root=args.data_root,
-                           max_length=args.max_length, limit_docs=args.limit_docs,
-                           batch_size=args.batch_size) for t in args.task]
+    results = [
+        ev.run_eval(
+            model,
+            t,
+            split=args.split,
+            data_root=args.data_root,
+            max_length=args.max_length,
+            limit_docs=args.limit_docs,
+            batch_size=args.batch_size,
+        )
+        for t in args.task
+    ]
     print(ev.results_table(results))
     stem = "-".join([Path(args.model).name, *(Path(t).name for t in args.task)])
     out = ev.save_results(results, args.output or Path("results") / f"eval-{stem}.json")
@@ -176,11 +248,14 @@ def _overrides(args) -> list[str]:
     """The settings of `--config FILE` (if given) followed by the `--set` flags, so the command line
     wins."""
     from nomic_repro.pipeline import read_config
+
     return (read_config(args.config) if args.config else []) + list(args.overrides)
+
 
 def _run_stage(fn, args, *pre):
     "Run a stage function; a ValueError from it (bad preset, key, value, data) is a user error."
-    if args.max_steps is not None and args.max_steps < 1: raise CLIError("--max-steps must be >= 1")
+    if args.max_steps is not None and args.max_steps < 1:
+        raise CLIError("--max-steps must be >= 1")
     try:
         overrides = _overrides(args) + (
             [f"train.save_every={args.save_every}"] if args.save_every else []
@@ -191,62 +266,96 @@ def _run_stage(fn, args, *pre):
             args.output_dir,
             data_root=args.data_root,
             max_steps=args.max_steps,
-            overrides=overrides
+            overrides=overrides,
         )
-    except ValueError as e: raise CLIError(str(e)) from None
+    except ValueError as e:
+        raise CLIError(str(e)) from None
     keep = ("preset", "start_step", "end_step", "first_loss", "last_loss", "seconds", "model_dir")
     from nomic_repro.train import _world
+
     # torchrun: rank 0 reports
-    if _world()[0] == 0: print(json.dumps({k: res[k] for k in keep if k in res}))
+    if _world()[0] == 0:
+        print(json.dumps({k: res[k] for k in keep if k in res}))
 
 # %% ../nbs/19_cli.ipynb #3cdb9f3d
 @subcommand("mlm", "Stage 1: masked-language-model pretraining of NomicBERT.", *_STAGE_ARGS)
 def mlm_command(args):
     from nomic_repro.stage1 import run_mlm
+
     _run_stage(run_mlm, args)
+
 
 @subcommand(
     "contrastive",
     "Stage 2: weakly-supervised contrastive pretraining from a stage-1 model.",
-    *_STAGE_ARGS, _INIT)
+    *_STAGE_ARGS,
+    _INIT,
+)
 def contrastive_command(args):
     from nomic_repro.stage2 import run_contrastive
+
     if not Path(args.init).is_dir():
         raise CLIError(f"--init {args.init!r} is not a checkpoint folder")
     _run_stage(run_contrastive, args, args.init)
 
+
 @subcommand(
     "finetune",
     "Stage 3: supervised contrastive fine-tuning with mined hard negatives.",
-    *_STAGE_ARGS, _INIT)
+    *_STAGE_ARGS,
+    _INIT,
+)
 def finetune_command(args):
     from nomic_repro.stage3 import run_finetune
+
     if not Path(args.init).is_dir():
         raise CLIError(f"--init {args.init!r} is not a checkpoint folder")
     _run_stage(run_finetune, args, args.init)
 
 # %% ../nbs/19_cli.ipynb #e5ce52ff
-@subcommand("run", "The whole pipeline: stage 1 -> 2 -> 3 -> evaluation -> report (resumable).",
+@subcommand(
+    "run",
+    "The whole pipeline: stage 1 -> 2 -> 3 -> evaluation -> report (resumable).",
     arg("--preset", default="tiny", help="tiny | small | base | moe | v1.5"),
-    arg("--output-dir", required=True,
-        help="run folder; running the command again skips finished stages"),
-    arg("--data-root", default=None,
-        help="folder the data sources are relative to (default: the vendored data/)"),
-    arg("--config", default=None, metavar="FILE",
-        help="YAML/JSON file of settings, e.g. {contrastive: {train: {lr: 1e-4}}}"),
-    arg("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+    arg(
+        "--output-dir",
+        required=True,
+        help="run folder; running the command again skips finished stages",
+    ),
+    arg(
+        "--data-root",
+        default=None,
+        help="folder the data sources are relative to (default: the vendored data/)",
+    ),
+    arg(
+        "--config",
+        default=None,
+        metavar="FILE",
+        help="YAML/JSON file of settings, e.g. {contrastive: {train: {lr: 1e-4}}}",
+    ),
+    arg(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="e.g. stage2.lr=1e-4 or mlm.train.max_steps=100 (stage1/2/3 = "
-             "mlm/contrastive/finetune; wins over --config)"))
+        "mlm/contrastive/finetune; wins over --config)",
+    ),
+)
 def run_command(args):
     from nomic_repro.pipeline import run_pipeline, evaluation_table
+
     try:
         report = run_pipeline(
             args.preset, args.output_dir, data_root=args.data_root, overrides=_overrides(args)
         )
     except ValueError as e:
         raise CLIError(str(e)) from None
-    if report is None: return 0                  # torchrun: rank 0 evaluates and reports
-    if report["evaluation"]: print(evaluation_table(report["evaluation"]))
+    if report is None:
+        return 0  # torchrun: rank 0 evaluates and reports
+    if report["evaluation"]:
+        print(evaluation_table(report["evaluation"]))
     print(f"report: {Path(args.output_dir) / 'report.html'} ({report['seconds']} s)")
 
 # %% ../nbs/19_cli.ipynb #63dd1c48
@@ -255,12 +364,15 @@ def read_texts(path, field: str = "text") -> list[str]:
     path = Path(path)
     if path.is_dir():
         raise CLIError(f"--input {str(path)!r} is a folder: give a .txt or .jsonl file")
-    if not path.is_file(): raise FileNotFoundError(f"input file {str(path)!r} does not exist")
+    if not path.is_file():
+        raise FileNotFoundError(f"input file {str(path)!r} does not exist")
     lines = [l for l in path.read_text().splitlines() if l.strip()]
-    if path.suffix.lower() != ".jsonl": return lines
+    if path.suffix.lower() != ".jsonl":
+        return lines
     texts = []
     for i, l in enumerate(lines, 1):
-        try: obj = json.loads(l)
+        try:
+            obj = json.loads(l)
         except json.JSONDecodeError as e:
             raise CLIError(f"{path}:{i}: not JSON ({e.msg})") from None
         if not isinstance(obj, dict) or not isinstance(obj.get(field), str):
@@ -275,11 +387,14 @@ def _output_path(path) -> Path:
         raise CLIError(f"--output must end in .npy or .jsonl, got {str(path)!r}")
     return path
 
+
 def write_embeddings(path, texts: list[str], emb) -> Path:
     "Save `emb` as .npy or as .jsonl (text + embedding per line), atomically."
     import numpy as np
     from nomic_repro.core import atomic_write
+
     path = _output_path(path)
+
     def write(tmp):
         with open(tmp, "wb") as f:
             if path.suffix.lower() == ".npy":
@@ -291,6 +406,7 @@ def write_embeddings(path, texts: list[str], emb) -> Path:
                         for t, e in zip(texts, emb)
                     ).encode()
                 )
+
     return atomic_write(path, write)
 
 # %% ../nbs/19_cli.ipynb #78e8a298
@@ -303,27 +419,35 @@ def write_embeddings(path, texts: list[str], emb) -> Path:
     arg("--input", default=None, help=".txt (one per line) or .jsonl file"),
     arg("--field", default="text", help="JSONL key holding the text"),
     arg("--output", required=True, help="OUT.npy or OUT.jsonl"),
-    arg("--task", default=None,
-        help="prefix: search_query | search_document | clustering | classification"),
+    arg(
+        "--task",
+        default=None,
+        help="prefix: search_query | search_document | clustering | classification",
+    ),
     arg("--dim", type=int, default=None, help="Matryoshka dimension (v1.5 models: 64..768)"),
-    arg("--max-length", type=int, default=None), arg("--batch-size", type=int, default=32),
-    arg("--device", default=None, help="cpu, cuda, cuda:1 ... (default: best available)"))
+    arg("--max-length", type=int, default=None),
+    arg("--batch-size", type=int, default=32),
+    arg("--device", default=None, help="cpu, cuda, cuda:1 ... (default: best available)"),
+)
 def embed_command(args):
     if (args.text is None) == (args.input is None):
         raise CLIError("give exactly one of --text and --input")
-    _output_path(args.output)                   # before loading any model
+    _output_path(args.output)  # before loading any model
     if args.input is not None and Path(args.output).resolve() == Path(args.input).resolve():
         raise CLIError(f"--output {args.output!r} is the --input file: it would be overwritten")
     for name in ("max_length", "batch_size"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise CLIError(f"--{name.replace('_', '-')} must be >= 1")
     texts = args.text if args.text is not None else read_texts(args.input, args.field)
-    if not texts: raise CLIError(f"{args.input!r} holds no texts")
+    if not texts:
+        raise CLIError(f"{args.input!r} holds no texts")
     from nomic_repro.embed import Embedder
+
     try:
         emb = Embedder.from_pretrained(args.model, max_length=args.max_length, device=args.device)
         vecs = emb.encode(texts, task=args.task, dim=args.dim, batch_size=args.batch_size)
-    except (ValueError, KeyError) as e: raise CLIError(str(e).strip("'\"")) from None
+    except (ValueError, KeyError) as e:
+        raise CLIError(str(e).strip("'\"")) from None
     out = write_embeddings(args.output, texts, vecs)
     print(f"wrote {out}: {len(texts)} × {vecs.shape[1]}", file=sys.stderr)
 
@@ -355,12 +479,15 @@ BENCHMARKS = {  # name -> (script in kernels/, arguments of --quick)
     "data": ("data.py", ["--steps", "2", "--limit", "300"]),
 }
 
+
 def kernels_dir(path=None) -> Path:
     """The `kernels/` workbench: `path`, else the one beside this package (a git checkout), else
     ./kernels."""
     from nomic_repro.pipeline import _package_dir
-    for d in ([Path(path)] if path else [_package_dir().parent / "kernels", Path("kernels")]):
-        if (d / "encoder.py").is_file(): return d
+
+    for d in [Path(path)] if path else [_package_dir().parent / "kernels", Path("kernels")]:
+        if (d / "encoder.py").is_file():
+            return d
     raise CLIError(
         f"no kernels/ workbench at {str(path or 'kernels')!r}: it ships with the git repository,"
         " not the wheel (clone it, or pass --kernels-dir)"
@@ -370,15 +497,27 @@ def kernels_dir(path=None) -> Path:
 @subcommand(
     "bench",
     "Run the kernels/ benchmarks (ratios against transformers and PyTorch); CSVs for the report.",
-    arg("names", nargs="*", metavar="NAME",
-        help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}"),
-    arg("--quick", action="store_true",
-        help="toy shapes, seconds each (default output results/bench-quick)"),
-    arg("--out", default=None,
-        help="folder for the CSVs (default: kernels/results, or results/bench-quick with --quick)"),
-    arg("--kernels-dir", default=None, help="the kernels/ folder of a git checkout"))
+    arg(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}",
+    ),
+    arg(
+        "--quick",
+        action="store_true",
+        help="toy shapes, seconds each (default output results/bench-quick)",
+    ),
+    arg(
+        "--out",
+        default=None,
+        help="folder for the CSVs (default: kernels/results, or results/bench-quick with --quick)",
+    ),
+    arg("--kernels-dir", default=None, help="the kernels/ folder of a git checkout"),
+)
 def bench_command(args):
     import subprocess
+
     unknown = [n for n in args.names if n not in BENCHMARKS]
     if unknown:
         raise CLIError(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHMARKS)}")
@@ -409,16 +548,29 @@ def bench_command(args):
     arg("--preset", default="base", help="tiny | small | base | ... (the pipeline presets)"),
     arg("--gpus", type=int, default=8, help="number of GPUs"),
     arg("--gpu", default="h100", help="h100 | h200 | a100 | l4 | a10g | cpu"),
-    arg("--price", type=float, default=None,
-        help="price per GPU-hour (default: the table's assumed price)"),
+    arg(
+        "--price",
+        type=float,
+        default=None,
+        help="price per GPU-hour (default: the table's assumed price)",
+    ),
     arg("--mfu", type=float, default=0.4, help="assumed model-FLOPs utilisation, in (0, 1]"),
     arg("--config", default=None, metavar="FILE", help="YAML/JSON file of settings, as for `run`"),
-    arg("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="as for `run`, e.g. mlm.train.grad_accum=16"),
-    arg("--json", action="store_true", help="print the plan as JSON instead of a table"))
+    arg(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="as for `run`, e.g. mlm.train.grad_accum=16",
+    ),
+    arg("--json", action="store_true", help="print the plan as JSON instead of a table"),
+)
 def plan_command(args):
     from nomic_repro.plan import plan, format_plan
-    if args.price is not None and args.price < 0: raise CLIError("--price must be >= 0")
+
+    if args.price is not None and args.price < 0:
+        raise CLIError("--price must be >= 0")
     try:
         result = plan(
             args.preset,
@@ -437,16 +589,24 @@ def plan_command(args):
     "report",
     "Rebuild a run's report.html from its report.json (with the latest kernel benchmark CSVs).",
     arg("--output-dir", required=True, help="the run folder of `nomic-repro run`"),
-    arg("--kernels-dir", default=None,
-        help="folder of benchmark CSVs (default: the repository's kernels/results)"))
+    arg(
+        "--kernels-dir",
+        default=None,
+        help="folder of benchmark CSVs (default: the repository's kernels/results)",
+    ),
+)
 def report_command(args):
     from nomic_repro.pipeline import rebuild_report, evaluation_table
+
     if args.kernels_dir is not None and not Path(args.kernels_dir).is_dir():
         raise CLIError(f"--kernels-dir {args.kernels_dir!r} is not a folder")
-    try: page = rebuild_report(args.output_dir, args.kernels_dir)
-    except ValueError as e: raise CLIError(str(e)) from None
+    try:
+        page = rebuild_report(args.output_dir, args.kernels_dir)
+    except ValueError as e:
+        raise CLIError(str(e)) from None
     table = json.loads((Path(args.output_dir) / "report.json").read_text())["evaluation"]
-    if table: print(evaluation_table(table))
+    if table:
+        print(evaluation_table(table))
     print(f"report: {page}")
 
 # %% ../nbs/19_cli.ipynb #826a106d

@@ -18,17 +18,24 @@ _TRITON_TOO_EARLY = (
     "(or set TRITON_INTERPRET=1 in the environment) before importing triton."
 )
 
+
 def use_triton_interpreter(force: bool = False) -> bool:
     """Set `TRITON_INTERPRET=1` when there is no CUDA device (or when `force`); return whether the
     interpreter is on."""
-    if os.environ.get("TRITON_INTERPRET") == "1": return True
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        return True
     import torch  # the CPU wheel of torch does not import triton, so this is safe
-    if not (force or not torch.cuda.is_available()): return False
-    if "triton" in sys.modules: raise RuntimeError(_TRITON_TOO_EARLY)
+
+    if not (force or not torch.cuda.is_available()):
+        return False
+    if "triton" in sys.modules:
+        raise RuntimeError(_TRITON_TOO_EARLY)
     os.environ["TRITON_INTERPRET"] = "1"
     return True
 
-try: TRITON_INTERPRETER = use_triton_interpreter()
+
+try:
+    TRITON_INTERPRETER = use_triton_interpreter()
 except RuntimeError as e:
     warnings.warn(str(e), RuntimeWarning, stacklevel=2)
     TRITON_INTERPRETER = False
@@ -62,9 +69,11 @@ _DTYPES = {
     "float64": torch.float64,
 }
 
+
 def get_device(device=None) -> torch.device:
     "`device` as a `torch.device`; `None` picks CUDA when available, else CPU."
-    if device is None: return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     d = torch.device(device)
     if d.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(
@@ -72,10 +81,12 @@ def get_device(device=None) -> torch.device:
         )
     return d
 
+
 def get_dtype(dtype=None, device=None) -> torch.dtype:
     """`dtype` as a `torch.dtype` (names like 'bf16' work); `None` picks bf16 on a capable GPU, else
     fp32."""
-    if isinstance(dtype, torch.dtype): return dtype
+    if isinstance(dtype, torch.dtype):
+        return dtype
     if dtype is None:
         d = get_device(device)
         return (
@@ -90,16 +101,29 @@ def in_test() -> bool:
     "True when running under `nbdev-test` (which sets `IN_TEST`) or pytest."
     return bool(os.environ.get("IN_TEST")) or "PYTEST_CURRENT_TEST" in os.environ
 
+
 @dataclass(frozen=True)
 class Sizes:
     "Shapes a lesson uses: batch, sequence length, model width, heads, layers and training steps."
-    batch: int; seq_len: int; hidden: int; heads: int; layers: int; steps: int
-    @property
-    def head_dim(self) -> int: return self.hidden // self.heads
 
-SIZES = {"test":   Sizes(batch=4,  seq_len=64,   hidden=64,  heads=2,  layers=2,  steps=5),
-         "laptop": Sizes(batch=8,  seq_len=256,  hidden=256, heads=4,  layers=4,  steps=100),
-         "full":   Sizes(batch=32, seq_len=2048, hidden=768, heads=12, layers=12, steps=1000)}
+    batch: int
+    seq_len: int
+    hidden: int
+    heads: int
+    layers: int
+    steps: int
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden // self.heads
+
+
+SIZES = {
+    "test": Sizes(batch=4, seq_len=64, hidden=64, heads=2, layers=2, steps=5),
+    "laptop": Sizes(batch=8, seq_len=256, hidden=256, heads=4, layers=4, steps=100),
+    "full": Sizes(batch=32, seq_len=2048, hidden=768, heads=12, layers=12, steps=1000),
+}
+
 
 def sizes(name: str | None = None) -> Sizes:
     """The size preset `name` ('test', 'laptop', 'full'); `None` means 'test' under test, else
@@ -111,23 +135,39 @@ def sizes(name: str | None = None) -> Sizes:
 
 # %% ../nbs/00_core.ipynb #2a4186ee
 # (rtol, atol) per dtype: torch.testing's defaults; integers and bools must match exactly
-_TOLS = {torch.float64: (1e-7, 1e-7), torch.float32: (1.3e-6, 1e-5), torch.float16: (1e-3, 1e-5),
-         torch.bfloat16: (1.6e-2, 1e-5)}
+_TOLS = {
+    torch.float64: (1e-7, 1e-7),
+    torch.float32: (1.3e-6, 1e-5),
+    torch.float16: (1e-3, 1e-5),
+    torch.bfloat16: (1.6e-2, 1e-5),
+}
+
 
 @dataclass
 class CloseReport:
     """What `assert_close` measured: the largest absolute and relative errors and the tolerances
     used."""
-    max_abs: float; max_rel: float; rtol: float; atol: float; shape: tuple; dtype: str
+
+    max_abs: float
+    max_rel: float
+    rtol: float
+    atol: float
+    shape: tuple
+    dtype: str
+
     def __repr__(self):
-        return (f"max abs err {self.max_abs:.3g}, max rel err {self.max_rel:.3g} "
-                f"(rtol {self.rtol:g}, atol {self.atol:g}; {self.dtype} {self.shape})")
+        return (
+            f"max abs err {self.max_abs:.3g}, max rel err {self.max_rel:.3g} "
+            f"(rtol {self.rtol:g}, atol {self.atol:g}; {self.dtype} {self.shape})"
+        )
+
 
 def _errors(a: torch.Tensor, e: torch.Tensor):
     """Absolute error per element (0 where equal, infinities included), largest absolute and
     relative error."""
     diff = torch.where(a == e, torch.zeros_like(a), (a - e).abs())
-    if diff.numel() == 0: return diff, 0.0, 0.0
+    if diff.numel() == 0:
+        return diff, 0.0, 0.0
     nz = e != 0
     rel = (diff[nz] / e[nz].abs()).max().item() if nz.any() else 0.0
     return diff, diff.max().item(), rel
@@ -171,6 +211,7 @@ def assert_close(
 # %% ../nbs/00_core.ipynb #95673277
 import itertools
 
+
 def pad_right(
     seqs: list[list[int]], pad_id: int = 0, device=None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -178,8 +219,8 @@ def pad_right(
     `pad_id` to the longest."""
     if not len(seqs):
         raise ValueError("pad_right needs at least one sequence")
-    lengths = torch.tensor([len(s) for s in seqs])                                # [B]
-    real = torch.arange(int(lengths.max()))[None] < lengths[:, None]            # [B, S]
+    lengths = torch.tensor([len(s) for s in seqs])  # [B]
+    real = torch.arange(int(lengths.max()))[None] < lengths[:, None]  # [B, S]
     ids = torch.full(real.shape, pad_id, dtype=torch.long)
     ids[real] = torch.tensor(list(itertools.chain.from_iterable(seqs)), dtype=torch.long)
     return ids.to(device), real.long().to(device)
@@ -189,6 +230,7 @@ def progress_bar(iterable=None, **kwargs):
     """A `tqdm.auto` bar that redraws at most every 30 s when stderr is a file rather than a
     terminal or a notebook."""
     from tqdm.auto import tqdm
+
     interactive = sys.stderr.isatty() if hasattr(sys.stderr, "isatty") else False
     kwargs.setdefault("mininterval", 0.1 if interactive or "ipykernel" in sys.modules else 30.0)
     return tqdm(iterable, **kwargs)
@@ -197,47 +239,59 @@ def progress_bar(iterable=None, **kwargs):
 import tempfile
 from pathlib import Path
 
+
 def umask_mode(mode: int = 0o666) -> int:
     """`mode` less the process's umask: the permissions `open()` gives a new file (0o777: a
     folder)."""
-    m = os.umask(0); os.umask(m)
+    m = os.umask(0)
+    os.umask(m)
     return mode & ~m
+
 
 def atomic_write(path, write) -> Path:
     """Write `path` through `write(tmp_path)`, then rename the temporary file onto it: a kill leaves
     the old file or the new one."""
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
-        write(Path(tmp)); os.chmod(tmp, umask_mode()); os.replace(tmp, path)
+        write(Path(tmp))
+        os.chmod(tmp, umask_mode())
+        os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp): os.remove(tmp)
+        if os.path.exists(tmp):
+            os.remove(tmp)
     return path
 
 # %% ../nbs/00_core.ipynb #b1a2c3d5
 import shutil, uuid
 
+
 def atomic_folder(path, write) -> Path:
     """Build folder `path` through `write(tmp_dir)` in a temporary sibling, then swap it in: a kill
     leaves the old folder, the new one or none, never a half-written one."""
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):   # a killed earlier write
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # a killed earlier write
         shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:
-        write(tmp); os.chmod(tmp, umask_mode(0o777))
+        write(tmp)
+        os.chmod(tmp, umask_mode(0o777))
         old = path.parent / f".{path.name}.{uuid.uuid4().hex}.tmp"
-        if path.exists(): os.replace(path, old)
+        if path.exists():
+            os.replace(path, old)
         os.replace(tmp, path)
         shutil.rmtree(old, ignore_errors=True)
     finally:
-        if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
     return path
-
 
 # %% ../nbs/00_core.ipynb #3e4e9742
 _TRACE_ARRAYS = ("x", "y", "z", "text", "customdata")
+
 
 def _cap_trace(tr, max_points: int):
     "Stride every per-point array of trace `tr` down to at most `max_points`, floats as float32."
@@ -248,9 +302,11 @@ def _cap_trace(tr, max_points: int):
     n = max((len(v) for v in arrays.values() if v.ndim >= 1), default=0)
     step = max(1, math.ceil(n / max_points))
     for k, v in arrays.items():
-        if v.ndim == 0 or len(v) != n: continue
+        if v.ndim == 0 or len(v) != n:
+            continue
         v = v[::step]
         setattr(tr, k, v.astype(np.float32) if v.dtype.kind == "f" else v)
+
 
 def show(
     fig, *, width: int = 760, height: int = 420, max_points: int = 4000, renderer: str | None = None
@@ -267,15 +323,22 @@ def show(
 
 # %% ../nbs/00_core.ipynb #2de30d5c
 _FLAG_RULES = {
-    "gpu": ("it needs a CUDA GPU and this machine has none",
-            "use a machine with one (`make gpu-test` there runs every such cell)"),
-    "slow": ("it takes minutes on a CPU",
-             "run `os.environ['NOMIC_REPRO_SLOW'] = '1'` in a cell (or start Jupyter with "
-             "NOMIC_REPRO_SLOW=1), then rerun this cell"),
-    "full": ("it needs {needs}, which this machine does not have",
-             "download it (online: `huggingface_hub.snapshot_download(<id>)`) and rerun, or set "
-             "NOMIC_REPRO_FULL=1 to let the cell fetch it"),
+    "gpu": (
+        "it needs a CUDA GPU and this machine has none",
+        "use a machine with one (`make gpu-test` there runs every such cell)",
+    ),
+    "slow": (
+        "it takes minutes on a CPU",
+        "run `os.environ['NOMIC_REPRO_SLOW'] = '1'` in a cell (or start Jupyter with "
+        "NOMIC_REPRO_SLOW=1), then rerun this cell",
+    ),
+    "full": (
+        "it needs {needs}, which this machine does not have",
+        "download it (online: `huggingface_hub.snapshot_download(<id>)`) and rerun, or set "
+        "NOMIC_REPRO_FULL=1 to let the cell fetch it",
+    ),
 }
+
 
 def cell_flags(lines: list[str]) -> tuple[list[str], str, list[str]]:
     """A cell's flags (`#| gpu`, `#| slow`, `#| full`), its first comment (what it does), its `#
@@ -296,19 +359,26 @@ def cell_flags(lines: list[str]) -> tuple[list[str], str, list[str]]:
 # %% ../nbs/00_core.ipynb #ef3e9534
 def _present(need: str) -> bool:
     "Is `need` a path on disk, or a hub id whose `config.json` is in the local Hugging Face cache?"
-    if Path(need).expanduser().exists(): return True
+    if Path(need).expanduser().exists():
+        return True
     try:
         from huggingface_hub import try_to_load_from_cache
+
         return isinstance(try_to_load_from_cache(need, "config.json"), str)
-    except Exception: return False   # not a valid hub id either
+    except Exception:
+        return False  # not a valid hub id either
+
 
 def flagged_cell_skip(lines: list[str]) -> str | None:
     "The one line a flagged cell prints instead of running here, or `None` when it can run."
-    if in_test(): return None   # nbdev-test's --flags decide there
+    if in_test():
+        return None  # nbdev-test's --flags decide there
     flags, what, needs = cell_flags(lines)
     for f in flags:
-        if f == "gpu" and torch.cuda.is_available(): continue
-        if f == "slow" and os.environ.get("NOMIC_REPRO_SLOW") == "1": continue
+        if f == "gpu" and torch.cuda.is_available():
+            continue
+        if f == "slow" and os.environ.get("NOMIC_REPRO_SLOW") == "1":
+            continue
         if f == "full" and (
             os.environ.get("NOMIC_REPRO_FULL") == "1" or (needs and all(map(_present, needs)))
         ):
@@ -324,35 +394,53 @@ def _guard_transform(lines: list[str]) -> list[str]:
     msg = flagged_cell_skip(lines)
     return lines if msg is None else [f"print({msg!r})\n"]
 
+
 def install_cell_guard() -> bool:
     "Install `_guard_transform` in the running IPython kernel (once); False outside IPython."
     ipython = sys.modules.get("IPython")
     shell = ipython.get_ipython() if ipython is not None else None
-    if shell is None: return False
+    if shell is None:
+        return False
     cleanups = shell.input_transformers_cleanup
     if not any(getattr(t, "__name__", "") == "_guard_transform" for t in cleanups):
         cleanups.append(_guard_transform)
     return True
+
 
 CELL_GUARD = install_cell_guard()
 
 # %% ../nbs/00_core.ipynb #9915bb19
 class Verdict:
     "Whether an exercise passed: true or false like a bool, and silent as a cell's last value."
-    def __init__(self, ok: bool): self.ok = bool(ok)
-    def __bool__(self): return self.ok
-    def __eq__(self, other): return self.ok == bool(other)
-    def __repr__(self): return f"Verdict({self.ok})"
-    def _ipython_display_(self): pass   # `exercise` already printed what it means
+
+    def __init__(self, ok: bool):
+        self.ok = bool(ok)
+
+    def __bool__(self):
+        return self.ok
+
+    def __eq__(self, other):
+        return self.ok == bool(other)
+
+    def __repr__(self):
+        return f"Verdict({self.ok})"
+
+    def _ipython_display_(self):
+        pass  # `exercise` already printed what it means
+
 
 def exercise(name: str, answer, check, *, hint: str = "") -> Verdict:
     """Print whether `answer` passes `check(answer)` (`None`: not tried yet); return whether it
     passed."""
     if answer is None:
-        print(f"{name}: not tried yet. Put your answer in the cell above and rerun this one; "
-              "the solution is in the collapsed cell below (click it to reveal).")
+        print(
+            f"{name}: not tried yet. Put your answer in the cell above and rerun this one; "
+            "the solution is in the collapsed cell below (click it to reveal)."
+        )
         return Verdict(False)
-    try: ok = bool(check(answer))
-    except Exception as e: ok, hint = False, f"checking it raised {type(e).__name__}: {e}"
+    try:
+        ok = bool(check(answer))
+    except Exception as e:
+        ok, hint = False, f"checking it raised {type(e).__name__}: {e}"
     print(f"{name}: right." if ok else f"{name}: not yet. {hint}".rstrip())
     return Verdict(ok)

@@ -19,15 +19,20 @@ from torch import Tensor
 # %% ../nbs/11_data.ipynb #02b915ac
 def default_data_root() -> Path:
     "`$NOMIC_REPRO_DATA`, else the checkout's `data/` folder."
-    if os.environ.get("NOMIC_REPRO_DATA"): return Path(os.environ["NOMIC_REPRO_DATA"])
+    if os.environ.get("NOMIC_REPRO_DATA"):
+        return Path(os.environ["NOMIC_REPRO_DATA"])
     import nomic_repro
+
     return Path(nomic_repro.__file__).resolve().parents[1] / "data"
+
 
 def resolve_source(source: str | os.PathLike, data_root=None) -> Path | str:
     "An existing local file for `source`, or the `hf:` name unchanged; a clear error otherwise."
-    if str(source).startswith("hf:"): return str(source)
+    if str(source).startswith("hf:"):
+        return str(source)
     p = Path(source).expanduser()
-    if not p.is_absolute(): p = Path(data_root or default_data_root()) / p
+    if not p.is_absolute():
+        p = Path(data_root or default_data_root()) / p
     if not p.exists():
         raise FileNotFoundError(
             f"data source {str(source)!r} not found (looked for {p}); pass --data-root or an"
@@ -38,11 +43,14 @@ def resolve_source(source: str | os.PathLike, data_root=None) -> Path | str:
 # %% ../nbs/11_data.ipynb #d27a0002
 import hashlib
 
+
 def _sha256(p: Path) -> str:
     h = hashlib.sha256()
     with open(p, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""): h.update(block)
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
     return h.hexdigest()
+
 
 def data_identity(sources, data_root=None, known: dict | None = None) -> dict:
     """{source: its resolved path, size and SHA-256} (`hf:` sources: their name) for `sources`;
@@ -50,26 +58,32 @@ def data_identity(sources, data_root=None, known: dict | None = None) -> dict:
     out = {}
     for s in map(str, sources):
         p = resolve_source(s, data_root)
-        if isinstance(p, str): out[s] = {"hub": p}; continue
+        if isinstance(p, str):
+            out[s] = {"hub": p}
+            continue
         files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
         st = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
         old = (known or {}).get(s, {})
-        if old.get("stat") == [list(x) for x in st]: out[s] = old; continue
+        if old.get("stat") == [list(x) for x in st]:
+            out[s] = old
+            continue
         h = hashlib.sha256("".join(_sha256(f) for f in files).encode()).hexdigest()
         out[s] = {"path": str(p.resolve()), "stat": [list(x) for x in st], "sha256": h}
     return out
-
 
 # %% ../nbs/11_data.ipynb #3cfea161
 @dataclass
 class ReadStats:
     "How many records a reader kept, and how many it skipped, by reason."
+
     kept: int = 0
     skipped: Counter = field(default_factory=Counter)
+
     def __repr__(self):
         return f"kept {self.kept:,}, skipped {sum(self.skipped.values()):,}" + (
             f" {dict(self.skipped)}" if self.skipped else ""
         )
+
 
 def clean_text(s) -> str:
     "Collapse whitespace and strip; non-strings become ''."
@@ -80,6 +94,7 @@ def _raw_records(src):
     "Yield dicts (or an error marker) from a local jsonl/jsonl.gz/txt file or an `hf:` dataset."
     if isinstance(src, str):
         import datasets
+
         name, _, split = src[3:].partition("@")
         name, _, cfg = name.partition(":")
         yield from datasets.load_dataset(name, cfg or None, split=split or "train")
@@ -87,10 +102,16 @@ def _raw_records(src):
     opener = gzip.open if src.suffix == ".gz" else open
     with opener(src, "rt", encoding="utf-8") as f:
         for line in f:
-            if ".jsonl" not in src.name: yield {"text": line}; continue
-            if not line.strip(): yield "empty line"; continue
-            try: yield json.loads(line)
-            except json.JSONDecodeError: yield "malformed JSON"
+            if ".jsonl" not in src.name:
+                yield {"text": line}
+                continue
+            if not line.strip():
+                yield "empty line"
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                yield "malformed JSON"
 
 # %% ../nbs/11_data.ipynb #8917eef9
 def read_records(
@@ -143,20 +164,22 @@ def tokenize_documents(
 # %% ../nbs/11_data.ipynb #421fb63c
 def _flatten(seqs) -> tuple[Tensor, Tensor]:
     "All sequences end to end, int32 `[total]`, and where each starts, `[n+1]` (the last: total)."
-    if not len(seqs): raise ValueError("SequenceDataset needs at least one sequence")
+    if not len(seqs):
+        raise ValueError("SequenceDataset needs at least one sequence")
     lengths = torch.tensor([len(s) for s in seqs], dtype=torch.long)
     if (lengths == 0).any():
         raise ValueError(f"sequence {int((lengths == 0).nonzero()[0])} is empty")
     tokens = torch.tensor([t for s in seqs for t in s], dtype=torch.int32)
     return tokens, torch.cat([torch.zeros(1, dtype=torch.long), lengths.cumsum(0)])
 
+
 def _gather_rows(
     tokens: Tensor, offsets: Tensor, idx: Tensor, pad_id: int
 ) -> tuple[Tensor, Tensor]:
     "Rows `idx` of the flat store as `(input_ids, attention_mask)` `[len(idx), S]`, right-padded."
-    start, length = offsets[idx], offsets[idx + 1] - offsets[idx]                # [b]
-    pos = torch.arange(int(length.max()))                                        # [S]
-    real = pos[None] < length[:, None]                                           # [b, S]
+    start, length = offsets[idx], offsets[idx + 1] - offsets[idx]  # [b]
+    pos = torch.arange(int(length.max()))  # [S]
+    real = pos[None] < length[:, None]  # [b, S]
     at = (start[:, None] + pos[None]).clamp(max=len(tokens) - 1)
     return tokens[at].long().masked_fill(~real, pad_id), real.long()
 
@@ -164,11 +187,14 @@ def _gather_rows(
 class SequenceDataset:
     """Token sequences stored flat (one int32 tensor and each row's offset), with a deterministic,
     resumable batch for every (step, rank)."""
+
     def __init__(self, seqs: list[list[int]], pad_id: int = 0, seed: int = 0):
-        self.tokens, self.offsets = _flatten(seqs)      # [total] int32, [n+1]
+        self.tokens, self.offsets = _flatten(seqs)  # [total] int32, [n+1]
         self.pad_id, self.seed, self._perm = pad_id, seed, (None, None)
 
-    def __len__(self): return len(self.offsets) - 1
+    def __len__(self):
+        return len(self.offsets) - 1
+
     def __getitem__(self, i: int) -> list[int]:
         return self.tokens[self.offsets[i] : self.offsets[i + 1]].tolist()
 
@@ -186,10 +212,11 @@ class SequenceDataset:
             raise ValueError(f"batch_size {batch_size} is not divisible by world_size {world_size}")
         per, n = batch_size // world_size, len(self)
         slot, end, out = step * batch_size + rank * per, step * batch_size + (rank + 1) * per, []
-        while slot < end:                                      # a share may cross epochs
+        while slot < end:  # a share may cross epochs
             epoch, i = divmod(slot, n)
             take = min(n - i, end - slot)
-            out.append(self._permutation(epoch)[i : i + take]); slot += take
+            out.append(self._permutation(epoch)[i : i + take])
+            slot += take
         return torch.cat(out).tolist()
 
     def batch(
@@ -203,15 +230,22 @@ class SequenceDataset:
 # %% ../nbs/11_data.ipynb #7c3d2e90
 class TokenStore:
     "Texts tokenized once (truncated to `max_length`), stored flat; `batch(rows)` pads rows."
+
     def __init__(self, texts: list[str], tokenizer, max_length: int, chunk: int = 8192):
         ids = []
-        for s in range(0, len(texts), chunk):   # the tokenizer's own threads work on each chunk
-            ids += tokenizer(list(texts[s : s + chunk]), truncation=True, max_length=max_length,
-                             return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+        for s in range(0, len(texts), chunk):  # the tokenizer's own threads work on each chunk
+            ids += tokenizer(
+                list(texts[s : s + chunk]),
+                truncation=True,
+                max_length=max_length,
+                return_attention_mask=False,
+                return_token_type_ids=False,
+            )["input_ids"]
         self.tokens, self.offsets = _flatten(ids)
         self.pad_id = tokenizer.pad_token_id
 
-    def __len__(self): return len(self.offsets) - 1
+    def __len__(self):
+        return len(self.offsets) - 1
 
     def batch(self, rows) -> tuple[Tensor, Tensor]:
         "`(input_ids, attention_mask)` `[len(rows), S]` of those texts, right-padded."
@@ -221,7 +255,8 @@ class TokenStore:
 # %% ../nbs/11_data.ipynb #ac700627
 def language_weights(sizes: dict[str, int], alpha: float = 0.3) -> dict[str, float]:
     "XLM-R's smoothed sampling probabilities: q_i ∝ (n_i / Σn)^alpha."
-    if not 0 < alpha <= 1: raise ValueError(f"alpha must be in (0, 1], got {alpha}")
+    if not 0 < alpha <= 1:
+        raise ValueError(f"alpha must be in (0, 1], got {alpha}")
     if not sizes or any(n <= 0 for n in sizes.values()):
         raise ValueError(f"every language needs at least one sequence, got {sizes}")
     total = sum(sizes.values())
@@ -232,22 +267,26 @@ def language_weights(sizes: dict[str, int], alpha: float = 0.3) -> dict[str, flo
 class LanguageMixture:
     """Several `SequenceDataset`s, one per language; each global batch comes from one language drawn
     with `language_weights`."""
+
     # language draws are made (and cached) this many steps at a time
     BLOCK = 4096
+
     def __init__(self, datasets: dict[str, SequenceDataset], alpha: float = 0.3, seed: int = 0):
         self.datasets, self.seed, self.names = dict(datasets), seed, sorted(datasets)
         self.weights = language_weights({k: len(d) for k, d in self.datasets.items()}, alpha)
-        self._langs: list[int] = []                    # language index of every step drawn so far
+        self._langs: list[int] = []  # language index of every step drawn so far
         # per block: how many steps each language had before it
         self._counts: list[list[int]] = []
 
-    def __len__(self): return sum(len(d) for d in self.datasets.values())
+    def __len__(self):
+        return sum(len(d) for d in self.datasets.values())
 
     def _draw_block(self):
         b = len(self._counts)
         before = list(self._counts[-1]) if self._counts else [0] * len(self.names)
-        if self._counts:                               # add the previous block's draws
-            for i in self._langs[(b - 1) * self.BLOCK :]: before[i] += 1
+        if self._counts:  # add the previous block's draws
+            for i in self._langs[(b - 1) * self.BLOCK :]:
+                before[i] += 1
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + 7_919 * b + 1)
         w = torch.tensor([self.weights[n] for n in self.names], dtype=torch.float64)
         self._langs += torch.multinomial(w, self.BLOCK, replacement=True, generator=g).tolist()
@@ -256,8 +295,10 @@ class LanguageMixture:
     def language(self, step: int) -> tuple[str, int]:
         """The language of global step `step`, and how many earlier steps drew it (its own step
         counter)."""
-        if step < 0: raise ValueError(f"step must be >= 0, got {step}")
-        while len(self._counts) <= step // self.BLOCK: self._draw_block()
+        if step < 0:
+            raise ValueError(f"step must be >= 0, got {step}")
+        while len(self._counts) <= step // self.BLOCK:
+            self._draw_block()
         b, i = step // self.BLOCK, self._langs[step]
         k = self._counts[b][i] + self._langs[b * self.BLOCK : step].count(i)
         return self.names[i], k
@@ -288,8 +329,9 @@ def mask_tokens(
         input_ids, torch.as_tensor(list(special_ids), device=input_ids.device)
     )
     if isinstance(generator, (list, tuple)):  # each row from its own generator
-        r, u, rand_ids = (t.to(input_ids.device) for t in
-                          _row_draws(attention_mask.cpu(), generator, vocab_size))
+        r, u, rand_ids = (
+            t.to(input_ids.device) for t in _row_draws(attention_mask.cpu(), generator, vocab_size)
+        )
     else:
         dev = input_ids.device
         r = torch.rand(input_ids.shape, generator=generator, device=dev)
@@ -310,13 +352,15 @@ def row_generators(seed: int, step: int, rows) -> list[torch.Generator]:
     base = (seed * 1_000_003 + step) * 2**24
     return [torch.Generator().manual_seed(base + r) for r in rows]
 
+
 def _row_draws(
     attention_mask: Tensor, gens: list, vocab_size: int
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Per row, from its own generator and over its real tokens only: uniforms r and u, random
     ids (padding gets r = 1: never chosen)."""
     B, S = attention_mask.shape
-    if len(gens) != B: raise ValueError(f"{len(gens)} generators for {B} rows")
+    if len(gens) != B:
+        raise ValueError(f"{len(gens)} generators for {B} rows")
     r, u = torch.ones(B, S), torch.ones(B, S)
     rand_ids = torch.zeros(B, S, dtype=torch.long)
     for i, (g, real) in enumerate(zip(gens, attention_mask.bool())):

@@ -14,12 +14,21 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from .core import get_device, in_test, pad_right, progress_bar
-from .checkpoint import (load_pretrained, load_tokenizer, resolve_folder,
-                                    save_pretrained, saved_layer_norm)
+from nomic_repro.checkpoint import (
+    load_pretrained,
+    load_tokenizer,
+    resolve_folder,
+    save_pretrained,
+    saved_layer_norm,
+)
 
 # %% ../nbs/07_embed.ipynb #f3e9a561
-TASK_PREFIXES = {"search_query": "search_query: ", "search_document": "search_document: ",
-                 "classification": "classification: ", "clustering": "clustering: "}
+TASK_PREFIXES = {
+    "search_query": "search_query: ",
+    "search_document": "search_document: ",
+    "classification": "classification: ",
+    "clustering": "clustering: ",
+}
 TASK_ALIASES = {
     "query": "search_query",
     "document": "search_document",
@@ -27,10 +36,12 @@ TASK_ALIASES = {
 }
 MATRYOSHKA_DIMS = (768, 512, 256, 128, 64)
 
+
 def mean_pool(h: Tensor, mask: Tensor) -> Tensor:
     "Average of `h` `[B, S, H]` over the real tokens of `mask` `[B, S]` -> `[B, H]` (in fp32)."
     m = mask.to(torch.float32)[..., None]
     return (h.float() * m).sum(1) / m.sum(1).clamp_min(1.0)
+
 
 def postprocess(
     pooled: Tensor, *, layer_norm: bool = False, dim: int | None = None, normalize: bool = True
@@ -51,7 +62,8 @@ def postprocess(
 
 # %% ../nbs/07_embed.ipynb #1f1edc56
 def resolve_task(task: str | None) -> str | None:
-    if task is None: return None
+    if task is None:
+        return None
     t = TASK_ALIASES.get(task, task)
     if t not in TASK_PREFIXES:
         raise ValueError(
@@ -60,13 +72,15 @@ def resolve_task(task: str | None) -> str | None:
         )
     return t
 
+
 def add_prefix(texts: list[str], task: str | None) -> list[str]:
     "Each text with the task prefix in front (once); texts unchanged when `task` is None."
     for i, t in enumerate(texts):
         if not isinstance(t, str):
             raise TypeError(f"texts[{i}] is {type(t).__name__}, expected str")
     task = resolve_task(task)
-    if task is None: return list(texts)
+    if task is None:
+        return list(texts)
     p = TASK_PREFIXES[task]
     return [t if t.startswith(p) else p + t for t in texts]
 
@@ -74,42 +88,80 @@ def add_prefix(texts: list[str], task: str | None) -> list[str]:
 class Embedder:
     """Nomic Embed inference: prefixes, length-sorted batches, mean pooling, optional v1.5 LayerNorm
     + Matryoshka, L2."""
-    def __init__(self, model, tokenizer=None, *, layer_norm: bool = False,
-                 max_length: int | None = None, device=None, dtype=None):
+
+    def __init__(
+        self,
+        model,
+        tokenizer=None,
+        *,
+        layer_norm: bool = False,
+        max_length: int | None = None,
+        device=None,
+        dtype=None,
+    ):
         self.device = get_device(device)
         self.model = model.to(device=self.device, dtype=dtype).eval()
         self.tokenizer = tokenizer or load_tokenizer()
         self.layer_norm = layer_norm
         cfg = getattr(model, "config", None)
         # Dynamic NTK on: up to 8192 tokens; else the trained length
-        longest = (8192 if getattr(cfg, "rotary_scaling_factor", None)
-                   else getattr(cfg, "max_trained_positions", 512))
+        longest = (
+            8192
+            if getattr(cfg, "rotary_scaling_factor", None)
+            else getattr(cfg, "max_trained_positions", 512)
+        )
         self.max_length = max_length or longest
 
     def __repr__(self):
-        return (f"Embedder({type(self.model).__name__}, layer_norm={self.layer_norm},"
-                f" max_length={self.max_length}, device={self.device})")
+        return (
+            f"Embedder({type(self.model).__name__}, layer_norm={self.layer_norm},"
+            f" max_length={self.max_length}, device={self.device})"
+        )
 
 # %% ../nbs/07_embed.ipynb #b8b35cff
-def _from_pretrained(cls, path_or_id, *, layer_norm: bool | None = None,
-                     rotary_scaling_factor: float | None = 2.0, attn_impl: str = "torch",
-                     max_length: int | None = None, device=None, dtype=None) -> Embedder:
+def _from_pretrained(
+    cls,
+    path_or_id,
+    *,
+    layer_norm: bool | None = None,
+    rotary_scaling_factor: float | None = 2.0,
+    attn_impl: str = "torch",
+    max_length: int | None = None,
+    device=None,
+    dtype=None,
+) -> Embedder:
     """Load a checkpoint folder or hub id; v1.5's LayerNorm: `layer_norm` if given, else the
     folder's saved flag, else on for nomic-embed-text-v1.5 names."""
     folder = resolve_folder(path_or_id)
-    model = load_pretrained(folder, attn_impl=attn_impl,
-                            rotary_scaling_factor=rotary_scaling_factor)
-    if layer_norm is None: layer_norm = saved_layer_norm(folder)
-    if layer_norm is None:   # a folder that does not say: the published names
+    model = load_pretrained(
+        folder, attn_impl=attn_impl, rotary_scaling_factor=rotary_scaling_factor
+    )
+    if layer_norm is None:
+        layer_norm = saved_layer_norm(folder)
+    if layer_norm is None:  # a folder that does not say: the published names
         name = str(path_or_id).lower()
         layer_norm = "v1.5" in name or "v1_5" in name
-    return cls(model, load_tokenizer(folder), layer_norm=layer_norm, max_length=max_length,
-               device=device, dtype=dtype)
+    return cls(
+        model,
+        load_tokenizer(folder),
+        layer_norm=layer_norm,
+        max_length=max_length,
+        device=device,
+        dtype=dtype,
+    )
+
 
 def _save_pretrained(self: Embedder, save_dir, *, layout: str = "nomic", **kwargs) -> Path:
     "Write the model, the tokenizer and this Embedder's `layer_norm` flag (see `save_pretrained`)."
-    return save_pretrained(self.model, save_dir, layout=layout, tokenizer=self.tokenizer,
-                           layer_norm=self.layer_norm, **kwargs)
+    return save_pretrained(
+        self.model,
+        save_dir,
+        layout=layout,
+        tokenizer=self.tokenizer,
+        layer_norm=self.layer_norm,
+        **kwargs,
+    )
+
 
 Embedder.from_pretrained = classmethod(_from_pretrained)
 Embedder.save_pretrained = _save_pretrained
@@ -117,28 +169,43 @@ Embedder.save_pretrained = _save_pretrained
 # %% ../nbs/07_embed.ipynb #6c0fce5d
 def length_batches(lengths: list[int], batch_size: int, sort: bool = True) -> list[list[int]]:
     "Index batches of `batch_size`; with `sort`, longest first, so padding within a batch is small."
-    if batch_size < 1: raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     order = list(range(len(lengths)))
-    if sort: order.sort(key=lambda i: -lengths[i])
+    if sort:
+        order.sort(key=lambda i: -lengths[i])
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 # %% ../nbs/07_embed.ipynb #4b662e7f
 def _tokenize(self: Embedder, texts: list[str], max_length: int) -> list[list[int]]:
     "Token ids of each text with [CLS] and [SEP], cut to `max_length` (keeping [SEP]); warns once."
-    if not texts: return []
+    if not texts:
+        return []
     ids = self.tokenizer(texts, add_special_tokens=True, truncation=False, verbose=False)
     ids = ids["input_ids"]
     if n_long := sum(len(x) > max_length for x in ids):
-        warnings.warn(f"{n_long} of {len(ids)} texts were longer than max_length={max_length}"
-                      " tokens and were truncated")
+        warnings.warn(
+            f"{n_long} of {len(ids)} texts were longer than max_length={max_length}"
+            " tokens and were truncated"
+        )
     return [x[: max_length - 1] + x[-1:] if len(x) > max_length else x for x in ids]
+
 
 Embedder._tokenize = _tokenize
 
 # %% ../nbs/07_embed.ipynb #9fa8bcb8
 @torch.no_grad()
-def _encode(self: Embedder, texts, task=None, dim=None, batch_size=32, max_length=None,
-            normalize=True, convert_to_tensor=False, show_progress_bar=None):
+def _encode(
+    self: Embedder,
+    texts,
+    task=None,
+    dim=None,
+    batch_size=32,
+    max_length=None,
+    normalize=True,
+    convert_to_tensor=False,
+    show_progress_bar=None,
+):
     """Embed `texts` (str or list of str) -> float32 `[N, dim]` numpy array (or tensor); one str
     gives one vector."""
     single = isinstance(texts, str)
@@ -149,11 +216,17 @@ def _encode(self: Embedder, texts, task=None, dim=None, batch_size=32, max_lengt
     batches = length_batches([len(x) for x in ids], batch_size)
     for b in progress_bar(batches, desc="encode", disable=not show):
         input_ids, mask = pad_right([ids[i] for i in b], pad_id, self.device)
-        emb = postprocess(mean_pool(self.model(input_ids, mask), mask),
-                          layer_norm=self.layer_norm, dim=dim, normalize=normalize)
-        for j, i in enumerate(b): out[i] = emb[j].cpu()
+        emb = postprocess(
+            mean_pool(self.model(input_ids, mask), mask),
+            layer_norm=self.layer_norm,
+            dim=dim,
+            normalize=normalize,
+        )
+        for j, i in enumerate(b):
+            out[i] = emb[j].cpu()
     res = torch.stack(out) if out else torch.empty(0, dim or self.model.config.hidden_size)
     res = res[0] if single else res
     return res if convert_to_tensor else res.numpy()
+
 
 Embedder.encode = _encode

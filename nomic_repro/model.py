@@ -23,41 +23,52 @@ from .attention import attention_sdpa, unpad, pad
 @dataclass(frozen=True)
 class NomicBertConfig:
     "Architecture of a NomicBERT encoder; the defaults are nomic-embed-text-v1/v1.5."
-    vocab_size: int = 30528               # bert-base-uncased's 30,522 padded to a multiple of 64
+
+    vocab_size: int = 30528  # bert-base-uncased's 30,522 padded to a multiple of 64
     hidden_size: int = 768
     num_layers: int = 12
     num_heads: int = 12
-    intermediate_size: int = 3072         # width of each SwiGLU branch (fc11 and fc12)
+    intermediate_size: int = 3072  # width of each SwiGLU branch (fc11 and fc12)
     type_vocab_size: int = 2
     layer_norm_eps: float = 1e-12
     rotary_base: float = 1000.0
     max_trained_positions: int = 2048
-    rotary_scaling_factor: float | None = None   # Dynamic NTK α; None = plain RoPE at every length
-    activation: str = "swiglu"            # "swiglu" (v1) or "gelu" (v2's dense layers, erf GELU)
-    qkv_bias: bool = False                # Wqkv and out_proj
+    rotary_scaling_factor: float | None = None  # Dynamic NTK α; None = plain RoPE at every length
+    activation: str = "swiglu"  # "swiglu" (v1) or "gelu" (v2's dense layers, erf GELU)
+    qkv_bias: bool = False  # Wqkv and out_proj
     mlp_fc1_bias: bool = False
     mlp_fc2_bias: bool = False
-    mlm_head_bias: bool = False           # transformers' MLM head has dense and decoder biases
+    mlm_head_bias: bool = False  # transformers' MLM head has dense and decoder biases
     pad_token_id: int = 0
-    num_experts: int = 0                  # v2: 8 GELU experts on every n-th layer (0 = dense)
+    num_experts: int = 0  # v2: 8 GELU experts on every n-th layer (0 = dense)
     moe_top_k: int = 2
-    moe_every_n_layers: int = 0           # v2: 2, MoE on layers with i % 2 == 1
-    router_aux_loss_coef: float = 1.0     # load-balancing loss weight (1 in stage 2, 0 in stage 3)
+    moe_every_n_layers: int = 0  # v2: 2, MoE on layers with i % 2 == 1
+    router_aux_loss_coef: float = 1.0  # load-balancing loss weight (1 in stage 2, 0 in stage 3)
 
-    def __post_init__(self): _check_config(self)   # the rules, in the next cell
+    def __post_init__(self):
+        _check_config(self)  # the rules, in the next cell
 
     @property
-    def head_dim(self) -> int: return self.hidden_size // self.num_heads
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
 
     def is_moe_layer(self, i: int) -> bool:
         "Whether layer `i` is a mixture of experts: i % n == 1 % n for n = `moe_every_n_layers`."
         return self.num_experts > 0 and i % self.moe_every_n_layers == 1 % self.moe_every_n_layers
 
-    def to_dict(self) -> dict: return asdict(self)
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 # %% ../nbs/05_nomic_bert.ipynb #1868b14a
-_POSITIVE = ("vocab_size", "hidden_size", "num_layers", "num_heads", "intermediate_size",
-             "max_trained_positions")
+_POSITIVE = (
+    "vocab_size",
+    "hidden_size",
+    "num_layers",
+    "num_heads",
+    "intermediate_size",
+    "max_trained_positions",
+)
+
 
 def _check_config(c: NomicBertConfig):
     "Raise a `ValueError` naming the first field of `c` that breaks a rule."
@@ -66,25 +77,35 @@ def _check_config(c: NomicBertConfig):
             raise ValueError(f"{f} must be a positive int, got {getattr(c, f)!r}")
     if c.hidden_size % c.num_heads:
         raise ValueError(f"hidden_size {c.hidden_size} is not divisible by num_heads {c.num_heads}")
-    if c.head_dim % 2: raise ValueError(f"head_dim {c.head_dim} must be even for rotary embeddings")
+    if c.head_dim % 2:
+        raise ValueError(f"head_dim {c.head_dim} must be even for rotary embeddings")
     if c.activation not in ("swiglu", "gelu"):
         raise ValueError(f"activation must be 'swiglu' or 'gelu', got {c.activation!r}")
     if c.rotary_scaling_factor is not None and not c.rotary_scaling_factor > 0:
-        raise ValueError("rotary_scaling_factor must be positive or None, got"
-                         f" {c.rotary_scaling_factor!r}")
-    if c.num_experts or c.moe_every_n_layers: _check_moe(c)
+        raise ValueError(
+            f"rotary_scaling_factor must be positive or None, got {c.rotary_scaling_factor!r}"
+        )
+    if c.num_experts or c.moe_every_n_layers:
+        _check_moe(c)
+
 
 def _check_moe(c: NomicBertConfig):
     if c.num_experts < 1 or c.moe_every_n_layers < 1:
-        raise ValueError("a mixture-of-experts config needs num_experts >= 1 and moe_every_n_layers"
-                         f" >= 1, got {c.num_experts} and {c.moe_every_n_layers}")
+        raise ValueError(
+            "a mixture-of-experts config needs num_experts >= 1 and moe_every_n_layers"
+            f" >= 1, got {c.num_experts} and {c.moe_every_n_layers}"
+        )
     if not 1 <= c.moe_top_k <= c.num_experts:
-        raise ValueError(f"moe_top_k must be in [1, num_experts={c.num_experts}], got"
-                         f" {c.moe_top_k}")
+        raise ValueError(
+            f"moe_top_k must be in [1, num_experts={c.num_experts}], got {c.moe_top_k}"
+        )
     if c.activation != "gelu":
-        raise ValueError("a mixture-of-experts config needs activation='gelu' (the experts are GELU"
-                         f" MLPs), got {c.activation!r}")
+        raise ValueError(
+            "a mixture-of-experts config needs activation='gelu' (the experts are GELU"
+            f" MLPs), got {c.activation!r}"
+        )
 
+# %% ../nbs/05_nomic_bert.ipynb #f222b35a
 @classmethod
 def _from_dict(cls, d: dict) -> NomicBertConfig:
     "Build from a dict of our field names; unknown keys are an error that lists them."
@@ -93,12 +114,14 @@ def _from_dict(cls, d: dict) -> NomicBertConfig:
         raise ValueError(f"unknown NomicBertConfig keys {unknown}; valid keys are {sorted(names)}")
     return cls(**d)
 
+
 NomicBertConfig.from_dict = _from_dict
 
 # %% ../nbs/05_nomic_bert.ipynb #8081b1cb
 class NomicBertAttention(nn.Module):
     """Fused-QKV multi-head attention with rotary q and k; `attn_fn(q, k, v)` does the attention
     proper."""
+
     def __init__(self, cfg: NomicBertConfig):
         super().__init__()
         self.num_heads, self.head_dim = cfg.num_heads, cfg.head_dim
@@ -107,31 +130,35 @@ class NomicBertAttention(nn.Module):
 
     def forward(self, h: Tensor, cos: Tensor, sin: Tensor, attn_fn) -> Tensor:
         qkv = self.Wqkv(h).unflatten(-1, (3, self.num_heads, self.head_dim))  # [..., S, 3, H, D]
-        q, k, v = qkv.unbind(-3)                                        # each [..., S, H, D]
+        q, k, v = qkv.unbind(-3)  # each [..., S, H, D]
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
         return self.out_proj(attn_fn(q, k, v).flatten(-2))
 
 # %% ../nbs/05_nomic_bert.ipynb #550f75af
 class NomicBertMLP(nn.Module):
     "SwiGLU `fc2(fc11(x) * silu(fc12(x)))` (v1), or GELU `fc2(gelu(fc1(x)))` (v2's dense layers)."
+
     def __init__(self, cfg: NomicBertConfig):
         super().__init__()
         self.activation = cfg.activation
         d, f, b1 = cfg.hidden_size, cfg.intermediate_size, cfg.mlp_fc1_bias
         if cfg.activation == "swiglu":
-            self.fc11 = nn.Linear(d, f, bias=b1)   # value
-            self.fc12 = nn.Linear(d, f, bias=b1)   # gate
-        else: self.fc1 = nn.Linear(d, f, bias=b1)
+            self.fc11 = nn.Linear(d, f, bias=b1)  # value
+            self.fc12 = nn.Linear(d, f, bias=b1)  # gate
+        else:
+            self.fc1 = nn.Linear(d, f, bias=b1)
         self.fc2 = nn.Linear(f, d, bias=cfg.mlp_fc2_bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.activation == "swiglu": return self.fc2(self.fc11(x) * F.silu(self.fc12(x)))
+        if self.activation == "swiglu":
+            return self.fc2(self.fc11(x) * F.silu(self.fc12(x)))
         return self.fc2(F.gelu(self.fc1(x)))
 
 # %% ../nbs/05_nomic_bert.ipynb #02adbdb2
 class NomicBertBlock(nn.Module):
     """Post-norm encoder layer: norm1(h + attn(h)), then norm2(h + mlp(h)); `mlp` replaces the dense
     MLP (v2's experts)."""
+
     def __init__(self, cfg: NomicBertConfig, mlp: nn.Module | None = None):
         super().__init__()
         self.attn, self.mlp = NomicBertAttention(cfg), (NomicBertMLP(cfg) if mlp is None else mlp)
@@ -153,27 +180,35 @@ class NomicBertEmbeddings(nn.Module):
 
     def forward(self, input_ids: Tensor, token_type_ids: Tensor | None = None) -> Tensor:
         e = self.word_embeddings(input_ids)
-        if self.token_type_embeddings is None: return e
-        if token_type_ids is None: return e + self.token_type_embeddings.weight[0]
+        if self.token_type_embeddings is None:
+            return e
+        if token_type_ids is None:
+            return e + self.token_type_embeddings.weight[0]
         return e + self.token_type_embeddings(token_type_ids)
+
 
 class NomicBertEncoder(nn.Module):
     def __init__(self, cfg: NomicBertConfig, moe_mlp=None):
         super().__init__()
-        mlp = lambda i: moe_mlp(cfg) if cfg.is_moe_layer(i) else None   # v2: experts on odd layers
+        mlp = lambda i: moe_mlp(cfg) if cfg.is_moe_layer(i) else None  # v2: experts on odd layers
         self.layers = nn.ModuleList([NomicBertBlock(cfg, mlp(i)) for i in range(cfg.num_layers)])
+
 
 def init_weights(m: nn.Module, std: float = 0.02):
     "BERT's initialisation: normal(0, std) weights, zero biases, unit LayerNorms."
     if isinstance(m, (nn.Linear, nn.Embedding)):
         nn.init.normal_(m.weight, std=std)
-        if getattr(m, "bias", None) is not None: nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.LayerNorm): nn.init.ones_(m.weight); nn.init.zeros_(m.bias)
+        if getattr(m, "bias", None) is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
 
 # %% ../nbs/05_nomic_bert.ipynb #7223ad97
 def _right_padded(mask: Tensor) -> bool:
     lengths = mask.sum(-1, keepdim=True)
     return bool((mask == (torch.arange(mask.shape[1], device=mask.device)[None] < lengths)).all())
+
 
 def _check_inputs(input_ids: Tensor, attention_mask: Tensor | None, cfg: NomicBertConfig) -> Tensor:
     "Validate ids and mask; return the mask as bool (all ones when None)."
@@ -182,81 +217,116 @@ def _check_inputs(input_ids: Tensor, attention_mask: Tensor | None, cfg: NomicBe
     if input_ids.dtype not in (torch.int64, torch.int32):
         raise ValueError(f"input_ids must be int64 or int32, got {input_ids.dtype}")
     if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= cfg.vocab_size):
-        raise ValueError(f"input_ids must lie in [0, {cfg.vocab_size}), got min"
-                         f" {input_ids.min().item()}, max {input_ids.max().item()}")
-    if attention_mask is None: return torch.ones_like(input_ids, dtype=torch.bool)
+        raise ValueError(
+            f"input_ids must lie in [0, {cfg.vocab_size}), got min"
+            f" {input_ids.min().item()}, max {input_ids.max().item()}"
+        )
+    if attention_mask is None:
+        return torch.ones_like(input_ids, dtype=torch.bool)
     if attention_mask.shape != input_ids.shape:
-        raise ValueError(f"attention_mask shape {tuple(attention_mask.shape)} != input_ids shape"
-                         f" {tuple(input_ids.shape)}")
+        raise ValueError(
+            f"attention_mask shape {tuple(attention_mask.shape)} != input_ids shape"
+            f" {tuple(input_ids.shape)}"
+        )
     mask = attention_mask.bool()
     if not mask.any(-1).all():
-        raise ValueError("every sequence needs at least one real token (a row of attention_mask is"
-                         " all zeros)")
+        raise ValueError(
+            "every sequence needs at least one real token (a row of attention_mask is all zeros)"
+        )
     if not _right_padded(mask):
-        raise ValueError("attention_mask must be right-padded (real tokens first): NomicBERT's"
-                         " rotary positions count from column 0")
+        raise ValueError(
+            "attention_mask must be right-padded (real tokens first): NomicBERT's"
+            " rotary positions count from column 0"
+        )
     return mask
 
 # %% ../nbs/05_nomic_bert.ipynb #172fb1a2
 ATTN_IMPLS = ("torch", "triton", "auto")
 
+
 def _flash_varlen():
-    try: from nomic_repro.kernels.flash_attn import flash_attn_varlen
+    try:
+        from nomic_repro.kernels.flash_attn import flash_attn_varlen
     except ImportError as e:
-        raise ValueError("attn_impl='triton' needs the Triton kernel nomic_repro.kernels"
-                         f".flash_attn, which could not be imported: {e}") from e
+        raise ValueError(
+            "attn_impl='triton' needs the Triton kernel nomic_repro.kernels"
+            f".flash_attn, which could not be imported: {e}"
+        ) from e
     return flash_attn_varlen
 
+# %% ../nbs/05_nomic_bert.ipynb #9224387a
 class NomicBert(nn.Module):
     "The NomicBERT encoder: token ids `[B, S]` (right-padded) -> last hidden state `[B, S, H]`."
-    moe_mlp = None   # the MoE layer class; `model_moe.NomicBertMoE` (notebook 10) sets it
+
+    moe_mlp = None  # the MoE layer class; `model_moe.NomicBertMoE` (notebook 10) sets it
+
     def __init__(self, cfg: NomicBertConfig = NomicBertConfig(), attn_impl: str = "torch"):
         super().__init__()
         if cfg.num_experts and self.moe_mlp is None:
-            raise ValueError(f"this config has num_experts={cfg.num_experts}: build it with"
-                             " nomic_repro.model_moe.NomicBertMoE")
+            raise ValueError(
+                f"this config has num_experts={cfg.num_experts}: build it with"
+                " nomic_repro.model_moe.NomicBertMoE"
+            )
         self.config, self.attn_impl = cfg, attn_impl
         self.embeddings = NomicBertEmbeddings(cfg)
         self.emb_ln = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         self.encoder = NomicBertEncoder(cfg, self.moe_mlp)
         D, base, alpha = cfg.head_dim, cfg.rotary_base, cfg.rotary_scaling_factor
-        self.rotary = (RotaryEmbedding(D, base) if alpha is None else
-                       DynamicNTKRotaryEmbedding(D, base, cfg.max_trained_positions, alpha))
+        self.rotary = (
+            RotaryEmbedding(D, base)
+            if alpha is None
+            else DynamicNTKRotaryEmbedding(D, base, cfg.max_trained_positions, alpha)
+        )
         self.apply(partial(init_weights, std=0.02))
 
     @property
-    def attn_impl(self) -> str: return self._attn_impl
+    def attn_impl(self) -> str:
+        return self._attn_impl
+
     @attn_impl.setter
     def attn_impl(self, v: str):
         if v not in ATTN_IMPLS:
             raise ValueError(f"attn_impl must be one of {ATTN_IMPLS}, got {v!r}")
-        if v == "auto": v = "triton" if torch.cuda.is_available() else "torch"
-        if v == "triton": _flash_varlen()
+        if v == "auto":
+            v = "triton" if torch.cuda.is_available() else "torch"
+        if v == "triton":
+            _flash_varlen()
         self._attn_impl = v
 
 # %% ../nbs/05_nomic_bert.ipynb #2e6d7cf9
-def _nomic_bert_forward(self: NomicBert, input_ids: Tensor, attention_mask: Tensor | None = None,
-                        token_type_ids: Tensor | None = None) -> Tensor:
+def _nomic_bert_forward(
+    self: NomicBert,
+    input_ids: Tensor,
+    attention_mask: Tensor | None = None,
+    token_type_ids: Tensor | None = None,
+) -> Tensor:
     "Last hidden state `[B, S, hidden]`; rows of a padded batch are zero at padding."
     B, S, mask = *input_ids.shape, _check_inputs(input_ids, attention_mask, self.config)
     h = self.emb_ln(self.embeddings(input_ids, token_type_ids))
-    cos, sin = self.rotary(S, device=h.device, dtype=h.dtype)    # per batch: padded length S
-    if self.attn_impl == "torch" and mask.all():                  # nothing to skip: stay dense
-        for layer in self.encoder.layers: h = layer(h, cos, sin, attention_sdpa)
+    cos, sin = self.rotary(S, device=h.device, dtype=h.dtype)  # per batch: padded length S
+    if self.attn_impl == "torch" and mask.all():  # nothing to skip: stay dense
+        for layer in self.encoder.layers:
+            h = layer(h, cos, sin, attention_sdpa)
         return h
-    hp, idx, cu, max_len = unpad(h, mask)                         # [T, hidden]: real tokens only
+    hp, idx, cu, max_len = unpad(h, mask)  # [T, hidden]: real tokens only
     pos = idx % S
-    if self.attn_impl == "torch":                                 # pad only around attention
+    if self.attn_impl == "torch":  # pad only around attention
+
         def attn(q, k, v):
             o = attention_sdpa(pad(q, idx, B, S), pad(k, idx, B, S), pad(v, idx, B, S), mask)
             return o.flatten(0, 1)[idx]
     else:
         flash = _flash_varlen()
-        def attn(q, k, v):                                        # cu from unpad
-            return flash(q.contiguous(), k.contiguous(), v.contiguous(), cu, max_len,
-                         validate=False)
-    for layer in self.encoder.layers: hp = layer(hp, cos[pos], sin[pos], attn)
+
+        def attn(q, k, v):  # cu from unpad
+            return flash(
+                q.contiguous(), k.contiguous(), v.contiguous(), cu, max_len, validate=False
+            )
+
+    for layer in self.encoder.layers:
+        hp = layer(hp, cos[pos], sin[pos], attn)
     return pad(hp, idx, B, S)
+
 
 NomicBert.forward = _nomic_bert_forward
 
@@ -265,8 +335,10 @@ NomicBert.forward = _nomic_bert_forward
 class MaskedLMOutput:
     """MLM logits `[B, S, vocab]` and, when labels were given, the mean cross-entropy over labelled
     tokens (label -100 = ignored by cross-entropy)."""
+
     logits: Tensor
     loss: Tensor | None = None
+
 
 class NomicBertPredictionHeadTransform(nn.Module):
     def __init__(self, cfg: NomicBertConfig):
@@ -274,31 +346,40 @@ class NomicBertPredictionHeadTransform(nn.Module):
         self.dense = nn.Linear(cfg.hidden_size, cfg.hidden_size, bias=cfg.mlm_head_bias)
         self.act = nn.SiLU() if cfg.activation == "swiglu" else nn.GELU()
         self.layer_norm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
-    def forward(self, h): return self.layer_norm(self.act(self.dense(h)))
+
+    def forward(self, h):
+        return self.layer_norm(self.act(self.dense(h)))
+
 
 class NomicBertLMPredictionHead(nn.Module):
     def __init__(self, cfg: NomicBertConfig):
         super().__init__()
         self.transform = NomicBertPredictionHeadTransform(cfg)
         self.decoder = nn.Linear(cfg.hidden_size, cfg.vocab_size, bias=cfg.mlm_head_bias)
-    def forward(self, h): return self.decoder(self.transform(h))
+
+    def forward(self, h):
+        return self.decoder(self.transform(h))
+
 
 class NomicBertMLMHead(nn.Module):
     def __init__(self, cfg: NomicBertConfig):
         super().__init__()
         self.predictions = NomicBertLMPredictionHead(cfg)
-    def forward(self, h): return self.predictions(h)
+
+    def forward(self, h):
+        return self.predictions(h)
 
 # %% ../nbs/05_nomic_bert.ipynb #66351ca9
 class NomicBertForMaskedLM(nn.Module):
     "NomicBERT with the MLM head; the decoder weight is tied to the word embeddings."
+
     def __init__(self, cfg: NomicBertConfig = NomicBertConfig(), attn_impl: str = "torch"):
         super().__init__()
         self.config = cfg
         self.bert = NomicBert(cfg, attn_impl=attn_impl)
         self.cls = NomicBertMLMHead(cfg)
         self.cls.apply(partial(init_weights, std=0.02))
-        self.cls.predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight   # tied
+        self.cls.predictions.decoder.weight = self.bert.embeddings.word_embeddings.weight  # tied
 
     def forward(
         self,

@@ -48,6 +48,7 @@ V2_MOE_CONFIG = NomicBertConfig(
 class MoEOutput:
     """The encoder output, the auxiliary load-balancing loss (already × `router_aux_loss_coef`) and
     the expert load `[layers, E]`."""
+
     last_hidden_state: Tensor
     aux_loss: Tensor
     expert_load: Tensor
@@ -55,9 +56,13 @@ class MoEOutput:
 # %% ../nbs/10_nomic_bert_moe.ipynb #2d8f3b01
 class NomicBertMoE(NomicBert):
     "NomicBERT with mixture-of-experts MLPs on layers with `cfg.is_moe_layer(i)` (Nomic Embed v2)."
+
     moe_mlp = MoEMLP
+
     def __init__(
-        self, cfg: NomicBertConfig = V2_MOE_CONFIG, attn_impl: str = "torch",
+        self,
+        cfg: NomicBertConfig = V2_MOE_CONFIG,
+        attn_impl: str = "torch",
         moe_impl: str = "torch",
     ):
         if not cfg.num_experts:
@@ -68,17 +73,24 @@ class NomicBertMoE(NomicBert):
         self.moe_impl = moe_impl
 
     @property
-    def moe_impl(self) -> str: return self._moe_impl
+    def moe_impl(self) -> str:
+        return self._moe_impl
+
     @moe_impl.setter
     def moe_impl(self, v: str):
         # validates, and imports the kernels if needed
         moe_function(v)
-        for m in moe_layers(self): m.moe_impl = v
+        for m in moe_layers(self):
+            m.moe_impl = v
         self._moe_impl = v
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
-                token_type_ids: Tensor | None = None, return_aux: bool = False
-                ) -> Tensor | MoEOutput:
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        token_type_ids: Tensor | None = None,
+        return_aux: bool = False,
+    ) -> Tensor | MoEOutput:
         """Last hidden state `[B, S, hidden]`, or a `MoEOutput` with the auxiliary loss and expert
         load when `return_aux`."""
         for m in moe_layers(self):
@@ -91,13 +103,20 @@ class NomicBertMoE(NomicBert):
         )
 
 # %% ../nbs/10_nomic_bert_moe.ipynb #4fab5d23
-def _from_dense(cls, dense: NomicBert, num_experts: int = 8, top_k: int = 2,
-                moe_every_n_layers: int = 2, **kwargs) -> "NomicBertMoE":
+def _from_dense(
+    cls,
+    dense: NomicBert,
+    num_experts: int = 8,
+    top_k: int = 2,
+    moe_every_n_layers: int = 2,
+    **kwargs,
+) -> "NomicBertMoE":
     "Upcycle a dense GELU `NomicBert` (`moe.upcycle`) into a `NomicBertMoE`."
     up = upcycle(dense, num_experts, top_k, moe_every_n_layers)
     model = cls(up.config, attn_impl=dense.attn_impl, **kwargs)
     model.load_state_dict(up.state_dict(), strict=True)
     return model.to(next(dense.parameters()).device)
+
 
 # attached after the class so the class cell stays short; the package needs no fastcore at run time
 NomicBertMoE.from_dense = classmethod(_from_dense)
@@ -157,6 +176,7 @@ def load_v2_tokenizer(path, model_max_length: int = 512):
     """nomic-embed-text-v2-moe's XLM-R tokenizer from the checkpoint folder `path` (tokenizer.json
     or sentencepiece.bpe.model)."""
     from pathlib import Path
+
     p = Path(path)
     if not any((p / f).exists() for f in ("tokenizer.json", "sentencepiece.bpe.model")):
         raise FileNotFoundError(

@@ -26,9 +26,11 @@ def route(logits: Tensor, top_k: int) -> tuple[Tensor, Tensor, Tensor]:
     weights, idx = probs.topk(top_k, dim=-1)
     return probs, weights, idx
 
+
 class Router(nn.Module):
     """Linear `hidden -> num_experts` (no bias), softmax in fp32, top-k; the checkpoint calls its
     weight `router.layer.weight`."""
+
     def __init__(self, hidden_size: int, num_experts: int, top_k: int = 2):
         super().__init__()
         if not 1 <= top_k <= num_experts:
@@ -36,12 +38,14 @@ class Router(nn.Module):
         self.top_k = top_k
         self.layer = nn.Linear(hidden_size, num_experts, bias=False)
 
-    def forward(self, x: Tensor): return route(self.layer(x), self.top_k)
+    def forward(self, x: Tensor):
+        return route(self.layer(x), self.top_k)
 
 # %% ../nbs/08_moe.ipynb #910c3b77
 def expert_load(topk_idx: Tensor, num_experts: int) -> Tensor:
     "Token-slots routed to each expert: `[E]` int64, summing to T·k."
     return torch.bincount(topk_idx.flatten(), minlength=num_experts)
+
 
 def load_balancing_loss(probs: Tensor, topk_idx: Tensor, coef: float = 1.0) -> Tensor:
     """Switch-style auxiliary loss of one MoE layer: coef · E · Σ_e f_e · mean_t p[t, e]; 1.0·coef
@@ -60,8 +64,10 @@ def expert_mlp(x: Tensor, w1: Tensor, w2: Tensor) -> Tensor:
     "One expert: exact GELU MLP `gelu(x @ w1.T) @ w2` with `w1`, `w2` `[I, H]`."
     return F.gelu(x @ w1.T) @ w2
 
+
 def _check_moe_args(x: Tensor, topk_idx: Tensor, topk_weight: Tensor, w1: Tensor, w2: Tensor):
-    if x.ndim != 2: raise ValueError(f"x must be [T, H], got shape {tuple(x.shape)}")
+    if x.ndim != 2:
+        raise ValueError(f"x must be [T, H], got shape {tuple(x.shape)}")
     if w1.ndim != 3 or w1.shape != w2.shape or w1.shape[2] != x.shape[1]:
         raise ValueError(
             f"w1 and w2 must both be [E, I, H] with H = {x.shape[1]}, got {tuple(w1.shape)} and"
@@ -79,6 +85,7 @@ def _check_moe_args(x: Tensor, topk_idx: Tensor, topk_weight: Tensor, w1: Tensor
             f"topk_idx must lie in [0, {w1.shape[0]}) (the number of experts), got min"
             f" {topk_idx.min().item()}, max {topk_idx.max().item()}"
         )
+
 
 def moe_mlp_reference(
     x: Tensor, topk_idx: Tensor, topk_weight: Tensor, w1: Tensor, w2: Tensor
@@ -99,10 +106,13 @@ def moe_mlp_reference(
 # %% ../nbs/08_moe.ipynb #7c3e1b28
 MOE_IMPLS = ("torch", "triton", "grouped_mm")
 
+
 def moe_function(impl: str):
     "The expert computation `f(x, topk_idx, topk_weight, w1, w2)` for `impl` in `MOE_IMPLS`."
-    if impl not in MOE_IMPLS: raise ValueError(f"moe_impl must be one of {MOE_IMPLS}, got {impl!r}")
-    if impl == "torch": return moe_mlp_reference
+    if impl not in MOE_IMPLS:
+        raise ValueError(f"moe_impl must be one of {MOE_IMPLS}, got {impl!r}")
+    if impl == "torch":
+        return moe_mlp_reference
     try:
         from nomic_repro.kernels import moe as K
     except ImportError as e:
@@ -111,6 +121,7 @@ def moe_function(impl: str):
         ) from e
     return K.moe_mlp if impl == "triton" else K.moe_mlp_grouped_mm
 
+
 class ExpertWeights(nn.Module):
     def __init__(self, num_experts: int, intermediate_size: int, hidden_size: int):
         super().__init__()
@@ -118,6 +129,7 @@ class ExpertWeights(nn.Module):
         self.w1 = nn.Parameter(torch.empty(num_experts * intermediate_size, hidden_size))
         # [E·I, H], used untransposed
         self.w2 = nn.Parameter(torch.empty(num_experts * intermediate_size, hidden_size))
+
 
 class Experts(nn.Module):
     def __init__(self, num_experts: int, intermediate_size: int, hidden_size: int):
@@ -136,6 +148,7 @@ class Experts(nn.Module):
 # %% ../nbs/08_moe.ipynb #eefb7225
 class MoEMLP(nn.Module):
     "Top-k mixture of GELU experts with a shared output bias; input `[..., H]`, same shape out."
+
     def __init__(self, cfg: NomicBertConfig, moe_impl: str = "torch", std: float = 0.02):
         super().__init__()
         if cfg.num_experts < 1:
@@ -148,12 +161,15 @@ class MoEMLP(nn.Module):
         self.last_probs = self.last_topk_idx = None
 
     @property
-    def moe_impl(self) -> str: return self._moe_impl
+    def moe_impl(self) -> str:
+        return self._moe_impl
+
     @moe_impl.setter
-    def moe_impl(self, v: str): self._fn, self._moe_impl = moe_function(v), v
+    def moe_impl(self, v: str):
+        self._fn, self._moe_impl = moe_function(v), v
 
     def forward(self, x: Tensor) -> Tensor:
-        xt = x.reshape(-1, x.shape[-1])                                              # [T, H]
+        xt = x.reshape(-1, x.shape[-1])  # [T, H]
         probs, weights, idx = self.router(xt)
         # for the aux loss and load logs
         self.last_probs, self.last_topk_idx = probs, idx
@@ -165,16 +181,19 @@ def moe_layers(model: nn.Module) -> list[MoEMLP]:
     "Every `MoEMLP` in `model`, in order."
     return [m for m in model.modules() if isinstance(m, MoEMLP)]
 
+
 def moe_aux_loss(model: nn.Module, coef: float = 1.0) -> Tensor:
     "coef × the mean load-balancing loss over the MoE layers of `model`'s last forward pass."
     layers = moe_layers(model)
-    if not layers: raise ValueError("the model has no MoE layers")
+    if not layers:
+        raise ValueError("the model has no MoE layers")
     if any(m.last_probs is None for m in layers):
         raise ValueError("no routing recorded yet: run a forward pass first")
     return (
         coef
         * torch.stack([load_balancing_loss(m.last_probs, m.last_topk_idx) for m in layers]).mean()
     )
+
 
 def moe_expert_load(model: nn.Module) -> Tensor:
     "Token-slots per expert in each MoE layer of the last forward pass: `[layers, E]` int64."
@@ -197,11 +216,12 @@ def upcycle_mlp(mlp: NomicBertMLP, cfg: NomicBertConfig, moe_impl: str = "torch"
         )
     moe = MoEMLP(cfg, moe_impl).to(device=mlp.fc1.weight.device, dtype=mlp.fc1.weight.dtype)
     with torch.no_grad():
-        moe.experts.mlp.w1.copy_(mlp.fc1.weight.repeat(cfg.num_experts, 1))          # [E·I, H]
+        moe.experts.mlp.w1.copy_(mlp.fc1.weight.repeat(cfg.num_experts, 1))  # [E·I, H]
         # fc2 is [H, I]; w2 rows are [I, H]
         moe.experts.mlp.w2.copy_(mlp.fc2.weight.T.repeat(cfg.num_experts, 1))
         moe.experts.bias.zero_()
     return moe
+
 
 def upcycle(
     dense_model: NomicBert,

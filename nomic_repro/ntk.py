@@ -12,20 +12,30 @@ from torch import Tensor
 from .rope import RotaryEmbedding, rotary_inv_freq
 
 # %% ../nbs/02_dynamic_ntk.ipynb #7ffc2029
-def dynamic_ntk_base(seq_len: int, *, base: float = 1000.0, dim: int = 64, max_trained: int = 2048,
-                     alpha: float = 2.0) -> float:
+def dynamic_ntk_base(
+    seq_len: int,
+    *,
+    base: float = 1000.0,
+    dim: int = 64,
+    max_trained: int = 2048,
+    alpha: float = 2.0,
+) -> float:
     """The RoPE base for a batch padded to `seq_len`: `base` up to `max_trained`, then b·(α·L/L₀ −
     (α−1))^(d/(d−2))."""
     if not max_trained > 0:
         raise ValueError(f"max_trained (L0) must be a positive length, got {max_trained!r}")
     if not alpha > 0:
         raise ValueError(f"alpha (rotary_scaling_factor) must be positive, got {alpha!r}")
-    if not base > 0: raise ValueError(f"base must be positive, got {base!r}")
+    if not base > 0:
+        raise ValueError(f"base must be positive, got {base!r}")
     if not isinstance(dim, int) or dim <= 2 or dim % 2:
         raise ValueError(f"dim must be an even integer > 2, got {dim!r}")
-    if seq_len < 0: raise ValueError(f"seq_len must be >= 0, got {seq_len}")
-    if seq_len <= max_trained: return float(base)
+    if seq_len < 0:
+        raise ValueError(f"seq_len must be >= 0, got {seq_len}")
+    if seq_len <= max_trained:
+        return float(base)
     return float(base * (alpha * seq_len / max_trained - (alpha - 1)) ** (dim / (dim - 2)))
+
 
 def dynamic_ntk_inv_freq(
     seq_len: int,
@@ -34,7 +44,7 @@ def dynamic_ntk_inv_freq(
     dim: int = 64,
     max_trained: int = 2048,
     alpha: float = 2.0,
-    device=None
+    device=None,
 ) -> Tensor:
     "The `dim/2` RoPE frequencies after Dynamic NTK rescaling for a batch of length `seq_len`."
     return rotary_inv_freq(
@@ -47,6 +57,7 @@ def dynamic_ntk_inv_freq(
 class DynamicNTKRotaryEmbedding(RotaryEmbedding):
     """RoPE tables whose base is rescaled from each call's (padded) length by Dynamic NTK; no state
     carries between calls."""
+
     def __init__(self, dim: int, base: float = 1000.0, max_trained: int = 2048, alpha: float = 2.0):
         super().__init__(dim, base)
         # validates

@@ -33,9 +33,11 @@ from .stage3 import FinetunePreset, STAGE3_PRESETS, run_finetune
 # STSBenchmark.json, main score of the test split: nDCG@10 and cosine Spearman).
 PUBLISHED = {"nomic-embed-text-v1 (published)": {"scifact": 0.7050, "stsb": 0.8554}}
 
+
 @dataclass(frozen=True)
 class PipelinePreset:
     "The three stage presets of one run, and what the final evaluation scores."
+
     name: str
     mlm: MLMPreset
     contrastive: ContrastivePreset
@@ -46,6 +48,7 @@ class PipelinePreset:
     # LoCo QMSum nDCG@10 of the final model at these lengths; () to skip. The tiny model is
     # trained on 128 tokens: 512-2048 is 4-16x that, and 272 documents at 8192 take ~8 CPU minutes
     long_context: tuple = (512, 1024, 2048)
+
 
 PIPELINE_PRESETS = {
     n: PipelinePreset(n, MLM_PRESETS[n], STAGE2_PRESETS[n], STAGE3_PRESETS[n])
@@ -70,6 +73,7 @@ STAGE_NAMES = {
     "stage3": ("finetune", FinetunePreset),
 }
 
+
 def stage_keys(overrides) -> list[str]:
     """`stageN.KEY=V` in full: stage1/2/3 are mlm/contrastive/finetune, and a training KEY needs no
     `train.` (`stage2.lr`)."""
@@ -81,10 +85,12 @@ def stage_keys(overrides) -> list[str]:
             stage, cls = STAGE_NAMES[head]
             own = {f.name for f in fields(cls)}
             # a training setting, named alone
-            if rest in train_keys and rest not in own: rest = f"train.{rest}"
+            if rest in train_keys and rest not in own:
+                rest = f"train.{rest}"
             key = f"{stage}.{rest}" if rest else stage
         out.append(key + eq + value)
     return out
+
 
 def get_pipeline_preset(preset: PipelinePreset | str, overrides=()) -> PipelinePreset:
     """Pipeline preset (a name or a `PipelinePreset`) with `stage.section.key=value` (or
@@ -99,30 +105,39 @@ def get_pipeline_preset(preset: PipelinePreset | str, overrides=()) -> PipelineP
 def _yaml_loader():
     "PyYAML's safe loader reading `1e-4` as a number (YAML 1.2; YAML 1.1 wants `1.0e-4`)."
     import yaml
-    class Loader(yaml.SafeLoader): pass
+
+    class Loader(yaml.SafeLoader):
+        pass
+
     exp = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$")
     Loader.add_implicit_resolver("tag:yaml.org,2002:float", exp, list("-+.0123456789"))
     return Loader
+
 
 def read_config(path) -> list[str]:
     """`key=value` overrides from a YAML (.yaml/.yml) or JSON file of nested settings; later `--set`
     flags win."""
     path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {str(path)!r} does not exist")
     text = path.read_text()
     try:
         if path.suffix.lower() in (".yaml", ".yml"):
             import yaml
+
             tree = yaml.load(text, Loader=_yaml_loader())
-        elif path.suffix.lower() == ".json": tree = json.loads(text)
-        else: raise ValueError(f"config file {str(path)!r} must end in .yaml, .yml or .json")
+        elif path.suffix.lower() == ".json":
+            tree = json.loads(text)
+        else:
+            raise ValueError(f"config file {str(path)!r} must end in .yaml, .yml or .json")
     except (json.JSONDecodeError, ImportError) as e:
         raise ValueError(f"cannot read {str(path)!r}: {e}") from None
     except Exception as e:
         if type(e).__module__.startswith("yaml"):
             raise ValueError(f"cannot read {str(path)!r}: {str(e).splitlines()[0]}") from None
         raise
-    if tree is None: return []
+    if tree is None:
+        return []
     if not isinstance(tree, dict):
         raise ValueError(
             f"{str(path)!r} must hold a mapping of settings, got {type(tree).__name__}"
@@ -134,26 +149,35 @@ def _finished(d: Path, max_steps: int) -> bool:
     log = d / "metrics.jsonl"
     # a model folder is written whole (`atomic_folder`); config.json also catches older half-writes
     done = all((d / "model" / f).exists() for f in ("model.safetensors", "config.json"))
-    if not done or not log.exists(): return False
+    if not done or not log.exists():
+        return False
     lines = [l for l in log.read_text().splitlines() if l.strip()]
     return bool(lines) and json.loads(lines[-1])["step"] >= max_steps
 
+
 def _barrier():
-    if _world()[1] > 1: dist.barrier()
+    if _world()[1] > 1:
+        dist.barrier()
+
 
 def _stamp(model) -> str:
     f = Path(model) / "model.safetensors"
     return f"{f.stat().st_size}-{f.stat().st_mtime_ns}" if f.exists() else str(model)
 
+
 def _cached(f: Path, key, compute):
     """`compute()`, or its earlier result stored in `f` under the same `key` (e.g. the model file's
     size and mtime)."""
-    try: old = json.loads(f.read_text()) if f.exists() else {}
-    except json.JSONDecodeError: old = {}                       # unreadable: compute again
-    if old.get("key") == key: return old["value"]
+    try:
+        old = json.loads(f.read_text()) if f.exists() else {}
+    except json.JSONDecodeError:
+        old = {}  # unreadable: compute again
+    if old.get("key") == key:
+        return old["value"]
     value = compute()
     atomic_write(f, lambda t: t.write_text(json.dumps({"key": key, "value": value})))
     return value
+
 
 def _scores(model, tasks, out: Path) -> dict:
     """Main score of `model` per task (via `evaluate_stage`); reused on a rerun while the model file
@@ -170,6 +194,7 @@ def long_context_curve(model_dir, lengths, batch_size: int = 4) -> list[dict]:
     with plain RoPE."""
     from nomic_repro import eval as ev
     from nomic_repro.embed import Embedder
+
     _, qmsum = ev.load_task("qmsum")
     encoders = {
         name: ev.EmbedderEncoder(
@@ -208,19 +233,33 @@ def _train_stages(p: PipelinePreset, out: Path, data_root, progress) -> list[str
     _barrier()
     return ran
 
+# %% ../nbs/18_pipeline.ipynb #33b89932
 def _evaluate_run(p: PipelinePreset, out: Path) -> tuple[dict, list]:
     """The evaluation table (every stage, the baselines, the published rows) and the long-context
     curve."""
-    table = {f"stage {i}": _scores(out / f"stage{i}" / "model", p.eval_tasks, out / f"stage{i}")
-             for i in (1, 2, 3)} if p.eval_tasks else {}
+    table = (
+        {
+            f"stage {i}": _scores(out / f"stage{i}" / "model", p.eval_tasks, out / f"stage{i}")
+            for i in (1, 2, 3)
+        }
+        if p.eval_tasks
+        else {}
+    )
     for b in p.baselines:
         tasks = [t for t in p.eval_tasks if not (b == "bm25" and t != "scifact")]
         table[b] = _scores(b, tasks, out / "baselines" / b)
     for k, row in PUBLISHED.items():
         table[k] = {t: v for t, v in row.items() if t in p.eval_tasks}
     final = out / "stage3" / "model"
-    curve = _cached(out / "long_context.json", [_stamp(final), list(p.long_context)],
-                    lambda: long_context_curve(final, p.long_context)) if p.long_context else []
+    curve = (
+        _cached(
+            out / "long_context.json",
+            [_stamp(final), list(p.long_context)],
+            lambda: long_context_curve(final, p.long_context),
+        )
+        if p.long_context
+        else []
+    )
     return table, curve
 
 # %% ../nbs/18_pipeline.ipynb #91a6ccea
@@ -234,8 +273,11 @@ def run_pipeline(
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     # stages 2 and 3 do not score themselves: _evaluate_run scores every stage with the same harness
-    p = replace(p, contrastive=replace(p.contrastive, eval_tasks=()),
-                finetune=replace(p.finetune, eval_tasks=()))
+    p = replace(
+        p,
+        contrastive=replace(p.contrastive, eval_tasks=()),
+        finetune=replace(p.finetune, eval_tasks=()),
+    )
     rank, world, _ = setup_distributed()
     t0 = time.time()
     stages = _train_stages(p, out, data_root, progress)
@@ -261,7 +303,9 @@ def _package_dir() -> Path:
     """This package's folder, where `import nomic_repro` found it (not the working directory: a
     notebook may be started anywhere)."""
     import nomic_repro
+
     return Path(nomic_repro.__file__).resolve().parent
+
 
 def _git_commit() -> str | None:
     try:
@@ -276,13 +320,17 @@ def _git_commit() -> str | None:
         return None
     return r.stdout.strip() or None if r.returncode == 0 else None
 
+
 def environment() -> dict:
     "Python, package versions, the device and the git commit: what a result was produced with."
     import torch
+
     env = {"python": platform.python_version(), "platform": platform.platform()}
     for pkg in ("nomic-repro", "torch", "triton", "transformers", "plotly"):
-        try: env[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError: env[pkg] = None
+        try:
+            env[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            env[pkg] = None
     env["device"] = (
         torch.cuda.get_device_name()
         if torch.cuda.is_available()
@@ -304,24 +352,32 @@ _MEASURES = (
     "seconds",
 )
 
+
 def _num(v: str):
-    try: return int(v)
+    try:
+        return int(v)
     except ValueError:
-        try: return float(v)
-        except ValueError: return None
+        try:
+            return float(v)
+        except ValueError:
+            return None
+
 
 def kernel_results(folder=None) -> dict:
     """`{csv stem: rows}` of the benchmark CSVs in `folder` (default: the repository's
     `kernels/results`, when present)."""
     folder = Path(folder) if folder is not None else _package_dir().parent / "kernels" / "results"
-    if not folder.is_dir(): return {}
+    if not folder.is_dir():
+        return {}
     return {f.stem: list(csv.DictReader(f.open())) for f in sorted(folder.glob("*.csv"))}
 
 # %% ../nbs/18_pipeline.ipynb #4e43b89a
 def kernel_plot(name: str, rows: list[dict]):
     "One bar chart of a benchmark CSV (see the rule above); None when it has nothing to plot."
     import plotly.graph_objects as go
-    if not rows: return None
+
+    if not rows:
+        return None
     cols = list(rows[0])
     floats = [
         c
@@ -333,7 +389,8 @@ def kernel_plot(name: str, rows: list[dict]):
         (m for m in _MEASURES if m in cols and any(_num(r[m]) is not None for r in rows)),
         floats[0] if floats else None,
     )
-    if measure is None: return None
+    if measure is None:
+        return None
     fixed = [c for c in cols if c not in floats and c != measure and len({r[c] for r in rows}) == 1]
     label_cols = [c for c in cols if c not in floats and c not in fixed and c != measure]
     labels = [
@@ -359,6 +416,7 @@ def _score_rows(table: dict) -> tuple[list, list]:
         for name, row in table.items()
     ]
 
+
 def evaluation_table(table: dict) -> str:
     "The evaluation as a markdown table, scores ×100."
     tasks, rows = _score_rows(table)
@@ -367,9 +425,11 @@ def evaluation_table(table: dict) -> str:
         + ["| " + " | ".join(r) + " |" for r in rows]
     )
 
+
 def _loss_figure(out: Path):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
+
     fig = make_subplots(
         rows=1, cols=3, subplot_titles=("stage 1: MLM loss", "stage 2: InfoNCE", "stage 3: InfoNCE")
     )
@@ -379,8 +439,9 @@ def _loss_figure(out: Path):
             log = [json.loads(l) for l in f.read_text().splitlines() if l.strip()]
             fig.add_trace(
                 # stages 2/3 log the plain InfoNCE beside the loss they step on (W·InfoNCE + aux)
-                go.Scatter(x=[r["step"] for r in log],
-                           y=[r.get("infonce", r["loss"]) for r in log], name=s),
+                go.Scatter(
+                    x=[r["step"] for r in log], y=[r.get("infonce", r["loss"]) for r in log], name=s
+                ),
                 row=1,
                 col=i + 1,
             )
@@ -390,6 +451,7 @@ def _loss_figure(out: Path):
 # %% ../nbs/18_pipeline.ipynb #ea365c22
 def _curve_figure(curve: list):
     import plotly.graph_objects as go
+
     names = list(dict.fromkeys(r["model"] for r in curve))
     fig = go.Figure(
         [
@@ -427,6 +489,7 @@ def _table(header: list, rows: list) -> str:
         + "</table>"
     )
 
+
 def _report_figures(out: Path, report: dict, kernels_dir=None) -> dict:
     "{title: html} of the report's figures: losses, long-context curve, one per benchmark CSV."
     figs = [("Training loss", _loss_figure(out))]
@@ -448,7 +511,7 @@ def write_html_report(out: Path, report: dict, kernels_dir=None) -> Path:
     plots = _report_figures(out, report, kernels_dir)
     tasks, rows = _score_rows(report["evaluation"])
     evals = _table(["model", *tasks], rows)
-    _esc = lambda v: html.escape(str(v))   # a report.json from elsewhere may carry markup
+    _esc = lambda v: html.escape(str(v))  # a report.json from elsewhere may carry markup
     name = _esc(report["preset"]["name"])
     body = [
         (
@@ -483,6 +546,8 @@ def rebuild_report(output_dir, kernels_dir=None) -> Path:
         raise FileNotFoundError(
             f"{str(f)!r} does not exist: run `nomic-repro run` on {str(output_dir)!r} first"
         )
-    try: report = json.loads(f.read_text())
-    except json.JSONDecodeError as e: raise ValueError(f"{f} is not valid JSON ({e})") from None
+    try:
+        report = json.loads(f.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{f} is not valid JSON ({e})") from None
     return write_html_report(Path(output_dir), report, kernels_dir)

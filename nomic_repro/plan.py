@@ -23,12 +23,14 @@ from .pipeline import PipelinePreset, PIPELINE_PRESETS, get_pipeline_preset
 class GPUSpec:
     """One accelerator: memory, dense peak throughput (no 2:4 sparsity) and an assumed on-demand
     price per GPU-hour."""
+
     name: str
-    memory_gib: float                 # datasheet capacity (HBM sizes are binary: 80 GB = 80 GiB)
-    bf16_tflops_dense: float          # tensor-core bf16 peak, dense
-    fp32_tflops: float                # plain fp32 peak (what a CPU, or precision="fp32", gets)
+    memory_gib: float  # datasheet capacity (HBM sizes are binary: 80 GB = 80 GiB)
+    bf16_tflops_dense: float  # tensor-core bf16 peak, dense
+    fp32_tflops: float  # plain fp32 peak (what a CPU, or precision="fp32", gets)
     # USD per device-hour: an ASSUMPTION, override with price_per_hour
     default_price_per_hour: float
+
 
 GPUS = {
     "h100": GPUSpec("NVIDIA H100 SXM", 80, 989, 67, 3.00),
@@ -39,10 +41,12 @@ GPUS = {
     "cpu": GPUSpec("CPU (reference: 8 cores, AVX2, 3 GHz)", 32, 0.77, 0.77, 0.0),
 }
 
+
 def get_gpu(gpu: str) -> GPUSpec:
     "The `GPUS` entry for `gpu` (case-insensitive)."
     key = str(gpu).lower()
-    if key not in GPUS: raise ValueError(f"unknown gpu {gpu!r}; choose one of {sorted(GPUS)}")
+    if key not in GPUS:
+        raise ValueError(f"unknown gpu {gpu!r}; choose one of {sorted(GPUS)}")
     return GPUS[key]
 
 # %% ../nbs/20_plan.ipynb #aaa49342
@@ -69,6 +73,7 @@ def parameter_groups(cfg: NomicBertConfig, mlm_head: bool = False) -> dict[str, 
         g["mlm_head"] = linear(h, h, cfg.mlm_head_bias) + 2 * h + (V if cfg.mlm_head_bias else 0)
     return g
 
+
 def count_parameters(cfg: NomicBertConfig, *, active: bool = False, mlm_head: bool = False) -> int:
     """All parameters of the model `cfg` describes, or with `active` those one token uses (top-k of
     the experts)."""
@@ -77,6 +82,7 @@ def count_parameters(cfg: NomicBertConfig, *, active: bool = False, mlm_head: bo
     if active and cfg.num_experts:
         n -= g["experts"] * (cfg.num_experts - cfg.moe_top_k) // cfg.num_experts
     return n
+
 
 def embedding_parameters(cfg: NomicBertConfig) -> int:
     "The lookup tables (word and token-type embeddings): parameters that cost no matmul FLOPs."
@@ -105,6 +111,7 @@ def training_flops(
 # take the rest
 HEADROOM = 0.9
 
+
 def activation_bytes_per_token(cfg: NomicBertConfig) -> int:
     """Bytes autograd saves per token for the encoder's backward under bf16 autocast (flash
     attention: no S² matrix)."""
@@ -115,10 +122,12 @@ def activation_bytes_per_token(cfg: NomicBertConfig) -> int:
         18 * h + (moe if cfg.is_moe_layer(i) else dense) for i in range(cfg.num_layers)
     )
 
+
 def mlm_head_bytes_per_masked_token(cfg: NomicBertConfig) -> int:
     """Peak bytes per masked token of the MLM head: the saved fp32 log-softmax and the live fp32
     logits (4V each), plus 8h."""
     return 8 * cfg.vocab_size + 8 * cfg.hidden_size
+
 
 def state_bytes(cfg: NomicBertConfig, n_gpus: int, mlm_head: bool = False) -> int:
     """fp32 weights, gradients and AdamW moments (16 bytes/parameter), plus DDP's gradient buckets
@@ -132,15 +141,18 @@ STAGES = {
     "finetune": "stage 3: fine-tune",
 }
 
+
 def preset_names() -> list[str]:
     "Presets `plan` accepts: the pipeline presets and any name all three stage dictionaries share."
     return sorted(
         set(PIPELINE_PRESETS) | (set(MLM_PRESETS) & set(STAGE2_PRESETS) & set(STAGE3_PRESETS))
     )
 
+
 def resolve_preset(name: str, overrides=()) -> PipelinePreset:
     "The pipeline preset `name` with dotted-path `overrides` applied."
-    if name in PIPELINE_PRESETS: return get_pipeline_preset(name, overrides)
+    if name in PIPELINE_PRESETS:
+        return get_pipeline_preset(name, overrides)
     if name in preset_names():
         return get_pipeline_preset(
             PipelinePreset(name, MLM_PRESETS[name], STAGE2_PRESETS[name], STAGE3_PRESETS[name]),
@@ -148,11 +160,13 @@ def resolve_preset(name: str, overrides=()) -> PipelinePreset:
         )
     raise ValueError(f"unknown preset {name!r}; choose one of {preset_names()}")
 
+
 def stage_model(p: PipelinePreset, stage: str):
     """The architecture a stage trains: stage 1's, upcycled to experts from stage 2 on when the
     preset says so (v2)."""
-    cfg, up = getattr(getattr(p, stage), "model", None) or p.mlm.model, getattr(
-        p.contrastive, "upcycle", None
+    cfg, up = (
+        getattr(getattr(p, stage), "model", None) or p.mlm.model,
+        getattr(p.contrastive, "upcycle", None),
     )
     if stage != "mlm" and up and not cfg.num_experts:
         cfg = dataclasses.replace(cfg, num_experts=up[0], moe_top_k=up[1], moe_every_n_layers=up[2])
@@ -162,14 +176,16 @@ def stage_model(p: PipelinePreset, stage: str):
 def stage_workload(p: PipelinePreset, stage: str) -> dict:
     """What one stage of `p` computes per optimizer step: model, steps, [(sequences, length)],
     accumulation, GradCache chunk."""
-    s = getattr(p, stage); t = s.train
-    if stage == "mlm": seqs, mlm_prob = [(t.batch_size, s.data.seq_len)], s.data.mlm_prob
+    s = getattr(p, stage)
+    t = s.train
+    if stage == "mlm":
+        seqs, mlm_prob = [(t.batch_size, s.data.seq_len)], s.data.mlm_prob
     else:
         docs = t.batch_size * (1 + (s.data.n_negatives if stage == "finetune" else 0))
-        seqs, mlm_prob = [
-            (t.batch_size, s.data.query_max_length),
-            (docs, s.data.doc_max_length),
-        ], 0.0
+        seqs, mlm_prob = (
+            [(t.batch_size, s.data.query_max_length), (docs, s.data.doc_max_length)],
+            0.0,
+        )
     return {
         "stage": stage,
         "model": stage_model(p, stage),
@@ -198,7 +214,7 @@ def stage_memory(w: dict, n_gpus: int, grad_accum: int | None = None, grad_cache
         per_query = seqs[1][0] // B
         micro_seqs = chunk if chunk else sum(n for n, _ in seqs) / n_gpus
         tokens = chunk * max(s for _, s in seqs) if chunk else sum(n * s for n, s in seqs) / n_gpus
-        extra = 8 * (B / n_gpus) * B * per_query                      # fp32 logits + log-softmax
+        extra = 8 * (B / n_gpus) * B * per_query  # fp32 logits + log-softmax
     states = state_bytes(cfg, n_gpus, mlm_head=w["stage"] == "mlm")
     act = tokens * activation_bytes_per_token(cfg) + extra
     return {
@@ -214,7 +230,8 @@ def fit_suggestion(w: dict, n_gpus: int, spec: GPUSpec) -> str | None:
     "A `--set` override that makes stage `w` fit in `spec`'s memory, or None when it already fits."
     budget = HEADROOM * spec.memory_gib * 2**30
     fits = lambda **kw: stage_memory(w, n_gpus, **kw)["total"] <= budget
-    if fits(): return None
+    if fits():
+        return None
     if w["stage"] == "mlm":
         # the smallest accumulation that divides the batch and fits
         for g in range(w["grad_accum"] + 1, max(1, w["batch_size"] // n_gpus) + 1):
@@ -269,8 +286,15 @@ def _plan_stage(w: dict, n_gpus: int, spec: GPUSpec, mfu: float, price: float) -
     }
 
 # %% ../nbs/20_plan.ipynb #e8b6dd1f
-def plan(preset: str, n_gpus: int = 8, gpu: str = "h100", *, price_per_hour: float | None = None,
-         mfu: float = 0.4, overrides=()) -> dict:
+def plan(
+    preset: str,
+    n_gpus: int = 8,
+    gpu: str = "h100",
+    *,
+    price_per_hour: float | None = None,
+    mfu: float = 0.4,
+    overrides=(),
+) -> dict:
     """Parameters, FLOPs, memory per GPU, GPU-hours, wall hours and cost of pipeline `preset` on
     `n_gpus` GPUs of kind `gpu`."""
     spec = get_gpu(gpu)
@@ -311,34 +335,78 @@ def _n(x: float) -> str:
     "Readable positive number: thousands separators when large, two significant digits when small."
     return f"{x:,.0f}" if x >= 100 else f"{x:.1f}" if x >= 1 else f"{x:.2g}"
 
-_COLS = ("stage", "steps", "tokens/step", "tokens", "FLOPs", "GPU-hours", "wall hours", "cost $",
-         "GiB/GPU", "fits")
 
+_COLS = (
+    "stage",
+    "steps",
+    "tokens/step",
+    "tokens",
+    "FLOPs",
+    "GPU-hours",
+    "wall hours",
+    "cost $",
+    "GiB/GPU",
+    "fits",
+)
+
+# %% ../nbs/20_plan.ipynb #5762967b
 def _plan_table(r: dict) -> list[str]:
     "The stage rows and the total row of a `plan` result as aligned text lines, under a header."
     yes = lambda ok: "yes" if ok else "NO"
-    rows = [(s["title"], f"{s['steps']:,}", f"{s['tokens_per_step']:,}", f"{s['tokens']:.3g}",
-             f"{s['flops']:.3g}", _n(s["gpu_hours"]), _n(s["wall_hours"]), _n(s["cost"]),
-             f"{s['memory_gib']['total']:.1f}", yes(s["fits"])) for s in r["stages"]]
+    rows = [
+        (
+            s["title"],
+            f"{s['steps']:,}",
+            f"{s['tokens_per_step']:,}",
+            f"{s['tokens']:.3g}",
+            f"{s['flops']:.3g}",
+            _n(s["gpu_hours"]),
+            _n(s["wall_hours"]),
+            _n(s["cost"]),
+            f"{s['memory_gib']['total']:.1f}",
+            yes(s["fits"]),
+        )
+        for s in r["stages"]
+    ]
     t = r["total"]
-    rows.append(("total", "", "", f"{t['tokens']:.3g}", f"{t['flops']:.3g}", _n(t["gpu_hours"]),
-                 _n(t["wall_hours"]), _n(t["cost"]), "", yes(t["fits"])))
+    rows.append(
+        (
+            "total",
+            "",
+            "",
+            f"{t['tokens']:.3g}",
+            f"{t['flops']:.3g}",
+            _n(t["gpu_hours"]),
+            _n(t["wall_hours"]),
+            _n(t["cost"]),
+            "",
+            yes(t["fits"]),
+        )
+    )
     widths = [max(len(row[i]) for row in [_COLS] + rows) for i in range(len(_COLS))]
     fmt = lambda row: "  ".join(
         c.ljust(w_) if i == 0 else c.rjust(w_) for i, (c, w_) in enumerate(zip(row, widths))
     )
     return [fmt(_COLS), "  ".join("-" * w_ for w_ in widths)] + [fmt(row) for row in rows]
 
+# %% ../nbs/20_plan.ipynb #67f228f4
 def _memory_lines(s: dict) -> list[str]:
     "What one stage's micro-batch holds per GPU, the override to try when it does not fit, notes."
     m = s["memory_gib"]
-    how = (f"GradCache chunks of {s['grad_cache_chunk']}" if s["grad_cache_chunk"]
-           else f"grad_accum {s['grad_accum']}" if s["stage"] == "mlm"
-           else "one forward, no GradCache")
-    line = (f"  {s['title']} — {s['micro_sequences']:,.0f} sequences ({s['micro_tokens']:,.0f}"
-            f" tokens) per GPU micro-batch ({how}): states {m['states']:.1f} + activations"
-            f" {m['activations']:.1f} = {m['total']:.1f} GiB")
-    if s["suggestion"]: line += f"; does not fit, try --set {s['suggestion']}"
+    how = (
+        f"GradCache chunks of {s['grad_cache_chunk']}"
+        if s["grad_cache_chunk"]
+        else f"grad_accum {s['grad_accum']}"
+        if s["stage"] == "mlm"
+        else "one forward, no GradCache"
+    )
+    line = (
+        f"  {s['title']} — {s['micro_sequences']:,.0f} sequences ({s['micro_tokens']:,.0f}"
+        f" tokens) per GPU micro-batch ({how}): states {m['states']:.1f} + activations"
+        f" {m['activations']:.1f} = {m['total']:.1f} GiB"
+    )
+    if s["suggestion"]:
+        line += f"; does not fit, try --set {s['suggestion']}"
     return [line] + [f"    note: {n}" for n in s["notes"]]
 
 # %% ../nbs/20_plan.ipynb #7fd1600b

@@ -17,12 +17,15 @@ def _check_rotary_dim(dim: int):
             f"rotary dim must be a positive even integer (pairs j, j+dim/2), got dim={dim!r}"
         )
 
+
 def rotary_inv_freq(dim: int, base: float = 1000.0, device=None, dtype=torch.float32) -> Tensor:
     "The `dim/2` rotation frequencies θ_j = base^(-2j/dim) (fp32 unless asked otherwise)."
     _check_rotary_dim(dim)
-    if not base > 0: raise ValueError(f"rotary base must be positive, got base={base!r}")
+    if not base > 0:
+        raise ValueError(f"rotary base must be positive, got base={base!r}")
     exps = torch.arange(0, dim, 2, dtype=torch.int64).to(device=device, dtype=dtype) / dim
-    return 1.0 / (base ** exps)
+    return 1.0 / (base**exps)
+
 
 def rotary_cos_sin(
     seq_len: int,
@@ -32,7 +35,7 @@ def rotary_cos_sin(
     dtype=torch.float32,
     device=None,
     positions: Tensor | None = None,
-    compute_dtype=torch.float32
+    compute_dtype=torch.float32,
 ) -> tuple[Tensor, Tensor]:
     """cos and sin tables `[seq_len, dim]` for positions `0..seq_len-1` (or `positions`), built in
     `compute_dtype`, cast to `dtype`."""
@@ -50,13 +53,15 @@ def rotate_half(x: Tensor) -> Tensor:
     half = x.shape[-1] // 2
     return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
 
+
 def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """Rotate `x` `[..., S, H, D]` by position: `x*cos + rotate_half(x)*sin`, with `cos`/`sin` `[S,
     D]` (or `[..., S, D]`)."""
     if x.ndim < 3:
         raise ValueError(f"x must be [..., seq, heads, head_dim], got shape {tuple(x.shape)}")
     S, D = x.shape[-3], x.shape[-1]
-    if D % 2: raise ValueError(f"head_dim must be even for rotate-half RoPE, got head_dim={D}")
+    if D % 2:
+        raise ValueError(f"head_dim must be even for rotate-half RoPE, got head_dim={D}")
     if cos.shape != sin.shape:
         raise ValueError(f"cos {tuple(cos.shape)} and sin {tuple(sin.shape)} differ in shape")
     if cos.shape[-1] != D:
@@ -74,17 +79,20 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
 class RotaryEmbedding(nn.Module):
     """cos/sin tables for rotate-half RoPE over `dim` dims with base `base`, cached in fp32 per
     (base, device)."""
+
     def __init__(self, dim: int, base: float = 1000.0, max_cached_bases: int = 8):
         super().__init__()
         _check_rotary_dim(dim)
-        if not base > 0: raise ValueError(f"rotary base must be positive, got base={base!r}")
+        if not base > 0:
+            raise ValueError(f"rotary base must be positive, got base={base!r}")
         self.dim, self.base, self.max_cached_bases = dim, float(base), max_cached_bases
         self._cache: dict = {}
 
     def forward(self, seq_len: int, *, device=None, dtype=torch.float32, base: float | None = None):
         """cos, sin `[seq_len, dim]` in `dtype` for positions 0..seq_len-1 (base defaults to the
         module's)."""
-        if seq_len < 0: raise ValueError(f"seq_len must be >= 0, got {seq_len}")
+        if seq_len < 0:
+            raise ValueError(f"seq_len must be >= 0, got {seq_len}")
         base = self.base if base is None else float(base)
         key = (base, str(torch.device(device) if device is not None else torch.device("cpu")))
         cached = self._cache.get(key)
@@ -96,4 +104,5 @@ class RotaryEmbedding(nn.Module):
         cos, sin = cached
         return cos[:seq_len].to(dtype), sin[:seq_len].to(dtype)
 
-    def extra_repr(self): return f"dim={self.dim}, base={self.base:g}"
+    def extra_repr(self):
+        return f"dim={self.dim}, base={self.base:g}"

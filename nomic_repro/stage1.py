@@ -46,19 +46,22 @@ import transformers
 @dataclass(frozen=True)
 class MLMData:
     "Where stage 1 reads text and how it cuts it."
+
     # paths under --data-root, or hf:NAME[:CONFIG][@SPLIT]
     sources: tuple = ("mlm/wikipedia.jsonl.gz",)
     seq_len: int = 128
     # "document": never cross a document; "concat": the reference's stream
     packing: str = "document"
     mlm_prob: float = 0.3
-    limit_docs: int | None = None                 # read at most this many documents per source
+    limit_docs: int | None = None  # read at most this many documents per source
     # v2: each source is a language, one per global batch, drawn ∝ p^alpha
     language_alpha: float | None = None
+
 
 @dataclass(frozen=True)
 class MLMPreset:
     "Everything stage 1 needs: model architecture, data and optimisation."
+
     name: str
     model: NomicBertConfig
     data: MLMData
@@ -70,7 +73,9 @@ class MLMPreset:
     # folder or hub id of an XLM-R checkpoint to start from; None = random init
     init: str | None = None
 
-MLM_PRESETS: dict = {}   # filled below, and with `moe` further down
+
+MLM_PRESETS: dict = {}  # filled below, and with `moe` further down
+
 
 def get_mlm_preset(name: str, overrides=()) -> MLMPreset:
     "Preset `name` with `section.key=value` overrides applied."
@@ -87,40 +92,54 @@ _TINY_MODEL = NomicBertConfig(
 _SMALL_MODEL = NomicBertConfig(
     hidden_size=512, num_layers=8, num_heads=8, intermediate_size=1536, max_trained_positions=512
 )
-MLM_PRESETS.update({
-    "tiny": MLMPreset(
-        "tiny",
-        _TINY_MODEL,
-        MLMData(seq_len=128),
-        TrainConfig(max_steps=300, batch_size=32, lr=2e-3, save_every=100, log_every=1),
-    ),
-    "small": MLMPreset(
-        "small",
-        _SMALL_MODEL,
-        MLMData(seq_len=512),
-        TrainConfig(max_steps=20_000, batch_size=256, lr=5e-4, save_every=1000, log_every=10,
-                    num_workers=2),
-    ),
-    "base": MLMPreset(
-        "base",
-        NomicBertConfig(),
-        MLMData(
-            sources=("hf:bookcorpus", "hf:wikimedia/wikipedia:20231101.en"),
-            seq_len=2048,
-            packing="concat",
+MLM_PRESETS.update(
+    {
+        "tiny": MLMPreset(
+            "tiny",
+            _TINY_MODEL,
+            MLMData(seq_len=128),
+            TrainConfig(max_steps=300, batch_size=32, lr=2e-3, save_every=100, log_every=1),
         ),
-        TrainConfig(
-            max_steps=100_000, batch_size=4096, grad_accum=8, lr=5e-4, save_every=1000,
-            log_every=10, num_workers=2,  # batches built ahead by 2 processes (12_train_loop)
+        "small": MLMPreset(
+            "small",
+            _SMALL_MODEL,
+            MLMData(seq_len=512),
+            TrainConfig(
+                max_steps=20_000,
+                batch_size=256,
+                lr=5e-4,
+                save_every=1000,
+                log_every=10,
+                num_workers=2,
+            ),
         ),
-    ),
-})
+        "base": MLMPreset(
+            "base",
+            NomicBertConfig(),
+            MLMData(
+                sources=("hf:bookcorpus", "hf:wikimedia/wikipedia:20231101.en"),
+                seq_len=2048,
+                packing="concat",
+            ),
+            TrainConfig(
+                max_steps=100_000,
+                batch_size=4096,
+                grad_accum=8,
+                lr=5e-4,
+                save_every=1000,
+                log_every=10,
+                num_workers=2,  # batches built ahead by 2 processes (12_train_loop)
+            ),
+        ),
+    }
+)
 
 # %% ../nbs/13_stage1_mlm.ipynb #c7e7cd28
 def load_preset_tokenizer(spec: str | None = None, model_max_length: int = 8192):
     """A preset's tokenizer: None or 'bert-base-uncased' -> the vendored WordPiece; else a tokenizer
     folder or a hub id (moe: XLM-R's)."""
-    if spec in (None, "bert-base-uncased"): return load_tokenizer(model_max_length=model_max_length)
+    if spec in (None, "bert-base-uncased"):
+        return load_tokenizer(model_max_length=model_max_length)
     p = Path(spec).expanduser()
     try:
         return transformers.AutoTokenizer.from_pretrained(
@@ -174,28 +193,40 @@ def _settings(preset) -> dict:
     "A preset as flat `section.key` settings, with JSON values (as its run folder's preset.json)."
     return _flat(json.loads(json.dumps(asdict(preset))))
 
+
 def preset_departures(ours, paper, why: dict) -> list[tuple[str, object, object, str]]:
     """(setting, ours, the paper's, why) for each setting where preset `ours` differs from `paper`,
     bookkeeping aside; a departure `why` gives no reason for is an error."""
     a, b = _settings(ours), _settings(paper)
-    keys = [k for k in a if k != "name" and a[k] != b.get(k)
-            and k.rsplit(".", 1)[-1] not in NOT_PART_OF_THE_RUN]
+    keys = [
+        k
+        for k in a
+        if k != "name" and a[k] != b.get(k) and k.rsplit(".", 1)[-1] not in NOT_PART_OF_THE_RUN
+    ]
     if unexplained := [k for k in keys if k not in why]:
-        raise ValueError(f"preset {ours.name!r} departs from {paper.name!r} in {unexplained} with"
-                         " no reason recorded")
+        raise ValueError(
+            f"preset {ours.name!r} departs from {paper.name!r} in {unexplained} with"
+            " no reason recorded"
+        )
     return [(k, a[k], b.get(k), why[k]) for k in keys]
 
+
 def _cell(v) -> str:
-    if v is None: return "–"
-    if isinstance(v, list): return ", ".join(map(_cell, v))
-    if isinstance(v, float): return f"{v:g}"
+    if v is None:
+        return "–"
+    if isinstance(v, list):
+        return ", ".join(map(_cell, v))
+    if isinstance(v, float):
+        return f"{v:g}"
     return f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v)
+
 
 def departures_table(presets: dict, paper, why: dict) -> str:
     """Markdown table of every setting where one of `presets` ({name: preset}) departs from
     `paper`: each preset's value, the paper's, and why; a reason no preset needs is an error."""
-    keys = list(dict.fromkeys(k for p in presets.values() for k, *_ in
-                              preset_departures(p, paper, why)))
+    keys = list(
+        dict.fromkeys(k for p in presets.values() for k, *_ in preset_departures(p, paper, why))
+    )
     if stale := sorted(set(why) - set(keys)):
         raise ValueError(f"reasons recorded for settings no preset departs in: {stale}")
     vals = {n: _settings(p) for n, p in presets.items()} | {"paper": _settings(paper)}
@@ -212,11 +243,11 @@ MLM_DEPARTURES = {
     "model.intermediate_size": "scaled down with the width (tiny 2×, small 3×; the paper 4 × 768)",
     "model.max_trained_positions": "the training length, so Dynamic NTK scales from what was seen",
     "data.sources": "offline: the 10,033 vendored Wikipedia summaries; `base` streams the paper's"
-                    " BooksCorpus + Wikipedia from the hub",
+    " BooksCorpus + Wikipedia from the hub",
     "data.seq_len": "the summaries are short (median 97 tokens, none over 512): small's 512 holds"
-                    " each whole; tiny cuts a quarter of them at 128 to keep a CPU step short",
+    " each whole; tiny cuts a quarter of them at 128 to keep a CPU step short",
     "data.packing": "short summaries, one per sequence (padding is skipped, no attention between"
-                    " unrelated summaries); the paper cuts one concatenated stream",
+    " unrelated summaries); the paper cuts one concatenated stream",
     "train.max_steps": f"{_CPU_GPU} (the tiny run took 105 s on 2 cores)",
     "train.batch_size": f"memory and time ({_CPU_GPU})",
     "train.grad_accum": "the batch fits in one pass; accumulation changes memory, not the update",
@@ -226,9 +257,11 @@ MLM_DEPARTURES = {
 # %% ../nbs/13_stage1_mlm.ipynb #36542545
 class MLMObjective(nn.Module):
     "Summed cross-entropy (and correct predictions) of an MLM model at the labelled positions only."
+
     def __init__(self, mlm: NomicBertForMaskedLM):
         super().__init__()
         self.mlm = mlm
+
     def forward(
         self, input_ids: Tensor, attention_mask: Tensor, labels: Tensor
     ) -> tuple[Tensor, Tensor]:
@@ -242,10 +275,12 @@ class MLMObjective(nn.Module):
 class MLMTask(Task):
     """Stage 1 as a trainer task: each rank gathers its rows of step `step` from the dataset and
     masks each row with its own generator."""
+
     def __init__(self, ds: SequenceDataset, tokenizer, cfg: TrainConfig, mlm_prob: float = 0.3):
         self.ds, self.cfg, self.mlm_prob = ds, cfg, mlm_prob
         self.special, self.mask_id = tokenizer.all_special_ids, tokenizer.mask_token_id
         self.vocab = tokenizer.vocab_size
+
     def micro_batches(self, step, rank, world_size, grad_accum):
         """This rank's `B/W` rows only, each masked by `row_generators(seed, step, row)` (so the
         masks do not depend on how the batch is split), in `grad_accum` micro-batches."""
@@ -255,18 +290,29 @@ class MLMTask(Task):
                 f"batch_size {B} is not divisible by world_size × grad_accum ="
                 f" {world_size * grad_accum}"
             )
-        ids, am = self.ds.batch(step, B, rank, world_size)             # [B/W, S]
+        ids, am = self.ds.batch(step, B, rank, world_size)  # [B/W, S]
         rows = range(rank * B // world_size, (rank + 1) * B // world_size)
-        inp, labels = mask_tokens(ids, am, special_ids=self.special, mask_id=self.mask_id,
-                                  vocab_size=self.vocab, mlm_prob=self.mlm_prob,
-                                  generator=row_generators(self.cfg.seed, step, rows))
+        inp, labels = mask_tokens(
+            ids,
+            am,
+            special_ids=self.special,
+            mask_id=self.mask_id,
+            vocab_size=self.vocab,
+            mlm_prob=self.mlm_prob,
+            generator=row_generators(self.cfg.seed, step, rows),
+        )
         out = []
         for i, a, l in zip(inp.chunk(grad_accum), am.chunk(grad_accum), labels.chunk(grad_accum)):
-            S = int(a.sum(-1).max())           # trim to this micro-batch's longest row
+            S = int(a.sum(-1).max())  # trim to this micro-batch's longest row
             out.append((i[:, :S], a[:, :S], l[:, :S]))
         return out
-    def count(self, b): return int((b[2] != -100).sum())
-    def tokens(self, b): return int(b[1].sum())
+
+    def count(self, b):
+        return int((b[2] != -100).sum())
+
+    def tokens(self, b):
+        return int(b[1].sum())
+
     def loss(self, model, b):
         dev = next(model.parameters()).device
         l, correct = model(*(t.to(dev) for t in b))
@@ -301,13 +347,32 @@ def build_mlm_dataset(
     mix = LanguageMixture(langs, alpha=d.language_alpha, seed=seed)
     return mix, {**report, "language_weights": {k: round(w, 4) for k, w in mix.weights.items()}}
 
+# %% ../nbs/13_stage1_mlm.ipynb #cea25253
+def _initial_mlm(preset: MLMPreset, out: Path) -> NomicBertForMaskedLM:
+    "A fresh run starts from `preset.init` (XLM-R for v2); a resumed one from its checkpoint."
+    if preset.init and not list_checkpoints(out):
+        return load_xlm_roberta(
+            preset.init, preset.model, pad_vocab=True, attn_impl=preset.attn_impl
+        )
+    return NomicBertForMaskedLM(preset.model, attn_impl=preset.attn_impl)  # "auto" resolved there
+
 # %% ../nbs/13_stage1_mlm.ipynb #d9a3ee32
-def run_mlm(preset: MLMPreset | str, output_dir, *, data_root=None, max_steps: int | None = None,
-            overrides=(), progress: bool | None = None) -> dict:
+def run_mlm(
+    preset: MLMPreset | str,
+    output_dir,
+    *,
+    data_root=None,
+    max_steps: int | None = None,
+    overrides=(),
+    progress: bool | None = None,
+) -> dict:
     """Stage 1: train `NomicBertForMaskedLM` with `preset` into `output_dir` (resuming), stopping
     after `max_steps` if given."""
-    preset = (get_mlm_preset(preset, overrides) if isinstance(preset, str)
-              else apply_overrides(preset, list(overrides)))
+    preset = (
+        get_mlm_preset(preset, overrides)
+        if isinstance(preset, str)
+        else apply_overrides(preset, list(overrides))
+    )
     rank, world, device = setup_distributed()
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -316,28 +381,30 @@ def run_mlm(preset: MLMPreset | str, output_dir, *, data_root=None, max_steps: i
     tok = load_preset_tokenizer(preset.tokenizer)
     ds, report = build_mlm_dataset(preset, tok, data_root)
     seed_everything(preset.train.seed)
-    # a fresh run starts from XLM-R; a resumed one from its checkpoint
-    if preset.init and not list_checkpoints(out):
-        mlm = load_xlm_roberta(preset.init, preset.model, pad_vocab=True,
-                               attn_impl=preset.attn_impl)
-    else:  # attn_impl "auto" is resolved by the model
-        mlm = NomicBertForMaskedLM(preset.model, attn_impl=preset.attn_impl)
+    mlm = _initial_mlm(preset, out)
     model = wrap_ddp(MLMObjective(mlm.to(device)), device)
     t0 = time.time()
     task = MLMTask(ds, tok, preset.train, preset.data.mlm_prob)
-    res = train(model, task, preset.train, out, stop_at=max_steps, progress=progress,
-                desc="stage 1 (MLM)")
-    # the folder carries its tokenizer
+    res = train(
+        model, task, preset.train, out, stop_at=max_steps, progress=progress, desc="stage 1 (MLM)"
+    )
     if rank == 0:
         # whole or not at all: a kill mid-save never leaves a folder that looks finished
-        atomic_folder(out / "model",
-                      lambda d: save_pretrained(mlm, d, layout="nomic", tokenizer=tok))
+        atomic_folder(
+            out / "model", lambda d: save_pretrained(mlm, d, layout="nomic", tokenizer=tok)
+        )
     f = out / "metrics.jsonl"
     log = [json.loads(l) for l in f.read_text().splitlines()] if f.exists() else []
-    return {"preset": preset.name, "sequences": len(ds), "data": report, **res,
-            "seconds": round(time.time() - t0, 1), "model_dir": str(out / "model"),
-            "first_loss": log[0]["loss"] if log else None,
-            "last_loss": log[-1]["loss"] if log else None}
+    return {
+        "preset": preset.name,
+        "sequences": len(ds),
+        "data": report,
+        **res,
+        "seconds": round(time.time() - t0, 1),
+        "model_dir": str(out / "model"),
+        "first_loss": log[0]["loss"] if log else None,
+        "last_loss": log[-1]["loss"] if log else None,
+    }
 
 # %% ../nbs/13_stage1_mlm.ipynb #c4ac0c64
 def add_mlm_args(p: argparse.ArgumentParser):
@@ -380,6 +447,7 @@ def mlm_from_args(args) -> dict:
     print(json.dumps({k: res[k] for k in keys}))
     return res
 
+
 def main(argv=None):
     p = argparse.ArgumentParser(
         prog="nomic-repro mlm",
@@ -387,9 +455,12 @@ def main(argv=None):
     )
     add_mlm_args(p)
     args = p.parse_args(argv)
-    try: mlm_from_args(args)
-    except (ValueError, FileNotFoundError, KeyError) as e: sys.exit(f"error: {e}")
+    try:
+        mlm_from_args(args)
+    except (ValueError, FileNotFoundError, KeyError) as e:
+        sys.exit(f"error: {e}")
 
 # %% ../nbs/13_stage1_mlm.ipynb #61091ed5
 # runs as a script (python -m nomic_repro.stage1); a Jupyter kernel has no __file__: skipped there
-if __name__ == "__main__" and "__file__" in globals(): main()
+if __name__ == "__main__" and "__file__" in globals():
+    main()

@@ -51,10 +51,12 @@ from .stage1 import departures_table, preset_departures
 @dataclass(frozen=True)
 class PairSource:
     "A file of (query, document) pairs and the task prefix each side gets (None: no prefix)."
+
     name: str
     path: str
     query_task: str | None = "classification"
     doc_task: str | None = "classification"
+
 
 DEMO_PAIR_SOURCES = (
     PairSource("wikipedia", "pairs/wikipedia.jsonl.gz"),
@@ -62,6 +64,7 @@ DEMO_PAIR_SOURCES = (
     PairSource("reuters", "pairs/reuters.jsonl.gz"),
     PairSource("medquad", "supervised/medquad.jsonl.gz", "search_query", "search_document"),
 )
+
 
 def load_pair_sources(sources=DEMO_PAIR_SOURCES, data_root=None, limit: int | None = None) -> dict:
     """Read each `PairSource`; returns `{name: (source, pairs)}` and skips nothing silently
@@ -76,6 +79,7 @@ def load_pair_sources(sources=DEMO_PAIR_SOURCES, data_root=None, limit: int | No
 class EpochPlan:
     """Which rows of which source step `step` reads: each source a seeded permutation read once in
     slices of `batch_size`, all sources' slices in a seeded random order; then a new epoch."""
+
     def __init__(self, sizes: dict[str, int], batch_size: int, seed: int = 0):
         self.names, self.B, self.seed = list(sizes), batch_size, seed
         self.sizes = [sizes[n] for n in self.names]
@@ -97,9 +101,12 @@ class EpochPlan:
             order = [i for i, n in enumerate(self.names) for _ in range(self.batches[n])]
             order = [order[j] for j in torch.randperm(len(order), generator=self._gen(epoch, -1))]
             seen, nth = [0] * len(self.names), []
-            for i in order: nth.append(seen[i]); seen[i] += 1
-            perms = [torch.randperm(n, generator=self._gen(epoch, i))
-                     for i, n in enumerate(self.sizes)]
+            for i in order:
+                nth.append(seen[i])
+                seen[i] += 1
+            perms = [
+                torch.randperm(n, generator=self._gen(epoch, i)) for i, n in enumerate(self.sizes)
+            ]
             self._cached = (epoch, (order, nth, perms))
         return self._cached[1]
 
@@ -107,8 +114,10 @@ class EpochPlan:
         "(epoch, source name, row indices of that source) of global step `step`."
         epoch, k = divmod(step, self.steps_per_epoch)
         if epoch:
-            warnings.warn(f"epoch {epoch + 1} of the data (an epoch: {self.steps_per_epoch} steps):"
-                          " each pair is read again, in a fresh order (the papers train one epoch)")
+            warnings.warn(
+                f"epoch {epoch + 1} of the data (an epoch: {self.steps_per_epoch} steps):"
+                " each pair is read again, in a fresh order (the papers train one epoch)"
+            )
         order, nth, perms = self._epoch(epoch)
         i, j = order[k], nth[k]
         return epoch, self.names[i], perms[i][j * self.B : (j + 1) * self.B].tolist()
@@ -117,8 +126,10 @@ class EpochPlan:
 class PairDataset:
     """Pairs from several sources, read by an `EpochPlan`: each step's batch is `batch_size` pairs
     of one source, every pair once per epoch."""
+
     def __init__(self, sources: dict[str, tuple[PairSource, list[tuple[str, str]]]], seed: int = 0):
-        if not sources: raise ValueError("PairDataset needs at least one source")
+        if not sources:
+            raise ValueError("PairDataset needs at least one source")
         self.sources, self.names, self.seed = sources, list(sources), seed
         self.sizes = {n: len(sources[n][1]) for n in self.names}
         self._plans = {}
@@ -156,16 +167,25 @@ class PairDataset:
 def tokenize_side(tokenizer, texts: list[str], max_length: int) -> tuple[Tensor, Tensor]:
     """Right-padded ids and mask for `texts`, truncated to `max_length` tokens (padded by
     `pad_right`, not the tokenizer: 4x faster at 2,048 tokens)."""
-    ids = tokenizer(list(texts), truncation=True, max_length=max_length,
-                    return_attention_mask=False, return_token_type_ids=False)["input_ids"]
+    ids = tokenizer(
+        list(texts),
+        truncation=True,
+        max_length=max_length,
+        return_attention_mask=False,
+        return_token_type_ids=False,
+    )["input_ids"]
     return pad_right(ids, tokenizer.pad_token_id)
 
-def _inner(model): return getattr(model, "module", model)
+
+def _inner(model):
+    return getattr(model, "module", model)
+
 
 def _is_moe(model) -> bool:
     return bool(
         getattr(getattr(getattr(_inner(model), "encoder", None), "config", None), "num_experts", 0)
     )
+
 
 def _imbalance(load: Tensor) -> float:
     """Busiest expert's load over the mean load, averaged over the MoE layers of `load` `[layers,
@@ -173,16 +193,20 @@ def _imbalance(load: Tensor) -> float:
     load = load.float()
     return float((load.max(-1).values / load.mean(-1).clamp_min(1e-9)).mean())
 
+
 def _router_aux(model, weight: float) -> RouterAux | None:
     "For a MoE encoder, a `RouterAux` (`14_infonce`) with its coefficient × `weight`; else None."
-    if not _is_moe(model): return None
+    if not _is_moe(model):
+        return None
     return RouterAux(_inner(model).encoder.config.router_aux_loss_coef, weight)
+
 
 def _with_aux(metrics: dict, nce: Tensor, aux: RouterAux | None, n: int) -> dict:
     """`metrics` with the summed InfoNCE and, for a MoE encoder, both sides' aux losses (× the `n`
     queries) and the expert imbalance."""
     metrics = {**metrics, "infonce": float(nce.detach())}
-    if aux is None: return metrics
+    if aux is None:
+        return metrics
     return {
         **metrics,
         "aux_loss": n * sum(aux.side_loss(s) for s in aux.load),
@@ -193,10 +217,18 @@ def _with_aux(metrics: dict, nce: Tensor, aux: RouterAux | None, n: int) -> dict
 class ContrastiveTask(Task):
     """InfoNCE on each step's one-source batch of pairs (queries local, documents gathered across
     ranks)."""
+
     def __init__(
-        self, pairs: PairDataset, tokenizer, cfg: TrainConfig, *, temperature: float = 0.02,
-        query_max_length: int = 64, doc_max_length: int = 256,
-        grad_cache_chunk: int | None = None, matryoshka_dims: tuple | None = None,
+        self,
+        pairs: PairDataset,
+        tokenizer,
+        cfg: TrainConfig,
+        *,
+        temperature: float = 0.02,
+        query_max_length: int = 64,
+        doc_max_length: int = 256,
+        grad_cache_chunk: int | None = None,
+        matryoshka_dims: tuple | None = None,
         infonce_scale: float | None = None,
     ):
         if cfg.grad_accum != 1:
@@ -209,13 +241,18 @@ class ContrastiveTask(Task):
         self.chunk, self.dims = grad_cache_chunk, matryoshka_dims
         # InfoNCE × this; None: × the world size, as contrastors' clip_loss
         self.infonce_scale = infonce_scale
+
     def micro_batches(self, step, rank, world_size, grad_accum):
         "This rank's slice of step `step`, read, prefixed and tokenized alone (one micro-batch)."
         name, qs, ds = self.pairs.batch(step, self.cfg.batch_size, rank, world_size)
         q, d = tokenize_side(self.tok, qs, self.qlen), tokenize_side(self.tok, ds, self.dlen)
         return [(q, d, name)]
-    def count(self, b): return b[0][0].shape[0]
-    def tokens(self, b): return int(b[0][1].sum() + b[1][1].sum())
+
+    def count(self, b):
+        return b[0][0].shape[0]
+
+    def tokens(self, b):
+        return int(b[0][1].sum() + b[1][1].sum())
 
 # %% ../nbs/15_stage2_contrastive.ipynb #2d0b7e34
 def _task_nce(self, q, d, negatives=None):
@@ -227,14 +264,18 @@ def _task_nce(self, q, d, negatives=None):
         )
     return info_nce(q, d, negatives=negatives, temperature=self.tau, reduction="sum")
 
+
 def _task_loss(self, q, d):
     hits = (q @ d.T).argmax(-1).eq(torch.arange(len(q), device=q.device))
     return self._nce(q, d), {"accuracy": float(hits.sum())}
 
+
 def _task_infonce_weight(self) -> float:
     "InfoNCE's factor W: `infonce_scale`, else the world size (contrastors' `clip_loss`)."
-    if self.infonce_scale is not None: return float(self.infonce_scale)
+    if self.infonce_scale is not None:
+        return float(self.infonce_scale)
     return float(dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1)
+
 
 def _task_per_side_loss(self, model, b):
     """Queries' forward, then documents' (each with its own router aux loss × the n queries);
@@ -245,10 +286,12 @@ def _task_per_side_loss(self, model, b):
     for side, (ids, am) in enumerate(((qi, qm), (di, dm))):
         embs.append(model(ids.to(dev), am.to(dev)))
         if aux is not None:
-            aux.record(model, side); terms.append(aux.chunk_loss(model, side))
+            aux.record(model, side)
+            terms.append(aux.chunk_loss(model, side))
     nce, m = self._loss(*embs)
     aux_term = sum(t.to(nce.dtype) for t in terms)  # the aux losses are summed in fp64
     return self.infonce_weight() * nce + aux_term, _with_aux(m, nce, aux, n)
+
 
 # attached as methods, so that subclasses (stage 3's SupervisedTask) override them as usual
 ContrastiveTask._nce, ContrastiveTask._loss = _task_nce, _task_loss
@@ -258,25 +301,37 @@ ContrastiveTask.loss = _task_per_side_loss
 # %% ../nbs/15_stage2_contrastive.ipynb #cc2f4567
 def _task_grad_cache_step(self, model, b, scale):
     "With `grad_cache_chunk`: the same loss through GradCache (each side's aux exact in chunks)."
-    if not self.chunk: return super(ContrastiveTask, self).loss_and_backward(model, b, scale)
+    if not self.chunk:
+        return super(ContrastiveTask, self).loss_and_backward(model, b, scale)
     dev = next(model.parameters()).device
     (qi, qm), (di, dm), _ = b
     w, n = self.infonce_weight(), len(qi)
     aux = _router_aux(model, n)
     wnce = grad_cache_backward(
-        model, (qi.to(dev), qm.to(dev)), (di.to(dev), dm.to(dev)),
-        lambda q, d: w * self._loss(q, d)[0], chunk_size=self.chunk, scale=scale, aux=aux,
+        model,
+        (qi.to(dev), qm.to(dev)),
+        (di.to(dev), dm.to(dev)),
+        lambda q, d: w * self._loss(q, d)[0],
+        chunk_size=self.chunk,
+        scale=scale,
+        aux=aux,
     )
     m = _with_aux({}, wnce / w, aux, n)
     return wnce + m.get("aux_loss", 0.0), m
+
 
 ContrastiveTask.loss_and_backward = _task_grad_cache_step
 
 # %% ../nbs/15_stage2_contrastive.ipynb #28bc137d
 @torch.no_grad()
 def consistency_filter(
-    pairs: list[tuple[str, str]], encoder, *, sample_size: int = 10_000, top_k: int = 2,
-    batch_size: int = 64, max_length: int = 256,
+    pairs: list[tuple[str, str]],
+    encoder,
+    *,
+    sample_size: int = 10_000,
+    top_k: int = 2,
+    batch_size: int = 64,
+    max_length: int = 256,
 ) -> list[bool]:
     """Keep-mask over `pairs`: True when the pair's document is in the top `top_k` for its query
     within its window."""
@@ -296,11 +351,13 @@ def consistency_filter(
             keep += ((scores > own[:, None]).sum(-1) < top_k).tolist()
     return keep
 
+
 def load_filter_encoder(spec="minilm", device=None):
     """The filter model: 'minilm', 'gte-base' or 'multilingual-e5-small' (or a folder so named), a
     NomicBERT folder, or an encoder."""
     # the evaluation harness owns the baseline encoders
     from nomic_repro.eval import load_encoder
+
     return load_encoder(spec, device=device)
 
 # %% ../nbs/15_stage2_contrastive.ipynb #60aaa99e
@@ -310,10 +367,11 @@ class ContrastiveData:
     query_max_length: int = 64
     doc_max_length: int = 256
     limit_per_source: int | None = None
-    filter_model: str | None = "minilm"      # None: no consistency filtering
+    filter_model: str | None = "minilm"  # None: no consistency filtering
     filter_sample_size: int = 10_000
     filter_top_k: int = 2
     filter_max_length: int = 256
+
 
 @dataclass(frozen=True)
 class ContrastivePreset:
@@ -343,7 +401,9 @@ STAGE2_PRESETS = {
     "tiny": ContrastivePreset(
         "tiny",
         ContrastiveData(
-            limit_per_source=2000, filter_sample_size=2000, filter_max_length=128,
+            limit_per_source=2000,
+            filter_sample_size=2000,
+            filter_max_length=128,
             doc_max_length=128,
         ),
         TrainConfig(
@@ -354,8 +414,14 @@ STAGE2_PRESETS = {
         "small",
         ContrastiveData(),
         TrainConfig(
-            max_steps=3000, batch_size=1024, lr=2e-4, warmup_steps=150, save_every=500,
-            log_every=10, num_workers=2, **_STAGE2,
+            max_steps=3000,
+            batch_size=1024,
+            lr=2e-4,
+            warmup_steps=150,
+            save_every=500,
+            log_every=10,
+            num_workers=2,
+            **_STAGE2,
         ),
         grad_cache_chunk=128,
     ),
@@ -365,12 +431,21 @@ STAGE2_PRESETS = {
 STAGE2_PRESETS["base"] = ContrastivePreset(
     "base",
     ContrastiveData(
-        doc_max_length=2048, query_max_length=2048, filter_sample_size=1_000_000,
-        filter_model="gte-base", filter_max_length=512,
+        doc_max_length=2048,
+        query_max_length=2048,
+        filter_sample_size=1_000_000,
+        filter_model="gte-base",
+        filter_max_length=512,
     ),
     TrainConfig(
-        max_steps=14_316, batch_size=16_384, lr=2e-4, warmup_steps=700, save_every=500,
-        log_every=10, num_workers=2, **_STAGE2,  # batches tokenized ahead (12_train_loop)
+        max_steps=14_316,
+        batch_size=16_384,
+        lr=2e-4,
+        warmup_steps=700,
+        save_every=500,
+        log_every=10,
+        num_workers=2,
+        **_STAGE2,  # batches tokenized ahead (12_train_loop)
     ),
     grad_cache_chunk=64,
 )
@@ -405,24 +480,24 @@ STAGE2_PRESETS["moe"] = ContrastivePreset(
 _CPU_GPU = "tiny: CPU minutes; small: one GPU for hours"
 STAGE2_DEPARTURES = {
     "data.query_max_length": "the demo queries are titles, headlines and questions (99% within 32"
-                             " tokens); the paper trains every stage at 2,048 (§4.1.2)",
+    " tokens); the paper trains every stage at 2,048 (§4.1.2)",
     "data.doc_max_length": f"time ({_CPU_GPU}); the demo documents are short (a Wikipedia summary:"
-                           " median 98 tokens)",
+    " median 98 tokens)",
     "data.limit_per_source": "tiny: 2,000 pairs of each of the 4 sources, for a CPU",
     "data.filter_model": "all-MiniLM-L6-v2: offline, 22M parameters; the paper chose gte-base"
-                         " (109M) as MiniLM discarded true pairs with low word overlap (§4.2.1)",
+    " (109M) as MiniLM discarded true pairs with low word overlap (§4.2.1)",
     "data.filter_sample_size": "a window holds what the demo sources have (tiny reads 2,000 each);"
-                               " fewer rivals per pair, so more pairs survive (see the text)",
+    " fewer rivals per pair, so more pairs survive (see the text)",
     "data.filter_max_length": "the length documents are trained at (time); the paper's filter 512",
     "train.max_steps": "tiny: 150 steps, a little over one epoch (at most 124 steps); small:"
-                       " 3,000 of 1,024 pairs, for a larger collection under --data-root (the"
-                       " demo data alone holds 42 steps per epoch)",
+    " 3,000 of 1,024 pairs, for a larger collection under --data-root (the"
+    " demo data alone holds 42 steps per epoch)",
     "train.batch_size": f"memory ({_CPU_GPU}); the paper's 16,384 ran through GradCache on 8 GPUs",
     "train.lr": "a 2-layer model in 150 steps takes larger steps (small keeps the paper's 2e-4)",
     "train.warmup_steps": "scaled with the run: tiny 15 of 150 steps, small 150 of 3,000 (5%, as"
-                          " the paper's 700 of 14,316)",
+    " the paper's 700 of 14,316)",
     "grad_cache_chunk": "tiny's batch fits in memory; small's 1,024 runs in chunks of 128 on one"
-                        " GPU (the paper: 64 per GPU)",
+    " GPU (the paper: 64 per GPU)",
 }
 
 # %% ../nbs/15_stage2_contrastive.ipynb #464329bc
@@ -432,11 +507,15 @@ def _filter_masks(preset: ContrastivePreset, srcs: dict, device) -> dict:
     enc = load_filter_encoder(preset.data.filter_model, device)
     return {
         name: consistency_filter(
-            rows, enc, sample_size=preset.data.filter_sample_size,
-            top_k=preset.data.filter_top_k, max_length=preset.data.filter_max_length,
+            rows,
+            enc,
+            sample_size=preset.data.filter_sample_size,
+            top_k=preset.data.filter_top_k,
+            max_length=preset.data.filter_max_length,
         )
         for name, (s, rows) in srcs.items()
     }
+
 
 def build_pairs(
     preset: ContrastivePreset, data_root=None, device=None, report: dict | None = None
@@ -464,11 +543,13 @@ def _resolve_preset(preset: ContrastivePreset | str, presets: dict, overrides=()
         preset = presets[preset]
     return apply_overrides(preset, list(overrides))
 
+
 def _check_matryoshka(preset: ContrastivePreset, width: int):
     if preset.matryoshka_dims and (
         bad := [k for k in preset.matryoshka_dims if not 0 < k <= width]
     ):
         raise ValueError(f"matryoshka_dims {bad} do not fit the encoder's {width} features")
+
 
 def _init_encoder(preset: ContrastivePreset, folder, device):
     "The encoder saved in `folder`, upcycled to an MoE and given the aux coefficient if asked."
@@ -485,11 +566,16 @@ def _contrastive_task(
 ) -> ContrastiveTask:
     "Stage 2's task: the filtered pair sources, one per batch."
     return ContrastiveTask(
-        build_pairs(preset, data_root, device, report), tokenizer, preset.train,
-        temperature=preset.temperature, query_max_length=preset.data.query_max_length,
-        doc_max_length=preset.data.doc_max_length, grad_cache_chunk=preset.grad_cache_chunk,
+        build_pairs(preset, data_root, device, report),
+        tokenizer,
+        preset.train,
+        temperature=preset.temperature,
+        query_max_length=preset.data.query_max_length,
+        doc_max_length=preset.data.doc_max_length,
+        grad_cache_chunk=preset.grad_cache_chunk,
         matryoshka_dims=preset.matryoshka_dims,
     )
+
 
 def save_encoder(enc, folder, tokenizer, layer_norm: bool) -> Path:
     """Save a trained encoder whole or not at all (`atomic_folder`), with v1.5's LayerNorm flag, so
@@ -497,14 +583,23 @@ def save_encoder(enc, folder, tokenizer, layer_norm: bool) -> Path:
     that layout with sentence-transformers modules (`SentenceTransformer(dir)` loads it); else
     Nomic's layout."""
     hf = not _is_moe(enc) and fits_transformers_layout(enc.config)
-    return atomic_folder(folder, lambda d: save_pretrained(
-        enc, d, layout="transformers" if hf else "nomic", tokenizer=tokenizer,
-        layer_norm=layer_norm))
+    return atomic_folder(
+        folder,
+        lambda d: save_pretrained(
+            enc,
+            d,
+            layout="transformers" if hf else "nomic",
+            tokenizer=tokenizer,
+            layer_norm=layer_norm,
+        ),
+    )
+
 
 def evaluate_stage(model_dir, tasks, out: Path, data_root=None) -> dict:
     """Score the stage's model on `tasks` with the evaluation harness; results in `out/eval.json`,
     main scores returned."""
     from nomic_repro import eval as ev
+
     # eval tasks read the vendored data/eval
     results = [ev.run_eval(str(model_dir), t) for t in tasks]
     ev.save_results(results, out / "eval.json")
@@ -515,8 +610,16 @@ def evaluate_stage(model_dir, tasks, out: Path, data_root=None) -> dict:
 
 # %% ../nbs/15_stage2_contrastive.ipynb #565caed4
 def run_contrastive(
-    preset: ContrastivePreset | str, init_from, output_dir, *, data_root=None, max_steps=None,
-    overrides=(), progress=None, presets=None, make_task=_contrastive_task,
+    preset: ContrastivePreset | str,
+    init_from,
+    output_dir,
+    *,
+    data_root=None,
+    max_steps=None,
+    overrides=(),
+    progress=None,
+    presets=None,
+    make_task=_contrastive_task,
     desc="stage 2 (contrastive)",
 ) -> dict:
     """Contrastive training of the encoder at `init_from` (a checkpoint folder, with its tokenizer)
@@ -546,7 +649,12 @@ def run_contrastive(
             scores = evaluate_stage(out / "model", preset.eval_tasks, out, data_root)
     spe = task.pairs.plan(preset.train.batch_size).steps_per_epoch  # > 1 epoch: warned
     return {
-        "preset": preset.name, "data": report, **res, "seconds": round(time.time() - t0, 1),
-        "model_dir": str(out / "model"), "eval": scores,
-        "steps_per_epoch": spe, "epochs": round(res["end_step"] / spe, 2),
+        "preset": preset.name,
+        "data": report,
+        **res,
+        "seconds": round(time.time() - t0, 1),
+        "model_dir": str(out / "model"),
+        "eval": scores,
+        "steps_per_epoch": spe,
+        "epochs": round(res["end_step"] / spe, 2),
     }

@@ -34,35 +34,48 @@ from .stage1 import departures_table, preset_departures
 
 # %% ../nbs/16_stage3_finetune.ipynb #b8c5e5ca
 @torch.no_grad()
-def mine_hard_negatives(pairs: list[tuple[str, str]], encoder, *, top_k: int = 20,
-                        batch_size: int = 64, max_length: int = 512,
-                        margin: float | None = None) -> list[list[str]]:
+def mine_hard_negatives(
+    pairs: list[tuple[str, str]],
+    encoder,
+    *,
+    top_k: int = 20,
+    batch_size: int = 64,
+    max_length: int = 512,
+    margin: float | None = None,
+) -> list[list[str]]:
     """Per (query, positive) pair, the query's `top_k` nearest allowed documents (embedded at up to
     `max_length` tokens): no positive, not the query text, below `margin` × positive."""
-    if top_k < 1: raise ValueError(f"top_k must be >= 1, got {top_k}")
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
     if margin is not None and not 0 < margin <= 1:
         raise ValueError(f"margin must be in (0, 1], got {margin}")
     docs = sorted({d for _, d in pairs})
-    if len(docs) < 2: raise ValueError("mining needs at least two distinct documents")
+    if len(docs) < 2:
+        raise ValueError("mining needs at least two distinct documents")
     doc_id = {d: i for i, d in enumerate(docs)}
     positives: dict[str, list[int]] = {}
-    for q, d in pairs: positives.setdefault(q, []).append(doc_id[d])
+    for q, d in pairs:
+        positives.setdefault(q, []).append(doc_id[d])
     queries, kw = list(positives), dict(batch_size=batch_size, max_length=max_length)
     D = torch.as_tensor(encoder.encode(docs, task="document", **kw))
     Q = torch.as_tensor(encoder.encode(queries, task="query", **kw))
     mined = {}
     for s in range(0, len(queries), 512):
-        chunk, S = queries[s : s + 512], Q[s : s + 512] @ D.T   # [chunk, docs] cosine scores
-        ok = torch.ones_like(S, dtype=torch.bool)   # may document j be a negative of query r?
+        chunk, S = queries[s : s + 512], Q[s : s + 512] @ D.T  # [chunk, docs] cosine scores
+        ok = torch.ones_like(S, dtype=torch.bool)  # may document j be a negative of query r?
         for r, q in enumerate(chunk):
             ok[r, positives[q]] = False
-            if q in doc_id: ok[r, doc_id[q]] = False
-            if margin is not None:   # v2: positive-aware
+            if q in doc_id:
+                ok[r, doc_id[q]] = False
+            if margin is not None:  # v2: positive-aware
                 ok[r] &= S[r] < margin * S[r, positives[q]].min()
         top = S.masked_fill(~ok, float("-inf")).topk(min(len(docs), top_k), dim=-1)
         for r, q in enumerate(chunk):
-            mined[q] = [docs[j] for j, v in zip(top.indices[r].tolist(), top.values[r].tolist())
-                        if v != float("-inf")]
+            mined[q] = [
+                docs[j]
+                for j, v in zip(top.indices[r].tolist(), top.values[r].tolist())
+                if v != float("-inf")
+            ]
     return [mined[q] for q, _ in pairs]
 
 # %% ../nbs/16_stage3_finetune.ipynb #fc21ec89
@@ -78,8 +91,9 @@ def fill_negatives(
         positives.setdefault(q, set()).add(d)
     g, out = torch.Generator().manual_seed(seed), []
     for (q, _), negs in zip(pairs, negatives):
-        negs, allowed = list(negs), len(docs) - len(positives[q]) - (
-            q in doc_set and q not in positives[q]
+        negs, allowed = (
+            list(negs),
+            len(docs) - len(positives[q]) - (q in doc_set and q not in positives[q]),
         )
         while len(negs) < min(n, allowed):
             d = docs[int(torch.randint(len(docs), (1,), generator=g))]
@@ -92,41 +106,55 @@ def fill_negatives(
 def random_negatives(pairs: list[tuple[str, str]], n: int, seed: int = 0) -> list[list[str]]:
     """`n` random documents of `pairs` per pair, seeded: never a positive of the query nor the query
     text (for sources without a retrieval structure, arXiv 2402.01613 §4.2.4)."""
-    if n < 1: raise ValueError(f"n must be >= 1, got {n}")
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
     return fill_negatives(pairs, [[] for _ in pairs], n, seed)
+
 
 @dataclass(frozen=True)
 class SupervisedSource(PairSource):
     "A supervised `PairSource` and where its negatives come from: 'mined' or 'random'."
+
     negatives: str = "mined"
 
     def __post_init__(self):
         if self.negatives not in ("mined", "random"):
-            raise ValueError(f"source {self.name!r}: negatives must be 'mined' or 'random', got"
-                             f" {self.negatives!r}")
+            raise ValueError(
+                f"source {self.name!r}: negatives must be 'mined' or 'random', got"
+                f" {self.negatives!r}"
+            )
 
 # %% ../nbs/16_stage3_finetune.ipynb #cf371007
 class TripletDataset(PairDataset):
     """(query, positive, stored negatives) triplets of one or more sources, read one epoch at a
     time like `PairDataset`; per step a fresh sample of `n_negatives` stored negatives (v1), or
     the first `n_negatives` with `sample_negatives=False` (v2)."""
-    def __init__(self, sources: dict[str, tuple[PairSource, list]], n_negatives: int = 7,
-                 seed: int = 0, sample_negatives: bool = True):
+
+    def __init__(
+        self,
+        sources: dict[str, tuple[PairSource, list]],
+        n_negatives: int = 7,
+        seed: int = 0,
+        sample_negatives: bool = True,
+    ):
         if not sources:
             raise ValueError("TripletDataset needs at least one source")
         for name, (_, trip) in sources.items():
             short = sum(len(t[2]) < n_negatives for t in trip)
             if short:
-                raise ValueError(f"{short} triplets of {name!r} have fewer than"
-                                 f" n_negatives={n_negatives} stored negatives")
+                raise ValueError(
+                    f"{short} triplets of {name!r} have fewer than"
+                    f" n_negatives={n_negatives} stored negatives"
+                )
         super().__init__(sources, seed)
         self.n, self.sample = n_negatives, sample_negatives
 
     def _negatives(self, step, batch_size, rank, world_size, counts: list[int]) -> list[list[int]]:
         """Which `n` of its `counts[i]` stored negatives row i of the slice takes: a sample by its
         row generator (v1), or the first `n` (v2)."""
-        if not self.sample: return [list(range(self.n)) for _ in counts]
-        lo = rank * batch_size // world_size                  # global row of the slice's first
+        if not self.sample:
+            return [list(range(self.n)) for _ in counts]
+        lo = rank * batch_size // world_size  # global row of the slice's first
         gens = row_generators(self.seed, step, range(lo, lo + len(counts)))
         return [torch.randperm(c, generator=g)[: self.n].tolist() for c, g in zip(counts, gens)]
 
@@ -149,21 +177,27 @@ def _tokenized(self, tokenizer, query_max_length: int, doc_max_length: int) -> d
     stored-negative rows `[N, K]` (-1 past a short list), stored counts `[N]`)."""
     stores = {}
     for name, (src, trip) in self.sources.items():
-        docs = {}                                           # document text -> its row
+        docs = {}  # document text -> its row
         for _, d, negs in trip:
-            for x in (d, *negs): docs.setdefault(x, len(docs))
+            for x in (d, *negs):
+                docs.setdefault(x, len(docs))
         K = max(len(t[2]) for t in trip)
         neg = torch.tensor([[docs[x] for x in t[2]] + [-1] * (K - len(t[2])) for t in trip])
         stores[name] = (
-            TokenStore(add_prefix([t[0] for t in trip], src.query_task), tokenizer,
-                       query_max_length),
+            TokenStore(
+                add_prefix([t[0] for t in trip], src.query_task), tokenizer, query_max_length
+            ),
             TokenStore(add_prefix(list(docs), src.doc_task), tokenizer, doc_max_length),
-            torch.tensor([docs[t[1]] for t in trip]), neg, torch.tensor([len(t[2]) for t in trip]),
+            torch.tensor([docs[t[1]] for t in trip]),
+            neg,
+            torch.tensor([len(t[2]) for t in trip]),
         )
     return stores
 
-def _token_batch(self, stores: dict, step: int, batch_size: int, rank: int = 0,
-                 world_size: int = 1) -> tuple[str, tuple, tuple]:
+
+def _token_batch(
+    self, stores: dict, step: int, batch_size: int, rank: int = 0, world_size: int = 1
+) -> tuple[str, tuple, tuple]:
     """(name, (query ids, mask), (document ids, mask)) of rank `rank`'s slice of step `step` from
     `stores`: positives, then each row's sampled negatives."""
     name, idx = self.indices(step, batch_size, rank, world_size)
@@ -173,17 +207,21 @@ def _token_batch(self, stores: dict, step: int, batch_size: int, rank: int = 0,
     rows = [pos[idx]] + [neg[i, js] for i, js in zip(idx.tolist(), pick)]
     return name, qs.batch(idx), ds.batch(torch.cat(rows))
 
+
 TripletDataset.tokenized, TripletDataset.token_batch = _tokenized, _token_batch
 
 # %% ../nbs/16_stage3_finetune.ipynb #e338133f
 class SupervisedTask(ContrastiveTask):
     """InfoNCE with hard negatives: each query against all positives and all negatives of the global
     batch (the forward pass is stage 2's)."""
-    def __init__(self, triplets: TripletDataset, tokenizer, cfg: TrainConfig,
-                 pretokenize: bool = True, **kw):
+
+    def __init__(
+        self, triplets: TripletDataset, tokenizer, cfg: TrainConfig, pretokenize: bool = True, **kw
+    ):
         super().__init__(triplets, tokenizer, cfg, **kw)
         # every text tokenized once, here; steps gather rows
         self.stores = triplets.tokenized(tokenizer, self.qlen, self.dlen) if pretokenize else None
+
     def micro_batches(self, step, rank, world_size, grad_accum):
         "This rank's slice of step `step` only: its triplets read, sampled and tokenized."
         if self.stores is not None:
@@ -192,11 +230,18 @@ class SupervisedTask(ContrastiveTask):
             )
             return [(q, d, name)]
         name, qs, ds, negs = self.pairs.batch(step, self.cfg.batch_size, rank, world_size)
-        flat = [n for ns in negs for n in ns]   # [B_local × n] negatives after the positives
-        return [(tokenize_side(self.tok, qs, self.qlen),
-                 tokenize_side(self.tok, ds + flat, self.dlen), name)]
+        flat = [n for ns in negs for n in ns]  # [B_local × n] negatives after the positives
+        return [
+            (
+                tokenize_side(self.tok, qs, self.qlen),
+                tokenize_side(self.tok, ds + flat, self.dlen),
+                name,
+            )
+        ]
+
     def _loss(self, q, d):
-        B = len(q); pos, neg = d[:B], d[B:].reshape(B, -1, d.shape[-1])
+        B = len(q)
+        pos, neg = d[:B], d[B:].reshape(B, -1, d.shape[-1])
         loss = self._nce(q, pos, negatives=neg)
         hits = (q @ pos.T).argmax(-1).eq(torch.arange(B, device=q.device)).sum()
         return loss, {"accuracy": float(hits)}
@@ -209,6 +254,7 @@ DEMO_SUPERVISED_SOURCES = (
         "scifact_train", "supervised/scifact_train.jsonl.gz", "search_query", "search_document"
     ),
 )
+
 
 @dataclass(frozen=True)
 class FinetuneData:
@@ -227,31 +273,54 @@ class FinetuneData:
     # True: a fresh sample of n_negatives per step (v1); False: the first n_negatives (v2)
     sample_negatives: bool = True
 
+
 @dataclass(frozen=True)
 class FinetunePreset(ContrastivePreset):
     "Stage 2's preset with supervised data (mined hard negatives) in place of the pair sources."
+
     data: FinetuneData
     # v2 fine-tuning turns the router's aux loss off (contrastors `contrastive_finetune_moe.yaml`)
     aux_loss_coef: float | None = 0.0
-
 
 # %% ../nbs/16_stage3_finetune.ipynb #be65cc61
 _STAGE3 = dict(betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, grad_clip=1.0, schedule="linear")
 STAGE3_PRESETS = {
     "tiny": FinetunePreset(
         # mining at 256 tokens: MiniLM on a CPU, 2,919 queries and their documents
-        "tiny", FinetuneData(limit=2000, mine_top_k=10, n_negatives=3, doc_max_length=128,
-                             mine_max_length=256),
-        TrainConfig(max_steps=100, batch_size=32, lr=1e-4, warmup_steps=10, save_every=50,
-                    **_STAGE3)),
+        "tiny",
+        FinetuneData(
+            limit=2000, mine_top_k=10, n_negatives=3, doc_max_length=128, mine_max_length=256
+        ),
+        TrainConfig(
+            max_steps=100, batch_size=32, lr=1e-4, warmup_steps=10, save_every=50, **_STAGE3
+        ),
+    ),
     "small": FinetunePreset(
-        "small", FinetuneData(),
-        TrainConfig(max_steps=1000, batch_size=128, lr=2e-5, warmup_steps=100, save_every=250,
-                    log_every=10, **_STAGE3)),
+        "small",
+        FinetuneData(),
+        TrainConfig(
+            max_steps=1000,
+            batch_size=128,
+            lr=2e-5,
+            warmup_steps=100,
+            save_every=250,
+            log_every=10,
+            **_STAGE3,
+        ),
+    ),
     "base": FinetunePreset(
-        "base", FinetuneData(doc_max_length=512, query_max_length=512, miner="gte-base"),
-        TrainConfig(max_steps=6612, batch_size=256, lr=2e-5, warmup_steps=400, save_every=500,
-                    log_every=10, **_STAGE3)),
+        "base",
+        FinetuneData(doc_max_length=512, query_max_length=512, miner="gte-base"),
+        TrainConfig(
+            max_steps=6612,
+            batch_size=256,
+            lr=2e-5,
+            warmup_steps=400,
+            save_every=500,
+            log_every=10,
+            **_STAGE3,
+        ),
+    ),
 }
 
 # %% ../nbs/16_stage3_finetune.ipynb #d16de63d
@@ -274,7 +343,7 @@ STAGE3_PRESETS["moe"] = FinetunePreset(
         warmup_steps=400,
         save_every=500,
         log_every=10,
-        **_STAGE3
+        **_STAGE3,
     ),
     matryoshka_dims=(768, 256),
 )
@@ -287,19 +356,19 @@ for _name in ("small", "base", "moe"):
 # %% ../nbs/16_stage3_finetune.ipynb #f6b8d0e1
 STAGE3_DEPARTURES = {
     "data.query_max_length": "the demo queries are questions and claims (99% within 44 tokens);"
-                             " the paper's 512",
+    " the paper's 512",
     "data.doc_max_length": "time: tiny reads answers up to 128 tokens, small 256 (half of"
-                           " MedQuAD's answers are longer than 256)",
+    " MedQuAD's answers are longer than 256)",
     "data.limit": "tiny: 2,000 MedQuAD pairs (of 16,407) and all 919 SciFact pairs, for a CPU",
     "data.miner": "all-MiniLM-L6-v2: offline, 22M parameters; the paper mined with gte-base"
-                  " (109M, §4.2.4), its choice over MiniLM for filtering (§4.2.1)",
+    " (109M, §4.2.4), its choice over MiniLM for filtering (§4.2.1)",
     "data.mine_top_k": "tiny stores about the paper's ratio of mined to sampled negatives (10 : 3,"
-                       " the paper 20 : 7)",
+    " the paper 20 : 7)",
     "data.mine_max_length": "tiny mines at 256 tokens for CPU time (it trains documents at 128)",
     "data.n_negatives": "tiny: 3, so a step of 32 queries embeds 128 documents on a CPU, not 256",
     "train.max_steps": "tiny: 100 steps, a little over one epoch (90 steps); small: 1,000 steps,"
-                       " about 7 epochs of the demo data (135 steps each), where the paper trains"
-                       " one (§4.2.5): small wants a larger collection under --data-root",
+    " about 7 epochs of the demo data (135 steps each), where the paper trains"
+    " one (§4.2.5): small wants a larger collection under --data-root",
     "train.batch_size": "memory and time: tiny 32, small 128 queries, each with its negatives",
     "train.lr": "a 2-layer model in 100 steps takes larger steps (small keeps the paper's 2e-5)",
     "train.warmup_steps": "scaled with the run: 10% of its steps (the paper: 400 of 6,612, 6%)",
@@ -317,7 +386,9 @@ def _write_mined(path: Path, triplets):
         with gzip.open(tmp, "wt") as f:
             for q, d, n in triplets:
                 f.write(json.dumps({"query": q, "document": d, "negatives": n}) + "\n")
+
     atomic_write(path, write)
+
 
 def _mine_missing(preset: FinetunePreset, out: Path, data_root=None, device=None):
     """Mine (or draw at random) and cache the negatives of every source whose
@@ -325,19 +396,21 @@ def _mine_missing(preset: FinetunePreset, out: Path, data_root=None, device=None
     miner, d, seed = None, preset.data, preset.train.seed
     for src in d.sources:
         cache = out / f"mined-{src.name}.jsonl.gz"
-        if cache.exists(): continue
-        rows, stats = read_records(src.path, ("query", "document"), data_root=data_root,
-                                   limit=d.limit)
-        if getattr(src, "negatives", "mined") == "random":   # no retrieval structure
+        if cache.exists():
+            continue
+        rows, stats = read_records(
+            src.path, ("query", "document"), data_root=data_root, limit=d.limit
+        )
+        if getattr(src, "negatives", "mined") == "random":  # no retrieval structure
             negs = random_negatives(rows, max(d.mine_top_k, d.n_negatives), seed=seed)
         else:
             miner = miner or load_filter_encoder(d.miner, device)
-            negs = mine_hard_negatives(rows, miner, top_k=d.mine_top_k,
-                                       max_length=d.mine_max_length, margin=d.mine_margin)
+            negs = mine_hard_negatives(
+                rows, miner, top_k=d.mine_top_k, max_length=d.mine_max_length, margin=d.mine_margin
+            )
             # a margin may leave too few
             negs = fill_negatives(rows, negs, d.n_negatives, seed=seed)
         _write_mined(cache, [(q, doc, n) for (q, doc), n in zip(rows, negs)])
-
 
 # %% ../nbs/16_stage3_finetune.ipynb #5335ae99
 def build_triplets(
@@ -359,24 +432,50 @@ def build_triplets(
                 "negatives": getattr(src, "negatives", "mined"),
                 "stored_per_query": preset.data.mine_top_k,
             }
-    return TripletDataset(sources, preset.data.n_negatives, preset.train.seed,
-                          sample_negatives=preset.data.sample_negatives)
+    return TripletDataset(
+        sources,
+        preset.data.n_negatives,
+        preset.train.seed,
+        sample_negatives=preset.data.sample_negatives,
+    )
 
 # %% ../nbs/16_stage3_finetune.ipynb #50f0f163
-def run_finetune(preset: FinetunePreset | str, init_from, output_dir, *, data_root=None,
-                 max_steps=None, overrides=(), progress=None) -> dict:
+def run_finetune(
+    preset: FinetunePreset | str,
+    init_from,
+    output_dir,
+    *,
+    data_root=None,
+    max_steps=None,
+    overrides=(),
+    progress=None,
+) -> dict:
     """Stage 3: fine-tune the stage-2 encoder at `init_from` (with its tokenizer) with mined hard
     negatives into `output_dir`, resumable."""
     out = Path(output_dir)
 
     def make_task(p, data_root, device, report, tokenizer):
         trip = build_triplets(p, out, data_root, device, report)
-        return SupervisedTask(trip, tokenizer, p.train, temperature=p.temperature,
-                              query_max_length=p.data.query_max_length,
-                              doc_max_length=p.data.doc_max_length,
-                              grad_cache_chunk=p.grad_cache_chunk,
-                              matryoshka_dims=p.matryoshka_dims)
+        return SupervisedTask(
+            trip,
+            tokenizer,
+            p.train,
+            temperature=p.temperature,
+            query_max_length=p.data.query_max_length,
+            doc_max_length=p.data.doc_max_length,
+            grad_cache_chunk=p.grad_cache_chunk,
+            matryoshka_dims=p.matryoshka_dims,
+        )
 
-    return run_contrastive(preset, init_from, out, data_root=data_root, max_steps=max_steps,
-                           overrides=overrides, progress=progress, presets=STAGE3_PRESETS,
-                           make_task=make_task, desc="stage 3 (fine-tune)")
+    return run_contrastive(
+        preset,
+        init_from,
+        out,
+        data_root=data_root,
+        max_steps=max_steps,
+        overrides=overrides,
+        progress=progress,
+        presets=STAGE3_PRESETS,
+        make_task=make_task,
+        desc="stage 3 (fine-tune)",
+    )

@@ -23,10 +23,10 @@ from .core import get_device, in_test, progress_bar, atomic_write, umask_mode
 class TrainConfig:
     """Optimisation and bookkeeping for one training stage (defaults: Nomic's stage 1, arXiv
     2402.01613 §4.1)."""
-    max_steps: int = 1000             # length of the LR schedule (optimizer steps)
-    # global batch per optimizer step (sequences or pairs), over all ranks
-    batch_size: int = 32
-    grad_accum: int = 1               # micro-batches per step on each rank
+
+    max_steps: int = 1000  # length of the LR schedule (optimizer steps)
+    batch_size: int = 32  # global batch per optimizer step (sequences or pairs), all ranks
+    grad_accum: int = 1  # micro-batches per step on each rank
     lr: float = 5e-4
     betas: tuple = (0.9, 0.98)
     eps: float = 1e-6
@@ -36,28 +36,37 @@ class TrainConfig:
     warmup_steps: int | None = None
     # after warmup: "linear" to 0, "inverse_sqrt" (v1 stage 2), "cosine" to 0 (v2 stage 2)
     schedule: str = "linear"
-    grad_clip: float | None = None    # Nomic's MLM run used no clipping
+    grad_clip: float | None = None  # Nomic's MLM run used no clipping
     seed: int = 0
     log_every: int = 1
     save_every: int = 100
     keep_last: int = 2
-    # "auto": bf16 autocast on CUDA, fp32 on CPU; or "fp32" / "bf16"
-    precision: str = "auto"
-    num_workers: int = 0              # processes building batches ahead (0: build in the loop)
-    prefetch_factor: int = 2          # steps each worker builds ahead
+    precision: str = "auto"  # "auto": bf16 autocast on CUDA, fp32 on CPU; or "fp32" / "bf16"
+    num_workers: int = 0  # processes building batches ahead (0: build in the loop)
+    prefetch_factor: int = 2  # steps each worker builds ahead
 
     def __post_init__(self):
-        for f in ("max_steps", "batch_size", "grad_accum", "log_every", "save_every", "keep_last",
-                  "prefetch_factor"):
-            if getattr(self, f) < 1: raise ValueError(f"{f} must be >= 1, got {getattr(self, f)}")
+        for f in (
+            "max_steps",
+            "batch_size",
+            "grad_accum",
+            "log_every",
+            "save_every",
+            "keep_last",
+            "prefetch_factor",
+        ):
+            if getattr(self, f) < 1:
+                raise ValueError(f"{f} must be >= 1, got {getattr(self, f)}")
         if self.num_workers < 0:
             raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
         if not 0 <= self.warmup_frac < 1:
             raise ValueError(f"warmup_frac must be in [0, 1), got {self.warmup_frac}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ValueError(f"precision must be 'auto', 'fp32' or 'bf16', got {self.precision!r}")
-        if self.schedule not in ("linear", "inverse_sqrt", "cosine"): raise ValueError(
-            f"schedule must be 'linear', 'inverse_sqrt' or 'cosine', got {self.schedule!r}")
+        if self.schedule not in ("linear", "inverse_sqrt", "cosine"):
+            raise ValueError(
+                f"schedule must be 'linear', 'inverse_sqrt' or 'cosine', got {self.schedule!r}"
+            )
 
 # %% ../nbs/12_train_loop.ipynb #766308bb
 def lr_lambda(
@@ -78,13 +87,16 @@ def lr_lambda(
         return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, max_steps - warm))))
     return max(0.0, (max_steps - step) / max(1, max_steps - warm))
 
+
 def make_optimizer(model: nn.Module, cfg: TrainConfig):
     "AdamW with decay on ≥2-D weights only, and its warmup/decay scheduler."
     params = [p for p in model.parameters() if p.requires_grad]
     seen, decay, no_decay = set(), [], []
     for p in params:
-        if id(p) in seen: continue                       # tied weights appear once
-        seen.add(id(p)); (decay if p.ndim >= 2 else no_decay).append(p)
+        if id(p) in seen:
+            continue  # tied weights appear once
+        seen.add(id(p))
+        (decay if p.ndim >= 2 else no_decay).append(p)
     opt = torch.optim.AdamW(
         [
             {"params": decay, "weight_decay": cfg.weight_decay},
@@ -103,19 +115,24 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig):
 class Task:
     """What a stage supplies to `train`: the micro-batches of a step, their item counts, and their
     summed loss."""
+
     def micro_batches(self, step: int, rank: int, world_size: int, grad_accum: int) -> list:
         """This rank's micro-batches of optimizer step `step` (a pure function of its arguments, for
         exact resume)."""
         raise NotImplementedError
+
     def count(self, batch) -> int:
         "How many items (masked tokens, queries, …) the loss of `batch` sums over."
         raise NotImplementedError
+
     def loss(self, model: nn.Module, batch) -> tuple[Tensor, dict]:
         "The *summed* loss over `batch`'s items, and extra metrics (summed too) to log."
         raise NotImplementedError
+
     def tokens(self, batch) -> int:
         "Real tokens in `batch`, for tokens/s (0 if not meaningful)."
         return 0
+
     def loss_and_backward(self, model: nn.Module, batch, scale: float) -> tuple[Tensor, dict]:
         """Backpropagate `scale × loss`; return the detached summed loss and metrics. Override to
         control backward (GradCache)."""
@@ -126,13 +143,17 @@ class Task:
 # %% ../nbs/12_train_loop.ipynb #b7f35d86
 CKPT_DIR = "checkpoints"
 
-def _unwrap(model: nn.Module) -> nn.Module: return getattr(model, "module", model)
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return getattr(model, "module", model)
+
 
 def list_checkpoints(output_dir) -> list[Path]:
     """Complete checkpoints under `output_dir`, oldest first (temporary folders of interrupted
     writes are ignored)."""
     root = Path(output_dir) / CKPT_DIR
-    if not root.exists(): return []
+    if not root.exists():
+        return []
     return sorted(p for p in root.glob("step-*") if p.is_dir() and (p / "trainer.json").exists())
 
 # %% ../nbs/12_train_loop.ipynb #3ccd08b7
@@ -143,11 +164,11 @@ def save_checkpoint(
     `cfg.keep_last`."""
     root = Path(output_dir) / CKPT_DIR
     root.mkdir(parents=True, exist_ok=True)
-    for stale in root.glob(".tmp-step-*"):   # a killed earlier write: never completed, never read
+    for stale in root.glob(".tmp-step-*"):  # a killed earlier write: never completed, never read
         shutil.rmtree(stale, ignore_errors=True)
     final = root / f"step-{step:07d}"
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".tmp-step-{step:07d}-"))
-    os.chmod(tmp, umask_mode(0o777))   # mkdtemp's folder is private (0700)
+    os.chmod(tmp, umask_mode(0o777))  # mkdtemp's folder is private (0700)
     try:
         save_model(_unwrap(model), str(tmp / "model.safetensors"))
         torch.save(
@@ -178,30 +199,37 @@ def load_checkpoint(path, model: nn.Module, opt=None, sched=None) -> dict:
     path = Path(path)
     missing, unexpected = load_model(_unwrap(model), str(path / "model.safetensors"), strict=True)
     state = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
-    if opt is not None: opt.load_state_dict(state["optimizer"])
-    if sched is not None: sched.load_state_dict(state["scheduler"])
+    if opt is not None:
+        opt.load_state_dict(state["optimizer"])
+    if sched is not None:
+        sched.load_state_dict(state["scheduler"])
     torch.set_rng_state(state["torch_rng"])
     return json.loads((path / "trainer.json").read_text())
+
 
 def resume(output_dir, model: nn.Module, opt=None, sched=None) -> int:
     """Load the newest checkpoint of `output_dir` that loads (warning about each one skipped and
     why); its step, or 0 when there is none."""
     ckpts, why = list_checkpoints(output_dir), []
     for c in reversed(ckpts):
-        try: step = load_checkpoint(c, model, opt, sched)["step"]
-        except Exception as e:   # a truncated file, a torn state.pt or trainer.json
+        try:
+            step = load_checkpoint(c, model, opt, sched)["step"]
+        except Exception as e:  # a truncated file, a torn state.pt or trainer.json
             why.append(f"{c.name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
-            warnings.warn(f"skipping checkpoint {c} (it does not load: {why[-1]})"); continue
+            warnings.warn(f"skipping checkpoint {c} (it does not load: {why[-1]})")
+            continue
         return step
-    if why:   # a partly loaded model must not train on as if from step 0
-        raise RuntimeError(f"no checkpoint in {output_dir} loads ({'; '.join(why)}); remove"
-                           f" {Path(output_dir) / CKPT_DIR} to start over")
+    if why:  # a partly loaded model must not train on as if from step 0
+        raise RuntimeError(
+            f"no checkpoint in {output_dir} loads ({'; '.join(why)}); remove"
+            f" {Path(output_dir) / CKPT_DIR} to start over"
+        )
     return 0
-
 
 # %% ../nbs/12_train_loop.ipynb #6574c1ea
 class TrainingDiverged(RuntimeError):
     "The loss became NaN or infinite."
+
 
 def _world():
     return (
@@ -210,23 +238,31 @@ def _world():
         else (0, 1)
     )
 
+
 def _all_sum(x: Tensor) -> Tensor:
-    if _world()[1] > 1: dist.all_reduce(x)
+    if _world()[1] > 1:
+        dist.all_reduce(x)
     return x
+
 
 def _autocast(cfg: TrainConfig, device: torch.device):
     bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda")
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
+
 def _truncate_log(log: Path, step: int):
     """Drop log lines past `step` (a run cut off after its last checkpoint wrote them) and lines a
     kill tore."""
-    if not log.exists(): return
+    if not log.exists():
+        return
     keep = []
     for l in log.read_text().splitlines():
-        try: rec = json.loads(l)
-        except json.JSONDecodeError: continue       # a line torn by a kill mid-write
-        if rec.get("step", 0) <= step: keep.append(l)
+        try:
+            rec = json.loads(l)
+        except json.JSONDecodeError:
+            continue  # a line torn by a kill mid-write
+        if rec.get("step", 0) <= step:
+            keep.append(l)
     atomic_write(log, lambda t: t.write_text("".join(l + "\n" for l in keep)))
 
 # %% ../nbs/12_train_loop.ipynb #a2641aa9
@@ -234,15 +270,18 @@ def _train_step(model, task, batches: list, step, cfg, device, world):
     """One optimizer step's forward/backward over this rank's micro-batches `batches`; returns
     (mean loss, metrics, tokens)."""
     total = _all_sum(torch.tensor(float(sum(task.count(b) for b in batches)), device=device))
-    if total.item() == 0: raise ValueError(f"step {step} has no items to compute a loss over")
+    if total.item() == 0:
+        raise ValueError(f"step {step} has no items to compute a loss over")
     loss_sum, metrics, tokens = torch.zeros((), device=device), {}, 0
     for i, b in enumerate(batches):
         sync = i == len(batches) - 1 or not hasattr(model, "no_sync")
         ctx = model.no_sync() if not sync else contextlib.nullcontext()
         with ctx, _autocast(cfg, device):
             l, m = task.loss_and_backward(model, b, world / total.item())
-        loss_sum += l.float(); tokens += task.tokens(b)
-        for k, v in m.items(): metrics[k] = metrics.get(k, 0.0) + float(v)
+        loss_sum += l.float()
+        tokens += task.tokens(b)
+        for k, v in m.items():
+            metrics[k] = metrics.get(k, 0.0) + float(v)
     return (
         _all_sum(loss_sum) / total,
         {k: v / total.item() for k, v in metrics.items()},
@@ -252,23 +291,29 @@ def _train_step(model, task, batches: list, step, cfg, device, world):
 # %% ../nbs/12_train_loop.ipynb #aed311de
 def _check_finite(loss: Tensor, step: int, out: Path):
     "Stop before the optimizer step when the loss is NaN/inf, naming the last good checkpoint."
-    if math.isfinite(loss.item()): return
+    if math.isfinite(loss.item()):
+        return
     good = list_checkpoints(out)
     raise TrainingDiverged(
         f"loss is {loss.item()} at step {step + 1}; stopped before updating the weights. "
         f"Last good checkpoint: {good[-1] if good else 'none (no checkpoint written yet)'}"
     )
 
+
 def _update(model: nn.Module, opt, sched, cfg: TrainConfig) -> float:
     "Clip the gradient, step the optimizer and the schedule, clear the gradients; the norm."
     gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or float("inf"))
-    opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
+    opt.step()
+    sched.step()
+    opt.zero_grad(set_to_none=True)
     return float(gnorm)
+
 
 def _log_step(out: Path, last: dict, stop: int, cfg: TrainConfig, rank: int, bar, tokens: int):
     "Append `last` to metrics.jsonl (rank 0, every `log_every` steps) and advance the progress bar."
     if rank == 0 and (last["step"] % cfg.log_every == 0 or last["step"] == stop):
-        with open(out / "metrics.jsonl", "a") as f: f.write(json.dumps(last) + "\n")
+        with open(out / "metrics.jsonl", "a") as f:
+            f.write(json.dumps(last) + "\n")
     bar.update(1)
     tok = {"tok/s": f"{last['tokens_per_s']:.0f}"} if tokens else {}
     bar.set_postfix(loss=f"{last['loss']:.4f}", **tok)
@@ -277,85 +322,148 @@ def _log_step(out: Path, last: dict, stop: int, cfg: TrainConfig, rank: int, bar
 import multiprocessing as mp
 from torch.utils.data import Dataset, DataLoader
 
+
 class StepBatches(Dataset):
     "Item `i`: this rank's micro-batches of optimizer step `start + i` (a dataset of steps)."
+
     def __init__(
         self, task: Task, start: int, stop: int, rank: int, world_size: int, grad_accum: int
     ):
         self.task, self.start, self.stop = task, start, stop
         self.rank, self.world, self.accum = rank, world_size, grad_accum
-    def __len__(self): return max(0, self.stop - self.start)
+
+    def __len__(self):
+        return max(0, self.stop - self.start)
+
     def __getitem__(self, i: int) -> list:
         return self.task.micro_batches(self.start + i, self.rank, self.world, self.accum)
 
-def _as_is(batch): return batch   # the task's micro-batches are already the batch
+
+def _as_is(batch):
+    return batch  # the task's micro-batches are already the batch
 
 # %% ../nbs/12_train_loop.ipynb #9c1e7a02
-def step_batches(task: Task, cfg: TrainConfig, start: int, stop: int, rank: int = 0,
-                 world_size: int = 1):
+def step_batches(
+    task: Task, cfg: TrainConfig, start: int, stop: int, rank: int = 0, world_size: int = 1
+):
     """This rank's micro-batches of steps `start … stop-1`, in order: built here when needed
     (`num_workers=0`) or ahead by `cfg.num_workers` processes."""
     if cfg.num_workers == 0:
-        for step in range(start, stop): yield task.micro_batches(step, rank, world_size,
-                                                                 cfg.grad_accum)
+        for step in range(start, stop):
+            yield task.micro_batches(step, rank, world_size, cfg.grad_accum)
         return
     loader = DataLoader(
-        StepBatches(task, start, stop, rank, world_size, cfg.grad_accum), batch_size=None,
-        shuffle=False, num_workers=cfg.num_workers, prefetch_factor=cfg.prefetch_factor,
-        collate_fn=_as_is, generator=torch.Generator().manual_seed(
-            (cfg.seed * 1_000_003 + start) * 4096 + rank),  # not the global generator
+        StepBatches(task, start, stop, rank, world_size, cfg.grad_accum),
+        batch_size=None,
+        shuffle=False,
+        num_workers=cfg.num_workers,
+        prefetch_factor=cfg.prefetch_factor,
+        collate_fn=_as_is,
+        generator=torch.Generator().manual_seed(
+            (cfg.seed * 1_000_003 + start) * 4096 + rank
+        ),  # not the global generator
         multiprocessing_context="fork" if "fork" in mp.get_all_start_methods() else None,
     )
     quiet = "TOKENIZERS_PARALLELISM" not in os.environ
     # workers tokenize on one thread each (and HF tokenizers then need not warn about the fork)
-    if quiet: os.environ["TOKENIZERS_PARALLELISM"] = "false"
-    try: it = iter(loader)                                  # the workers start here
+    if quiet:
+        os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    try:
+        it = iter(loader)  # the workers start here
     finally:
-        if quiet: del os.environ["TOKENIZERS_PARALLELISM"]
-    try: yield from it
-    finally: del it                                         # stops the workers
+        if quiet:
+            del os.environ["TOKENIZERS_PARALLELISM"]
+    try:
+        yield from it
+    finally:
+        del it  # stops the workers
 
 # %% ../nbs/12_train_loop.ipynb #c27a0002
 import fcntl
 
-RUN_INPUTS = ("mined-*.jsonl.gz",)   # caches a stage reads if present, which a user may build ahead
-_LOCKS: dict = {}                      # run folder -> the open lock file this process holds
+
+RUN_INPUTS = ("mined-*.jsonl.gz",)  # caches a stage reads if present, which a user may build ahead
+
+
+_LOCKS: dict = {}  # run folder -> the open lock file this process holds
+
 
 def _not_a_run(out: Path) -> list[str]:
     "What `out` holds that no run writes (hidden entries and a run's pre-built inputs aside)."
-    return sorted(p.name for p in out.iterdir() if not p.name.startswith(".")
-                  and not any(p.match(g) for g in RUN_INPUTS)) if out.is_dir() else []
+    return (
+        sorted(
+            p.name
+            for p in out.iterdir()
+            if not p.name.startswith(".") and not any(p.match(g) for g in RUN_INPUTS)
+        )
+        if out.is_dir()
+        else []
+    )
+
 
 def lock_run_folder(out) -> None:
     """Take `out/.lock` (an advisory `flock`) until `release_run_folder` or the process ends; a
     second process on the folder is refused, naming the first one's pid."""
-    out = Path(out); key = str(out.resolve())
-    if key in _LOCKS: return                       # this process holds it already
+    out = Path(out)
+    key = str(out.resolve())
+    if key in _LOCKS:
+        return  # this process holds it already
     out.mkdir(parents=True, exist_ok=True)
     fd = os.open(out / ".lock", os.O_RDWR | os.O_CREAT, umask_mode())
-    try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        pid = os.read(fd, 32).decode().strip() or "?"; os.close(fd)
-        raise ValueError(f"{out} is in use by another process (pid {pid}): wait for it, or use"
-                         " another --output-dir") from None
-    os.ftruncate(fd, 0); os.write(fd, str(os.getpid()).encode()); _LOCKS[key] = fd
+        pid = os.read(fd, 32).decode().strip() or "?"
+        os.close(fd)
+        raise ValueError(
+            f"{out} is in use by another process (pid {pid}): wait for it, or use"
+            " another --output-dir"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, str(os.getpid()).encode())
+    _LOCKS[key] = fd
 
+# %% ../nbs/12_train_loop.ipynb #251b993e
 def claim_run_folder(out) -> None:
     """Lock run folder `out` for this process; refuse it if it holds something else and no run."""
     lock_run_folder(out)
     if not (Path(out) / "preset.json").exists() and (theirs := _not_a_run(Path(out))):
-        raise ValueError(f"{out} holds files of something else ({', '.join(theirs[:3])}) and"
-                         " no run; use an empty or new --output-dir")
+        raise ValueError(
+            f"{out} holds files of something else ({', '.join(theirs[:3])}) and"
+            " no run; use an empty or new --output-dir"
+        )
+
 
 def release_run_folder(out) -> None:
     "Let other processes use run folder `out` again."
     fd = _LOCKS.pop(str(Path(out).resolve()), None)
-    if fd is not None: os.close(fd)                # closing drops the flock
+    if fd is not None:
+        os.close(fd)  # closing drops the flock
 
+# %% ../nbs/12_train_loop.ipynb #50a1d871
+def _step_record(step: int, loss, sched, gnorm, tokens_per_s, wait: float) -> dict:
+    "One line of `metrics.jsonl` (the stage's own metrics are added to it)."
+    lr = sched.get_last_lr()[0]
+    return {
+        "step": step + 1,
+        "loss": loss.item(),
+        "lr": lr,
+        "grad_norm": gnorm,
+        "tokens_per_s": tokens_per_s,
+        "data_wait_s": round(wait, 6),
+    }
 
 # %% ../nbs/12_train_loop.ipynb #83261500
-def train(model: nn.Module, task: Task, cfg: TrainConfig, output_dir, *, stop_at: int | None = None,
-          progress: bool | None = None, desc: str = "train") -> dict:
+def train(
+    model: nn.Module,
+    task: Task,
+    cfg: TrainConfig,
+    output_dir,
+    *,
+    stop_at: int | None = None,
+    progress: bool | None = None,
+    desc: str = "train",
+) -> dict:
     """Train `model` on `task` to step `stop_at` (default `cfg.max_steps`), resuming from the newest
     checkpoint in `output_dir`."""
     rank, world = _world()
@@ -371,24 +479,26 @@ def train(model: nn.Module, task: Task, cfg: TrainConfig, output_dir, *, stop_at
     bar = progress_bar(total=stop, initial=start, desc=desc, disable=not show_bar)
     model.train()
     last, feed = None, step_batches(task, cfg, start, stop, rank, world)
-    with contextlib.closing(feed):                         # a stop also stops the workers
+    with contextlib.closing(feed):  # a stop also stops the workers
         for step in range(start, stop):
             t0 = time.perf_counter()
             batches = next(feed)
-            wait = time.perf_counter() - t0                   # the GPU idled this long
+            wait = time.perf_counter() - t0  # the GPU idled this long
             loss, metrics, tokens = _train_step(model, task, batches, step, cfg, device, world)
             _check_finite(loss, step, out)
             gnorm = _update(model, opt, sched, cfg)
             dt = time.perf_counter() - t0
-            last = {"step": step + 1, "loss": loss.item(), "lr": sched.get_last_lr()[0],
-                    "grad_norm": gnorm, "tokens_per_s": tokens / dt if tokens else None,
-                    "data_wait_s": round(wait, 6), **metrics}
+            last = _step_record(step, loss, sched, gnorm, tokens / dt if tokens else None, wait)
+            last.update(metrics)
             _log_step(out, last, stop, cfg, rank, bar, tokens)
             if (step + 1) % cfg.save_every == 0 or step + 1 == stop:
-                if rank == 0: save_checkpoint(out, step + 1, model, opt, sched, cfg)
-                if world > 1: dist.barrier()
+                if rank == 0:
+                    save_checkpoint(out, step + 1, model, opt, sched, cfg)
+                if world > 1:
+                    dist.barrier()
     bar.close()
-    if rank == 0: release_run_folder(out)                # the stage's lock (check_same_preset)
+    if rank == 0:
+        release_run_folder(out)  # the stage's lock (check_same_preset)
     return {"start_step": start, "end_step": stop, "last": last}
 
 # %% ../nbs/12_train_loop.ipynb #0add70c0
@@ -404,13 +514,17 @@ def setup_distributed() -> tuple[int, int, torch.device]:
         local = int(os.environ.get("LOCAL_RANK", 0))
         torch.cuda.set_device(local)
         device = torch.device("cuda", local)
-    else: device = torch.device("cpu")
+    else:
+        device = torch.device("cpu")
     return rank, dist.get_world_size(), device
+
 
 def wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
     "DistributedDataParallel when running distributed, else the model itself."
-    if _world()[1] == 1: return model
+    if _world()[1] == 1:
+        return model
     from torch.nn.parallel import DistributedDataParallel as DDP
+
     return DDP(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 # %% ../nbs/12_train_loop.ipynb #98ee3b05
@@ -418,24 +532,33 @@ def rank0_result(fn, *args, **kwargs):
     """`fn(*args, **kwargs)` computed on rank 0 only and broadcast to every rank; a plain call when
     not distributed."""
     rank, world = _world()
-    if world == 1: return fn(*args, **kwargs)
+    if world == 1:
+        return fn(*args, **kwargs)
     box = [None]
     if rank == 0:
-        try: box = [(True, fn(*args, **kwargs))]
-        except Exception as e: box = [(False, e)]
+        try:
+            box = [(True, fn(*args, **kwargs))]
+        except Exception as e:
+            box = [(False, e)]
     dist.broadcast_object_list(box, src=0)
     ok, value = box[0]
-    if not ok: raise value
+    if not ok:
+        raise value
     return value
 
 # %% ../nbs/12_train_loop.ipynb #3b9bbaa6
 import dataclasses
 
+
 def _parse_value(text: str, current):
-    try: v = json.loads(text)
-    except json.JSONDecodeError: v = text
-    if isinstance(current, tuple) and isinstance(v, list): v = tuple(v)
-    if isinstance(current, float) and isinstance(v, int) and not isinstance(v, bool): v = float(v)
+    try:
+        v = json.loads(text)
+    except json.JSONDecodeError:
+        v = text
+    if isinstance(current, tuple) and isinstance(v, list):
+        v = tuple(v)
+    if isinstance(current, float) and isinstance(v, int) and not isinstance(v, bool):
+        v = float(v)
     if (
         current is not None
         and v is not None
@@ -455,7 +578,8 @@ def apply_overrides(obj, overrides: list[str] | dict):
         else [o.split("=", 1) if "=" in o else (o, None) for o in overrides]
     )
     for key, text in items:
-        if text is None: raise ValueError(f"override {key!r} must look like key=value")
+        if text is None:
+            raise ValueError(f"override {key!r} must look like key=value")
         path, node, parents = key.split("."), obj, []
         for i, part in enumerate(path):
             names = [f.name for f in dataclasses.fields(node)]
@@ -470,15 +594,23 @@ def apply_overrides(obj, overrides: list[str] | dict):
                     raise ValueError(f"{'.'.join(path[: i + 1])!r} has no sub-settings")
         try:
             value = text if not isinstance(text, str) else _parse_value(text, getattr(*parents[-1]))
-        except ValueError as e: raise ValueError(f"{key}: {e}") from None   # name the setting
-        for node, part in reversed(parents): value = dataclasses.replace(node, **{part: value})
+        except ValueError as e:
+            raise ValueError(f"{key}: {e}") from None  # name the setting
+        for node, part in reversed(parents):
+            value = dataclasses.replace(node, **{part: value})
         obj = value
     return obj
 
 # %% ../nbs/12_train_loop.ipynb #29bf5e21
 NOT_PART_OF_THE_RUN = (
-    "save_every", "log_every", "keep_last", "eval_tasks", "num_workers", "prefetch_factor"
+    "save_every",
+    "log_every",
+    "keep_last",
+    "eval_tasks",
+    "num_workers",
+    "prefetch_factor",
 )
+
 
 def _flat(d: dict, prefix="") -> dict:
     "`{'train': {'lr': 1}}` -> `{'train.lr': 1}`."
@@ -490,11 +622,12 @@ def _flat(d: dict, prefix="") -> dict:
         )
     }
 
+
 def check_same_preset(out, preset) -> None:
     """Refuse to continue run folder `out` if it did work under a different preset; remember
     `preset` otherwise."""
     f, tree = Path(out) / "preset.json", json.loads(json.dumps(dataclasses.asdict(preset)))
-    claim_run_folder(out)   # locked by this process; not someone else's folder
+    claim_run_folder(out)  # locked by this process; not someone else's folder
     if not f.exists() or all(
         p.name in ("preset.json", "data.json") or p.name.startswith(".")
         for p in Path(out).iterdir()
@@ -508,7 +641,7 @@ def check_same_preset(out, preset) -> None:
         if cur.get(k) != old.get(k) and k.rsplit(".", 1)[-1] not in NOT_PART_OF_THE_RUN
     )
     if diff:
-        k = diff[0]   # a key the folder lacks was added to the presets after it was written
+        k = diff[0]  # a key the folder lacks was added to the presets after it was written
         was = repr(old[k]) if k in old else "not recorded (the folder predates that setting)"
         raise ValueError(
             f"{out} holds a run with a different preset (differs in {diff}: {k} was {was},"
@@ -521,19 +654,21 @@ def check_same_data(out, sources, data_root=None) -> None:
     identity of `sources` otherwise."""
     import nomic_repro
     from nomic_repro.data import data_identity
+
     f, out = Path(out) / "data.json", Path(out)
     old = json.loads(f.read_text())["sources"] if f.exists() else {}
     new = data_identity(sources, data_root, known=old)
     content = lambda v: v.get("sha256") or v.get("hub")
-    where = lambda v: (f"{v.get('path', v.get('hub', 'absent'))}"
-                       f" (sha256 {str(v.get('sha256'))[:12]})")
-    if old and ((out / "metrics.jsonl").exists() or list_checkpoints(out)):   # work was done
+    where = lambda v: (
+        f"{v.get('path', v.get('hub', 'absent'))} (sha256 {str(v.get('sha256'))[:12]})"
+    )
+    if old and ((out / "metrics.jsonl").exists() or list_checkpoints(out)):  # work was done
         for s in sorted(old.keys() | new.keys()):
             a, b = old.get(s, {}), new.get(s, {})
             if content(a) != content(b):
                 raise ValueError(
                     f"{out} was trained on other data: source {s!r} was {where(a)}, now"
-                    f" {where(b)}; use the same data or a new --output-dir")
+                    f" {where(b)}; use the same data or a new --output-dir"
+                )
     rec = {"sources": new, "nomic_repro": nomic_repro.__version__}
     atomic_write(f, lambda t: t.write_text(json.dumps(rec, indent=2)))
-

@@ -1,5 +1,6 @@
 """Worker for tests/test_infonce_distributed.py (run under torchrun): each rank holds half of a global batch,
 computes the gathered InfoNCE (sum over its queries), backpropagates, and saves its loss and gradients."""
+
 import os, sys
 import torch
 import torch.distributed as dist
@@ -23,11 +24,17 @@ def main():
     q, d, neg = batch()
     sl = slice(r * len(q) // w, (r + 1) * len(q) // w)
     q, d, neg = (x[sl].clone().requires_grad_() for x in (q, d, neg))
-    loss = info_nce(q, d, negatives=None if symmetric else neg, symmetric=symmetric, reduction="sum")
+    loss = info_nce(
+        q, d, negatives=None if symmetric else neg, symmetric=symmetric, reduction="sum"
+    )
     loss.backward()
-    torch.save({"loss": loss.detach(), "q": q.grad, "d": d.grad, "neg": neg.grad}, os.path.join(out, f"rank{r}.pt"))
+    torch.save(
+        {"loss": loss.detach(), "q": q.grad, "d": d.grad, "neg": neg.grad},
+        os.path.join(out, f"rank{r}.pt"),
+    )
     dist.barrier()
     dist.destroy_process_group()
 
 
-if __name__ == "__main__": main()
+if __name__ == "__main__":
+    main()

@@ -14,6 +14,7 @@ import pytest  # noqa: E402
 def tiny_run(tmp_path_factory):
     "One test-size `nomic-repro run --preset tiny` (three stages, evaluation, report), run once per session."
     from _pipeline_run import run
+
     base = tmp_path_factory.mktemp("tiny_run")
     r = run(base / "run", base / "run.log")
     print(f"\ntiny run: {r.seconds:.1f} s in {r.out}")
@@ -27,9 +28,15 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 def browser():
     "Headless Debian Chromium through playwright, shared by the browser tests; skips, saying why, without either."
     if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} missing (as root: apt-get install -y chromium, or `make browser`): no browser checks")
-    try: from playwright.sync_api import sync_playwright
-    except ImportError: pytest.skip("playwright missing (pip install playwright, part of the dev extras): no browser checks")
+        pytest.skip(
+            f"{CHROMIUM} missing (as root: apt-get install -y chromium, or `make browser`): no browser checks"
+        )
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip(
+            "playwright missing (pip install playwright, part of the dev extras): no browser checks"
+        )
     with sync_playwright() as pw:
         b = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         yield b

@@ -2,6 +2,7 @@
 `_forward_step`, `src/contrastors/loss.py` `clip_loss`): rank r backpropagates J_r = W·mean InfoNCE_r + c·(aux of its
 query forward + aux of its document forward) and DDP averages the gradients. Checked at W = 1 (one process) and W = 2
 (two gloo processes, DDP), plainly and through GradCache, against that formula written out here from scratch."""
+
 import os, socket, subprocess, sys
 from pathlib import Path
 import pytest, torch
@@ -14,15 +15,26 @@ from _aux_worker import B, TAU, COEF, model, batch, shard, step  # noqa: E402
 
 
 def free_port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
 
 
 def megablocks_aux(m):
     """The load-balancing loss of `m`'s last forward as megablocks' `batched_load_balancing_loss` computes it:
     c·E/(L·T·k) · Σ_layers Σ_e (token-slots to e) · (mean router probability of e), in fp64."""
     layers = moe_layers(m)
-    E, k, T = layers[0].experts.num_experts, layers[0].last_topk_idx.shape[1], len(layers[0].last_probs)
-    s = sum((expert_load(l.last_topk_idx, E).double() * l.last_probs.double().mean(0)).sum() for l in layers)
+    E, k, T = (
+        layers[0].experts.num_experts,
+        layers[0].last_topk_idx.shape[1],
+        len(layers[0].last_probs),
+    )
+    s = sum(
+        (expert_load(l.last_topk_idx, E).double() * l.last_probs.double().mean(0)).sum()
+        for l in layers
+    )
     return COEF * E / (len(layers) * T * k) * s
 
 
@@ -33,18 +45,23 @@ def reference(w):
     qs, ds, aux = [], [], []
     for r in range(w):
         (qi, qm), (di, dm), _ = shard(b, r, w)
-        qs.append(m(qi, qm)); a_q = megablocks_aux(m)
-        ds.append(m(di, dm)); aux.append(a_q + megablocks_aux(m))
+        qs.append(m(qi, qm))
+        a_q = megablocks_aux(m)
+        ds.append(m(di, dm))
+        aux.append(a_q + megablocks_aux(m))
     D = torch.cat(ds)
-    ce = [F.cross_entropy(q @ D.T / TAU, torch.arange(len(q)) + r * len(q)) for r, q in enumerate(qs)]
+    ce = [
+        F.cross_entropy(q @ D.T / TAU, torch.arange(len(q)) + r * len(q)) for r, q in enumerate(qs)
+    ]
     J = [w * c + a for c, a in zip(ce, aux)]
     (sum(J) / w).backward()
     grads = {n: p.grad.clone() for n, p in m.named_parameters()}
     mean = lambda xs: float(sum(xs).detach() / w)
-    return mean(J), grads, mean(ce), mean(aux)   # the objective, its gradient, mean InfoNCE, c·ā
+    return mean(J), grads, mean(ce), mean(aux)  # the objective, its gradient, mean InfoNCE, c·ā
 
 
-def flat(g): return torch.cat([g[n].flatten() for n in sorted(g)])
+def flat(g):
+    return torch.cat([g[n].flatten() for n in sorted(g)])
 
 
 def check(w, results):
@@ -55,7 +72,8 @@ def check(w, results):
     tol = B * 12 * 2**-24 * g_ref.abs().max().item()
     for mode in ("plain", "grad_cache"):
         rs = [r[mode] for r in results]
-        for r in rs: assert_close(flat(r["grads"]), g_ref, rtol=0, atol=tol)
+        for r in rs:
+            assert_close(flat(r["grads"]), g_ref, rtol=0, atol=tol)
         assert abs(sum(r["loss"] for r in rs) / B - obj) <= 1e-5 * obj, mode
         assert abs(sum(r["metrics"]["infonce"] for r in rs) / B - nce) <= 1e-5 * nce, mode
         assert abs(sum(r["metrics"]["aux_loss"] for r in rs) / B - aux) <= 1e-9, mode
@@ -64,30 +82,52 @@ def check(w, results):
 
 def grad_of(loss_fn):
     "Gradient of `loss_fn(model)` on a fresh copy of the model (fp64 weights)."
-    m = model(); loss_fn(m).backward()
-    return flat({n: p.grad if p.grad is not None else torch.zeros_like(p) for n, p in m.named_parameters()})
+    m = model()
+    loss_fn(m).backward()
+    return flat(
+        {n: p.grad if p.grad is not None else torch.zeros_like(p) for n, p in m.named_parameters()}
+    )
 
 
 def aux_part(w):
     "c × the mean over ranks of (query-side aux + document-side aux), each rank's shard embedded on its own."
+
     def f(m):
         b, a = batch(), 0
         for r in range(w):
             (qi, qm), (di, dm), _ = shard(b, r, w)
-            m(qi, qm); a = a + megablocks_aux(m); m(di, dm); a = a + megablocks_aux(m)
+            m(qi, qm)
+            a = a + megablocks_aux(m)
+            m(di, dm)
+            a = a + megablocks_aux(m)
         return a / w
+
     return grad_of(f)
 
 
 def test_w1_one_process_is_infonce_plus_both_sides_aux():
     obj, nce, aux, g_ref, tol = check(1, [{"plain": step(None, 0, 1), "grad_cache": step(3, 0, 1)}])
-    assert 1.5 < aux / COEF < 3.0     # two aux losses, each ≈ 1 near balance
+    assert 1.5 < aux / COEF < 3.0  # two aux losses, each ≈ 1 near balance
 
 
 def test_w2_ddp_gradient_is_contrastors(tmp_path):
-    env = {**{k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK")}, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(free_port()), str(Path(__file__).parent / "_aux_worker.py"), str(tmp_path)]
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK")},
+        "OMP_NUM_THREADS": "1",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        str(Path(__file__).parent / "_aux_worker.py"),
+        str(tmp_path),
+    ]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     results = [torch.load(tmp_path / f"rank{i}.pt", weights_only=True) for i in range(2)]
@@ -100,11 +140,14 @@ def test_w2_ddp_gradient_is_contrastors(tmp_path):
     g_ddp = flat(results[0]["plain"]["grads"])
     assert_close(g_ddp, 2 * g_mean + g_aux, rtol=0, atol=tol)
     assert (g_ddp - (g_mean + g_aux)).abs().max() > 100 * tol
+
     # and its aux part is the per-side one: one aux loss over queries and documents together (our step before) differs
     def joint(m):
         a, pad = 0, lambda x: F.pad(x, (0, di.shape[1] - qi.shape[1]))
         for r in range(2):
             (sq, sqm), (sd, sdm), _ = shard(batch(), r, 2)
-            m(torch.cat([pad(sq), sd]), torch.cat([pad(sqm), sdm])); a = a + megablocks_aux(m)
+            m(torch.cat([pad(sq), sd]), torch.cat([pad(sqm), sdm]))
+            a = a + megablocks_aux(m)
         return a / 2
+
     assert (g_ddp - (2 * g_mean + grad_of(joint))).abs().max() > 100 * tol

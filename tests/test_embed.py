@@ -1,4 +1,5 @@
 """The embedding API at scale and against the v1.5 model-card recipe written out by hand."""
+
 import warnings
 from dataclasses import replace
 import numpy as np
@@ -20,7 +21,9 @@ def emb():
 
 
 @settings(max_examples=10, deadline=None)
-@given(st.lists(st.text(alphabet="abc xyz.", max_size=120), min_size=1, max_size=25), st.integers(1, 8))
+@given(
+    st.lists(st.text(alphabet="abc xyz.", max_size=120), min_size=1, max_size=25), st.integers(1, 8)
+)
 def test_order_and_values_do_not_depend_on_batching(emb, texts, bs):
     a = emb.encode(texts, task="query", batch_size=bs)
     b = emb.encode(texts, task="query", batch_size=len(texts))
@@ -33,7 +36,8 @@ def test_v15_recipe_by_hand(emb):
     texts = ["search_query: What is TSNE?", "search_query: Who is Laurens van der Maaten?"]
     e15 = Embedder(emb.model, emb.tokenizer, layer_norm=True)
     b = emb.tokenizer(texts, padding=True, return_tensors="pt")
-    with torch.no_grad(): h = emb.model(b["input_ids"], b["attention_mask"])
+    with torch.no_grad():
+        h = emb.model(b["input_ids"], b["attention_mask"])
     m = b["attention_mask"][..., None].float()
     pooled = (h * m).sum(1) / m.sum(1)
     for d in (64, 32, 16):
@@ -64,15 +68,24 @@ def test_from_pretrained_round_trip_and_layer_norm_switch(tmp_path, emb):
     save_pretrained(emb.model, tmp_path / "nomic-embed-text-v1.5-tiny")
     e = Embedder.from_pretrained(tmp_path / "nomic-embed-text-v1.5-tiny")
     assert e.layer_norm and e.model.config.rotary_scaling_factor == 2.0 and e.max_length == 8192
-    e1 = Embedder.from_pretrained(tmp_path / "nomic-embed-text-v1.5-tiny", layer_norm=False, rotary_scaling_factor=None)
+    e1 = Embedder.from_pretrained(
+        tmp_path / "nomic-embed-text-v1.5-tiny", layer_norm=False, rotary_scaling_factor=None
+    )
     assert not e1.layer_norm and e1.max_length == 2048
     texts = ["a", "b c d"]
-    assert_close(torch.from_numpy(e1.encode(texts)), torch.from_numpy(emb.encode(texts)), rtol=0, atol=1e-6)
+    assert_close(
+        torch.from_numpy(e1.encode(texts)), torch.from_numpy(emb.encode(texts)), rtol=0, atol=1e-6
+    )
 
 
 def test_postprocess_contracts():
     x = torch.randn(3, 768)
-    for d in MATRYOSHKA_DIMS: assert postprocess(x, layer_norm=True, dim=d).shape == (3, d)
-    with pytest.raises(ValueError, match="dim must be"): postprocess(x, dim=0)
-    with pytest.raises(ValueError, match="dim must be"): postprocess(x, dim=769)
-    assert_close(mean_pool(torch.ones(2, 4, 3), torch.tensor([[1, 1, 0, 0], [1, 0, 0, 0]])), torch.ones(2, 3))
+    for d in MATRYOSHKA_DIMS:
+        assert postprocess(x, layer_norm=True, dim=d).shape == (3, d)
+    with pytest.raises(ValueError, match="dim must be"):
+        postprocess(x, dim=0)
+    with pytest.raises(ValueError, match="dim must be"):
+        postprocess(x, dim=769)
+    assert_close(
+        mean_pool(torch.ones(2, 4, 3), torch.tensor([[1, 1, 0, 0], [1, 0, 0, 0]])), torch.ones(2, 3)
+    )

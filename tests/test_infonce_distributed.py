@@ -1,4 +1,5 @@
 """With two gloo processes, the gathered InfoNCE loss and every gradient equal one process on the whole batch."""
+
 import os, socket, subprocess, sys
 from pathlib import Path
 import pytest, torch
@@ -10,14 +11,33 @@ from _infonce_worker import batch  # noqa: E402
 
 
 def free_port():
-    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
 
 
 @pytest.mark.parametrize("mode", ["negatives", "sym"])
 def test_gathered_infonce_equals_single_process(tmp_path, mode):
-    env = {**{k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK")}, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(free_port()), str(Path(__file__).parent / "_infonce_worker.py"), str(tmp_path), mode]
+    env = {
+        **{k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK")},
+        "OMP_NUM_THREADS": "1",
+    }
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(free_port()),
+        str(Path(__file__).parent / "_infonce_worker.py"),
+        str(tmp_path),
+        mode,
+    ]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     parts = [torch.load(tmp_path / f"rank{i}.pt", weights_only=True) for i in range(2)]
@@ -28,4 +48,5 @@ def test_gathered_infonce_equals_single_process(tmp_path, mode):
     assert_close(parts[0]["loss"] + parts[1]["loss"], loss.detach(), rtol=1e-12, atol=1e-12)
     assert_close(torch.cat([p["q"] for p in parts]), q.grad, rtol=1e-10, atol=1e-12)
     assert_close(torch.cat([p["d"] for p in parts]), d.grad, rtol=1e-10, atol=1e-12)
-    if not sym: assert_close(torch.cat([p["neg"] for p in parts]), neg.grad, rtol=1e-10, atol=1e-12)
+    if not sym:
+        assert_close(torch.cat([p["neg"] for p in parts]), neg.grad, rtol=1e-10, atol=1e-12)

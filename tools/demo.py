@@ -9,7 +9,9 @@
 The weights are random (no training has run yet), so similarities are not meaningful. Later issues grow this
 into the full tiny pipeline (`nomic-repro run --preset tiny`: three training stages, evaluation, report).
 """
+
 import tempfile, time, warnings
+
 t0 = time.time()
 import numpy as np
 import torch
@@ -24,9 +26,13 @@ import transformers
 from transformers.models.nomic_bert.modeling_nomic_bert import NomicBertRotaryEmbedding
 
 seed_everything(0)
-print("1. RoPE tables, ours vs transformers' nomic_bert (Dynamic NTK, alpha=2, trained length 2048)")
+print(
+    "1. RoPE tables, ours vs transformers' nomic_bert (Dynamic NTK, alpha=2, trained length 2048)"
+)
 rot = DynamicNTKRotaryEmbedding(64, base=1000.0, max_trained=2048, alpha=2.0)
-cfg_hf = transformers.NomicBertConfig(rope_parameters={"rope_type": "dynamic", "factor": 2.0, "rope_theta": 1000.0})
+cfg_hf = transformers.NomicBertConfig(
+    rope_parameters={"rope_type": "dynamic", "factor": 2.0, "rope_theta": 1000.0}
+)
 print(f"   {'length':>7} {'RoPE base':>10} {'max |ours - transformers|':>26}")
 for L in (512, 2048, 4096, 8192):
     q = torch.randn(1, L, 12, 64)
@@ -37,7 +43,8 @@ for L in (512, 2048, 4096, 8192):
     print(f"   {L:>7} {dynamic_ntk_base(L):>10.1f} {err:>26.2e}")
 
 print("\n2. NomicBERT v1 architecture")
-with torch.device("meta"): full = NomicBert(NomicBertConfig())
+with torch.device("meta"):
+    full = NomicBert(NomicBertConfig())
 print(f"   full config: {sum(p.numel() for p in full.parameters()):,} parameters (paper: 137M)")
 cfg = NomicBertConfig(num_layers=4, rotary_scaling_factor=2.0)
 model = NomicBert(cfg).eval()
@@ -45,24 +52,42 @@ tmp = tempfile.mkdtemp()
 save_pretrained(model, f"{tmp}/tx", layout="transformers")
 hf = transformers.AutoModel.from_pretrained(f"{tmp}/tx").eval()
 emb = Embedder(load_pretrained(f"{tmp}/tx"))
-b = emb.tokenizer(["search_query: what is dynamic NTK?", "search_document: a short document"], padding=True, return_tensors="pt")
+b = emb.tokenizer(
+    ["search_query: what is dynamic NTK?", "search_document: a short document"],
+    padding=True,
+    return_tensors="pt",
+)
 with torch.no_grad():
     m = b["attention_mask"].bool()
-    rep = assert_close(model(b["input_ids"], b["attention_mask"])[m], hf(**b).last_hidden_state[m], rtol=0, atol=1e-4)
+    rep = assert_close(
+        model(b["input_ids"], b["attention_mask"])[m],
+        hf(**b).last_hidden_state[m],
+        rtol=0,
+        atol=1e-4,
+    )
 print(f"   4-layer model vs transformers' NomicBertModel (same weights): {rep}")
 
 print("\n3. Embedder.encode")
-texts = ["What is Nomic Embed?", "Nomic Embed is a long-context text embedder.", "Rotary embeddings rotate queries and keys.",
-         "word " * 3000]
+texts = [
+    "What is Nomic Embed?",
+    "Nomic Embed is a long-context text embedder.",
+    "Rotary embeddings rotate queries and keys.",
+    "word " * 3000,
+]
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     for dim in (768, 256, 64):
         e = emb.encode(texts, task="search_document", dim=dim, batch_size=2)
-        print(f"   dim {dim:>3}: shape {e.shape}, norms {np.round(np.linalg.norm(e, axis=1), 4).tolist()}")
-print(f"   the 3,000-token text ran with RoPE base {emb.model.rotary.base_for(3002):.0f} (Dynamic NTK)")
+        print(
+            f"   dim {dim:>3}: shape {e.shape}, norms {np.round(np.linalg.norm(e, axis=1), 4).tolist()}"
+        )
+print(
+    f"   the 3,000-token text ran with RoPE base {emb.model.rotary.base_for(3002):.0f} (Dynamic NTK)"
+)
 
 print("\n4. sentence-transformers loads our save")
 from sentence_transformers import SentenceTransformer
+
 st = SentenceTransformer(f"{tmp}/tx", device="cpu")
 ours = Embedder(load_pretrained(f"{tmp}/tx")).encode(texts[:3], task="search_query")
 theirs = st.encode(texts[:3], prompt_name="query")

@@ -10,6 +10,7 @@ Writes gzip'd JSON Lines (mtime 0, so re-running gives identical bytes):
   data/supervised/medquad.jsonl.gz     {"query", "document", "id"}: medical question -> answer (supervised pairs)
 Each folder gets a SOURCE.md with provenance and licence. Nothing here downloads anything.
 """
+
 import argparse, csv, gzip, io, json, re, tarfile
 from pathlib import Path
 
@@ -19,59 +20,92 @@ def write_jsonl_gz(path: Path, rows):
     n = 0
     with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0, filename="") as gz:
         for r in rows:
-            gz.write((json.dumps(r, ensure_ascii=False) + "\n").encode()); n += 1
+            gz.write((json.dumps(r, ensure_ascii=False) + "\n").encode())
+            n += 1
     print(f"{path}: {n} rows, {path.stat().st_size / 1e6:.2f} MB")
     return n
 
 
 def clean(s: str) -> str:
-    return re.sub(r"\s+", " ", s.replace("\\", " ").replace(" #36;", "$").replace("#39;", "'")).strip()
+    return re.sub(
+        r"\s+", " ", s.replace("\\", " ").replace(" #36;", "$").replace("#39;", "'")
+    ).strip()
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser()
-    ap.add_argument("--shared", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
+    ap.add_argument(
+        "--shared", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data")
+    )
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "data"))
     a = ap.parse_args(argv)
     src, out = Path(a.shared), Path(a.out)
 
     wiki = json.load(gzip.open(src / "wikipedia-vital-articles" / "summaries_en-us.json.gz"))
     arts = sorted(wiki.values(), key=lambda v: v["title"])
-    n_wiki = write_jsonl_gz(out / "mlm" / "wikipedia.jsonl.gz", ({"id": v["title"], "text": clean(v["extract"])} for v in arts if v.get("extract")))
-    n_wp = write_jsonl_gz(out / "pairs" / "wikipedia.jsonl.gz", ({"query": v["title"], "document": clean(v["extract"])} for v in arts if v.get("extract")))
+    n_wiki = write_jsonl_gz(
+        out / "mlm" / "wikipedia.jsonl.gz",
+        ({"id": v["title"], "text": clean(v["extract"])} for v in arts if v.get("extract")),
+    )
+    n_wp = write_jsonl_gz(
+        out / "pairs" / "wikipedia.jsonl.gz",
+        ({"query": v["title"], "document": clean(v["extract"])} for v in arts if v.get("extract")),
+    )
 
     with open(src / "ag-news-test" / "test.csv", newline="") as f:
-        n_ag = write_jsonl_gz(out / "pairs" / "agnews.jsonl.gz", ({"query": clean(r["title"]), "document": clean(r["description"])} for r in csv.DictReader(f)))
+        n_ag = write_jsonl_gz(
+            out / "pairs" / "agnews.jsonl.gz",
+            (
+                {"query": clean(r["title"]), "document": clean(r["description"])}
+                for r in csv.DictReader(f)
+            ),
+        )
 
     rows = []
     with tarfile.open(src / "nltk-corpora" / "reuters.tar.gz") as tar:
         for m in sorted(tar.getmembers(), key=lambda m: m.name):
-            if not m.isfile() or not re.search(r"/(training|test)/\d+$", m.name): continue
+            if not m.isfile() or not re.search(r"/(training|test)/\d+$", m.name):
+                continue
             text = tar.extractfile(m).read().decode("latin-1")
             head, _, body = text.strip().partition("\n")
-            if head.strip() and body.strip(): rows.append({"query": clean(head).title(), "document": clean(body)})
+            if head.strip() and body.strip():
+                rows.append({"query": clean(head).title(), "document": clean(body)})
     n_re = write_jsonl_gz(out / "pairs" / "reuters.jsonl.gz", rows)
 
     import xml.etree.ElementTree as ET
+
     rows = []
     with tarfile.open(src / "medquad" / "medquad_with_answers.tar.gz") as tar:
         for m in sorted(tar.getmembers(), key=lambda m: m.name):
-            if not m.isfile() or not m.name.endswith(".xml"): continue
+            if not m.isfile() or not m.name.endswith(".xml"):
+                continue
             root = ET.fromstring(tar.extractfile(m).read())
             for qa in root.iter("QAPair"):
                 q, a = clean(qa.findtext("Question") or ""), clean(qa.findtext("Answer") or "")
-                if q and a: rows.append({"query": q, "document": a[:1500], "id": m.name.rsplit("/", 1)[-1][:-4] + "-" + qa.get("pid", "")})
+                if q and a:
+                    rows.append(
+                        {
+                            "query": q,
+                            "document": a[:1500],
+                            "id": m.name.rsplit("/", 1)[-1][:-4] + "-" + qa.get("pid", ""),
+                        }
+                    )
     n_mq = write_jsonl_gz(out / "supervised" / "medquad.jsonl.gz", rows)
     corpus = {}
     for line in open(src / "scifact" / "corpus.jsonl"):
-        r = json.loads(line); corpus[r["_id"]] = clean((r.get("title", "") + " " + r.get("text", "")).strip())
-    queries = {json.loads(l)["_id"]: clean(json.loads(l)["text"]) for l in open(src / "scifact" / "queries.jsonl")}
+        r = json.loads(line)
+        corpus[r["_id"]] = clean((r.get("title", "") + " " + r.get("text", "")).strip())
+    queries = {
+        json.loads(l)["_id"]: clean(json.loads(l)["text"])
+        for l in open(src / "scifact" / "queries.jsonl")
+    }
     rows = []
     with open(src / "scifact" / "qrels" / "train.tsv") as f:
         next(f)
         for line in f:
             qid, did, score = line.split("\t")[:3]
-            if int(score) > 0 and qid in queries and did in corpus: rows.append({"query": queries[qid], "document": corpus[did], "id": f"{qid}-{did}"})
+            if int(score) > 0 and qid in queries and did in corpus:
+                rows.append({"query": queries[qid], "document": corpus[did], "id": f"{qid}-{did}"})
     n_sf = write_jsonl_gz(out / "supervised" / "scifact_train.jsonl.gz", rows)
     (out / "supervised" / "SOURCE.md").write_text(f"""# Supervised pairs (stage 3)
 
@@ -111,4 +145,5 @@ markers and ` #36;` entity residue cleaned.
 """)
 
 
-if __name__ == "__main__": main()
+if __name__ == "__main__":
+    main()

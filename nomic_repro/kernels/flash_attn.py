@@ -19,63 +19,106 @@ from ..attention import unpad, pad, check_cu_seqlens
 @triton.jit
 def _dot(a, b, IEEE: tl.constexpr):
     "a @ b accumulated in fp32: exact fp32 products if IEEE (fp32 inputs), else tensor cores."
-    if IEEE: return tl.dot(a, b, input_precision="ieee")
-    else: return tl.dot(a, b)
+    if IEEE:
+        return tl.dot(a, b, input_precision="ieee")
+    else:
+        return tl.dot(a, b)
+
 
 @triton.jit
 def _rope(x, pos, INV_FREQ, HEAD_DIM: tl.constexpr, INVERSE: tl.constexpr):
     "Rotate-half RoPE of rows x [R, D] at positions pos [R], in fp32 (INVERSE rotates back)."
     halves = tl.permute(tl.reshape(x.to(tl.float32), (x.shape[0], 2, HEAD_DIM // 2)), (0, 2, 1))
-    x1, x2 = tl.split(halves)                                                    # [R, D/2] each
+    x1, x2 = tl.split(halves)  # [R, D/2] each
     ang = pos.to(tl.float32)[:, None] * tl.load(INV_FREQ + tl.arange(0, HEAD_DIM // 2))[None, :]
     c, s = tl.cos(ang), tl.sin(ang)
-    if INVERSE: s = -s
-    rotated = tl.join(x1 * c - x2 * s, x2 * c + x1 * s)                          # [R, D/2, 2]
+    if INVERSE:
+        s = -s
+    rotated = tl.join(x1 * c - x2 * s, x2 * c + x1 * s)  # [R, D/2, 2]
     return tl.reshape(tl.permute(rotated, (0, 2, 1)), (x.shape[0], HEAD_DIM))
 
 # %% ../../nbs/04_flash_attention.ipynb #da8d9225
 @triton.jit
-def _fwd_tile(acc, l_i, m_i, q, k_ptrs, v_ptrs, start_n, seqlen, stride_kt, stride_vt, qk_scale,
-              offs_n, INV_FREQ, HEAD_DIM: tl.constexpr, MASK: tl.constexpr, IEEE: tl.constexpr,
-              ROPE: tl.constexpr):
+def _fwd_tile(
+    acc,
+    l_i,
+    m_i,
+    q,
+    k_ptrs,
+    v_ptrs,
+    start_n,
+    seqlen,
+    stride_kt,
+    stride_vt,
+    qk_scale,
+    offs_n,
+    INV_FREQ,
+    HEAD_DIM: tl.constexpr,
+    MASK: tl.constexpr,
+    IEEE: tl.constexpr,
+    ROPE: tl.constexpr,
+):
     "Fold the K/V tile at `start_n` into a query tile's running (acc, l, m). MASK: a partial tile."
     cols = start_n + offs_n
-    if MASK:                                                                 # [BLOCK_N, D]
+    if MASK:  # [BLOCK_N, D]
         k = tl.load(k_ptrs + start_n * stride_kt, mask=(cols < seqlen)[:, None], other=0.0)
         v = tl.load(v_ptrs + start_n * stride_vt, mask=(cols < seqlen)[:, None], other=0.0)
     else:
         k = tl.load(k_ptrs + start_n * stride_kt)
         v = tl.load(v_ptrs + start_n * stride_vt)
-    if ROPE:                                                                 # rotary, as it loads
+    if ROPE:  # rotary, as it loads
         k = _rope(k, cols, INV_FREQ, HEAD_DIM, False).to(v.dtype)
-    s = _dot(q, tl.trans(k), IEEE) * qk_scale                    # [BLOCK_M, BLOCK_N], log2 units
+    s = _dot(q, tl.trans(k), IEEE) * qk_scale  # [BLOCK_M, BLOCK_N], log2 units
     if MASK:
         s = tl.where((cols < seqlen)[None, :], s, float("-inf"))
     m_new = tl.maximum(m_i, tl.max(s, 1))
     p = tl.math.exp2(s - m_new[:, None])
-    alpha = tl.math.exp2(m_i - m_new)                            # rescales what was summed so far
+    alpha = tl.math.exp2(m_i - m_new)  # rescales what was summed so far
     l_i = l_i * alpha + tl.sum(p, 1)
     acc = acc * alpha[:, None] + _dot(p.to(v.dtype), v, IEEE)
     return acc, l_i, m_new
 
 # %% ../../nbs/04_flash_attention.ipynb #68d56b32
 @triton.jit
-def _fwd_kernel(Q, K, V, O, LSE, CU, INV_FREQ, sm_scale,
-                stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh,
-                stride_ot, stride_oh, stride_lh, SEQ_BUCKET,
-                HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                IEEE: tl.constexpr, ROPE: tl.constexpr):
+def _fwd_kernel(
+    Q,
+    K,
+    V,
+    O,
+    LSE,
+    CU,
+    INV_FREQ,
+    sm_scale,
+    stride_qt,
+    stride_qh,
+    stride_kt,
+    stride_kh,
+    stride_vt,
+    stride_vh,
+    stride_ot,
+    stride_oh,
+    stride_lh,
+    SEQ_BUCKET,
+    HEAD_DIM: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    IEEE: tl.constexpr,
+    ROPE: tl.constexpr,
+):
     "One program: query tile `pid_m` of sequence `b`, head `h` -> its rows of O and LSE."
     pid_m, b, h = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     start = tl.load(CU + b).to(tl.int64)
     seqlen = tl.load(CU + b + 1) - tl.load(CU + b)
-    if pid_m * BLOCK_M >= seqlen:                             # tile past the end of this sequence
+    if pid_m * BLOCK_M >= seqlen:  # tile past the end of this sequence
         return
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n, offs_d = tl.arange(0, BLOCK_N), tl.arange(0, HEAD_DIM)
     row_ok = offs_m < seqlen
-    q = tl.load(Q + (start + offs_m[:, None]) * stride_qt + h * stride_qh + offs_d[None, :],
-                mask=row_ok[:, None], other=0.0)
+    q = tl.load(
+        Q + (start + offs_m[:, None]) * stride_qt + h * stride_qh + offs_d[None, :],
+        mask=row_ok[:, None],
+        other=0.0,
+    )
     if ROPE:
         q = _rope(q, offs_m, INV_FREQ, HEAD_DIM, False).to(Q.dtype.element_ty)
     k_ptrs = K + (start + offs_n[:, None]) * stride_kt + h * stride_kh + offs_d[None, :]
@@ -83,35 +126,78 @@ def _fwd_kernel(Q, K, V, O, LSE, CU, INV_FREQ, sm_scale,
     m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
     l_i = tl.zeros([BLOCK_M], tl.float32)
     acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
-    qk_scale = sm_scale * 1.4426950408889634                 # softmax scale and log2(e) in one
+    qk_scale = sm_scale * 1.4426950408889634  # softmax scale and log2(e) in one
     n_full = (seqlen // BLOCK_N) * BLOCK_N
-    for start_n in range(0, n_full, BLOCK_N):                # full K/V tiles, no masks
-        acc, l_i, m_i = _fwd_tile(acc, l_i, m_i, q, k_ptrs, v_ptrs, start_n, seqlen, stride_kt,
-                                  stride_vt, qk_scale, offs_n, INV_FREQ, HEAD_DIM, False, IEEE,
-                                  ROPE)
-    if n_full < seqlen:                                      # the partial last tile, masked
-        acc, l_i, m_i = _fwd_tile(acc, l_i, m_i, q, k_ptrs, v_ptrs, n_full, seqlen, stride_kt,
-                                  stride_vt, qk_scale, offs_n, INV_FREQ, HEAD_DIM, True, IEEE,
-                                  ROPE)
-    tl.store(O + (start + offs_m[:, None]) * stride_ot + h * stride_oh + offs_d[None, :],
-             (acc / l_i[:, None]).to(O.dtype.element_ty), mask=row_ok[:, None])
-    lse = (m_i + tl.math.log2(l_i)) * 0.6931471805599453    # natural log
+    for start_n in range(0, n_full, BLOCK_N):  # full K/V tiles, no masks
+        acc, l_i, m_i = _fwd_tile(
+            acc,
+            l_i,
+            m_i,
+            q,
+            k_ptrs,
+            v_ptrs,
+            start_n,
+            seqlen,
+            stride_kt,
+            stride_vt,
+            qk_scale,
+            offs_n,
+            INV_FREQ,
+            HEAD_DIM,
+            False,
+            IEEE,
+            ROPE,
+        )
+    if n_full < seqlen:  # the partial last tile, masked
+        acc, l_i, m_i = _fwd_tile(
+            acc,
+            l_i,
+            m_i,
+            q,
+            k_ptrs,
+            v_ptrs,
+            n_full,
+            seqlen,
+            stride_kt,
+            stride_vt,
+            qk_scale,
+            offs_n,
+            INV_FREQ,
+            HEAD_DIM,
+            True,
+            IEEE,
+            ROPE,
+        )
+    tl.store(
+        O + (start + offs_m[:, None]) * stride_ot + h * stride_oh + offs_d[None, :],
+        (acc / l_i[:, None]).to(O.dtype.element_ty),
+        mask=row_ok[:, None],
+    )
+    lse = (m_i + tl.math.log2(l_i)) * 0.6931471805599453  # natural log
     tl.store(LSE + h * stride_lh + start + offs_m, lse, mask=row_ok)
 
 # %% ../../nbs/04_flash_attention.ipynb #d7bf2669
 def _configs(gpu: list, interp: dict) -> list:
     "One interpreter config on CPU, else the GPU list of (block sizes, warps, stages)."
-    if os.environ.get("TRITON_INTERPRET") == "1": return [triton.Config(interp)]
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        return [triton.Config(interp)]
     return [triton.Config(blocks, num_warps=w, num_stages=s) for blocks, w, s in gpu]
+
 
 def _prune(block: str):
     "Drop configs whose `block` tile is longer than the longest sequence (keeping at least one)."
+
     def prune(configs, named_args, **kwargs):
         keep = [c for c in configs if c.kwargs[block] <= max(16, named_args["SEQ_BUCKET"])]
         return keep or configs[:1]
+
     return {"early_config_prune": prune}
 
-def _grid_of(mnws) -> list: return [({"BLOCK_M": m, "BLOCK_N": n}, w, s) for m, n, w, s in mnws]
+
+def _grid_of(mnws) -> list:
+    return [({"BLOCK_M": m, "BLOCK_N": n}, w, s) for m, n, w, s in mnws]
+
+
 # (BLOCK_M, BLOCK_N, warps, stages) tried on a GPU; BLOCK_M is the query tile, BLOCK_N the
 # key/value tile
 _FWD_GPU = _grid_of(
@@ -132,40 +218,52 @@ _fwd = triton.autotune(_FWD_CONFIGS, key=_KEY, prune_configs_by=_prune("BLOCK_M"
 HEAD_DIMS = (16, 32, 64, 128)
 DTYPES = (torch.float16, torch.bfloat16, torch.float32)
 
+
 def _check_qkv(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor):
     "q, k, v: tensors `[T, H, D]` of one shape and dtype, a known head dim, on cu_seqlens' device."
     for name, t in zip("qkv", (q, k, v)):
         if not isinstance(t, Tensor):
             raise ValueError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if not (q.ndim == 3 and q.shape == k.shape == v.shape):
-        raise ValueError(f"q, k, v must be [total_tokens, heads, head_dim] of one shape; got "
-                         f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+        raise ValueError(
+            f"q, k, v must be [total_tokens, heads, head_dim] of one shape; got "
+            f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
+        )
     if not (q.dtype == k.dtype == v.dtype) or q.dtype not in DTYPES:
-        raise ValueError(f"q, k, v must share one dtype of fp16, bf16, fp32; got {q.dtype}, "
-                         f"{k.dtype}, {v.dtype}")
+        raise ValueError(
+            f"q, k, v must share one dtype of fp16, bf16, fp32; got {q.dtype}, {k.dtype}, {v.dtype}"
+        )
     if q.shape[-1] not in HEAD_DIMS:
         raise ValueError(f"head_dim must be one of {HEAD_DIMS}, got {q.shape[-1]}")
     for name, t in zip("qkv", (q, k, v)):
         if t.stride(-1) != 1:
-            raise ValueError(f"{name} must be contiguous in head_dim (stride 1), "
-                             f"got strides {t.stride()}")
+            raise ValueError(
+                f"{name} must be contiguous in head_dim (stride 1), got strides {t.stride()}"
+            )
     if not (q.device == k.device == v.device == cu_seqlens.device):
-        raise ValueError(f"q, k, v, cu_seqlens must be on one device; got {q.device}, "
-                         f"{k.device}, {v.device}, {cu_seqlens.device}")
+        raise ValueError(
+            f"q, k, v, cu_seqlens must be on one device; got {q.device}, "
+            f"{k.device}, {v.device}, {cu_seqlens.device}"
+        )
 
 # %% ../../nbs/04_flash_attention.ipynb #63774f31
-def _check_varlen(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqlen,
-                  validate: bool = True) -> int:
+def _check_varlen(
+    q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqlen, validate: bool = True
+) -> int:
     "Validate packed q, k, v `[T, H, D]`, `cu_seqlens`, `max_seqlen`; return `max_seqlen` (an int)."
     _check_qkv(q, k, v, cu_seqlens)
     if os.environ.get("TRITON_INTERPRET") == "1":
         if q.dtype == torch.bfloat16:
-            raise ValueError("bf16 is wrong in Triton's interpreter (upstream limitation); "
-                             "use fp32 or fp16 on CPU, bf16 on a GPU")
+            raise ValueError(
+                "bf16 is wrong in Triton's interpreter (upstream limitation); "
+                "use fp32 or fp16 on CPU, bf16 on a GPU"
+            )
     elif q.device.type != "cuda":
-        raise ValueError(f"the compiled kernel needs CUDA tensors, got {q.device} "
-                         "(set TRITON_INTERPRET=1 for CPU)")
-    if not validate:                           # the caller vouches for cu_seqlens: no host copy
+        raise ValueError(
+            f"the compiled kernel needs CUDA tensors, got {q.device} "
+            "(set TRITON_INTERPRET=1 for CPU)"
+        )
+    if not validate:  # the caller vouches for cu_seqlens: no host copy
         if isinstance(max_seqlen, bool) or not isinstance(max_seqlen, int) or max_seqlen < 0:
             raise ValueError(f"validate=False needs max_seqlen as an int, got {max_seqlen!r}")
         return max_seqlen
@@ -174,13 +272,21 @@ def _check_varlen(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqle
     if max_seqlen is None:
         return longest
     if isinstance(max_seqlen, bool) or not isinstance(max_seqlen, int) or max_seqlen < longest:
-        raise ValueError(f"max_seqlen must be an int >= the longest sequence ({longest}), "
-                         f"got {max_seqlen!r}")
+        raise ValueError(
+            f"max_seqlen must be an int >= the longest sequence ({longest}), got {max_seqlen!r}"
+        )
     return max_seqlen
 
 # %% ../../nbs/04_flash_attention.ipynb #3b97b846
-def _flash_fwd(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqlen: int,
-               softmax_scale: float, inv_freq: Tensor | None = None):
+def _flash_fwd(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    cu_seqlens: Tensor,
+    max_seqlen: int,
+    softmax_scale: float,
+    inv_freq: Tensor | None = None,
+):
     "Launch the forward: -> (o `[T, H, D]`, lse `[H, T]` fp32, natural log); `inv_freq`: RoPE."
     T, H, D = q.shape
     o = torch.empty_like(q)
@@ -190,16 +296,46 @@ def _flash_fwd(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor, max_seqlen: 
         return o, lse
     grid = lambda meta: (triton.cdiv(max_seqlen, meta["BLOCK_M"]), B, H)
     rope = inv_freq is not None
-    _fwd[grid](q, k, v, o, lse, cu_seqlens, inv_freq if rope else lse, softmax_scale,
-               q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
-               o.stride(0), o.stride(1), lse.stride(0), triton.next_power_of_2(max_seqlen),
-               HEAD_DIM=D, IEEE=q.dtype == torch.float32, ROPE=rope)
+    _fwd[grid](
+        q,
+        k,
+        v,
+        o,
+        lse,
+        cu_seqlens,
+        inv_freq if rope else lse,
+        softmax_scale,
+        q.stride(0),
+        q.stride(1),
+        k.stride(0),
+        k.stride(1),
+        v.stride(0),
+        v.stride(1),
+        o.stride(0),
+        o.stride(1),
+        lse.stride(0),
+        triton.next_power_of_2(max_seqlen),
+        HEAD_DIM=D,
+        IEEE=q.dtype == torch.float32,
+        ROPE=rope,
+    )
     return o, lse
 
 # %% ../../nbs/04_flash_attention.ipynb #9de4755b
 @triton.jit
-def _delta_kernel(O, DO, DELTA, T, stride_ot, stride_oh, stride_dt, stride_dh, stride_lh,
-                  HEAD_DIM: tl.constexpr, BLOCK_T: tl.constexpr):
+def _delta_kernel(
+    O,
+    DO,
+    DELTA,
+    T,
+    stride_ot,
+    stride_oh,
+    stride_dt,
+    stride_dh,
+    stride_lh,
+    HEAD_DIM: tl.constexpr,
+    BLOCK_T: tl.constexpr,
+):
     "Δ[h, t] = Σ_d O[t, h, d] · dO[t, h, d] in fp32."
     offs_t = tl.program_id(0) * BLOCK_T + tl.arange(0, BLOCK_T)
     h = tl.program_id(1).to(tl.int64)
@@ -213,9 +349,27 @@ def _delta_kernel(O, DO, DELTA, T, stride_ot, stride_oh, stride_dt, stride_dh, s
 
 # %% ../../nbs/04_flash_attention.ipynb #2bde210e
 @triton.jit
-def _dkdv_tile(dk, dv, k, v, q_ptrs, do_ptrs, lse_ptrs, delta_ptrs, start_m, seqlen, stride_qt,
-               stride_dt, qk_scale, offs_m, INV_FREQ, HEAD_DIM: tl.constexpr, MASK: tl.constexpr,
-               IEEE: tl.constexpr, ROPE: tl.constexpr):
+def _dkdv_tile(
+    dk,
+    dv,
+    k,
+    v,
+    q_ptrs,
+    do_ptrs,
+    lse_ptrs,
+    delta_ptrs,
+    start_m,
+    seqlen,
+    stride_qt,
+    stride_dt,
+    qk_scale,
+    offs_m,
+    INV_FREQ,
+    HEAD_DIM: tl.constexpr,
+    MASK: tl.constexpr,
+    IEEE: tl.constexpr,
+    ROPE: tl.constexpr,
+):
     "Add the query tile at `start_m` to a K/V tile's (dK, dV). MASK: a partial tile."
     rows = start_m + offs_m
     ok = rows < seqlen
@@ -233,19 +387,42 @@ def _dkdv_tile(dk, dv, k, v, q_ptrs, do_ptrs, lse_ptrs, delta_ptrs, start_m, seq
     p_t = tl.math.exp2(_dot(k, tl.trans(q), IEEE) * qk_scale - lse2[None, :])  # Pᵀ, recomputed
     if MASK:
         p_t = tl.where(ok[None, :], p_t, 0.0)
-    dv += _dot(p_t.to(do.dtype), do, IEEE)                                    # dV += Pᵀ dO
-    dp_t = _dot(v, tl.trans(do), IEEE)                                        # dPᵀ = V dOᵀ
-    ds_t = p_t * (dp_t - delta[None, :])                                      # dSᵀ
-    dk += _dot(ds_t.to(q.dtype), q, IEEE)                                     # dK += dSᵀ Q
+    dv += _dot(p_t.to(do.dtype), do, IEEE)  # dV += Pᵀ dO
+    dp_t = _dot(v, tl.trans(do), IEEE)  # dPᵀ = V dOᵀ
+    ds_t = p_t * (dp_t - delta[None, :])  # dSᵀ
+    dk += _dot(ds_t.to(q.dtype), q, IEEE)  # dK += dSᵀ Q
     return dk, dv
 
 # %% ../../nbs/04_flash_attention.ipynb #5f841a87
 @triton.jit
-def _dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, CU, INV_FREQ, sm_scale,
-                 stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh,
-                 stride_dt, stride_dh, stride_lh, SEQ_BUCKET,
-                 HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                 IEEE: tl.constexpr, ROPE: tl.constexpr):
+def _dkdv_kernel(
+    Q,
+    K,
+    V,
+    DO,
+    LSE,
+    DELTA,
+    DK,
+    DV,
+    CU,
+    INV_FREQ,
+    sm_scale,
+    stride_qt,
+    stride_qh,
+    stride_kt,
+    stride_kh,
+    stride_vt,
+    stride_vh,
+    stride_dt,
+    stride_dh,
+    stride_lh,
+    SEQ_BUCKET,
+    HEAD_DIM: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    IEEE: tl.constexpr,
+    ROPE: tl.constexpr,
+):
     "One program: K/V tile `pid_n` of sequence `b`, head `h` -> its rows of dK and dV."
     pid_n, b, h = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     start = tl.load(CU + b).to(tl.int64)
@@ -261,30 +438,83 @@ def _dkdv_kernel(Q, K, V, DO, LSE, DELTA, DK, DV, CU, INV_FREQ, sm_scale,
         k = _rope(k, offs_n, INV_FREQ, HEAD_DIM, False).to(v.dtype)
     q_ptrs = Q + (start + offs_m[:, None]) * stride_qt + h * stride_qh + offs_d[None, :]
     do_ptrs = DO + (start + offs_m[:, None]) * stride_dt + h * stride_dh + offs_d[None, :]
-    row_off = h * stride_lh + start + offs_m                          # LSE and Δ are [H, T]
+    row_off = h * stride_lh + start + offs_m  # LSE and Δ are [H, T]
     lse_ptrs, delta_ptrs = LSE + row_off, DELTA + row_off
     dk, dv = tl.zeros([BLOCK_N, HEAD_DIM], tl.float32), tl.zeros([BLOCK_N, HEAD_DIM], tl.float32)
     qk_scale, m_full = sm_scale * 1.4426950408889634, (seqlen // BLOCK_M) * BLOCK_M
-    for start_m in range(0, m_full, BLOCK_M):                          # full query tiles
-        dk, dv = _dkdv_tile(dk, dv, k, v, q_ptrs, do_ptrs, lse_ptrs, delta_ptrs, start_m, seqlen,
-                            stride_qt, stride_dt, qk_scale, offs_m, INV_FREQ, HEAD_DIM, False,
-                            IEEE, ROPE)
-    if m_full < seqlen:                                                # the partial last one
-        dk, dv = _dkdv_tile(dk, dv, k, v, q_ptrs, do_ptrs, lse_ptrs, delta_ptrs, m_full, seqlen,
-                            stride_qt, stride_dt, qk_scale, offs_m, INV_FREQ, HEAD_DIM, True,
-                            IEEE, ROPE)
+    for start_m in range(0, m_full, BLOCK_M):  # full query tiles
+        dk, dv = _dkdv_tile(
+            dk,
+            dv,
+            k,
+            v,
+            q_ptrs,
+            do_ptrs,
+            lse_ptrs,
+            delta_ptrs,
+            start_m,
+            seqlen,
+            stride_qt,
+            stride_dt,
+            qk_scale,
+            offs_m,
+            INV_FREQ,
+            HEAD_DIM,
+            False,
+            IEEE,
+            ROPE,
+        )
+    if m_full < seqlen:  # the partial last one
+        dk, dv = _dkdv_tile(
+            dk,
+            dv,
+            k,
+            v,
+            q_ptrs,
+            do_ptrs,
+            lse_ptrs,
+            delta_ptrs,
+            m_full,
+            seqlen,
+            stride_qt,
+            stride_dt,
+            qk_scale,
+            offs_m,
+            INV_FREQ,
+            HEAD_DIM,
+            True,
+            IEEE,
+            ROPE,
+        )
     dk = dk * sm_scale
-    if ROPE:                                                 # gradient w.r.t. the unrotated k
+    if ROPE:  # gradient w.r.t. the unrotated k
         dk = _rope(dk, offs_n, INV_FREQ, HEAD_DIM, True)
-    out = rows_n * stride_kt + h * stride_kh + offs_d[None, :]          # dK, dV laid out like K
+    out = rows_n * stride_kt + h * stride_kh + offs_d[None, :]  # dK, dV laid out like K
     tl.store(DK + out, dk.to(DK.dtype.element_ty), mask=col_ok)
     tl.store(DV + out, dv.to(DV.dtype.element_ty), mask=col_ok)
 
 # %% ../../nbs/04_flash_attention.ipynb #5c3dac57
 @triton.jit
-def _dq_tile(dq, q, do, lse2, delta, k_ptrs, v_ptrs, start_n, seqlen, stride_kt, stride_vt,
-             qk_scale, offs_n, INV_FREQ, HEAD_DIM: tl.constexpr, MASK: tl.constexpr,
-             IEEE: tl.constexpr, ROPE: tl.constexpr):
+def _dq_tile(
+    dq,
+    q,
+    do,
+    lse2,
+    delta,
+    k_ptrs,
+    v_ptrs,
+    start_n,
+    seqlen,
+    stride_kt,
+    stride_vt,
+    qk_scale,
+    offs_n,
+    INV_FREQ,
+    HEAD_DIM: tl.constexpr,
+    MASK: tl.constexpr,
+    IEEE: tl.constexpr,
+    ROPE: tl.constexpr,
+):
     "Add the K/V tile at `start_n` to a query tile's dQ. MASK: a partial tile."
     cols = start_n + offs_n
     if MASK:
@@ -297,16 +527,38 @@ def _dq_tile(dq, q, do, lse2, delta, k_ptrs, v_ptrs, start_n, seqlen, stride_kt,
     p = tl.math.exp2(_dot(q, tl.trans(k), IEEE) * qk_scale - lse2[:, None])  # P, recomputed
     if MASK:
         p = tl.where((cols < seqlen)[None, :], p, 0.0)
-    ds = p * (_dot(do, tl.trans(v), IEEE) - delta[:, None])             # dS = P ∘ (dP − Δ)
-    return dq + _dot(ds.to(k.dtype), k, IEEE)                           # dQ += dS K
+    ds = p * (_dot(do, tl.trans(v), IEEE) - delta[:, None])  # dS = P ∘ (dP − Δ)
+    return dq + _dot(ds.to(k.dtype), k, IEEE)  # dQ += dS K
 
 # %% ../../nbs/04_flash_attention.ipynb #f2115074
 @triton.jit
-def _dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, CU, INV_FREQ, sm_scale,
-               stride_qt, stride_qh, stride_kt, stride_kh, stride_vt, stride_vh,
-               stride_dt, stride_dh, stride_lh, SEQ_BUCKET,
-               HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-               IEEE: tl.constexpr, ROPE: tl.constexpr):
+def _dq_kernel(
+    Q,
+    K,
+    V,
+    DO,
+    LSE,
+    DELTA,
+    DQ,
+    CU,
+    INV_FREQ,
+    sm_scale,
+    stride_qt,
+    stride_qh,
+    stride_kt,
+    stride_kh,
+    stride_vt,
+    stride_vh,
+    stride_dt,
+    stride_dh,
+    stride_lh,
+    SEQ_BUCKET,
+    HEAD_DIM: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    IEEE: tl.constexpr,
+    ROPE: tl.constexpr,
+):
     "One program: query tile `pid_m` of sequence `b`, head `h` -> its rows of dQ."
     pid_m, b, h = tl.program_id(0), tl.program_id(1), tl.program_id(2).to(tl.int64)
     start = tl.load(CU + b).to(tl.int64)
@@ -316,7 +568,7 @@ def _dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, CU, INV_FREQ, sm_scale,
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n, offs_d = tl.arange(0, BLOCK_N), tl.arange(0, HEAD_DIM)
     ok, rows_m = offs_m < seqlen, start + offs_m[:, None]
-    q_off = rows_m * stride_qt + h * stride_qh + offs_d[None, :]         # dQ laid out like Q
+    q_off = rows_m * stride_qt + h * stride_qh + offs_d[None, :]  # dQ laid out like Q
     q = tl.load(Q + q_off, mask=ok[:, None], other=0.0)
     do_off = rows_m * stride_dt + h * stride_dh + offs_d[None, :]
     do = tl.load(DO + do_off, mask=ok[:, None], other=0.0)
@@ -329,66 +581,138 @@ def _dq_kernel(Q, K, V, DO, LSE, DELTA, DQ, CU, INV_FREQ, sm_scale,
     dq = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
     qk_scale = sm_scale * 1.4426950408889634
     n_full = (seqlen // BLOCK_N) * BLOCK_N
-    for start_n in range(0, n_full, BLOCK_N):                          # full K/V tiles
-        dq = _dq_tile(dq, q, do, lse2, delta, k_ptrs, v_ptrs, start_n, seqlen, stride_kt,
-                      stride_vt, qk_scale, offs_n, INV_FREQ, HEAD_DIM, False, IEEE, ROPE)
-    if n_full < seqlen:                                                # the partial last one
-        dq = _dq_tile(dq, q, do, lse2, delta, k_ptrs, v_ptrs, n_full, seqlen, stride_kt,
-                      stride_vt, qk_scale, offs_n, INV_FREQ, HEAD_DIM, True, IEEE, ROPE)
+    for start_n in range(0, n_full, BLOCK_N):  # full K/V tiles
+        dq = _dq_tile(
+            dq,
+            q,
+            do,
+            lse2,
+            delta,
+            k_ptrs,
+            v_ptrs,
+            start_n,
+            seqlen,
+            stride_kt,
+            stride_vt,
+            qk_scale,
+            offs_n,
+            INV_FREQ,
+            HEAD_DIM,
+            False,
+            IEEE,
+            ROPE,
+        )
+    if n_full < seqlen:  # the partial last one
+        dq = _dq_tile(
+            dq,
+            q,
+            do,
+            lse2,
+            delta,
+            k_ptrs,
+            v_ptrs,
+            n_full,
+            seqlen,
+            stride_kt,
+            stride_vt,
+            qk_scale,
+            offs_n,
+            INV_FREQ,
+            HEAD_DIM,
+            True,
+            IEEE,
+            ROPE,
+        )
     dq = dq * sm_scale
-    if ROPE:                                                 # gradient w.r.t. the unrotated q
+    if ROPE:  # gradient w.r.t. the unrotated q
         dq = _rope(dq, offs_m, INV_FREQ, HEAD_DIM, True)
     tl.store(DQ + q_off, dq.to(DQ.dtype.element_ty), mask=ok[:, None])
 
 # %% ../../nbs/04_flash_attention.ipynb #8e691256
 # (BLOCK_M, BLOCK_N, warps, stages) tried on a GPU
 _DKDV_GPU = _grid_of(
-    [(32, 128, 4, 3), (64, 128, 8, 3), (32, 64, 4, 3), (64, 64, 4, 3), (16, 64, 4, 4)])
+    [(32, 128, 4, 3), (64, 128, 8, 3), (32, 64, 4, 3), (64, 64, 4, 3), (16, 64, 4, 4)]
+)
+
+
 _DQ_GPU = _grid_of(
-    [(128, 32, 4, 3), (128, 64, 8, 3), (64, 32, 4, 3), (64, 64, 4, 3), (64, 16, 4, 4)])
+    [(128, 32, 4, 3), (128, 64, 8, 3), (64, 32, 4, 3), (64, 64, 4, 3), (64, 16, 4, 4)]
+)
+
+
 _DKDV_CONFIGS = _configs(_DKDV_GPU, {"BLOCK_M": 64, "BLOCK_N": 64})
+
+
 _DQ_CONFIGS = _configs(_DQ_GPU, {"BLOCK_M": 64, "BLOCK_N": 64})
+
+
 _dkdv = triton.autotune(_DKDV_CONFIGS, key=_KEY, prune_configs_by=_prune("BLOCK_N"))(_dkdv_kernel)
+
+
 _dq = triton.autotune(_DQ_CONFIGS, key=_KEY, prune_configs_by=_prune("BLOCK_M"))(_dq_kernel)
 
-def _flash_bwd(do, q, k, v, o, lse, cu_seqlens, max_seqlen: int, softmax_scale: float,
-               inv_freq: Tensor | None = None):
+# %% ../../nbs/04_flash_attention.ipynb #2cc834f1
+def _flash_bwd(
+    do,
+    q,
+    k,
+    v,
+    o,
+    lse,
+    cu_seqlens,
+    max_seqlen: int,
+    softmax_scale: float,
+    inv_freq: Tensor | None = None,
+):
     "Launch Δ, dK/dV and dQ: -> (dq, dk, dv), each `[T, H, D]` contiguous in the dtype of q."
     T, H, D = q.shape
     q, k, v, o, do = (t.contiguous() for t in (q, k, v, o, do))
     dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
     if T == 0 or max_seqlen == 0:
         return dq.zero_(), dk.zero_(), dv.zero_()
-    delta = torch.empty_like(lse)                                          # [H, T] fp32
-    _delta_kernel[(triton.cdiv(T, 64), H)](o, do, delta, T, o.stride(0), o.stride(1),
-                                           do.stride(0), do.stride(1), delta.stride(0),
-                                           HEAD_DIM=D, BLOCK_T=64)
+    delta = torch.empty_like(lse)  # [H, T] fp32
+    o_st, do_st = o.stride()[:2], do.stride()[:2]  # (token, head) strides
+    _delta_kernel[(triton.cdiv(T, 64), H)](
+        o, do, delta, T, *o_st, *do_st, delta.stride(0), HEAD_DIM=D, BLOCK_T=64
+    )
     B, bucket = cu_seqlens.numel() - 1, triton.next_power_of_2(max_seqlen)
-    freq = lse if inv_freq is None else inv_freq                # a placeholder pointer without RoPE
-    st = (q.stride(0), q.stride(1), k.stride(0), k.stride(1), v.stride(0), v.stride(1),
-          do.stride(0), do.stride(1), lse.stride(0))
+    freq = lse if inv_freq is None else inv_freq  # a placeholder pointer without RoPE
+    st = (*q.stride()[:2], *k.stride()[:2], *v.stride()[:2], *do_st, lse.stride(0))
     meta = dict(HEAD_DIM=D, IEEE=q.dtype == torch.float32, ROPE=inv_freq is not None)
     _dkdv[lambda m: (triton.cdiv(max_seqlen, m["BLOCK_N"]), B, H)](
-        q, k, v, do, lse, delta, dk, dv, cu_seqlens, freq, softmax_scale, *st, bucket, **meta)
+        q, k, v, do, lse, delta, dk, dv, cu_seqlens, freq, softmax_scale, *st, bucket, **meta
+    )
     _dq[lambda m: (triton.cdiv(max_seqlen, m["BLOCK_M"]), B, H)](
-        q, k, v, do, lse, delta, dq, cu_seqlens, freq, softmax_scale, *st, bucket, **meta)
+        q, k, v, do, lse, delta, dq, cu_seqlens, freq, softmax_scale, *st, bucket, **meta
+    )
     return dq, dk, dv
 
 # %% ../../nbs/04_flash_attention.ipynb #2c96d047
 def _check_inv_freq(inv_freq: Tensor | None, q: Tensor) -> Tensor | None:
     "Rotary frequencies must be fp32 `[head_dim / 2]` on q's device (RoPE over all head dims)."
-    if inv_freq is None: return None
+    if inv_freq is None:
+        return None
     D = q.shape[-1]
-    if (not isinstance(inv_freq, Tensor) or inv_freq.shape != (D // 2,)
-            or inv_freq.dtype != torch.float32 or inv_freq.device != q.device):
-        got = (f"{tuple(inv_freq.shape)} {inv_freq.dtype} on {inv_freq.device}"
-               if isinstance(inv_freq, Tensor) else repr(inv_freq))
+    if (
+        not isinstance(inv_freq, Tensor)
+        or inv_freq.shape != (D // 2,)
+        or inv_freq.dtype != torch.float32
+        or inv_freq.device != q.device
+    ):
+        got = (
+            f"{tuple(inv_freq.shape)} {inv_freq.dtype} on {inv_freq.device}"
+            if isinstance(inv_freq, Tensor)
+            else repr(inv_freq)
+        )
         raise ValueError(
-            f"rotary_inv_freq must be fp32 [head_dim/2] = ({D // 2},) on {q.device}, got {got}")
+            f"rotary_inv_freq must be fp32 [head_dim/2] = ({D // 2},) on {q.device}, got {got}"
+        )
     return inv_freq.contiguous()
+
 
 class FlashAttnVarlen(torch.autograd.Function):
     "Differentiable varlen flash attention: -> (o, lse), lse `[H, T]` fp32 and not differentiable."
+
     @staticmethod
     def forward(ctx, q, k, v, cu_seqlens, max_seqlen, softmax_scale, inv_freq=None):
         o, lse = _flash_fwd(q, k, v, cu_seqlens, max_seqlen, softmax_scale, inv_freq)
@@ -400,15 +724,24 @@ class FlashAttnVarlen(torch.autograd.Function):
     @staticmethod
     def backward(ctx, do, dlse):
         q, k, v, o, lse, cu_seqlens, inv_freq = ctx.saved_tensors
-        dq, dk, dv = _flash_bwd(do, q, k, v, o, lse, cu_seqlens, ctx.max_seqlen,
-                                ctx.softmax_scale, inv_freq)
+        dq, dk, dv = _flash_bwd(
+            do, q, k, v, o, lse, cu_seqlens, ctx.max_seqlen, ctx.softmax_scale, inv_freq
+        )
         return dq, dk, dv, None, None, None, None
 
 # %% ../../nbs/04_flash_attention.ipynb #84948fd7
-def flash_attn_varlen(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor,
-                      max_seqlen: int | None = None, softmax_scale: float | None = None,
-                      return_lse: bool = False, *, rotary_inv_freq: Tensor | None = None,
-                      validate: bool = True):
+def flash_attn_varlen(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    cu_seqlens: Tensor,
+    max_seqlen: int | None = None,
+    softmax_scale: float | None = None,
+    return_lse: bool = False,
+    *,
+    rotary_inv_freq: Tensor | None = None,
+    validate: bool = True,
+):
     """Bidirectional attention on packed tokens: q, k, v `[T, H, D]`, `cu_seqlens` `[B+1]` int32
     -> o `[T, H, D]` (and lse `[H, T]`). `validate=False` skips reading `cu_seqlens` on the host
     (a device sync), for callers that built it, e.g. once per model forward."""
@@ -418,14 +751,22 @@ def flash_attn_varlen(q: Tensor, k: Tensor, v: Tensor, cu_seqlens: Tensor,
     o, lse = FlashAttnVarlen.apply(q, k, v, cu_seqlens.contiguous(), max_seqlen, scale, inv_freq)
     return (o, lse) if return_lse else o
 
-def flash_attn(q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None = None,
-               softmax_scale: float | None = None) -> Tensor:
+
+def flash_attn(
+    q: Tensor,
+    k: Tensor,
+    v: Tensor,
+    key_padding_mask: Tensor | None = None,
+    softmax_scale: float | None = None,
+) -> Tensor:
     "Padded batch: q, k, v `[B, S, H, D]`, mask `[B, S]` (True = real token) -> `[B, S, H, D]`."
     if not (q.ndim == k.ndim == v.ndim == 4):
-        raise ValueError(f"q, k, v must be [batch, seq, heads, head_dim]; got shapes "
-                         f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}")
+        raise ValueError(
+            f"q, k, v must be [batch, seq, heads, head_dim]; got shapes "
+            f"{tuple(q.shape)}, {tuple(k.shape)}, {tuple(v.shape)}"
+        )
     B, S, H, D = q.shape
-    if key_padding_mask is None:                              # every row full: B sequences of S
+    if key_padding_mask is None:  # every row full: B sequences of S
         cu = torch.arange(0, (B + 1) * S, S, dtype=torch.int32, device=q.device)
         flat = lambda x: x.reshape(B * S, *x.shape[2:])
         o = flash_attn_varlen(flat(q), flat(k), flat(v), cu, S, softmax_scale)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
 # sets TRITON_INTERPRET=1 on a machine without CUDA, before triton loads
 import nomic_repro.core
 import triton
@@ -25,7 +26,12 @@ INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 class DispatchPlan:
     """Token-slots sorted by expert: `tok[i]` is sorted row i's token, `pos[t·k+j]` slot (t, j)'s
     sorted row, `offsets` `[E+1]`."""
-    tok: Tensor; pos: Tensor; offsets: Tensor; gate: Tensor | None
+
+    tok: Tensor
+    pos: Tensor
+    offsets: Tensor
+    gate: Tensor | None
+
 
 def dispatch_plan(
     topk_idx: Tensor, num_experts: int, topk_weight: Tensor | None = None
@@ -48,7 +54,8 @@ def dispatch_plan(
 # %% ../../nbs/09_moe_kernels.ipynb #bb7da718
 def _gemm_configs():
     # one config: no tuning on a CPU
-    if INTERPRET: return [triton.Config({"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 32}, num_warps=4)]
+    if INTERPRET:
+        return [triton.Config({"BLOCK_M": 16, "BLOCK_N": 32, "BLOCK_K": 32}, num_warps=4)]
     return [
         triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=s)
         for bm, bn, bk, w, s in [
@@ -60,14 +67,18 @@ def _gemm_configs():
         ]
     ]
 
+
 @triton.jit
-def _gelu(x): return 0.5 * x * (1.0 + tl.erf(x * 0.7071067811865476))
+def _gelu(x):
+    return 0.5 * x * (1.0 + tl.erf(x * 0.7071067811865476))
+
 
 @triton.jit
 def _gelu_grad(x):
     return 0.5 * (1.0 + tl.erf(x * 0.7071067811865476)) + x * 0.3989422804014327 * tl.exp(
         -0.5 * x * x
     )
+
 
 @triton.jit
 def _expert_of_tile(offsets, pid_m, E: tl.constexpr, BLOCK_M: tl.constexpr):
@@ -86,18 +97,40 @@ def _expert_of_tile(offsets, pid_m, E: tl.constexpr, BLOCK_M: tl.constexpr):
 
 # %% ../../nbs/09_moe_kernels.ipynb #c6827411
 @triton.jit
-def _tile_matmul(A, B, src, rmask, expert, cols, cmask, K, s_am, s_ak, s_be, s_bk, s_bn,
-                 IEEE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-                 BLOCK_K: tl.constexpr):
+def _tile_matmul(
+    A,
+    B,
+    src,
+    rmask,
+    expert,
+    cols,
+    cmask,
+    K,
+    s_am,
+    s_ak,
+    s_be,
+    s_bk,
+    s_bn,
+    IEEE: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
     "fp32 `[BLOCK_M, BLOCK_N]` tile of A[src] @ B[expert][:, cols], accumulated over K."
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for k0 in range(0, K, BLOCK_K):
         ks = k0 + tl.arange(0, BLOCK_K)
         kmask = ks < K
-        a = tl.load(A + src[:, None].to(tl.int64) * s_am + ks[None, :] * s_ak,
-                    mask=rmask[:, None] & kmask[None, :], other=0.0)
-        b = tl.load(B + expert.to(tl.int64) * s_be + ks[:, None] * s_bk + cols[None, :] * s_bn,
-                    mask=kmask[:, None] & cmask[None, :], other=0.0)
+        a = tl.load(
+            A + src[:, None].to(tl.int64) * s_am + ks[None, :] * s_ak,
+            mask=rmask[:, None] & kmask[None, :],
+            other=0.0,
+        )
+        b = tl.load(
+            B + expert.to(tl.int64) * s_be + ks[:, None] * s_bk + cols[None, :] * s_bn,
+            mask=kmask[:, None] & cmask[None, :],
+            other=0.0,
+        )
         if IEEE:
             acc = tl.dot(a, b, acc, input_precision="ieee")
         else:
@@ -108,9 +141,31 @@ def _tile_matmul(A, B, src, rmask, expert, cols, cmask, K, s_am, s_ak, s_be, s_b
 @triton.autotune(configs=_gemm_configs(), key=["N", "K", "IEEE", "EPI"])
 @triton.jit
 def _grouped_gemm_kernel(
-    A, a_rows, scale, B, offsets, C, C2, Aux, N, K, s_am, s_ak, s_be, s_bk, s_bn, s_cm, s_cn,
-    E: tl.constexpr, GATHER: tl.constexpr, SCALE: tl.constexpr, EPI: tl.constexpr,
-    IEEE: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    A,
+    a_rows,
+    scale,
+    B,
+    offsets,
+    C,
+    C2,
+    Aux,
+    N,
+    K,
+    s_am,
+    s_ak,
+    s_be,
+    s_bk,
+    s_bn,
+    s_cm,
+    s_cn,
+    E: tl.constexpr,
+    GATHER: tl.constexpr,
+    SCALE: tl.constexpr,
+    EPI: tl.constexpr,
+    IEEE: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
 ):
     """C[i] = A[a_rows[i]] @ B[e(i)] (× scale[i]) over rows sorted by expert; EPI 1: C = pre, C2 =
     gelu(pre); EPI 2: C ×= gelu'(Aux)."""
@@ -127,8 +182,25 @@ def _grouped_gemm_kernel(
         src = tl.load(a_rows + rows, mask=rmask, other=0)
     cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
     cmask = cols < N
-    acc = _tile_matmul(A, B, src, rmask, expert, cols, cmask, K, s_am, s_ak, s_be, s_bk, s_bn,
-                       IEEE, BLOCK_M, BLOCK_N, BLOCK_K)
+    acc = _tile_matmul(
+        A,
+        B,
+        src,
+        rmask,
+        expert,
+        cols,
+        cmask,
+        K,
+        s_am,
+        s_ak,
+        s_be,
+        s_bk,
+        s_bn,
+        IEEE,
+        BLOCK_M,
+        BLOCK_N,
+        BLOCK_K,
+    )
     if SCALE:
         acc = acc * tl.load(scale + rows, mask=rmask, other=0.0).to(tl.float32)[:, None]
     offs_c = rows[:, None].to(tl.int64) * s_cm + cols[None, :] * s_cn
@@ -162,18 +234,35 @@ def grouped_gemm(
     if M > 0:
         grid = lambda META: (triton.cdiv(M, META["BLOCK_M"]) + E, triton.cdiv(N, META["BLOCK_N"]))
         _grouped_gemm_kernel[grid](
-            a, offsets if a_rows is None else a_rows, a if scale is None else scale, b, offsets,
-            c, c2, c if aux is None else aux, N, K,
-            a.stride(0), a.stride(1), b.stride(0), b.stride(1), b.stride(2),
-            c.stride(0), c.stride(1),
-            E=E, GATHER=a_rows is not None, SCALE=scale is not None,
-            EPI={"none": 0, "gelu": 1, "gelu_grad": 2}[epilogue], IEEE=a.dtype == torch.float32,
+            a,
+            offsets if a_rows is None else a_rows,
+            a if scale is None else scale,
+            b,
+            offsets,
+            c,
+            c2,
+            c if aux is None else aux,
+            N,
+            K,
+            a.stride(0),
+            a.stride(1),
+            b.stride(0),
+            b.stride(1),
+            b.stride(2),
+            c.stride(0),
+            c.stride(1),
+            E=E,
+            GATHER=a_rows is not None,
+            SCALE=scale is not None,
+            EPI={"none": 0, "gelu": 1, "gelu_grad": 2}[epilogue],
+            IEEE=a.dtype == torch.float32,
         )
     return (c, c2) if epilogue == "gelu" else c
 
 # %% ../../nbs/09_moe_kernels.ipynb #c9d7611b
 def _xty_configs():
-    if INTERPRET: return [triton.Config({"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 16}, num_warps=4)]
+    if INTERPRET:
+        return [triton.Config({"BLOCK_M": 32, "BLOCK_N": 32, "BLOCK_K": 16}, num_warps=4)]
     return [
         triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk}, num_warps=w, num_stages=s)
         for bm, bn, bk, w, s in [
@@ -188,9 +277,27 @@ def _xty_configs():
 @triton.autotune(configs=_xty_configs(), key=["M", "N", "IEEE"])
 @triton.jit
 def _grouped_xty_kernel(
-    X, Y, y_rows, scale, offsets, Out, M, N, s_xm, s_xk, s_ym, s_yn, s_oe, s_om, s_on,
-    GATHER: tl.constexpr, SCALE: tl.constexpr, IEEE: tl.constexpr,
-    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    X,
+    Y,
+    y_rows,
+    scale,
+    offsets,
+    Out,
+    M,
+    N,
+    s_xm,
+    s_xk,
+    s_ym,
+    s_yn,
+    s_oe,
+    s_om,
+    s_on,
+    GATHER: tl.constexpr,
+    SCALE: tl.constexpr,
+    IEEE: tl.constexpr,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
 ):
     "Out[e] = X[seg_e]ᵀ @ (scale · Y[y_rows])[seg_e]."
     e, pid_m, pid_n = tl.program_id(0), tl.program_id(1), tl.program_id(2)
@@ -201,13 +308,19 @@ def _grouped_xty_kernel(
     for r0 in range(start, end, BLOCK_K):
         rows = r0 + tl.arange(0, BLOCK_K)
         rmask = rows < end
-        xt = tl.load(X + rows[None, :].to(tl.int64) * s_xm + ms[:, None] * s_xk,
-                     mask=rmask[None, :] & (ms[:, None] < M), other=0.0)
+        xt = tl.load(
+            X + rows[None, :].to(tl.int64) * s_xm + ms[:, None] * s_xk,
+            mask=rmask[None, :] & (ms[:, None] < M),
+            other=0.0,
+        )
         src = rows
         if GATHER:
             src = tl.load(y_rows + rows, mask=rmask, other=0)
-        y = tl.load(Y + src[:, None].to(tl.int64) * s_ym + ns[None, :] * s_yn,
-                    mask=rmask[:, None] & (ns[None, :] < N), other=0.0)
+        y = tl.load(
+            Y + src[:, None].to(tl.int64) * s_ym + ns[None, :] * s_yn,
+            mask=rmask[:, None] & (ns[None, :] < N),
+            other=0.0,
+        )
         if SCALE:
             gate = tl.load(scale + rows, mask=rmask, other=0.0).to(tl.float32)
             y = (y.to(tl.float32) * gate[:, None]).to(Y.dtype.element_ty)
@@ -215,8 +328,11 @@ def _grouped_xty_kernel(
             acc = tl.dot(xt, y, acc, input_precision="ieee")
         else:
             acc = tl.dot(xt, y, acc)
-    tl.store(Out + e * s_oe + ms[:, None] * s_om + ns[None, :] * s_on,
-             acc.to(Out.dtype.element_ty), mask=(ms[:, None] < M) & (ns[None, :] < N))
+    tl.store(
+        Out + e * s_oe + ms[:, None] * s_om + ns[None, :] * s_on,
+        acc.to(Out.dtype.element_ty),
+        mask=(ms[:, None] < M) & (ns[None, :] < N),
+    )
 
 # %% ../../nbs/09_moe_kernels.ipynb #6f4b5266
 def grouped_xty(
@@ -228,17 +344,41 @@ def grouped_xty(
     out = torch.empty(E, M, N, device=x.device, dtype=x.dtype)
     grid = lambda META: (E, triton.cdiv(M, META["BLOCK_M"]), triton.cdiv(N, META["BLOCK_N"]))
     _grouped_xty_kernel[grid](
-        x, y, offsets if y_rows is None else y_rows, x if scale is None else scale, offsets, out,
-        M, N, x.stride(0), x.stride(1), y.stride(0), y.stride(1),
-        out.stride(0), out.stride(1), out.stride(2),
-        GATHER=y_rows is not None, SCALE=scale is not None, IEEE=x.dtype == torch.float32,
+        x,
+        y,
+        offsets if y_rows is None else y_rows,
+        x if scale is None else scale,
+        offsets,
+        out,
+        M,
+        N,
+        x.stride(0),
+        x.stride(1),
+        y.stride(0),
+        y.stride(1),
+        out.stride(0),
+        out.stride(1),
+        out.stride(2),
+        GATHER=y_rows is not None,
+        SCALE=scale is not None,
+        IEEE=x.dtype == torch.float32,
     )
     return out
 
 # %% ../../nbs/09_moe_kernels.ipynb #13cc2706
 @triton.jit
-def _combine_kernel(Y, pos, gate, Out, H, s_y, s_o, TOPK: tl.constexpr, WEIGHTED: tl.constexpr,
-                    BLOCK_H: tl.constexpr):
+def _combine_kernel(
+    Y,
+    pos,
+    gate,
+    Out,
+    H,
+    s_y,
+    s_o,
+    TOPK: tl.constexpr,
+    WEIGHTED: tl.constexpr,
+    BLOCK_H: tl.constexpr,
+):
     "Out[t] = Σ_j gate[t, j] · Y[pos[t, j]] (gate = 1 when not WEIGHTED)."
     t, pid_h = tl.program_id(0), tl.program_id(1)
     cols = pid_h * BLOCK_H + tl.arange(0, BLOCK_H)
@@ -252,14 +392,23 @@ def _combine_kernel(Y, pos, gate, Out, H, s_y, s_o, TOPK: tl.constexpr, WEIGHTED
         acc += y
     tl.store(Out + t.to(tl.int64) * s_o + cols, acc.to(Out.dtype.element_ty), mask=cmask)
 
+
 def combine(y: Tensor, pos: Tensor, T: int, k: int, gate: Tensor | None = None) -> Tensor:
     "Sorted rows `y` `[T·k, H]` back to tokens: out[t] = Σ_j gate[t, j] · y[pos[t·k + j]]."
     out = torch.empty(T, y.shape[1], device=y.device, dtype=y.dtype)
     BLOCK_H = min(1024, triton.next_power_of_2(max(y.shape[1], 1)))
     if T:
         _combine_kernel[(T, triton.cdiv(y.shape[1], BLOCK_H))](
-            y, pos, y if gate is None else gate, out, y.shape[1], y.stride(0), out.stride(0),
-            TOPK=k, WEIGHTED=gate is not None, BLOCK_H=BLOCK_H,
+            y,
+            pos,
+            y if gate is None else gate,
+            out,
+            y.shape[1],
+            y.stride(0),
+            out.stride(0),
+            TOPK=k,
+            WEIGHTED=gate is not None,
+            BLOCK_H=BLOCK_H,
         )
     return out
 
@@ -277,14 +426,22 @@ def _gate_grad_kernel(Y, dOut, pos, dGate, H, s_y, s_d, TOPK: tl.constexpr, BLOC
         acc += y * tl.load(dOut + t * s_d + cols, mask=cmask, other=0.0).to(tl.float32)
     tl.store(dGate + i, tl.sum(acc, 0).to(dGate.dtype.element_ty))
 
+
 def gate_grad(y: Tensor, dout: Tensor, pos: Tensor, k: int, dtype: torch.dtype) -> Tensor:
     "d loss / d gate `[T, k]` from the unweighted sorted rows `y` and dOut `[T, H]`."
     T, H = dout.shape
     dg = torch.empty(T * k, device=y.device, dtype=dtype)
     if T:
         _gate_grad_kernel[(T * k,)](
-            y, dout, pos, dg, H, y.stride(0), dout.stride(0),
-            TOPK=k, BLOCK_H=min(1024, triton.next_power_of_2(H)),
+            y,
+            dout,
+            pos,
+            dg,
+            H,
+            y.stride(0),
+            dout.stride(0),
+            TOPK=k,
+            BLOCK_H=min(1024, triton.next_power_of_2(H)),
         )
     return dg.view(T, k)
 
@@ -310,8 +467,10 @@ class _MoEMLPFunction(torch.autograd.Function):
         T, k = topk_weight.shape
         dout, (need_x, _, need_gate, need_w1, need_w2) = dout.contiguous(), ctx.needs_input_grad
         dx = dgate = dw1 = dw2 = None
-        if need_gate: dgate = gate_grad(y, dout, pos, k, topk_weight.dtype)
-        if need_w2: dw2 = grouped_xty(a, dout, offsets, y_rows=tok, scale=gate)
+        if need_gate:
+            dgate = gate_grad(y, dout, pos, k, topk_weight.dtype)
+        if need_w2:
+            dw2 = grouped_xty(a, dout, offsets, y_rows=tok, scale=gate)
         if need_x or need_w1:
             dh = grouped_gemm(
                 dout,
@@ -322,8 +481,10 @@ class _MoEMLPFunction(torch.autograd.Function):
                 epilogue="gelu_grad",
                 aux=h,
             )
-            if need_x: dx = combine(grouped_gemm(dh, w1, offsets), pos, T, k)
-            if need_w1: dw1 = grouped_xty(dh, x, offsets, y_rows=tok)
+            if need_x:
+                dx = combine(grouped_gemm(dh, w1, offsets), pos, T, k)
+            if need_w1:
+                dw1 = grouped_xty(dh, x, offsets, y_rows=tok)
         return dx, None, dgate, dw1, dw2
 
 # %% ../../nbs/09_moe_kernels.ipynb #ad8f96aa

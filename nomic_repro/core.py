@@ -5,7 +5,8 @@
 # %% auto #0
 __all__ = ['SIZES', 'CELL_GUARD', 'use_triton_interpreter', 'seed_everything', 'get_device', 'get_dtype', 'in_test', 'Sizes',
            'sizes', 'CloseReport', 'assert_close', 'pad_right', 'progress_bar', 'umask_mode', 'atomic_write',
-           'atomic_folder', 'show', 'cell_flags', 'flagged_cell_skip', 'install_cell_guard', 'Verdict', 'exercise']
+           'atomic_folder', 'show', 'cell_flags', 'flagged_cell_skip', 'install_cell_guard', 'Registry', 'Verdict',
+           'exercise']
 
 # %% ../nbs/00_core.ipynb #9ed9ebde
 import os, sys, math, random, warnings
@@ -408,6 +409,33 @@ def install_cell_guard() -> bool:
 
 
 CELL_GUARD = install_cell_guard()
+
+# %% ../nbs/00_core.ipynb #508f62cb
+class Registry(dict):
+    """Named things users pick by name (presets, tasks, benchmarks): `register` adds one, an
+    unknown name raises `error` naming the choices."""
+
+    def __init__(self, what: str, error: type = ValueError):
+        super().__init__()
+        self.what, self.error = what, error
+
+    def register(self, name: str, obj, *, replace: bool = False):
+        "Add `obj` under `name` (a second registration of a name needs `replace=True`); returns it."
+        if name in self and not replace:
+            raise self.error(f"{self.what} {name!r} is already registered; pass replace=True")
+        self[name] = obj
+        return obj
+
+    def __missing__(self, name):
+        raise self.error(f"unknown {self.what} {name!r}; choose one of {self.names()}")
+
+    def names(self) -> list[str]:
+        "The registered names, sorted."
+        return sorted(self)
+
+    def choices(self) -> str:
+        "The names as a CLI help string: `a | b | c`."
+        return " | ".join(self.names())
 
 # %% ../nbs/00_core.ipynb #9915bb19
 class Verdict:

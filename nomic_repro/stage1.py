@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
-from .core import seed_everything, get_device, atomic_folder
+from .core import seed_everything, get_device, atomic_folder, Registry
 from .model import NomicBertConfig, NomicBertForMaskedLM
 from .model_moe import V2_MOE_CONFIG
 from .checkpoint import load_tokenizer, save_pretrained, load_xlm_roberta
@@ -33,6 +33,7 @@ from nomic_repro.train import (
     setup_distributed,
     wrap_ddp,
     apply_overrides,
+    resolve_preset,
     list_checkpoints,
     check_same_preset,
     check_same_data,
@@ -74,14 +75,12 @@ class MLMPreset:
     init: str | None = None
 
 
-MLM_PRESETS: dict = {}  # filled below, and with `moe` further down
+MLM_PRESETS = Registry("preset")  # filled below, and with `moe` further down
 
 
-def get_mlm_preset(name: str, overrides=()) -> MLMPreset:
-    "Preset `name` with `section.key=value` overrides applied."
-    if name not in MLM_PRESETS:
-        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(MLM_PRESETS)}")
-    return apply_overrides(MLM_PRESETS[name], list(overrides))
+def get_mlm_preset(preset: MLMPreset | str, overrides=()) -> MLMPreset:
+    "Preset `preset` (a name or an `MLMPreset`) with `section.key=value` overrides applied."
+    return resolve_preset(preset, MLM_PRESETS, overrides)
 
 # %% ../nbs/13_stage1_mlm.ipynb #fad9b46c
 # max_trained_positions = the training length, so Dynamic NTK (served beyond it) scales from the
@@ -368,11 +367,7 @@ def run_mlm(
 ) -> dict:
     """Stage 1: train `NomicBertForMaskedLM` with `preset` into `output_dir` (resuming), stopping
     after `max_steps` if given."""
-    preset = (
-        get_mlm_preset(preset, overrides)
-        if isinstance(preset, str)
-        else apply_overrides(preset, list(overrides))
-    )
+    preset = get_mlm_preset(preset, overrides)
     rank, world, device = setup_distributed()
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)

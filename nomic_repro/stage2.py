@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from torch import nn, Tensor
-from .core import seed_everything, get_device, pad_right, atomic_folder
+from .core import seed_everything, get_device, pad_right, atomic_folder, Registry
 from .embed import add_prefix
 from nomic_repro.checkpoint import (
     load_pretrained,
@@ -41,6 +41,7 @@ from nomic_repro.train import (
     setup_distributed,
     wrap_ddp,
     apply_overrides,
+    resolve_preset,
     rank0_result,
     check_same_preset,
     check_same_data,
@@ -397,35 +398,38 @@ class ContrastivePreset:
 _STAGE2 = dict(
     betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, grad_clip=1.0, schedule="inverse_sqrt"
 )
-STAGE2_PRESETS = {
-    "tiny": ContrastivePreset(
-        "tiny",
-        ContrastiveData(
-            limit_per_source=2000,
-            filter_sample_size=2000,
-            filter_max_length=128,
-            doc_max_length=128,
+STAGE2_PRESETS = Registry("preset")
+STAGE2_PRESETS.update(
+    {
+        "tiny": ContrastivePreset(
+            "tiny",
+            ContrastiveData(
+                limit_per_source=2000,
+                filter_sample_size=2000,
+                filter_max_length=128,
+                doc_max_length=128,
+            ),
+            TrainConfig(
+                max_steps=150, batch_size=64, lr=5e-4, warmup_steps=15, save_every=50, **_STAGE2
+            ),
         ),
-        TrainConfig(
-            max_steps=150, batch_size=64, lr=5e-4, warmup_steps=15, save_every=50, **_STAGE2
+        "small": ContrastivePreset(
+            "small",
+            ContrastiveData(),
+            TrainConfig(
+                max_steps=3000,
+                batch_size=1024,
+                lr=2e-4,
+                warmup_steps=150,
+                save_every=500,
+                log_every=10,
+                num_workers=2,
+                **_STAGE2,
+            ),
+            grad_cache_chunk=128,
         ),
-    ),
-    "small": ContrastivePreset(
-        "small",
-        ContrastiveData(),
-        TrainConfig(
-            max_steps=3000,
-            batch_size=1024,
-            lr=2e-4,
-            warmup_steps=150,
-            save_every=500,
-            log_every=10,
-            num_workers=2,
-            **_STAGE2,
-        ),
-        grad_cache_chunk=128,
-    ),
-}
+    }
+)
 
 # %% ../nbs/15_stage2_contrastive.ipynb #be0e4513
 STAGE2_PRESETS["base"] = ContrastivePreset(
@@ -535,15 +539,6 @@ def build_pairs(
     return PairDataset(srcs, seed=preset.train.seed)
 
 # %% ../nbs/15_stage2_contrastive.ipynb #6948f649
-def _resolve_preset(preset: ContrastivePreset | str, presets: dict, overrides=()):
-    "The preset (by name from `presets`) with `overrides` (`key=value` strings) applied."
-    if isinstance(preset, str):
-        if preset not in presets:
-            raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(presets)}")
-        preset = presets[preset]
-    return apply_overrides(preset, list(overrides))
-
-
 def _check_matryoshka(preset: ContrastivePreset, width: int):
     if preset.matryoshka_dims and (
         bad := [k for k in preset.matryoshka_dims if not 0 < k <= width]
@@ -624,7 +619,7 @@ def run_contrastive(
 ) -> dict:
     """Contrastive training of the encoder at `init_from` (a checkpoint folder, with its tokenizer)
     into `output_dir`, resumable."""
-    preset = _resolve_preset(preset, presets or STAGE2_PRESETS, overrides)
+    preset = resolve_preset(preset, presets or STAGE2_PRESETS, overrides)
     rank, world, device = setup_distributed()
     report, folder = {}, resolve_folder(init_from)
     # checked before the folder records the preset

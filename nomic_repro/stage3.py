@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from .core import seed_everything, atomic_write
+from .core import Registry
 from .embed import add_prefix, MATRYOSHKA_DIMS
 from .checkpoint import load_tokenizer
 from .data import read_records, row_generators, TokenStore
@@ -284,44 +285,47 @@ class FinetunePreset(ContrastivePreset):
 
 # %% ../nbs/16_stage3_finetune.ipynb #be65cc61
 _STAGE3 = dict(betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01, grad_clip=1.0, schedule="linear")
-STAGE3_PRESETS = {
-    "tiny": FinetunePreset(
-        # mining at 256 tokens: MiniLM on a CPU, 2,919 queries and their documents
-        "tiny",
-        FinetuneData(
-            limit=2000, mine_top_k=10, n_negatives=3, doc_max_length=128, mine_max_length=256
+STAGE3_PRESETS = Registry("preset")
+STAGE3_PRESETS.update(
+    {
+        "tiny": FinetunePreset(
+            # mining at 256 tokens: MiniLM on a CPU, 2,919 queries and their documents
+            "tiny",
+            FinetuneData(
+                limit=2000, mine_top_k=10, n_negatives=3, doc_max_length=128, mine_max_length=256
+            ),
+            TrainConfig(
+                max_steps=100, batch_size=32, lr=1e-4, warmup_steps=10, save_every=50, **_STAGE3
+            ),
         ),
-        TrainConfig(
-            max_steps=100, batch_size=32, lr=1e-4, warmup_steps=10, save_every=50, **_STAGE3
+        "small": FinetunePreset(
+            "small",
+            FinetuneData(),
+            TrainConfig(
+                max_steps=1000,
+                batch_size=128,
+                lr=2e-5,
+                warmup_steps=100,
+                save_every=250,
+                log_every=10,
+                **_STAGE3,
+            ),
         ),
-    ),
-    "small": FinetunePreset(
-        "small",
-        FinetuneData(),
-        TrainConfig(
-            max_steps=1000,
-            batch_size=128,
-            lr=2e-5,
-            warmup_steps=100,
-            save_every=250,
-            log_every=10,
-            **_STAGE3,
+        "base": FinetunePreset(
+            "base",
+            FinetuneData(doc_max_length=512, query_max_length=512, miner="gte-base"),
+            TrainConfig(
+                max_steps=6612,
+                batch_size=256,
+                lr=2e-5,
+                warmup_steps=400,
+                save_every=500,
+                log_every=10,
+                **_STAGE3,
+            ),
         ),
-    ),
-    "base": FinetunePreset(
-        "base",
-        FinetuneData(doc_max_length=512, query_max_length=512, miner="gte-base"),
-        TrainConfig(
-            max_steps=6612,
-            batch_size=256,
-            lr=2e-5,
-            warmup_steps=400,
-            save_every=500,
-            log_every=10,
-            **_STAGE3,
-        ),
-    ),
-}
+    }
+)
 
 # %% ../nbs/16_stage3_finetune.ipynb #d16de63d
 STAGE3_PRESETS["moe"] = FinetunePreset(

@@ -6,7 +6,7 @@
 __all__ = ['CKPT_DIR', 'RUN_INPUTS', 'NOT_PART_OF_THE_RUN', 'TrainConfig', 'lr_lambda', 'make_optimizer', 'Task',
            'list_checkpoints', 'save_checkpoint', 'load_checkpoint', 'resume', 'TrainingDiverged', 'StepBatches',
            'step_batches', 'lock_run_folder', 'claim_run_folder', 'release_run_folder', 'train', 'setup_distributed',
-           'wrap_ddp', 'rank0_result', 'apply_overrides', 'check_same_preset', 'check_same_data']
+           'wrap_ddp', 'rank0_result', 'apply_overrides', 'resolve_preset', 'check_same_preset', 'check_same_data']
 
 # %% ../nbs/12_train_loop.ipynb #b516477d
 import contextlib, json, math, os, shutil, tempfile, time, warnings
@@ -600,6 +600,16 @@ def apply_overrides(obj, overrides: list[str] | dict):
             value = dataclasses.replace(node, **{part: value})
         obj = value
     return obj
+
+# %% ../nbs/12_train_loop.ipynb #eeaf3728
+def resolve_preset(preset, registry: dict, overrides=()):
+    """`preset` (a name in `registry`, or a preset object) with `key=value` `overrides` applied;
+    an unknown name is a one-line error naming the choices."""
+    if isinstance(preset, str):
+        if preset not in registry:
+            raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(registry)}")
+        preset = registry[preset]
+    return apply_overrides(preset, list(overrides))
 
 # %% ../nbs/12_train_loop.ipynb #29bf5e21
 NOT_PART_OF_THE_RUN = (

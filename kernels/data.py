@@ -33,6 +33,7 @@ from pathlib import Path
 import torch
 import nomic_repro  # noqa: F401
 from nomic_repro import plan as planner
+from nomic_repro.pipeline import get_pipeline_preset
 from nomic_repro.checkpoint import load_tokenizer
 from nomic_repro.data import read_records, tokenize_documents, SequenceDataset
 from nomic_repro.train import step_batches
@@ -147,7 +148,7 @@ def real_sequences(stage, mbs, world):
 
 
 def gpu_step_real(stage, mbs, world, gpu, mfu):
-    p = planner.resolve_preset("base")
+    p = get_pipeline_preset("base")
     w = planner.stage_workload(p, stage)
     f = planner.training_flops(
         w["model"],

@@ -5,17 +5,13 @@
 # %% auto #0
 __all__ = ['GPUS', 'HEADROOM', 'STAGES', 'GPUSpec', 'get_gpu', 'parameter_groups', 'count_parameters', 'embedding_parameters',
            'training_flops', 'activation_bytes_per_token', 'mlm_head_bytes_per_masked_token', 'state_bytes',
-           'preset_names', 'resolve_preset', 'stage_model', 'stage_workload', 'stage_memory', 'fit_suggestion', 'plan',
-           'format_plan']
+           'stage_model', 'stage_workload', 'stage_memory', 'fit_suggestion', 'plan', 'format_plan']
 
 # %% ../nbs/20_plan.ipynb #3d7bf2ba
 import math
 import dataclasses
 from dataclasses import dataclass
 from .model import NomicBertConfig
-from .stage1 import MLM_PRESETS
-from .stage2 import STAGE2_PRESETS
-from .stage3 import STAGE3_PRESETS
 from .pipeline import PipelinePreset, PIPELINE_PRESETS, get_pipeline_preset
 
 # %% ../nbs/20_plan.ipynb #888f888c
@@ -140,25 +136,6 @@ STAGES = {
     "contrastive": "stage 2: contrastive",
     "finetune": "stage 3: fine-tune",
 }
-
-
-def preset_names() -> list[str]:
-    "Presets `plan` accepts: the pipeline presets and any name all three stage dictionaries share."
-    return sorted(
-        set(PIPELINE_PRESETS) | (set(MLM_PRESETS) & set(STAGE2_PRESETS) & set(STAGE3_PRESETS))
-    )
-
-
-def resolve_preset(name: str, overrides=()) -> PipelinePreset:
-    "The pipeline preset `name` with dotted-path `overrides` applied."
-    if name in PIPELINE_PRESETS:
-        return get_pipeline_preset(name, overrides)
-    if name in preset_names():
-        return get_pipeline_preset(
-            PipelinePreset(name, MLM_PRESETS[name], STAGE2_PRESETS[name], STAGE3_PRESETS[name]),
-            overrides,
-        )
-    raise ValueError(f"unknown preset {name!r}; choose one of {preset_names()}")
 
 
 def stage_model(p: PipelinePreset, stage: str):
@@ -304,7 +281,7 @@ def plan(
         raise ValueError(f"mfu must be in (0, 1], got {mfu!r}")
     if price_per_hour is not None and not price_per_hour >= 0:
         raise ValueError(f"price_per_hour must be >= 0, got {price_per_hour!r}")
-    p = resolve_preset(preset, overrides)
+    p = get_pipeline_preset(preset, overrides)
     price = spec.default_price_per_hour if price_per_hour is None else float(price_per_hour)
     rows = [_plan_stage(stage_workload(p, s), n_gpus, spec, mfu, price) for s in STAGES]
     cfg = p.mlm.model

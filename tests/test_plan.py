@@ -14,10 +14,9 @@ from nomic_repro.plan import (
     activation_bytes_per_token,
     plan,
     format_plan,
-    preset_names,
     stage_workload,
-    resolve_preset,
 )
+from nomic_repro.pipeline import PIPELINE_PRESETS, get_pipeline_preset
 
 TINY = NomicBertConfig(
     vocab_size=320, hidden_size=48, num_layers=3, num_heads=4, intermediate_size=80
@@ -162,8 +161,8 @@ def test_memory_and_suggestions():
 
 
 def test_overrides_and_preset_resolution():
-    assert {"tiny", "small", "base"} <= set(preset_names())
-    p = resolve_preset("base", ["contrastive.data.doc_max_length=256"])
+    assert {"tiny", "small", "base"} <= set(PIPELINE_PRESETS)
+    p = get_pipeline_preset("base", ["contrastive.data.doc_max_length=256"])
     assert stage_workload(p, "contrastive")["sequences"] == [(16_384, 2048), (16_384, 256)]
     r = plan(
         "base",
@@ -195,4 +194,4 @@ def test_errors_name_the_valid_choices(kwargs, message):
         plan(**kwargs)
     assert message in str(e.value)
     if kwargs.get("preset") == "huge":
-        assert str(preset_names()) in str(e.value)
+        assert str(PIPELINE_PRESETS.names()) in str(e.value)

@@ -16,7 +16,7 @@ import torch
 from torch import nn, Tensor
 import transformers
 from safetensors.torch import load_file, save_file
-from .core import atomic_write
+from .core import atomic_write, package_dir
 from .model import NomicBertConfig, NomicBert, NomicBertForMaskedLM
 
 # %% ../nbs/06_checkpoints.ipynb #f2c3e7d0
@@ -586,9 +586,7 @@ def load_tokenizer(path=None, model_max_length: int = 8192):
         return transformers.AutoTokenizer.from_pretrained(
             str(path), model_max_length=model_max_length
         )
-    import nomic_repro.checkpoint as ck
-
-    vocab = Path(ck.__file__).parent / "assets" / "bert-base-uncased" / "vocab.txt"
+    vocab = package_dir() / "assets" / "bert-base-uncased" / "vocab.txt"
     return transformers.BertTokenizerFast(
         vocab=str(vocab), do_lower_case=True, model_max_length=model_max_length
     )

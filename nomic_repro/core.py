@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['SIZES', 'CELL_GUARD', 'use_triton_interpreter', 'seed_everything', 'get_device', 'get_dtype', 'in_test', 'Sizes',
            'sizes', 'CloseReport', 'assert_close', 'pad_right', 'progress_bar', 'umask_mode', 'atomic_write',
-           'atomic_folder', 'show', 'cell_flags', 'flagged_cell_skip', 'install_cell_guard', 'Registry', 'Verdict',
-           'exercise']
+           'atomic_folder', 'show', 'package_dir', 'cell_flags', 'flagged_cell_skip', 'install_cell_guard', 'Registry',
+           'Verdict', 'exercise']
 
 # %% ../nbs/00_core.ipynb #9ed9ebde
 import os, sys, math, random, warnings
@@ -321,6 +321,17 @@ def show(
     fig.update_layout(width=width, height=height, margin=dict(l=60, r=20, t=50, b=50))
     renderer = renderer or os.environ.get("PLOTLY_RENDERER") or None
     fig.show(renderer=renderer) if renderer else fig.show()
+
+# %% ../nbs/00_core.ipynb #aceed858
+from pathlib import Path
+
+
+def package_dir() -> Path:
+    """The folder `import nomic_repro` found (not the working directory); in a git checkout its
+    parent holds `data/` and `kernels/`."""
+    import nomic_repro
+
+    return Path(nomic_repro.__file__).resolve().parent
 
 # %% ../nbs/00_core.ipynb #2de30d5c
 _FLAG_RULES = {

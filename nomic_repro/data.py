@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch
-from .core import pad_right
+from .core import pad_right, package_dir
 from torch import Tensor
 
 # %% ../nbs/11_data.ipynb #02b915ac
@@ -21,9 +21,7 @@ def default_data_root() -> Path:
     "`$NOMIC_REPRO_DATA`, else the checkout's `data/` folder."
     if os.environ.get("NOMIC_REPRO_DATA"):
         return Path(os.environ["NOMIC_REPRO_DATA"])
-    import nomic_repro
-
-    return Path(nomic_repro.__file__).resolve().parents[1] / "data"
+    return package_dir().parent / "data"
 
 
 def resolve_source(source: str | os.PathLike, data_root=None) -> Path | str:

@@ -60,7 +60,7 @@ def site(tmp_path_factory):
 def expected_figures(site_dir: Path, executed: Path, page: str, state: str) -> int:
     "Plotly figures the page must show, counted from the executed notebook itself (0 for one without outputs)."
     if page == "kernels.html":
-        from nomic_repro.pipeline import kernel_plot, kernel_results
+        from nomic_repro.report import kernel_plot, kernel_results
 
         return sum(
             kernel_plot(k, rows) is not None

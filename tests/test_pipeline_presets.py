@@ -1,4 +1,4 @@
-"""Pipeline presets beyond the lesson in nbs/18_pipeline.ipynb: v2's stage settings and the refusal of an unknown
+"""Pipeline presets beyond the lesson in nbs/19_pipeline.ipynb: v2's stage settings and the refusal of an unknown
 stage key (checks that teach nothing new, moved out of the notebook)."""
 
 import pytest

@@ -257,14 +257,14 @@ def api_markdown(modname: str) -> str:
 def kernels_notebook():
     "A notebook of the benchmark CSVs: kernels/README.md, then per CSV its plot (the report's) and its table."
     import nbformat.v4 as v4
-    from nomic_repro.pipeline import kernel_plot, kernel_results
+    from nomic_repro.report import kernel_plot, kernel_results
 
     folder = ROOT / "kernels" / "results"
     readme = ROOT / "kernels" / "README.md"
     cells = [
         v4.new_markdown_cell(readme.read_text() if readme.exists() else "# Kernel benchmarks"),
         v4.new_markdown_cell(
-            "The CSVs of `kernels/results/`, each plotted by `nomic_repro.pipeline.kernel_plot` "
+            "The CSVs of `kernels/results/`, each plotted by `nomic_repro.report.kernel_plot` "
             "(the same plots as a run's report) and listed in full."
         ),
     ]

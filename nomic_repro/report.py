@@ -11,7 +11,7 @@ import csv, html, json, os, platform, subprocess
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from .core import atomic_write, package_dir
+from .core import atomic_write, package_dir, Registry
 
 # %% ../nbs/18_report.ipynb #facd2d4e
 def _git_commit() -> str | None:
@@ -59,28 +59,34 @@ class Benchmark:
 
 _MOE_QUICK = ("--cpu-tokens", "256", "--tokens", "8192", "--hidden", "128", "--inner", "256")
 _GC_QUICK = ("--batch", "32", "--chunks", "8", "--layers", "1", "--hidden", "64", "--seq", "32")
-BENCHMARKS = {
-    "encoder": Benchmark(
-        "encoder.py", "encoder", ("seconds",), ("--layers", "1", "--batch", "4", "--repeats", "1")
-    ),
-    "flash_attn": Benchmark(
-        "flash_attn.py",
-        "flash_attn",
-        ("speedup_vs_base", "tflops", "ms"),
-        ("--lengths", "512,1024", "--tokens", "4096"),
-    ),
-    "moe": Benchmark(
-        "moe.py", "moe", ("speedup_vs_loop", "tflops", "ms"), (*_MOE_QUICK, "--repeats", "1")
-    ),
-    "train": Benchmark(
-        "train.py", "train", ("tokens_per_s",), ("--presets", "tiny", "--steps", "2")
-    ),
-    "gradcache": Benchmark("gradcache.py", "gradcache", ("peak_vs_plain",), _GC_QUICK),
-    "eval_encode": Benchmark(
-        "eval_encode.py", "eval-encode", ("ratio",), ("--n-docs", "64", "--max-length", "128")
-    ),
-    "data": Benchmark("data.py", "data", ("ratio",), ("--steps", "2", "--limit", "300")),
-}
+BENCHMARKS = Registry("benchmark")
+BENCHMARKS.update(
+    {
+        "encoder": Benchmark(
+            "encoder.py",
+            "encoder",
+            ("seconds",),
+            ("--layers", "1", "--batch", "4", "--repeats", "1"),
+        ),
+        "flash_attn": Benchmark(
+            "flash_attn.py",
+            "flash_attn",
+            ("speedup_vs_base", "tflops", "ms"),
+            ("--lengths", "512,1024", "--tokens", "4096"),
+        ),
+        "moe": Benchmark(
+            "moe.py", "moe", ("speedup_vs_loop", "tflops", "ms"), (*_MOE_QUICK, "--repeats", "1")
+        ),
+        "train": Benchmark(
+            "train.py", "train", ("tokens_per_s",), ("--presets", "tiny", "--steps", "2")
+        ),
+        "gradcache": Benchmark("gradcache.py", "gradcache", ("peak_vs_plain",), _GC_QUICK),
+        "eval_encode": Benchmark(
+            "eval_encode.py", "eval-encode", ("ratio",), ("--n-docs", "64", "--max-length", "128")
+        ),
+        "data": Benchmark("data.py", "data", ("ratio",), ("--steps", "2", "--limit", "300")),
+    }
+)
 
 
 def benchmark_of(stem: str) -> str | None:

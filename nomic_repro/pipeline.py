@@ -11,6 +11,7 @@ import json, time
 from dataclasses import dataclass, asdict, fields, replace
 from pathlib import Path
 import torch.distributed as dist
+from . import eval as ev
 from .core import atomic_write, Registry
 from nomic_repro.train import (
     TrainConfig,
@@ -152,7 +153,6 @@ def _scores(model, tasks, out: Path) -> dict:
 def long_context_curve(model_dir, lengths, batch_size: int = 4) -> list[dict]:
     """LoCo QMSum nDCG@10 of the checkpoint at each max length, served with Dynamic NTK and
     with plain RoPE."""
-    from nomic_repro import eval as ev
     from nomic_repro.embed import Embedder
 
     _, qmsum = ev.load_task("qmsum")
@@ -194,6 +194,15 @@ def _train_stages(p: PipelinePreset, out: Path, data_root, progress) -> list[str
     return ran
 
 # %% ../nbs/19_pipeline.ipynb #33b89932
+def _task_kind(task) -> str:
+    "The kind of an evaluation task: a registered one's, or retrieval for a BEIR folder path."
+    if task in ev.TASKS:
+        return ev.TASKS[task].kind
+    if Path(task).is_dir():
+        return "retrieval"
+    raise ev.unknown_task(task)
+
+
 def _evaluate_run(p: PipelinePreset, out: Path) -> tuple[dict, list]:
     """The evaluation table (every stage, the baselines, the published rows) and the long-context
     curve."""
@@ -206,7 +215,8 @@ def _evaluate_run(p: PipelinePreset, out: Path) -> tuple[dict, list]:
         else {}
     )
     for b in p.baselines:
-        tasks = [t for t in p.eval_tasks if not (b == "bm25" and t != "scifact")]
+        # each baseline scores the kinds of task it can (BM25: retrieval)
+        tasks = [t for t in p.eval_tasks if _task_kind(t) in ev.BASELINES[b].kinds]
         table[b] = _scores(b, tasks, out / "baselines" / b)
     for k, row in PUBLISHED.items():
         table[k] = {t: v for t, v in row.items() if t in p.eval_tasks}
@@ -230,6 +240,10 @@ def run_pipeline(
     interrupted one resumes."""
     # settings checked before anything is written
     p = get_pipeline_preset(preset, overrides)
+    for t in p.eval_tasks:  # an unknown task or baseline fails now, not after training
+        _task_kind(t)
+    for b in p.baselines:
+        ev.BASELINES[b]
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     # stages 2 and 3 do not score themselves: _evaluate_run scores every stage with the same harness

@@ -10,7 +10,7 @@ MLM_STEPS, STAGE2_STEPS, STAGE3_STEPS = 12, 24, 12
 # The tiny preset cut to test size (~25 s on 2 cores, most of it MiniLM filtering/mining and the imports): few steps,
 # small batches and data slices, checkpoints every 4 steps (so a kill mid-stage has one to resume from), the
 # consistency filter kept (on a 200-pair sample per source: resuming re-runs it, so its determinism is tested),
-# evaluation on STS-B only with no baselines (full SciFact costs ~20 s per stage, BM25 scores only SciFact), and the
+# evaluation on STS-B only with no baselines (full SciFact costs ~20 s per stage, BM25 scores retrieval tasks only), and the
 # long-context curve at one length (QMSum at 256 tokens, NTK and plain RoPE), so the report has every kind of plot.
 OVERRIDES = (
     f"mlm.train.max_steps={MLM_STEPS}",

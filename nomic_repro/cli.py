@@ -8,7 +8,7 @@ __all__ = ['COMMANDS', 'BENCHMARKS', 'CLIError', 'arg', 'subcommand', 'build_par
            'kernels_dir', 'bench_command', 'plan_command', 'report_command']
 
 # %% ../nbs/19_cli.ipynb #08ca6cd2
-import argparse, contextlib, io, json, sys
+import argparse, json, sys
 from pathlib import Path
 import nomic_repro
 
@@ -252,7 +252,7 @@ def _overrides(args) -> list[str]:
     return (read_config(args.config) if args.config else []) + list(args.overrides)
 
 
-def _run_stage(fn, args, *pre):
+def _run_stage(fn, args, *pre, **kw):
     "Run a stage function; a ValueError from it (bad preset, key, value, data) is a user error."
     if args.max_steps is not None and args.max_steps < 1:
         raise CLIError("--max-steps must be >= 1")
@@ -267,14 +267,15 @@ def _run_stage(fn, args, *pre):
             data_root=args.data_root,
             max_steps=args.max_steps,
             overrides=overrides,
+            **kw,
         )
     except ValueError as e:
         raise CLIError(str(e)) from None
     keep = ("preset", "start_step", "end_step", "first_loss", "last_loss", "seconds", "model_dir")
-    from nomic_repro.train import _world
+    from nomic_repro.train import rank_world
 
     # torchrun: rank 0 reports
-    if _world()[0] == 0:
+    if rank_world()[0] == 0:
         print(json.dumps({k: res[k] for k in keep if k in res}))
 
 # %% ../nbs/19_cli.ipynb #3cdb9f3d
@@ -292,11 +293,13 @@ def mlm_command(args):
     _INIT,
 )
 def contrastive_command(args):
+    from nomic_repro import eval as ev
     from nomic_repro.stage2 import run_contrastive
 
     if not Path(args.init).is_dir():
         raise CLIError(f"--init {args.init!r} is not a checkpoint folder")
-    _run_stage(run_contrastive, args, args.init)
+    harness = dict(load_encoder=ev.load_encoder, evaluate=ev.evaluate_stage)
+    _run_stage(run_contrastive, args, args.init, **harness)
 
 
 @subcommand(
@@ -306,11 +309,13 @@ def contrastive_command(args):
     _INIT,
 )
 def finetune_command(args):
+    from nomic_repro import eval as ev
     from nomic_repro.stage3 import run_finetune
 
     if not Path(args.init).is_dir():
         raise CLIError(f"--init {args.init!r} is not a checkpoint folder")
-    _run_stage(run_finetune, args, args.init)
+    harness = dict(load_encoder=ev.load_encoder, evaluate=ev.evaluate_stage)
+    _run_stage(run_finetune, args, args.init, **harness)
 
 # %% ../nbs/19_cli.ipynb #e5ce52ff
 @subcommand(
@@ -442,6 +447,7 @@ def embed_command(args):
     if not texts:
         raise CLIError(f"{args.input!r} holds no texts")
     from nomic_repro.embed import Embedder
+    import nomic_repro.model_moe  # noqa: F401 (a v2 folder loads)
 
     try:
         emb = Embedder.from_pretrained(args.model, max_length=args.max_length, device=args.device)
@@ -483,9 +489,9 @@ BENCHMARKS = {  # name -> (script in kernels/, arguments of --quick)
 def kernels_dir(path=None) -> Path:
     """The `kernels/` workbench: `path`, else the one beside this package (a git checkout), else
     ./kernels."""
-    from nomic_repro.pipeline import _package_dir
+    from nomic_repro.core import package_dir
 
-    for d in [Path(path)] if path else [_package_dir().parent / "kernels", Path("kernels")]:
+    for d in [Path(path)] if path else [package_dir().parent / "kernels", Path("kernels")]:
         if (d / "encoder.py").is_file():
             return d
     raise CLIError(

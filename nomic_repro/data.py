@@ -13,7 +13,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch
-from .core import pad_right
 from torch import Tensor
 
 # %% ../nbs/11_data.ipynb #02b915ac

@@ -7,10 +7,9 @@ __all__ = ['TASK_PREFIXES', 'TASK_ALIASES', 'MATRYOSHKA_DIMS', 'mean_pool', 'pos
            'Embedder', 'length_batches']
 
 # %% ../nbs/07_embed.ipynb #ff999b74
-import math, warnings
+import warnings
 from pathlib import Path
 from fastcore.basics import patch
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor

@@ -6,8 +6,7 @@
 __all__ = ['V2_MOE_CONFIG', 'MoEOutput', 'NomicBertMoE', 'num_parameters', 'v2_config_json', 'load_v2_tokenizer']
 
 # %% ../nbs/10_nomic_bert_moe.ipynb #be165da4
-from dataclasses import dataclass, replace
-import torch
+from dataclasses import dataclass
 from torch import nn, Tensor
 import transformers
 from fastcore.basics import patch

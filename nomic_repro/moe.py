@@ -9,7 +9,7 @@ __all__ = ['MOE_IMPLS', 'route', 'Router', 'expert_load', 'load_balancing_loss',
 
 # %% ../nbs/08_moe.ipynb #a6ac752b
 import copy
-from dataclasses import dataclass, replace
+from dataclasses import replace
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor

@@ -13,19 +13,20 @@ from importlib import metadata
 from dataclasses import dataclass, asdict, fields, replace
 from pathlib import Path
 import torch.distributed as dist
-from .core import atomic_write
+from .core import atomic_write, package_dir
 from nomic_repro.train import (
     TrainConfig,
     apply_overrides,
     setup_distributed,
     check_same_preset,
     rank0_result,
-    _world,
-    _flat,
+    rank_world,
+    flatten_dict,
 )
 from .stage1 import MLMPreset, MLM_PRESETS, run_mlm
-from .stage2 import ContrastivePreset, STAGE2_PRESETS, run_contrastive, evaluate_stage
+from .stage2 import ContrastivePreset, STAGE2_PRESETS, run_contrastive
 from .stage3 import FinetunePreset, STAGE3_PRESETS, run_finetune
+from .eval import evaluate_stage, load_encoder
 
 # %% ../nbs/18_pipeline.ipynb #c641daae
 # Published reference rows for the report: nomic-embed-text-v1's own MTEB submission (GitHub
@@ -142,7 +143,7 @@ def read_config(path) -> list[str]:
         raise ValueError(
             f"{str(path)!r} must hold a mapping of settings, got {type(tree).__name__}"
         )
-    return [f"{k}={json.dumps(v)}" for k, v in _flat(tree).items()]
+    return [f"{k}={json.dumps(v)}" for k, v in flatten_dict(tree).items()]
 
 # %% ../nbs/18_pipeline.ipynb #9f51fa26
 def _finished(d: Path, max_steps: int) -> bool:
@@ -156,7 +157,7 @@ def _finished(d: Path, max_steps: int) -> bool:
 
 
 def _barrier():
-    if _world()[1] > 1:
+    if rank_world()[1] > 1:
         dist.barrier()
 
 
@@ -213,6 +214,7 @@ def _train_stages(p: PipelinePreset, out: Path, data_root, progress) -> list[str
     """Stage 1 → 2 → 3, each from the previous stage's `model/`; a finished stage is skipped.
     Returns the stages it ran."""
     s1, s2, s3 = out / "stage1", out / "stage2", out / "stage3"
+    harness = dict(load_encoder=load_encoder, evaluate=evaluate_stage)  # 17_eval's
     # a finished stage trained otherwise is refused too
     for d, sp in ((s1, p.mlm), (s2, p.contrastive), (s3, p.finetune)):
         if (d / "preset.json").exists():
@@ -224,11 +226,15 @@ def _train_stages(p: PipelinePreset, out: Path, data_root, progress) -> list[str
         ran.append("stage1")
     _barrier()
     if not _finished(s2, p.contrastive.train.max_steps):
-        run_contrastive(p.contrastive, s1 / "model", s2, data_root=data_root, progress=progress)
+        run_contrastive(
+            p.contrastive, s1 / "model", s2, data_root=data_root, progress=progress, **harness
+        )
         ran.append("stage2")
     _barrier()
     if not _finished(s3, p.finetune.train.max_steps):
-        run_finetune(p.finetune, s2 / "model", s3, data_root=data_root, progress=progress)
+        run_finetune(
+            p.finetune, s2 / "model", s3, data_root=data_root, progress=progress, **harness
+        )
         ran.append("stage3")
     _barrier()
     return ran
@@ -299,19 +305,11 @@ def run_pipeline(
     return report
 
 # %% ../nbs/18_pipeline.ipynb #facd2d4e
-def _package_dir() -> Path:
-    """This package's folder, where `import nomic_repro` found it (not the working directory: a
-    notebook may be started anywhere)."""
-    import nomic_repro
-
-    return Path(nomic_repro.__file__).resolve().parent
-
-
 def _git_commit() -> str | None:
     try:
         r = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"],
-            cwd=_package_dir(),
+            cwd=package_dir(),
             capture_output=True,
             text=True,
             timeout=5,
@@ -366,7 +364,7 @@ def _num(v: str):
 def kernel_results(folder=None) -> dict:
     """`{csv stem: rows}` of the benchmark CSVs in `folder` (default: the repository's
     `kernels/results`, when present)."""
-    folder = Path(folder) if folder is not None else _package_dir().parent / "kernels" / "results"
+    folder = Path(folder) if folder is not None else package_dir().parent / "kernels" / "results"
     if not folder.is_dir():
         return {}
     return {f.stem: list(csv.DictReader(f.open())) for f in sorted(folder.glob("*.csv"))}

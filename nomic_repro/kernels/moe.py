@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 # sets TRITON_INTERPRET=1 on a machine without CUDA, before triton loads
-import nomic_repro.core
+import nomic_repro.core  # noqa: F401
 import triton
 import triton.language as tl
 from ..moe import check_moe_args, register_moe_impl

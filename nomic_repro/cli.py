@@ -8,7 +8,7 @@ __all__ = ['COMMANDS', 'CLIError', 'arg', 'registered', 'subcommand', 'build_par
            'embed_command', 'kernels_dir', 'bench_command', 'plan_command', 'report_command']
 
 # %% ../nbs/22_cli.ipynb #08ca6cd2
-import argparse, contextlib, io, json, re, sys
+import argparse, json, re, sys
 from pathlib import Path
 import nomic_repro
 from .core import package_dir
@@ -299,9 +299,9 @@ def config_overrides(path) -> list[str]:
         raise ValueError(
             f"{str(path)!r} must hold a mapping of settings, got {type(tree).__name__}"
         )
-    from nomic_repro.train import _flat
+    from nomic_repro.train import flatten_dict
 
-    return [f"{k}={json.dumps(v)}" for k, v in _flat(tree).items()]
+    return [f"{k}={json.dumps(v)}" for k, v in flatten_dict(tree).items()]
 
 # %% ../nbs/22_cli.ipynb #58e6ed65
 def _overrides(args) -> list[str]:
@@ -310,7 +310,7 @@ def _overrides(args) -> list[str]:
     return (config_overrides(args.config) if args.config else []) + list(args.overrides)
 
 
-def _run_stage(fn, args, *pre):
+def _run_stage(fn, args, *pre, **kw):
     "Run a stage function; a ValueError from it (bad preset, key, value, data) is a user error."
     if args.max_steps is not None and args.max_steps < 1:
         raise CLIError("--max-steps must be >= 1")
@@ -325,14 +325,15 @@ def _run_stage(fn, args, *pre):
             data_root=args.data_root,
             max_steps=args.max_steps,
             overrides=overrides,
+            **kw,
         )
     except ValueError as e:
         raise CLIError(str(e)) from None
     keep = ("preset", "start_step", "end_step", "first_loss", "last_loss", "seconds", "model_dir")
-    from nomic_repro.train import _world
+    from nomic_repro.train import rank_world
 
     # torchrun: rank 0 reports
-    if _world()[0] == 0:
+    if rank_world()[0] == 0:
         print(json.dumps({k: res[k] for k in keep if k in res}))
 
 # %% ../nbs/22_cli.ipynb #3cdb9f3d
@@ -350,11 +351,13 @@ def mlm_command(args):
     _INIT,
 )
 def contrastive_command(args):
+    from nomic_repro import eval as ev
     from nomic_repro.stage2 import run_contrastive
 
     if not Path(args.init).is_dir():
         raise CLIError(f"--init {args.init!r} is not a checkpoint folder")
-    _run_stage(run_contrastive, args, args.init)
+    harness = dict(load_encoder=ev.load_encoder, evaluate=ev.evaluate_stage)
+    _run_stage(run_contrastive, args, args.init, **harness)
 
 
 @subcommand(
@@ -364,11 +367,13 @@ def contrastive_command(args):
     _INIT,
 )
 def finetune_command(args):
+    from nomic_repro import eval as ev
     from nomic_repro.stage3 import run_finetune
 
     if not Path(args.init).is_dir():
         raise CLIError(f"--init {args.init!r} is not a checkpoint folder")
-    _run_stage(run_finetune, args, args.init)
+    harness = dict(load_encoder=ev.load_encoder, evaluate=ev.evaluate_stage)
+    _run_stage(run_finetune, args, args.init, **harness)
 
 # %% ../nbs/22_cli.ipynb #e5ce52ff
 @subcommand(
@@ -501,6 +506,7 @@ def embed_command(args):
     if not texts:
         raise CLIError(f"{args.input!r} holds no texts")
     from nomic_repro.embed import Embedder
+    import nomic_repro.model_moe  # noqa: F401 (a v2 folder loads)
 
     try:
         emb = Embedder.from_pretrained(args.model, max_length=args.max_length, device=args.device)

@@ -5,12 +5,12 @@
 # %% auto #0
 __all__ = ['SIZES', 'CELL_GUARD', 'use_triton_interpreter', 'seed_everything', 'get_device', 'get_dtype', 'in_test', 'Sizes',
            'sizes', 'CloseReport', 'assert_close', 'pad_right', 'progress_bar', 'umask_mode', 'atomic_write',
-           'atomic_folder', 'show', 'package_dir', 'cell_flags', 'flagged_cell_skip', 'install_cell_guard', 'Registry',
+           'atomic_folder', 'package_dir', 'show', 'cell_flags', 'flagged_cell_skip', 'install_cell_guard', 'Registry',
            'Verdict', 'exercise']
 
 # %% ../nbs/00_core.ipynb #9ed9ebde
 import os, sys, math, random, warnings
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass
 
 # %% ../nbs/00_core.ipynb #3b904f18
 _TRITON_TOO_EARLY = (
@@ -289,6 +289,13 @@ def atomic_folder(path, write) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return path
+
+# %% ../nbs/00_core.ipynb #79f1bc72
+def package_dir() -> Path:
+    "This package's folder, where `import nomic_repro` found it (not the working directory)."
+    import nomic_repro
+
+    return Path(nomic_repro.__file__).resolve().parent
 
 # %% ../nbs/00_core.ipynb #3e4e9742
 _TRACE_ARRAYS = ("x", "y", "z", "text", "customdata")

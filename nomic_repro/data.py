@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch
-from .core import pad_right, package_dir
+from .core import package_dir
 from torch import Tensor
 
 # %% ../nbs/11_data.ipynb #02b915ac

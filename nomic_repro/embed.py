@@ -7,9 +7,9 @@ __all__ = ['TASK_PREFIXES', 'TASK_ALIASES', 'MATRYOSHKA_DIMS', 'mean_pool', 'pos
            'Embedder', 'length_batches']
 
 # %% ../nbs/07_embed.ipynb #ff999b74
-import math, warnings
+import warnings
 from pathlib import Path
-import numpy as np
+from fastcore.basics import patch
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -119,8 +119,9 @@ class Embedder:
         )
 
 # %% ../nbs/07_embed.ipynb #b8b35cff
-def _from_pretrained(
-    cls,
+@patch(cls_method=True)
+def from_pretrained(
+    cls: Embedder,
     path_or_id,
     *,
     layer_norm: bool | None = None,
@@ -151,7 +152,9 @@ def _from_pretrained(
     )
 
 
-def _save_pretrained(self: Embedder, save_dir, *, layout: str = "nomic", **kwargs) -> Path:
+# adds the method; the function `save_pretrained` (06_checkpoints) stays as it is
+@patch
+def save_pretrained(self: Embedder, save_dir, *, layout: str = "nomic", **kwargs) -> Path:
     "Write the model, the tokenizer and this Embedder's `layer_norm` flag (see `save_pretrained`)."
     return save_pretrained(
         self.model,
@@ -161,10 +164,6 @@ def _save_pretrained(self: Embedder, save_dir, *, layout: str = "nomic", **kwarg
         layer_norm=self.layer_norm,
         **kwargs,
     )
-
-
-Embedder.from_pretrained = classmethod(_from_pretrained)
-Embedder.save_pretrained = _save_pretrained
 
 # %% ../nbs/07_embed.ipynb #6c0fce5d
 def length_batches(lengths: list[int], batch_size: int, sort: bool = True) -> list[list[int]]:
@@ -177,6 +176,7 @@ def length_batches(lengths: list[int], batch_size: int, sort: bool = True) -> li
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 # %% ../nbs/07_embed.ipynb #4b662e7f
+@patch
 def _tokenize(self: Embedder, texts: list[str], max_length: int) -> list[list[int]]:
     "Token ids of each text with [CLS] and [SEP], cut to `max_length` (keeping [SEP]); warns once."
     if not texts:
@@ -190,12 +190,10 @@ def _tokenize(self: Embedder, texts: list[str], max_length: int) -> list[list[in
         )
     return [x[: max_length - 1] + x[-1:] if len(x) > max_length else x for x in ids]
 
-
-Embedder._tokenize = _tokenize
-
 # %% ../nbs/07_embed.ipynb #9fa8bcb8
+@patch
 @torch.no_grad()
-def _encode(
+def encode(
     self: Embedder,
     texts,
     task=None,
@@ -227,6 +225,3 @@ def _encode(
     res = torch.stack(out) if out else torch.empty(0, dim or self.model.config.hidden_size)
     res = res[0] if single else res
     return res if convert_to_tensor else res.numpy()
-
-
-Embedder.encode = _encode

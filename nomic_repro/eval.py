@@ -9,8 +9,8 @@ __all__ = ['TASKS', 'METRICS', 'ENCODE_TASKS', 'MEAN_POOL_MODELS', 'BASELINES', 
            'minilm_path', 'MeanPoolEncoder', 'MiniLMEncoder', 'EmbedderEncoder', 'Baseline', 'register_baseline',
            'load_encoder', 'BM25Retriever', 'evaluate_retrieval', 'STSData', 'load_stsb', 'load_sick', 'evaluate_sts',
            'load_qmsum', 'context_length_sweep', 'load_task', 'eval_max_length', 'run_eval', 'results_table',
-           'save_results', 'import_mteb_offline', 'local_retrieval_task', 'MTEBEncoder', 'encode_throughput',
-           'load_ag_news', 'pca_2d']
+           'save_results', 'evaluate_stage', 'import_mteb_offline', 'local_retrieval_task', 'MTEBEncoder',
+           'encode_throughput', 'load_ag_news', 'pca_2d']
 
 # %% ../nbs/17_eval.ipynb #b37f1b02
 import csv, datetime, gzip, json, os, random, time
@@ -24,6 +24,9 @@ from torch import Tensor
 import nomic_repro
 from .core import get_device, pad_right, atomic_write, Registry
 from .embed import mean_pool
+
+# a model folder may hold Nomic Embed v2: importing model_moe registers it with load_pretrained
+import nomic_repro.model_moe  # noqa: F401
 
 # %% ../nbs/17_eval.ipynb #49975516
 class EvalError(ValueError):
@@ -895,6 +898,17 @@ def save_results(results: list[dict], path) -> Path:
     """Write results as a JSON list (creating the folder), via a temporary file: a kill never leaves
     half a file."""
     return atomic_write(path, lambda t: t.write_text(json.dumps(results, indent=2) + "\n"))
+
+# %% ../nbs/17_eval.ipynb #7679eaeb
+def evaluate_stage(model_dir, tasks, out: Path, data_root=None) -> dict:
+    """Score the model in `model_dir` on `tasks` (read under `data_root`); results in
+    `out/eval.json`, `{task: {"metric", "score"}}` returned."""
+    results = [run_eval(str(model_dir), t, data_root=data_root) for t in tasks]
+    save_results(results, Path(out) / "eval.json")
+    return {
+        t: {"metric": r["main_score"], "score": r["metrics"][r["main_score"]]}
+        for t, r in zip(tasks, results)
+    }
 
 # %% ../nbs/17_eval.ipynb #e6abb84f
 def import_mteb_offline(cache_dir=None):

@@ -8,13 +8,11 @@ __all__ = ['ATTN_IMPLS', 'NomicBertConfig', 'NomicBertAttention', 'NomicBertMLP'
            'NomicBertLMPredictionHead', 'NomicBertMLMHead', 'NomicBertForMaskedLM']
 
 # %% ../nbs/05_nomic_bert.ipynb #cc9af0d7
-import math
-from dataclasses import dataclass, asdict, fields, replace
+from dataclasses import dataclass, asdict, fields
 from functools import partial
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
-from .core import assert_close
 from .rope import RotaryEmbedding, apply_rotary
 from .ntk import DynamicNTKRotaryEmbedding
 from .attention import attention_sdpa, unpad, pad

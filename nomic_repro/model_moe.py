@@ -6,20 +6,16 @@
 __all__ = ['V2_MOE_CONFIG', 'MoEOutput', 'NomicBertMoE', 'num_parameters', 'v2_config_json', 'load_v2_tokenizer']
 
 # %% ../nbs/10_nomic_bert_moe.ipynb #be165da4
-from dataclasses import dataclass, replace
-import torch
+from dataclasses import dataclass
 from torch import nn, Tensor
 import transformers
+from fastcore.basics import patch
 from .model import NomicBertConfig, NomicBert
-from nomic_repro.moe import (
-    MoEMLP,
-    MOE_IMPLS,
-    moe_function,
-    moe_layers,
-    moe_aux_loss,
-    moe_expert_load,
-    upcycle,
-)
+from .checkpoint import register_model_type
+
+# registers moe_impl "triton" and "grouped_mm" with 08_moe's MOE_IMPLS
+import nomic_repro.kernels.moe  # noqa: F401
+from .moe import MoEMLP, moe_function, moe_layers, moe_aux_loss, moe_expert_load, upcycle
 
 # %% ../nbs/10_nomic_bert_moe.ipynb #76d7942c
 V2_MOE_CONFIG = NomicBertConfig(
@@ -78,7 +74,7 @@ class NomicBertMoE(NomicBert):
 
     @moe_impl.setter
     def moe_impl(self, v: str):
-        # validates, and imports the kernels if needed
+        # validates the name: one of 08_moe's MOE_IMPLS (this module registered the kernels)
         moe_function(v)
         for m in moe_layers(self):
             m.moe_impl = v
@@ -103,8 +99,9 @@ class NomicBertMoE(NomicBert):
         )
 
 # %% ../nbs/10_nomic_bert_moe.ipynb #4fab5d23
-def _from_dense(
-    cls,
+@patch(cls_method=True)
+def from_dense(
+    cls: NomicBertMoE,
     dense: NomicBert,
     num_experts: int = 8,
     top_k: int = 2,
@@ -117,9 +114,8 @@ def _from_dense(
     model.load_state_dict(up.state_dict(), strict=True)
     return model.to(next(dense.parameters()).device)
 
-
-# attached after the class so the class cell stays short; the package needs no fastcore at run time
-NomicBertMoE.from_dense = classmethod(_from_dense)
+# %% ../nbs/10_nomic_bert_moe.ipynb #8c0f365b
+register_model_type("moe", NomicBertMoE)
 
 # %% ../nbs/10_nomic_bert_moe.ipynb #757f8abe
 def num_parameters(model: nn.Module, active: bool = False) -> int:

@@ -6,7 +6,6 @@
 __all__ = ['dynamic_ntk_base', 'dynamic_ntk_inv_freq', 'DynamicNTKRotaryEmbedding']
 
 # %% ../nbs/02_dynamic_ntk.ipynb #032c1008
-import math
 import torch
 from torch import Tensor
 from .rope import RotaryEmbedding, rotary_inv_freq

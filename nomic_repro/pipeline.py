@@ -12,6 +12,7 @@ from dataclasses import dataclass, asdict, fields, replace
 from pathlib import Path
 import torch.distributed as dist
 from . import eval as ev
+from .eval import evaluate_stage, load_encoder
 from .core import atomic_write, Registry
 from nomic_repro.train import (
     TrainConfig,
@@ -19,10 +20,10 @@ from nomic_repro.train import (
     setup_distributed,
     check_same_preset,
     rank0_result,
-    _world,
+    rank_world,
 )
 from .stage1 import MLMPreset, MLM_PRESETS, run_mlm
-from .stage2 import ContrastivePreset, STAGE2_PRESETS, run_contrastive, evaluate_stage
+from .stage2 import ContrastivePreset, STAGE2_PRESETS, run_contrastive
 from .stage3 import FinetunePreset, STAGE3_PRESETS, run_finetune
 from .report import environment, write_html_report
 
@@ -117,7 +118,7 @@ def _finished(d: Path, max_steps: int) -> bool:
 
 
 def _barrier():
-    if _world()[1] > 1:
+    if rank_world()[1] > 1:
         dist.barrier()
 
 
@@ -178,17 +179,21 @@ def _train_stages(p: PipelinePreset, out: Path, data_root, progress) -> list[str
         if (d / "preset.json").exists():
             rank0_result(check_same_preset, d, sp)
     _barrier()
-    ran = []
+    ran, harness = [], dict(load_encoder=load_encoder, evaluate=evaluate_stage)  # 17_eval's
     if not _finished(s1, p.mlm.train.max_steps):
         run_mlm(p.mlm, s1, data_root=data_root, progress=progress)
         ran.append("stage1")
     _barrier()
     if not _finished(s2, p.contrastive.train.max_steps):
-        run_contrastive(p.contrastive, s1 / "model", s2, data_root=data_root, progress=progress)
+        run_contrastive(
+            p.contrastive, s1 / "model", s2, data_root=data_root, progress=progress, **harness
+        )
         ran.append("stage2")
     _barrier()
     if not _finished(s3, p.finetune.train.max_steps):
-        run_finetune(p.finetune, s2 / "model", s3, data_root=data_root, progress=progress)
+        run_finetune(
+            p.finetune, s2 / "model", s3, data_root=data_root, progress=progress, **harness
+        )
         ran.append("stage3")
     _barrier()
     return ran

@@ -12,7 +12,7 @@ import math
 import dataclasses
 from dataclasses import dataclass
 from .model import NomicBertConfig
-from .pipeline import PipelinePreset, PIPELINE_PRESETS, get_pipeline_preset
+from .pipeline import PipelinePreset, get_pipeline_preset
 
 # %% ../nbs/20_plan.ipynb #888f888c
 @dataclass(frozen=True)

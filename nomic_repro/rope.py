@@ -8,7 +8,6 @@ __all__ = ['rotary_inv_freq', 'rotary_cos_sin', 'rotate_half', 'apply_rotary', '
 # %% ../nbs/01_rope.ipynb #971b2fa6
 import torch
 from torch import nn, Tensor
-from .core import assert_close
 
 # %% ../nbs/01_rope.ipynb #cdcc8db0
 def _check_rotary_dim(dim: int):

@@ -4,17 +4,15 @@
 
 # %% auto #0
 __all__ = ['MLM_PRESETS', 'CC100_LANGUAGES', 'MLM_DEPARTURES', 'MLMData', 'MLMPreset', 'get_mlm_preset', 'load_preset_tokenizer',
-           'preset_departures', 'departures_table', 'MLMObjective', 'MLMTask', 'build_mlm_dataset', 'run_mlm',
-           'add_mlm_args', 'mlm_from_args', 'main']
+           'preset_departures', 'departures_table', 'MLMObjective', 'MLMTask', 'build_mlm_dataset', 'run_mlm']
 
 # %% ../nbs/13_stage1_mlm.ipynb #1e8d6c8d
-import argparse, json, sys, time
-from dataclasses import dataclass, asdict, field, replace
+import json, time
+from dataclasses import dataclass, asdict, replace
 from pathlib import Path
-import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
-from .core import seed_everything, get_device, atomic_folder, Registry
+from .core import seed_everything, atomic_folder, Registry
 from .model import NomicBertConfig, NomicBertForMaskedLM
 from .model_moe import V2_MOE_CONFIG
 from .checkpoint import load_tokenizer, save_pretrained, load_xlm_roberta
@@ -32,14 +30,13 @@ from nomic_repro.train import (
     train,
     setup_distributed,
     wrap_ddp,
-    apply_overrides,
     resolve_preset,
     list_checkpoints,
     check_same_preset,
     check_same_data,
     rank0_result,
     NOT_PART_OF_THE_RUN,
-    _flat,
+    flatten_dict,
 )
 import transformers
 
@@ -190,7 +187,7 @@ MLM_PRESETS["moe"] = MLMPreset(
 # %% ../nbs/13_stage1_mlm.ipynb #d5ecef57
 def _settings(preset) -> dict:
     "A preset as flat `section.key` settings, with JSON values (as its run folder's preset.json)."
-    return _flat(json.loads(json.dumps(asdict(preset))))
+    return flatten_dict(json.loads(json.dumps(asdict(preset))))
 
 
 def preset_departures(ours, paper, why: dict) -> list[tuple[str, object, object, str]]:
@@ -400,62 +397,3 @@ def run_mlm(
         "first_loss": log[0]["loss"] if log else None,
         "last_loss": log[-1]["loss"] if log else None,
     }
-
-# %% ../nbs/13_stage1_mlm.ipynb #c4ac0c64
-def add_mlm_args(p: argparse.ArgumentParser):
-    p.add_argument("--preset", default="tiny", help=f"one of {sorted(MLM_PRESETS)}")
-    p.add_argument("--output-dir", required=True, help="run folder; rerunning on it resumes")
-    p.add_argument(
-        "--data-root",
-        default=None,
-        help="folder the data sources are relative to (default: the project's data/)",
-    )
-    p.add_argument(
-        "--max-steps",
-        type=int,
-        default=None,
-        help="stop after this step (the LR schedule is unchanged)",
-    )
-    p.add_argument("--save-every", type=int, default=None, help="checkpoint every N steps")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a preset setting, e.g. train.lr=1e-3",
-    )
-
-# %% ../nbs/13_stage1_mlm.ipynb #72e88035
-def mlm_from_args(args) -> dict:
-    overrides = list(args.overrides) + (
-        [f"train.save_every={args.save_every}"] if args.save_every else []
-    )
-    res = run_mlm(
-        args.preset,
-        args.output_dir,
-        data_root=args.data_root,
-        max_steps=args.max_steps,
-        overrides=overrides,
-    )
-    keys = ("preset", "start_step", "end_step", "first_loss", "last_loss", "seconds", "model_dir")
-    print(json.dumps({k: res[k] for k in keys}))
-    return res
-
-
-def main(argv=None):
-    p = argparse.ArgumentParser(
-        prog="nomic-repro mlm",
-        description="Stage 1: masked-language-model pretraining of NomicBERT.",
-    )
-    add_mlm_args(p)
-    args = p.parse_args(argv)
-    try:
-        mlm_from_args(args)
-    except (ValueError, FileNotFoundError, KeyError) as e:
-        sys.exit(f"error: {e}")
-
-# %% ../nbs/13_stage1_mlm.ipynb #61091ed5
-# runs as a script (python -m nomic_repro.stage1); a Jupyter kernel has no __file__: skipped there
-if __name__ == "__main__" and "__file__" in globals():
-    main()

@@ -4,17 +4,18 @@
 
 # %% auto #0
 __all__ = ['DEMO_PAIR_SOURCES', 'STAGE2_PRESETS', 'STAGE2_DEPARTURES', 'PairSource', 'load_pair_sources', 'EpochPlan',
-           'PairDataset', 'tokenize_side', 'ContrastiveTask', 'consistency_filter', 'load_filter_encoder',
-           'ContrastiveData', 'ContrastivePreset', 'build_pairs', 'save_encoder', 'evaluate_stage', 'run_contrastive']
+           'PairDataset', 'tokenize_side', 'with_aux_metrics', 'ContrastiveTask', 'consistency_filter',
+           'load_filter_encoder', 'ContrastiveData', 'ContrastivePreset', 'build_pairs', 'save_encoder',
+           'run_contrastive']
 
 # %% ../nbs/15_stage2_contrastive.ipynb #87b3a65e
-import argparse, json, sys, time, warnings
-from dataclasses import dataclass, asdict, replace
+import json, time, warnings
+from dataclasses import dataclass, replace
 from pathlib import Path
 import torch
 import torch.distributed as dist
-from torch import nn, Tensor
-from .core import seed_everything, get_device, pad_right, atomic_folder, Registry
+from torch import Tensor
+from .core import seed_everything, pad_right, atomic_folder, Registry
 from .embed import add_prefix
 from nomic_repro.checkpoint import (
     load_pretrained,
@@ -40,13 +41,12 @@ from nomic_repro.train import (
     train,
     setup_distributed,
     wrap_ddp,
-    apply_overrides,
     resolve_preset,
     rank0_result,
     check_same_preset,
     check_same_data,
+    unwrap,
 )
-from .stage1 import departures_table, preset_departures
 
 # %% ../nbs/15_stage2_contrastive.ipynb #33f8d762
 @dataclass(frozen=True)
@@ -178,13 +178,9 @@ def tokenize_side(tokenizer, texts: list[str], max_length: int) -> tuple[Tensor,
     return pad_right(ids, tokenizer.pad_token_id)
 
 
-def _inner(model):
-    return getattr(model, "module", model)
-
-
 def _is_moe(model) -> bool:
     return bool(
-        getattr(getattr(getattr(_inner(model), "encoder", None), "config", None), "num_experts", 0)
+        getattr(getattr(getattr(unwrap(model), "encoder", None), "config", None), "num_experts", 0)
     )
 
 
@@ -199,10 +195,10 @@ def _router_aux(model, weight: float) -> RouterAux | None:
     "For a MoE encoder, a `RouterAux` (`14_infonce`) with its coefficient × `weight`; else None."
     if not _is_moe(model):
         return None
-    return RouterAux(_inner(model).encoder.config.router_aux_loss_coef, weight)
+    return RouterAux(unwrap(model).encoder.config.router_aux_loss_coef, weight)
 
 
-def _with_aux(metrics: dict, nce: Tensor, aux: RouterAux | None, n: int) -> dict:
+def with_aux_metrics(metrics: dict, nce: Tensor, aux: RouterAux | None, n: int) -> dict:
     """`metrics` with the summed InfoNCE and, for a MoE encoder, both sides' aux losses (× the `n`
     queries) and the expert imbalance."""
     metrics = {**metrics, "infonce": float(nce.detach())}
@@ -291,7 +287,7 @@ def _task_per_side_loss(self, model, b):
             terms.append(aux.chunk_loss(model, side))
     nce, m = self._loss(*embs)
     aux_term = sum(t.to(nce.dtype) for t in terms)  # the aux losses are summed in fp64
-    return self.infonce_weight() * nce + aux_term, _with_aux(m, nce, aux, n)
+    return self.infonce_weight() * nce + aux_term, with_aux_metrics(m, nce, aux, n)
 
 
 # attached as methods, so that subclasses (stage 3's SupervisedTask) override them as usual
@@ -317,7 +313,7 @@ def _task_grad_cache_step(self, model, b, scale):
         scale=scale,
         aux=aux,
     )
-    m = _with_aux({}, wnce / w, aux, n)
+    m = with_aux_metrics({}, wnce / w, aux, n)
     return wnce + m.get("aux_loss", 0.0), m
 
 
@@ -353,12 +349,16 @@ def consistency_filter(
     return keep
 
 
-def load_filter_encoder(spec="minilm", device=None):
-    """The filter model: 'minilm', 'gte-base' or 'multilingual-e5-small' (or a folder so named), a
-    NomicBERT folder, or an encoder."""
-    # the evaluation harness owns the baseline encoders
-    from nomic_repro.eval import load_encoder
-
+def load_filter_encoder(spec, device=None, load_encoder=None):
+    """The filter model: an encoder as it is, else `load_encoder(spec, device=device)`, the
+    evaluation harness's loader (`17_eval`'s `load_encoder`: 'minilm', 'gte-base', a folder)."""
+    if not isinstance(spec, (str, Path)):
+        return spec
+    if load_encoder is None:
+        raise ValueError(
+            f"filter model {str(spec)!r} needs a loader: pass load_encoder="
+            "nomic_repro.eval.load_encoder (the CLI and the pipeline do)"
+        )
     return load_encoder(spec, device=device)
 
 # %% ../nbs/15_stage2_contrastive.ipynb #60aaa99e
@@ -505,10 +505,10 @@ STAGE2_DEPARTURES = {
 }
 
 # %% ../nbs/15_stage2_contrastive.ipynb #464329bc
-def _filter_masks(preset: ContrastivePreset, srcs: dict, device) -> dict:
+def _filter_masks(preset: ContrastivePreset, srcs: dict, device, load_encoder) -> dict:
     """Consistency-filter keep masks per source (run on rank 0 only under torchrun, so every rank
     trains on the same pairs)."""
-    enc = load_filter_encoder(preset.data.filter_model, device)
+    enc = load_filter_encoder(preset.data.filter_model, device, load_encoder)
     return {
         name: consistency_filter(
             rows,
@@ -522,13 +522,17 @@ def _filter_masks(preset: ContrastivePreset, srcs: dict, device) -> dict:
 
 
 def build_pairs(
-    preset: ContrastivePreset, data_root=None, device=None, report: dict | None = None
+    preset: ContrastivePreset,
+    data_root=None,
+    device=None,
+    report: dict | None = None,
+    load_encoder=None,
 ) -> PairDataset:
-    """Read the preset's sources and apply consistency filtering; `report` receives kept/total per
-    source."""
+    """Read the preset's sources and apply consistency filtering (the filter model loaded by
+    `load_encoder`); `report` receives kept/total per source."""
     srcs = load_pair_sources(preset.data.sources, data_root, preset.data.limit_per_source)
     keeps = (
-        rank0_result(_filter_masks, preset, srcs, device)
+        rank0_result(_filter_masks, preset, srcs, device, load_encoder)
         if preset.data.filter_model
         else {n: [True] * len(r) for n, (s, r) in srcs.items()}
     )
@@ -555,13 +559,24 @@ def _init_encoder(preset: ContrastivePreset, folder, device):
         enc.config = replace(enc.config, router_aux_loss_coef=preset.aux_loss_coef)
     return enc
 
+
+def _open_run_folder(preset: ContrastivePreset, folder, output_dir, data_root) -> Path:
+    "`output_dir`, created; refused when it holds a run of another preset or other data."
+    # checked before the folder records the preset
+    _check_matryoshka(preset, config_from_dict(read_config(folder)).hidden_size)
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rank0_result(check_same_preset, out, preset)  # resuming with another preset is refused
+    rank0_result(check_same_data, out, [s.path for s in preset.data.sources], data_root)
+    return out
+
 # %% ../nbs/15_stage2_contrastive.ipynb #1044150e
 def _contrastive_task(
-    preset: ContrastivePreset, data_root, device, report: dict, tokenizer
+    preset: ContrastivePreset, data_root, device, report: dict, tokenizer, load_encoder=None
 ) -> ContrastiveTask:
     "Stage 2's task: the filtered pair sources, one per batch."
     return ContrastiveTask(
-        build_pairs(preset, data_root, device, report),
+        build_pairs(preset, data_root, device, report, load_encoder),
         tokenizer,
         preset.train,
         temperature=preset.temperature,
@@ -589,20 +604,6 @@ def save_encoder(enc, folder, tokenizer, layer_norm: bool) -> Path:
         ),
     )
 
-
-def evaluate_stage(model_dir, tasks, out: Path, data_root=None) -> dict:
-    """Score the stage's model on `tasks` with the evaluation harness; results in `out/eval.json`,
-    main scores returned."""
-    from nomic_repro import eval as ev
-
-    # eval tasks read the vendored data/eval
-    results = [ev.run_eval(str(model_dir), t) for t in tasks]
-    ev.save_results(results, out / "eval.json")
-    return {
-        t: {"metric": r["main_score"], "score": r["metrics"][r["main_score"]]}
-        for t, r in zip(tasks, results)
-    }
-
 # %% ../nbs/15_stage2_contrastive.ipynb #565caed4
 def run_contrastive(
     preset: ContrastivePreset | str,
@@ -616,20 +617,18 @@ def run_contrastive(
     presets=None,
     make_task=_contrastive_task,
     desc="stage 2 (contrastive)",
+    load_encoder=None,
+    evaluate=None,
 ) -> dict:
     """Contrastive training of the encoder at `init_from` (a checkpoint folder, with its tokenizer)
-    into `output_dir`, resumable."""
+    into `output_dir`, resumable; `load_encoder` loads the filter model and `evaluate(model_dir,
+    tasks, out, data_root)` scores the finished model (`17_eval`; None: not scored)."""
     preset = resolve_preset(preset, presets or STAGE2_PRESETS, overrides)
     rank, world, device = setup_distributed()
     report, folder = {}, resolve_folder(init_from)
-    # checked before the folder records the preset
-    _check_matryoshka(preset, config_from_dict(read_config(folder)).hidden_size)
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    rank0_result(check_same_preset, out, preset)  # resuming with another preset is refused
-    rank0_result(check_same_data, out, [s.path for s in preset.data.sources], data_root)
+    out = _open_run_folder(preset, folder, output_dir, data_root)
     tok = load_tokenizer(folder)  # the init model's own (stage 1 saved its preset's)
-    task = make_task(preset, data_root, device, report, tok)
+    task = make_task(preset, data_root, device, report, tok, load_encoder)
     task.infonce_scale = preset.infonce_scale  # the run's weighting, whatever built the task
     seed_everything(preset.train.seed)
     enc = _init_encoder(preset, folder, device)
@@ -640,8 +639,9 @@ def run_contrastive(
     if rank == 0:
         save_encoder(enc, out / "model", tok, preset.layer_norm)
         (out / "data_report.json").write_text(json.dumps(report, indent=2))
-        if res["end_step"] == preset.train.max_steps and preset.eval_tasks:
-            scores = evaluate_stage(out / "model", preset.eval_tasks, out, data_root)
+        done = res["end_step"] == preset.train.max_steps
+        if done and preset.eval_tasks and evaluate is not None:
+            scores = evaluate(out / "model", preset.eval_tasks, out, data_root)
     spe = task.pairs.plan(preset.train.batch_size).steps_per_epoch  # > 1 epoch: warned
     return {
         "preset": preset.name,

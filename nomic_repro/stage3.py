@@ -8,30 +8,23 @@ __all__ = ['DEMO_SUPERVISED_SOURCES', 'STAGE3_PRESETS', 'STAGE3_DEPARTURES', 'mi
            'build_triplets', 'run_finetune']
 
 # %% ../nbs/16_stage3_finetune.ipynb #89c01d86
-import gzip, json, time
+import gzip, json
 from dataclasses import dataclass, replace
 from pathlib import Path
 import torch
-import torch.nn.functional as F
-from torch import Tensor
-from .core import seed_everything, atomic_write
-from .core import Registry
+from .core import atomic_write, Registry
 from .embed import add_prefix, MATRYOSHKA_DIMS
-from .checkpoint import load_tokenizer
 from .data import read_records, row_generators, TokenStore
 from .train import TrainConfig, rank0_result
 from nomic_repro.stage2 import (
     PairSource,
     PairDataset,
     ContrastiveTask,
-    ContrastiveData,
     ContrastivePreset,
     tokenize_side,
     load_filter_encoder,
     run_contrastive,
-    _with_aux,
 )
-from .stage1 import departures_table, preset_departures
 
 # %% ../nbs/16_stage3_finetune.ipynb #b8c5e5ca
 @torch.no_grad()
@@ -394,7 +387,9 @@ def _write_mined(path: Path, triplets):
     atomic_write(path, write)
 
 
-def _mine_missing(preset: FinetunePreset, out: Path, data_root=None, device=None):
+def _mine_missing(
+    preset: FinetunePreset, out: Path, data_root=None, device=None, load_encoder=None
+):
     """Mine (or draw at random) and cache the negatives of every source whose
     `out/mined-<source>.jsonl.gz` is missing (rank 0's job under torchrun)."""
     miner, d, seed = None, preset.data, preset.train.seed
@@ -408,7 +403,7 @@ def _mine_missing(preset: FinetunePreset, out: Path, data_root=None, device=None
         if getattr(src, "negatives", "mined") == "random":  # no retrieval structure
             negs = random_negatives(rows, max(d.mine_top_k, d.n_negatives), seed=seed)
         else:
-            miner = miner or load_filter_encoder(d.miner, device)
+            miner = miner or load_filter_encoder(d.miner, device, load_encoder)
             negs = mine_hard_negatives(
                 rows, miner, top_k=d.mine_top_k, max_length=d.mine_max_length, margin=d.mine_margin
             )
@@ -418,11 +413,16 @@ def _mine_missing(preset: FinetunePreset, out: Path, data_root=None, device=None
 
 # %% ../nbs/16_stage3_finetune.ipynb #5335ae99
 def build_triplets(
-    preset: FinetunePreset, out: Path, data_root=None, device=None, report: dict | None = None
+    preset: FinetunePreset,
+    out: Path,
+    data_root=None,
+    device=None,
+    report: dict | None = None,
+    load_encoder=None,
 ) -> TripletDataset:
     """Mined triplets per source, cached in `out/mined-<source>.jsonl.gz` (mining runs once per
-    output folder)."""
-    rank0_result(_mine_missing, preset, out, data_root, device)
+    output folder; the miner loaded by `load_encoder`, `17_eval`'s)."""
+    rank0_result(_mine_missing, preset, out, data_root, device, load_encoder)
     sources = {}
     for src in preset.data.sources:
         with gzip.open(out / f"mined-{src.name}.jsonl.gz", "rt") as f:
@@ -453,13 +453,15 @@ def run_finetune(
     max_steps=None,
     overrides=(),
     progress=None,
+    load_encoder=None,
+    evaluate=None,
 ) -> dict:
     """Stage 3: fine-tune the stage-2 encoder at `init_from` (with its tokenizer) with mined hard
-    negatives into `output_dir`, resumable."""
+    negatives into `output_dir`, resumable (`load_encoder`, `evaluate`: see `run_contrastive`)."""
     out = Path(output_dir)
 
-    def make_task(p, data_root, device, report, tokenizer):
-        trip = build_triplets(p, out, data_root, device, report)
+    def make_task(p, data_root, device, report, tokenizer, load_encoder):
+        trip = build_triplets(p, out, data_root, device, report, load_encoder)
         return SupervisedTask(
             trip,
             tokenizer,
@@ -482,4 +484,6 @@ def run_finetune(
         presets=STAGE3_PRESETS,
         make_task=make_task,
         desc="stage 3 (fine-tune)",
+        load_encoder=load_encoder,
+        evaluate=evaluate,
     )

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 import nomic_repro  # noqa: F401
 from nomic_repro.core import seed_everything
-from nomic_repro.train import TrainConfig, Task, train, setup_distributed, wrap_ddp, _unwrap
+from nomic_repro.train import TrainConfig, Task, train, setup_distributed, wrap_ddp, unwrap
 
 
 class Toy(Task):
@@ -66,7 +66,7 @@ def main():
         )
         model = None
     if rank == 0 and model is not None:
-        torch.save(_unwrap(model).state_dict(), os.path.join(a.out, "final.pt"))
+        torch.save(unwrap(model).state_dict(), os.path.join(a.out, "final.pt"))
 
 
 if __name__ == "__main__":

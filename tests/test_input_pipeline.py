@@ -229,6 +229,7 @@ def test_stages_2_3_train_with_workers_same_losses(tmp_path):
     from nomic_repro.checkpoint import save_pretrained
     from nomic_repro.stage2 import run_contrastive
     from nomic_repro.stage3 import run_finetune
+    from nomic_repro.eval import load_encoder  # loads the miner
 
     seed_everything(0)
     save_pretrained(
@@ -253,6 +254,7 @@ def test_stages_2_3_train_with_workers_same_losses(tmp_path):
             s2 / "model",
             s3,
             progress=False,
+            load_encoder=load_encoder,
             overrides=fast + ["data.limit=40", f"train.num_workers={w}"],
         )
         logs[w] = [

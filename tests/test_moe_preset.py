@@ -16,6 +16,7 @@ from nomic_repro.model_moe import NomicBertMoE
 from nomic_repro.stage1 import run_mlm
 from nomic_repro.stage2 import run_contrastive
 from nomic_repro.stage3 import run_finetune
+from nomic_repro.eval import load_encoder  # loads the miner
 
 MLM = [
     "model.num_heads=2",
@@ -158,7 +159,7 @@ def test_moe_preset_three_stages(tmp_path):
     assert load_tokenizer(s2 / "model").mask_token_id == len(tok) - 1
 
     # stage 3: the same MoE model, aux loss off
-    run_finetune("moe", s2 / "model", s3, overrides=S3, progress=False)
+    run_finetune("moe", s2 / "model", s3, overrides=S3, progress=False, load_encoder=load_encoder)
     assert all(x["aux_loss"] == 0.0 for x in log(s3)) and len(log(s3)) == 2, log(s3)
     m3 = load_pretrained(s3 / "model")
     assert isinstance(m3, NomicBertMoE) and load_tokenizer(s3 / "model").pad_token_id == 1

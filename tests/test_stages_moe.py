@@ -10,6 +10,7 @@ from nomic_repro.model_moe import NomicBertMoE
 from nomic_repro.checkpoint import save_pretrained
 from nomic_repro.stage2 import run_contrastive
 from nomic_repro.stage3 import run_finetune
+from nomic_repro.eval import load_encoder  # loads the miner
 
 CFG = NomicBertConfig(
     vocab_size=30528,
@@ -55,6 +56,7 @@ def test_moe_aux_loss_in_stage2_and_off_in_stage3(tmp_path):
         tmp_path / "s3",
         overrides=[f for f in FAST if "filter" not in f] + ["data.limit=40"],
         progress=False,
+        load_encoder=load_encoder,
     )
     log3 = [json.loads(l) for l in (tmp_path / "s3" / "metrics.jsonl").read_text().splitlines()]
     assert all(r["aux_loss"] == 0.0 for r in log3), log3

@@ -9,7 +9,12 @@ Fails (exit 1, one line per offence) when:
 - `ruff format --check` would reformat a notebook, test, tool or kernels/ script (run `ruff format` to fix);
 - a notebook is committed with outputs or execution counts (the course is committed clean);
 - a notebook, the package, a test, a tool, kernels/ or README.md cites a document the repository does not ship
-  (the team's design notes) or says "the issue" / "UNVERIFIED": cite the papers, public code or our notebooks.
+  (the team's design notes) or says "the issue" / "UNVERIFIED": cite the papers, public code or our notebooks;
+- the package's imports break the house plan (`check_imports`): a cycle between package modules, an import (at
+  the top or inside a function) of a module exported from a later notebook than the importer's (the course is
+  read in notebook order, so a lower module that needs a higher one takes it as an argument or a registry
+  entry), or a `_private` name imported from another package module (make it public or move the code);
+- `ruff check --select F401` finds an unused import in the package (fix it in the notebook).
 """
 
 import ast
@@ -88,8 +93,90 @@ def check_text(path: Path, long_lines: bool):
             yield f"{rel}:{j + 1}: cites an absent document or says {m.group(0)!r}"
 
 
+HEADER = re.compile(r"File to edit: (?:\.\./)+nbs/(\S+?\.ipynb)")
+
+
+def package_modules() -> dict:
+    "Dotted module name -> (path, the notebook it is exported from or None), for nomic_repro/**/*.py."
+    mods = {}
+    for p in sorted((ROOT / "nomic_repro").rglob("*.py")):
+        parts = p.relative_to(ROOT).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        m = HEADER.search(p.read_text()[:1000])
+        mods[name] = (p, m.group(1) if m else None)
+    return mods
+
+
+def module_imports(name: str, path: Path, mods: dict):
+    "(line, imported package module, imported name or None) for every import anywhere in the file."
+    pkg = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name in mods:
+                    yield node.lineno, a.name, None
+        elif isinstance(node, ast.ImportFrom):
+            base = pkg.split(".")[: len(pkg.split(".")) - node.level + 1] if node.level else []
+            src = ".".join(base + [node.module]) if node.module else ".".join(base)
+            for a in node.names if src in mods else ():
+                sub = f"{src}.{a.name}"
+                yield (node.lineno, sub, None) if sub in mods else (node.lineno, src, a.name)
+
+
+def check_imports():
+    "Cycles, imports of later notebooks' modules, and private names across package modules."
+    mods = package_modules()
+    graph = {n: set() for n in mods}
+    for name, (path, nb) in mods.items():
+        rel = path.relative_to(ROOT)
+        for line, target, imported in module_imports(name, path, mods):
+            tnb = mods[target][1]
+            if target == name or tnb is None or nb is None:
+                continue  # the package's __init__ is not a notebook's module
+            graph[name].add(target)
+            if tnb > nb:
+                yield f"{rel}:{line}: imports {target} ({tnb}), a later notebook than {nb}"
+            if imported and imported.startswith("_") and not imported.startswith("__"):
+                yield f"{rel}:{line}: imports the private name {imported} from {target}"
+    yield from find_cycles(graph)
+
+
+def find_cycles(graph: dict):
+    "One line per import cycle found by a depth-first search."
+    state, stack = {}, []
+
+    def visit(n):
+        state[n] = "open"
+        stack.append(n)
+        for m in sorted(graph[n]):
+            if state.get(m) == "open":
+                yield "import cycle: " + " -> ".join(stack[stack.index(m) :] + [m])
+            elif m not in state:
+                yield from visit(m)
+        stack.pop()
+        state[n] = "done"
+
+    for n in sorted(graph):
+        if n not in state:
+            yield from visit(n)
+
+
+def check_unused_imports():
+    "ruff's F401 over the package (pyproject excludes nomic_repro/ from ruff; this asks for it)."
+    ruff = shutil.which("ruff")
+    if ruff is None:
+        return  # check_format already says how to install it
+    cmd = [ruff, "check", "--select", "F401", "--no-force-exclude", "--output-format", "concise"]
+    out = subprocess.run(cmd + ["nomic_repro"], cwd=ROOT, capture_output=True, text=True)
+    for line in out.stdout.splitlines():
+        if ": F401" in line:
+            yield f"{line}: remove the import in the notebook (or mark a side-effect import noqa)"
+
+
 def problems():
     yield from check_format()
+    yield from check_imports()
+    yield from check_unused_imports()
     for p in notebook_paths():
         yield from check_notebook(p)
     for p in sorted((ROOT / "kernels").glob("*.py")):
@@ -111,7 +198,8 @@ def main() -> int:
         print(f)
     print(
         f"gates: {len(found)} problem(s) (code lines <= {MAX_LINE}, exported cells <= {MAX_EXPORT} lines, "
-        "ruff-formatted, no committed outputs, no citations of absent documents)"
+        "ruff-formatted, no committed outputs, no citations of absent documents, imports in notebook order, "
+        "no unused imports)"
     )
     return 1 if found else 0
 

@@ -7,7 +7,7 @@ __all__ = ['HEAD_DIMS', 'DTYPES', 'FlashAttnVarlen', 'flash_attn_varlen', 'flash
 
 # %% ../../nbs/04_flash_attention.ipynb #62e3a253
 # first: sets TRITON_INTERPRET=1 on machines without CUDA
-from ..core import TRITON_INTERPRETER
+from ..core import TRITON_INTERPRETER  # noqa: F401
 import os, math
 import torch
 import triton

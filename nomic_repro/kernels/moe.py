@@ -14,10 +14,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 # sets TRITON_INTERPRET=1 on a machine without CUDA, before triton loads
-import nomic_repro.core
+import nomic_repro.core  # noqa: F401
 import triton
 import triton.language as tl
-from ..moe import _check_moe_args
+from ..moe import check_moe_args, register_moe_impl
 
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
 
@@ -491,7 +491,7 @@ class _MoEMLPFunction(torch.autograd.Function):
 def moe_mlp(x: Tensor, topk_idx: Tensor, topk_weight: Tensor, w1: Tensor, w2: Tensor) -> Tensor:
     """Σ_j topk_weight[t, j] · gelu(x[t] @ w1[e]ᵀ) @ w2[e], e = topk_idx[t, j], with Triton kernels;
     differentiable in x, w1, w2, topk_weight."""
-    _check_moe_args(x, topk_idx, topk_weight, w1, w2)
+    check_moe_args(x, topk_idx, topk_weight, w1, w2)
     if not (x.dtype == w1.dtype == w2.dtype) or x.dtype not in (
         torch.float16,
         torch.bfloat16,
@@ -516,7 +516,7 @@ def moe_mlp_grouped_mm(
 ) -> Tensor:
     """The same function as `moe_mlp` with `torch.nn.functional.grouped_mm` for the two grouped
     GEMMs (autograd does the backward)."""
-    _check_moe_args(x, topk_idx, topk_weight, w1, w2)
+    check_moe_args(x, topk_idx, topk_weight, w1, w2)
     T, k = topk_idx.shape
     plan = dispatch_plan(topk_idx, w1.shape[0])
     # int32 cumulative end row of each expert
@@ -524,3 +524,7 @@ def moe_mlp_grouped_mm(
     h = F.grouped_mm(x[plan.tok.long()], w1.transpose(1, 2), offs=ends)  # [T·k, I]
     y = F.grouped_mm(F.gelu(h), w2, offs=ends)  # [T·k, H]
     return (y[plan.pos.long()].view(T, k, -1) * topk_weight[..., None].to(x.dtype)).sum(1)
+
+# %% ../../nbs/09_moe_kernels.ipynb #e448e9bb
+register_moe_impl("triton", moe_mlp)
+register_moe_impl("grouped_mm", moe_mlp_grouped_mm)

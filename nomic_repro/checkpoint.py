@@ -417,7 +417,7 @@ def load_pretrained(
     path_or_id,
     *,
     with_mlm_head: bool = False,
-    attn_impl: str = "torch",
+    attn_impl: str = "auto",
     rotary_scaling_factor: float | None = None,
     device=None,
     dtype=None,
@@ -560,7 +560,7 @@ def load_xlm_roberta(
     cfg: NomicBertConfig,
     *,
     pad_vocab: bool = False,
-    attn_impl: str = "torch",
+    attn_impl: str = "auto",
     revision: str | None = None,
 ) -> NomicBertForMaskedLM:
     """`NomicBertForMaskedLM(cfg)` holding an XLM-RoBERTa checkpoint (folder or hub id); a

@@ -135,6 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2 if _is_user_error(e) else 1
 
 # %% ../nbs/22_cli.ipynb #d1476f06
+# "auto" (the default wherever a model is built): the Triton kernel on a GPU, PyTorch's on a CPU
+_ATTN_ARG = arg("--attn-impl", default="auto", choices=("auto", "torch", "triton"))
+
+
 def _split_help() -> str:
     from nomic_repro.eval import TASKS
 
@@ -191,6 +195,7 @@ _EVAL_ARGS = (
     "eval",
     "Score a model on retrieval, STS or long-context tasks; print a table and write JSON.",
     *_EVAL_ARGS,
+    _ATTN_ARG,
 )
 def eval_command(args):
     from nomic_repro import eval as ev
@@ -204,7 +209,11 @@ def eval_command(args):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise CLIError(f"--{name.replace('_', '-')} must be >= 1")
     model = ev.load_encoder(
-        args.model, device=args.device, max_length=args.max_length, ntk=not args.no_ntk
+        args.model,
+        device=args.device,
+        max_length=args.max_length,
+        ntk=not args.no_ntk,
+        attn_impl=args.attn_impl,
     )
     results = [
         ev.run_eval(
@@ -492,6 +501,7 @@ def write_embeddings(path, texts: list[str], emb) -> Path:
     arg("--max-length", type=int, default=None),
     arg("--batch-size", type=int, default=32),
     arg("--device", default=None, help="cpu, cuda, cuda:1 ... (default: best available)"),
+    _ATTN_ARG,
 )
 def embed_command(args):
     if (args.text is None) == (args.input is None):
@@ -509,7 +519,9 @@ def embed_command(args):
     import nomic_repro.model_moe  # noqa: F401 (a v2 folder loads)
 
     try:
-        emb = Embedder.from_pretrained(args.model, max_length=args.max_length, device=args.device)
+        emb = Embedder.from_pretrained(
+            args.model, max_length=args.max_length, device=args.device, attn_impl=args.attn_impl
+        )
         vecs = emb.encode(texts, task=args.task, dim=args.dim, batch_size=args.batch_size)
     except (ValueError, KeyError) as e:
         raise CLIError(str(e).strip("'\"")) from None

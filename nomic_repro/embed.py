@@ -126,7 +126,7 @@ def from_pretrained(
     *,
     layer_norm: bool | None = None,
     rotary_scaling_factor: float | None = 2.0,
-    attn_impl: str = "torch",
+    attn_impl: str = "auto",
     max_length: int | None = None,
     device=None,
     dtype=None,

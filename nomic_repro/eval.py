@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 import nomic_repro
 from .core import get_device, pad_right, atomic_write, Registry
-from .embed import mean_pool
+from .embed import mean_pool, Embedder
 
 # a model folder may hold Nomic Embed v2: importing model_moe registers it with load_pretrained
 import nomic_repro.model_moe  # noqa: F401
@@ -521,7 +521,13 @@ register_baseline("bm25", lambda device=None, max_length=None: BM25Retriever(), 
 
 # %% ../nbs/17_eval.ipynb #e6e30176
 def load_encoder(
-    spec, *, device=None, dim: int | None = None, max_length: int | None = None, ntk: bool = True
+    spec,
+    *,
+    device=None,
+    dim: int | None = None,
+    max_length: int | None = None,
+    ntk: bool = True,
+    attn_impl: str = "auto",
 ):
     """`'minilm'`, `'bm25'`, a `MEAN_POOL_MODELS` name (or its hub id, or a folder so named), a
     NomicBERT folder, or an encoder."""
@@ -547,14 +553,12 @@ def load_encoder(
             " and no such checkpoint folder"
         )
     try:
-        from nomic_repro.embed import Embedder
-    except ImportError as e:
-        raise EvalError(
-            f"--model PATH needs nomic_repro.embed.Embedder, which is not available here ({e})"
-        ) from None
-    try:
         emb = Embedder.from_pretrained(
-            path, device=device, rotary_scaling_factor=2.0 if ntk else None, **ml
+            path,
+            device=device,
+            rotary_scaling_factor=2.0 if ntk else None,
+            attn_impl=attn_impl,
+            **ml,
         )
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         why = str(e).splitlines()[0] if str(e) else type(e).__name__
@@ -833,6 +837,7 @@ def run_eval(
     device=None,
     seed: int = 0,
     ntk: bool = True,
+    attn_impl: str = "auto",
 ) -> dict:
     """Evaluate `model` ('minilm', 'bm25', a checkpoint folder, or an encoder) on `task`; a
     JSON-ready result."""
@@ -841,7 +846,7 @@ def run_eval(
         if kind == "sts":
             raise EvalError("--limit-docs applies to retrieval tasks only")
         data = subsample(data, limit_docs, seed)
-    enc = load_encoder(model, device=device, max_length=max_length, ntk=ntk)
+    enc = load_encoder(model, device=device, max_length=max_length, ntk=ntk, attn_impl=attn_impl)
     score = evaluate_sts if kind == "sts" else evaluate_retrieval
     max_length = eval_max_length(kind, enc, max_length)
     r = score(enc, data, batch_size=batch_size, max_length=max_length)

@@ -258,7 +258,7 @@ class NomicBert(nn.Module):
 
     moe_mlp = None  # the MoE layer class; `model_moe.NomicBertMoE` (notebook 10) sets it
 
-    def __init__(self, cfg: NomicBertConfig = NomicBertConfig(), attn_impl: str = "torch"):
+    def __init__(self, cfg: NomicBertConfig = NomicBertConfig(), attn_impl: str = "auto"):
         super().__init__()
         if cfg.num_experts and self.moe_mlp is None:
             raise ValueError(
@@ -371,7 +371,7 @@ class NomicBertMLMHead(nn.Module):
 class NomicBertForMaskedLM(nn.Module):
     "NomicBERT with the MLM head; the decoder weight is tied to the word embeddings."
 
-    def __init__(self, cfg: NomicBertConfig = NomicBertConfig(), attn_impl: str = "torch"):
+    def __init__(self, cfg: NomicBertConfig = NomicBertConfig(), attn_impl: str = "auto"):
         super().__init__()
         self.config = cfg
         self.bert = NomicBert(cfg, attn_impl=attn_impl)

@@ -56,10 +56,7 @@ class NomicBertMoE(NomicBert):
     moe_mlp = MoEMLP
 
     def __init__(
-        self,
-        cfg: NomicBertConfig = V2_MOE_CONFIG,
-        attn_impl: str = "torch",
-        moe_impl: str = "torch",
+        self, cfg: NomicBertConfig = V2_MOE_CONFIG, attn_impl: str = "auto", moe_impl: str = "torch"
     ):
         if not cfg.num_experts:
             raise ValueError(

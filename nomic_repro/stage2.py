@@ -393,6 +393,8 @@ class ContrastivePreset:
     matryoshka_dims: tuple | None = None
     # InfoNCE × this; None: × the world size W, as contrastors' clip_loss
     infonce_scale: float | None = None
+    # "auto": the Triton kernel on a GPU, PyTorch attention on a CPU (as in stage 1)
+    attn_impl: str = "auto"
 
 # %% ../nbs/15_stage2_contrastive.ipynb #8bac0bb0
 _STAGE2 = dict(
@@ -552,7 +554,7 @@ def _check_matryoshka(preset: ContrastivePreset, width: int):
 
 def _init_encoder(preset: ContrastivePreset, folder, device):
     "The encoder saved in `folder`, upcycled to an MoE and given the aux coefficient if asked."
-    enc = load_pretrained(folder, device=device, attn_impl="auto")  # Triton on a GPU
+    enc = load_pretrained(folder, device=device, attn_impl=preset.attn_impl)
     if preset.upcycle and not enc.config.num_experts:  # v2: dense -> MoE, before train() resumes
         enc = NomicBertMoE.from_dense(enc, *preset.upcycle)
     if preset.aux_loss_coef is not None and enc.config.num_experts:
@@ -622,7 +624,7 @@ def run_contrastive(
 ) -> dict:
     """Contrastive training of the encoder at `init_from` (a checkpoint folder, with its tokenizer)
     into `output_dir`, resumable; `load_encoder` loads the filter model and `evaluate(model_dir,
-    tasks, out, data_root)` scores the finished model (`17_eval`; None: not scored)."""
+    tasks, out)` scores the finished model (`17_eval`; None: not scored)."""
     preset = resolve_preset(preset, presets or STAGE2_PRESETS, overrides)
     rank, world, device = setup_distributed()
     report, folder = {}, resolve_folder(init_from)
@@ -641,7 +643,8 @@ def run_contrastive(
         (out / "data_report.json").write_text(json.dumps(report, indent=2))
         done = res["end_step"] == preset.train.max_steps
         if done and preset.eval_tasks and evaluate is not None:
-            scores = evaluate(out / "model", preset.eval_tasks, out, data_root)
+            # on the harness's own data (vendored or $NOMIC_REPRO_DATA), as `run`
+            scores = evaluate(out / "model", preset.eval_tasks, out)
     spe = task.pairs.plan(preset.train.batch_size).steps_per_epoch  # > 1 epoch: warned
     return {
         "preset": preset.name,

@@ -622,6 +622,7 @@ NOT_PART_OF_THE_RUN = (
     "eval_tasks",
     "num_workers",
     "prefetch_factor",
+    "attn_impl",  # which kernel computes attention, not what is computed
 )
 
 

@@ -312,6 +312,20 @@ def tiny_ckpt(tmp_path_factory):
             ],
             "CUDA",
         ),
+        (
+            [
+                "embed",
+                "--model",
+                "{ckpt}",
+                "--text",
+                "a",
+                "--attn-impl",
+                "flash",
+                "--output",
+                "{tmp}/x.npy",
+            ],
+            "argument --attn-impl: invalid choice: 'flash'",
+        ),
         (["bench", "--kernels-dir", "{tmp}"], "no kernels/ workbench"),
         (["plan", "--gpu", "tpu"], "choose one of ['a100', 'a10g', 'cpu', 'h100', 'h200', 'l4']"),
         (["plan", "--gpus", "0"], "n_gpus must be an integer >= 1"),
@@ -332,3 +346,16 @@ def test_stage_embed_bench_plan_user_errors(tmp_path, tiny_ckpt, argv, msg):
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, (rc, err)
     assert msg in err, err
     assert not (tmp_path / "x.npy").exists()
+
+
+def test_embed_and_eval_take_attn_impl(tmp_path, tiny_ckpt):
+    "`--attn-impl` (default auto: PyTorch's attention on a CPU) reaches the model; torch gives the same vectors."
+    import numpy as np
+
+    for impl in ("auto", "torch"):
+        rc, out, err = run_main(
+            "embed", "--model", str(tiny_ckpt), "--text", "rotary", "flash attention",
+            "--attn-impl", impl, "--output", str(tmp_path / f"{impl}.npy"),
+        )  # fmt: skip
+        assert rc == 0, err
+    assert np.array_equal(np.load(tmp_path / "auto.npy"), np.load(tmp_path / "torch.npy"))

@@ -64,3 +64,15 @@ def test_a_run_folder_older_than_the_mining_settings_is_refused_before_any_train
     ):
         run_pipeline("tiny", tmp_path)
     assert not (tmp_path / "stage1").exists()  # refused before stage 1 started
+
+
+def test_every_preset_builds_its_models_with_attn_impl_auto():
+    # "auto" wherever a model is built for work: the Triton kernel on a GPU, PyTorch's on a CPU
+    for name, p in PIPELINE_PRESETS.items():
+        assert (p.mlm.attn_impl, p.contrastive.attn_impl, p.finetune.attn_impl) == ("auto",) * 3
+    # which kernel computes attention is not part of the run: a folder resumes on other hardware
+    from nomic_repro.train import NOT_PART_OF_THE_RUN
+
+    assert "attn_impl" in NOT_PART_OF_THE_RUN
+    p = get_pipeline_preset("tiny", ["stage2.attn_impl=torch"])
+    assert p.contrastive.attn_impl == "torch"

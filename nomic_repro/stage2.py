@@ -29,7 +29,7 @@ from nomic_repro.checkpoint import (
 from .model_moe import NomicBertMoE
 from .data import read_records
 from nomic_repro.losses import (
-    info_nce,
+    CONTRASTIVE_LOSSES,
     matryoshka_info_nce,
     BiEncoder,
     grad_cache_backward,
@@ -227,6 +227,7 @@ class ContrastiveTask(Task):
         grad_cache_chunk: int | None = None,
         matryoshka_dims: tuple | None = None,
         infonce_scale: float | None = None,
+        loss: str = "infonce",
     ):
         if cfg.grad_accum != 1:
             raise ValueError(
@@ -236,6 +237,7 @@ class ContrastiveTask(Task):
         self.pairs, self.tok, self.cfg, self.tau = pairs, tokenizer, cfg, temperature
         self.qlen, self.dlen = query_max_length, doc_max_length
         self.chunk, self.dims = grad_cache_chunk, matryoshka_dims
+        self.loss_fn = CONTRASTIVE_LOSSES[loss]  # info_nce unless the preset names another
         # InfoNCE × this; None: × the world size, as contrastors' clip_loss
         self.infonce_scale = infonce_scale
 
@@ -255,11 +257,10 @@ class ContrastiveTask(Task):
 def _task_nce(self, q, d, negatives=None):
     """Summed InfoNCE; with `matryoshka_dims`, summed over those leading slices too (each
     re-normalised)."""
+    kw = dict(negatives=negatives, temperature=self.tau, reduction="sum")
     if self.dims:
-        return matryoshka_info_nce(
-            q, d, self.dims, negatives=negatives, temperature=self.tau, reduction="sum"
-        )
-    return info_nce(q, d, negatives=negatives, temperature=self.tau, reduction="sum")
+        return matryoshka_info_nce(q, d, self.dims, loss=self.loss_fn, **kw)
+    return self.loss_fn(q, d, **kw)
 
 
 def _task_loss(self, q, d):
@@ -395,6 +396,8 @@ class ContrastivePreset:
     infonce_scale: float | None = None
     # "auto": the Triton kernel on a GPU, PyTorch attention on a CPU (as in stage 1)
     attn_impl: str = "auto"
+    # the contrastive loss, by name in 14_infonce's CONTRASTIVE_LOSSES
+    loss: str = "infonce"
 
 # %% ../nbs/15_stage2_contrastive.ipynb #8bac0bb0
 _STAGE2 = dict(
@@ -566,6 +569,7 @@ def _open_run_folder(preset: ContrastivePreset, folder, output_dir, data_root) -
     "`output_dir`, created; refused when it holds a run of another preset or other data."
     # checked before the folder records the preset
     _check_matryoshka(preset, config_from_dict(read_config(folder)).hidden_size)
+    CONTRASTIVE_LOSSES[preset.loss]  # an unknown loss is refused before any data is read
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     rank0_result(check_same_preset, out, preset)  # resuming with another preset is refused
@@ -586,6 +590,7 @@ def _contrastive_task(
         doc_max_length=preset.data.doc_max_length,
         grad_cache_chunk=preset.grad_cache_chunk,
         matryoshka_dims=preset.matryoshka_dims,
+        loss=preset.loss,
     )
 
 

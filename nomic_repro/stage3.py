@@ -471,6 +471,7 @@ def run_finetune(
             doc_max_length=p.data.doc_max_length,
             grad_cache_chunk=p.grad_cache_chunk,
             matryoshka_dims=p.matryoshka_dims,
+            loss=p.loss,
         )
 
     return run_contrastive(

@@ -120,3 +120,38 @@ def test_unknown_names_are_one_line_naming_the_choices(registered, tmp_path):
     assert len(err.strip().splitlines()) == 1
     rc, out, err = cli("eval", "--model", "bm25", "--task", "mydevv")
     assert rc == 2 and "unknown task 'mydevv'" in err and "mydev" in err
+
+
+def test_a_registered_loss_trains_stage_2_through_the_cli(tmp_path):
+    from nomic_repro.losses import CONTRASTIVE_LOSSES, register_loss, info_nce
+
+    def both_ways(q, d, **kw):
+        return info_nce(q, d, symmetric=True, **kw)
+
+    register_loss("both-ways", both_ways)  # one call
+    try:
+        rc, out, err = cli("mlm", "--preset", "tiny", "--output-dir", tmp_path / "s1",
+                           "--max-steps", "1", "--set", "data.limit_docs=50")  # fmt: skip
+        assert rc == 0, err
+        losses = {}
+        for name in ("infonce", "both-ways"):
+            rc, out, err = cli(
+                "contrastive", "--preset", "tiny", "--init", tmp_path / "s1" / "model",
+                "--output-dir", tmp_path / name, "--max-steps", "2",
+                "--set", "data.filter_model=null", "--set", "data.limit_per_source=64",
+                "--set", f"loss={name}", "--set", "eval_tasks=[]",
+            )  # fmt: skip
+            assert rc == 0, err
+            log = (tmp_path / name / "metrics.jsonl").read_text().splitlines()
+            losses[name] = json.loads(log[0])["infonce"]
+            assert json.loads((tmp_path / name / "preset.json").read_text())["loss"] == name
+        # the same model and batch, another loss: the logged InfoNCE term differs
+        assert losses["infonce"] != pytest.approx(losses["both-ways"], rel=1e-6), losses
+        rc, out, err = cli(
+            "contrastive", "--preset", "tiny", "--init", tmp_path / "s1" / "model",
+            "--output-dir", tmp_path / "bad", "--set", "loss=triplet",
+        )  # fmt: skip
+        assert rc == 2 and "unknown loss 'triplet'; choose one of" in err, err
+        assert not (tmp_path / "bad").exists()  # refused before the folder was made
+    finally:
+        CONTRASTIVE_LOSSES.pop("both-ways")

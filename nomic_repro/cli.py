@@ -353,6 +353,15 @@ def mlm_command(args):
     _run_stage(run_mlm, args)
 
 
+def _run_from_init(fn, args):
+    "Stage 2 or 3 from the `--init` model, with 17_eval's filter/miner loader and stage scorer."
+    from nomic_repro import eval as ev
+
+    if not Path(args.init).is_dir():
+        raise CLIError(f"--init {args.init!r} is not a checkpoint folder")
+    _run_stage(fn, args, args.init, load_encoder=ev.load_encoder, evaluate=ev.evaluate_stage)
+
+
 @subcommand(
     "contrastive",
     "Stage 2: weakly-supervised contrastive pretraining from a stage-1 model.",
@@ -360,13 +369,9 @@ def mlm_command(args):
     _INIT,
 )
 def contrastive_command(args):
-    from nomic_repro import eval as ev
     from nomic_repro.stage2 import run_contrastive
 
-    if not Path(args.init).is_dir():
-        raise CLIError(f"--init {args.init!r} is not a checkpoint folder")
-    harness = dict(load_encoder=ev.load_encoder, evaluate=ev.evaluate_stage)
-    _run_stage(run_contrastive, args, args.init, **harness)
+    _run_from_init(run_contrastive, args)
 
 
 @subcommand(
@@ -376,13 +381,9 @@ def contrastive_command(args):
     _INIT,
 )
 def finetune_command(args):
-    from nomic_repro import eval as ev
     from nomic_repro.stage3 import run_finetune
 
-    if not Path(args.init).is_dir():
-        raise CLIError(f"--init {args.init!r} is not a checkpoint folder")
-    harness = dict(load_encoder=ev.load_encoder, evaluate=ev.evaluate_stage)
-    _run_stage(run_finetune, args, args.init, **harness)
+    _run_from_init(run_finetune, args)
 
 # %% ../nbs/22_cli.ipynb #e5ce52ff
 @subcommand(

@@ -326,6 +326,15 @@ def tiny_ckpt(tmp_path_factory):
             ],
             "argument --attn-impl: invalid choice: 'flash'",
         ),
+        (["eval", "--model", "bm25", "--task", "scifact", "--output", "{tmp}"], "is a folder"),
+        (
+            ["eval", "--model", "bm25", "--task", "scifact", "--output", "{tmp}/bad.jsonl/r.json"],
+            "cannot be written: '{tmp}/bad.jsonl' is a file",
+        ),
+        (
+            ["embed", "--model", "{ckpt}", "--text", "a", "--output", "{tmp}/bad.jsonl/x.npy"],
+            "cannot be written: '{tmp}/bad.jsonl' is a file",
+        ),
         (["bench", "--kernels-dir", "{tmp}"], "no kernels/ workbench"),
         (["plan", "--gpu", "tpu"], "choose one of ['a100', 'a10g', 'cpu', 'h100', 'h200', 'l4']"),
         (["plan", "--gpus", "0"], "n_gpus must be an integer >= 1"),
@@ -344,7 +353,7 @@ def test_stage_embed_bench_plan_user_errors(tmp_path, tiny_ckpt, argv, msg):
     (tmp_path / "bad.jsonl").write_text('{"text": "ok"}\n{"txt": "no"}\n')
     rc, out, err = run_main(*[a.format(tmp=tmp_path, ckpt=tiny_ckpt) for a in argv])
     assert rc == 2 and len(err.strip().splitlines()) == 1 and "Traceback" not in err, (rc, err)
-    assert msg in err, err
+    assert msg.format(tmp=tmp_path) in err, err
     assert not (tmp_path / "x.npy").exists()
 
 

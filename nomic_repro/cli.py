@@ -11,7 +11,7 @@ __all__ = ['COMMANDS', 'CLIError', 'arg', 'registered', 'subcommand', 'build_par
 import argparse, json, re, sys
 from pathlib import Path
 import nomic_repro
-from .core import package_dir
+from .core import package_dir, RunDir
 from .report import BENCHMARKS
 
 # %% ../nbs/22_cli.ipynb #4d2e61c3
@@ -432,8 +432,8 @@ def finetune_command(args):
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="e.g. stage2.lr=1e-4 or mlm.train.max_steps=100 (stage1/2/3 = "
-        "mlm/contrastive/finetune; wins over --config)",
+        help="e.g. stage2.lr=1e-4 or mlm.train.max_steps=100 "
+        f"({'/'.join(RunDir.FOLDERS)} = {'/'.join(RunDir.STAGES)}; wins over --config)",
     ),
 )
 def run_command(args):
@@ -450,7 +450,7 @@ def run_command(args):
         return 0  # torchrun: rank 0 evaluates and reports
     if report["evaluation"]:
         print(evaluation_table(report["evaluation"]))
-    print(f"report: {Path(args.output_dir) / 'report.html'} ({report['seconds']} s)")
+    print(f"report: {RunDir(args.output_dir).report_html} ({report['seconds']} s)")
 
 # %% ../nbs/22_cli.ipynb #63dd1c48
 def read_texts(path, field: str = "text") -> list[str]:
@@ -686,7 +686,7 @@ def report_command(args):
         page = rebuild_report(args.output_dir, args.results_dir)
     except ValueError as e:
         raise CLIError(str(e)) from None
-    table = json.loads((Path(args.output_dir) / "report.json").read_text())["evaluation"]
+    table = json.loads(RunDir(args.output_dir).report_json.read_text())["evaluation"]
     if table:
         print(evaluation_table(table))
     print(f"report: {page}")

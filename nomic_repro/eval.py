@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 import nomic_repro
-from .core import get_device, pad_right, atomic_write, Registry
+from .core import get_device, pad_right, atomic_write, Registry, StageDir
 from .embed import mean_pool, Embedder
 
 # a model folder may hold Nomic Embed v2: importing model_moe registers it with load_pretrained
@@ -909,7 +909,7 @@ def evaluate_stage(model_dir, tasks, out: Path, data_root=None) -> dict:
     """Score the model in `model_dir` on `tasks` (read under `data_root`); results in
     `out/eval.json`, `{task: {"metric", "score"}}` returned."""
     results = [run_eval(str(model_dir), t, data_root=data_root) for t in tasks]
-    save_results(results, Path(out) / "eval.json")
+    save_results(results, StageDir(out).eval)
     return {
         t: {"metric": r["main_score"], "score": r["metrics"][r["main_score"]]}
         for t, r in zip(tasks, results)

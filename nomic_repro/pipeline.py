@@ -13,7 +13,7 @@ from pathlib import Path
 import torch.distributed as dist
 from . import eval as ev
 from .eval import evaluate_stage, load_encoder
-from .core import atomic_write, Registry
+from .core import atomic_write, Registry, RunDir, StageDir
 from nomic_repro.train import (
     TrainConfig,
     resolve_preset,
@@ -76,10 +76,11 @@ for _n, _extra in (("tiny", {}), ("small", _LARGER), ("base", _LARGER), ("moe", 
 register_preset(replace(PIPELINE_PRESETS["base"], name="v1.5", finetune=STAGE3_PRESETS["v1.5"]))
 
 # %% ../nbs/19_pipeline.ipynb #9fa15964
+# folder (the shorthand) -> (stage, preset class): from `RunDir.LAYOUT` and PipelinePreset's fields
 STAGE_NAMES = {
-    "stage1": ("mlm", MLMPreset),
-    "stage2": ("contrastive", ContrastivePreset),
-    "stage3": ("finetune", FinetunePreset),
+    RunDir.folder(f.name): (f.name, f.type)
+    for f in fields(PipelinePreset)
+    if f.name in RunDir.STAGES
 }
 
 
@@ -107,10 +108,11 @@ def get_pipeline_preset(preset: PipelinePreset | str, overrides=()) -> PipelineP
     return resolve_preset(preset, PIPELINE_PRESETS, stage_keys(overrides))
 
 # %% ../nbs/19_pipeline.ipynb #9f51fa26
-def _finished(d: Path, max_steps: int) -> bool:
-    log = d / "metrics.jsonl"
+def _finished(d: StageDir, max_steps: int) -> bool:
+    d = StageDir(d)  # or its path
+    log = d.metrics
     # a model folder is written whole (`atomic_folder`); config.json also catches older half-writes
-    done = all((d / "model" / f).exists() for f in ("model.safetensors", "config.json"))
+    done = all((d.model / f).exists() for f in ("model.safetensors", "config.json"))
     if not done or not log.exists():
         return False
     lines = [l for l in log.read_text().splitlines() if l.strip()]
@@ -141,11 +143,11 @@ def _cached(f: Path, key, compute):
     return value
 
 
-def _scores(model, tasks, out: Path) -> dict:
-    """Main score of `model` per task (via `evaluate_stage`); reused on a rerun while the model file
-    is unchanged."""
+def _scores(model, tasks, out: StageDir) -> dict:
+    """Main score of `model` per task (via `evaluate_stage`, into folder `out`); reused on a rerun
+    while the model file is unchanged."""
     return _cached(
-        out / "scores.json",
+        out.scores,
         [_stamp(model), list(tasks)],
         lambda: {t: r["score"] for t, r in evaluate_stage(model, tasks, out).items()},
     )
@@ -170,31 +172,29 @@ def long_context_curve(model_dir, lengths, batch_size: int = 4) -> list[dict]:
     ]
 
 # %% ../nbs/19_pipeline.ipynb #bab4a5d0
-def _train_stages(p: PipelinePreset, out: Path, data_root, progress) -> list[str]:
+def _train_stages(p: PipelinePreset, run: RunDir, data_root, progress) -> list[str]:
     """Stage 1 → 2 → 3, each from the previous stage's `model/`; a finished stage is skipped.
-    Returns the stages it ran."""
-    s1, s2, s3 = out / "stage1", out / "stage2", out / "stage3"
+    Returns the folders of the stages it ran."""
+    s1, s2, s3 = (run.stage(s) for s in RunDir.STAGES)
     # a finished stage trained otherwise is refused too
     for d, sp in ((s1, p.mlm), (s2, p.contrastive), (s3, p.finetune)):
-        if (d / "preset.json").exists():
+        if d.preset.exists():
             rank0_result(check_same_preset, d, sp)
     _barrier()
     ran, harness = [], dict(load_encoder=load_encoder, evaluate=evaluate_stage)  # 17_eval's
     if not _finished(s1, p.mlm.train.max_steps):
         run_mlm(p.mlm, s1, data_root=data_root, progress=progress)
-        ran.append("stage1")
+        ran.append(s1.name)
     _barrier()
     if not _finished(s2, p.contrastive.train.max_steps):
         run_contrastive(
-            p.contrastive, s1 / "model", s2, data_root=data_root, progress=progress, **harness
+            p.contrastive, s1.model, s2, data_root=data_root, progress=progress, **harness
         )
-        ran.append("stage2")
+        ran.append(s2.name)
     _barrier()
     if not _finished(s3, p.finetune.train.max_steps):
-        run_finetune(
-            p.finetune, s2 / "model", s3, data_root=data_root, progress=progress, **harness
-        )
-        ran.append("stage3")
+        run_finetune(p.finetune, s2.model, s3, data_root=data_root, progress=progress, **harness)
+        ran.append(s3.name)
     _barrier()
     return ran
 
@@ -208,27 +208,23 @@ def _task_kind(task) -> str:
     raise ev.unknown_task(task)
 
 
-def _evaluate_run(p: PipelinePreset, out: Path) -> tuple[dict, list]:
+def _evaluate_run(p: PipelinePreset, run: RunDir) -> tuple[dict, list]:
     """The evaluation table (every stage, the baselines, the published rows) and the long-context
     curve."""
+    stages = {RunDir.label(s): run.stage(s) for s in RunDir.STAGES}  # "stage 1": stage1/
     table = (
-        {
-            f"stage {i}": _scores(out / f"stage{i}" / "model", p.eval_tasks, out / f"stage{i}")
-            for i in (1, 2, 3)
-        }
-        if p.eval_tasks
-        else {}
+        {k: _scores(d.model, p.eval_tasks, d) for k, d in stages.items()} if p.eval_tasks else {}
     )
     for b in p.baselines:
         # each baseline scores the kinds of task it can (BM25: retrieval)
         tasks = [t for t in p.eval_tasks if _task_kind(t) in ev.BASELINES[b].kinds]
-        table[b] = _scores(b, tasks, out / "baselines" / b)
+        table[b] = _scores(b, tasks, run.baseline(b))
     for k, row in PUBLISHED.items():
         table[k] = {t: v for t, v in row.items() if t in p.eval_tasks}
-    final = out / "stage3" / "model"
+    final = run.stage("finetune").model
     curve = (
         _cached(
-            out / "long_context.json",
+            run.long_context,
             [_stamp(final), list(p.long_context)],
             lambda: long_context_curve(final, p.long_context),
         )
@@ -249,8 +245,8 @@ def run_pipeline(
         _task_kind(t)
     for b in p.baselines:
         ev.BASELINES[b]
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    run = RunDir(output_dir)
+    run.path.mkdir(parents=True, exist_ok=True)
     # stages 2 and 3 do not score themselves: _evaluate_run scores every stage with the same harness
     p = replace(
         p,
@@ -259,10 +255,10 @@ def run_pipeline(
     )
     rank, world, _ = setup_distributed()
     t0 = time.time()
-    stages = _train_stages(p, out, data_root, progress)
+    stages = _train_stages(p, run, data_root, progress)
     if rank != 0:
         return None
-    table, curve = _evaluate_run(p, out)
+    table, curve = _evaluate_run(p, run)
     report = {
         "preset": json.loads(json.dumps(asdict(p))),
         "evaluation": table,
@@ -273,6 +269,6 @@ def run_pipeline(
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "versions": environment(),
     }
-    atomic_write(out / "report.json", lambda t: t.write_text(json.dumps(report, indent=2)))
-    write_html_report(out, report)
+    atomic_write(run.report_json, lambda t: t.write_text(json.dumps(report, indent=2)))
+    write_html_report(run.path, report)
     return report

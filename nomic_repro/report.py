@@ -11,7 +11,7 @@ import csv, html, json, os, platform, subprocess
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from .core import atomic_write, package_dir, Registry
+from .core import atomic_write, package_dir, Registry, RunDir
 
 # %% ../nbs/18_report.ipynb #facd2d4e
 def _git_commit() -> str | None:
@@ -188,17 +188,19 @@ def _loss_figure(out: Path):
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    fig = make_subplots(
-        rows=1, cols=3, subplot_titles=("stage 1: MLM loss", "stage 2: InfoNCE", "stage 3: InfoNCE")
-    )
-    for i, s in enumerate(("stage1", "stage2", "stage3")):
-        f = out / s / "metrics.jsonl"
+    losses = dict(mlm="MLM loss", contrastive="InfoNCE", finetune="InfoNCE")
+    titles = [f"{RunDir.label(s)}: {losses[s]}" for s in RunDir.STAGES]
+    fig = make_subplots(rows=1, cols=3, subplot_titles=titles)
+    for i, s in enumerate(RunDir.STAGES):
+        f = RunDir(out).stage(s).metrics
         if f.exists():
             log = [json.loads(l) for l in f.read_text().splitlines() if l.strip()]
             fig.add_trace(
                 # stages 2/3 log the plain InfoNCE beside the loss they step on (W·InfoNCE + aux)
                 go.Scatter(
-                    x=[r["step"] for r in log], y=[r.get("infonce", r["loss"]) for r in log], name=s
+                    x=[r["step"] for r in log],
+                    y=[r.get("infonce", r["loss"]) for r in log],
+                    name=RunDir.folder(s),
                 ),
                 row=1,
                 col=i + 1,
@@ -292,14 +294,13 @@ def write_html_report(out: Path, report: dict, results_dir=None) -> Path:
         "<!doctype html><html><head><meta charset='utf-8'><title>nomic_repro report:"
         f" {name}</title></head><body style='font-family:sans-serif'>{''.join(body)}</body></html>"
     )
-    atomic_write(out / "report.html", lambda t: t.write_text(page))
-    return out / "report.html"
+    return atomic_write(RunDir(out).report_html, lambda t: t.write_text(page))
 
 # %% ../nbs/18_report.ipynb #57db0b87
 def rebuild_report(output_dir, results_dir=None) -> Path:
     """Write `report.html` again from a run folder's `report.json` (e.g. after new kernel
     benchmarks): `nomic-repro report`."""
-    f = Path(output_dir) / "report.json"
+    f = RunDir(output_dir).report_json
     if not f.exists():
         raise FileNotFoundError(
             f"{str(f)!r} does not exist: run `nomic-repro run` on {str(output_dir)!r} first"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 import torch.nn.functional as F
 from torch import nn, Tensor
-from .core import seed_everything, atomic_folder, Registry
+from .core import seed_everything, atomic_folder, Registry, StageDir
 from .model import NomicBertConfig, NomicBertForMaskedLM
 from .model_moe import V2_MOE_CONFIG
 from .checkpoint import load_tokenizer, save_pretrained, load_xlm_roberta
@@ -366,7 +366,7 @@ def run_mlm(
     after `max_steps` if given."""
     preset = get_mlm_preset(preset, overrides)
     rank, world, device = setup_distributed()
-    out = Path(output_dir)
+    out, d = Path(output_dir), StageDir(output_dir)  # d: the names of its files
     out.mkdir(parents=True, exist_ok=True)
     rank0_result(check_same_preset, out, preset)  # every rank gets rank 0's verdict
     rank0_result(check_same_data, out, preset.data.sources, data_root)  # and on the same data
@@ -382,10 +382,8 @@ def run_mlm(
     )
     if rank == 0:
         # whole or not at all: a kill mid-save never leaves a folder that looks finished
-        atomic_folder(
-            out / "model", lambda d: save_pretrained(mlm, d, layout="nomic", tokenizer=tok)
-        )
-    f = out / "metrics.jsonl"
+        atomic_folder(d.model, lambda t: save_pretrained(mlm, t, layout="nomic", tokenizer=tok))
+    f = d.metrics
     log = [json.loads(l) for l in f.read_text().splitlines()] if f.exists() else []
     return {
         "preset": preset.name,
@@ -393,7 +391,7 @@ def run_mlm(
         "data": report,
         **res,
         "seconds": round(time.time() - t0, 1),
-        "model_dir": str(out / "model"),
+        "model_dir": str(d.model),
         "first_loss": log[0]["loss"] if log else None,
         "last_loss": log[-1]["loss"] if log else None,
     }

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from torch import Tensor
-from .core import seed_everything, pad_right, atomic_folder, Registry
+from .core import seed_everything, pad_right, atomic_folder, Registry, StageDir
 from .embed import add_prefix
 from nomic_repro.checkpoint import (
     load_pretrained,
@@ -629,11 +629,13 @@ def run_contrastive(
 ) -> dict:
     """Contrastive training of the encoder at `init_from` (a checkpoint folder, with its tokenizer)
     into `output_dir`, resumable; `load_encoder` loads the filter model and `evaluate(model_dir,
-    tasks, out)` scores the finished model (`17_eval`; None: not scored)."""
+    tasks, out)` scores the finished model on the harness's own data (`17_eval`; None: not
+    scored), as `run` does."""
     preset = resolve_preset(preset, presets or STAGE2_PRESETS, overrides)
     rank, world, device = setup_distributed()
     report, folder = {}, resolve_folder(init_from)
     out = _open_run_folder(preset, folder, output_dir, data_root)
+    d = StageDir(out)  # the names of its files
     tok = load_tokenizer(folder)  # the init model's own (stage 1 saved its preset's)
     task = make_task(preset, data_root, device, report, tok, load_encoder)
     task.infonce_scale = preset.infonce_scale  # the run's weighting, whatever built the task
@@ -644,19 +646,18 @@ def run_contrastive(
     res = train(model, task, preset.train, out, stop_at=max_steps, progress=progress, desc=desc)
     scores = {}
     if rank == 0:
-        save_encoder(enc, out / "model", tok, preset.layer_norm)
-        (out / "data_report.json").write_text(json.dumps(report, indent=2))
+        save_encoder(enc, d.model, tok, preset.layer_norm)
+        d.data_report.write_text(json.dumps(report, indent=2))
         done = res["end_step"] == preset.train.max_steps
         if done and preset.eval_tasks and evaluate is not None:
-            # on the harness's own data (vendored or $NOMIC_REPRO_DATA), as `run`
-            scores = evaluate(out / "model", preset.eval_tasks, out)
+            scores = evaluate(d.model, preset.eval_tasks, out)
     spe = task.pairs.plan(preset.train.batch_size).steps_per_epoch  # > 1 epoch: warned
     return {
         "preset": preset.name,
         "data": report,
         **res,
         "seconds": round(time.time() - t0, 1),
-        "model_dir": str(out / "model"),
+        "model_dir": str(d.model),
         "eval": scores,
         "steps_per_epoch": spe,
         "epochs": round(res["end_step"] / spe, 2),

@@ -12,7 +12,7 @@ import gzip, json
 from dataclasses import dataclass, replace
 from pathlib import Path
 import torch
-from .core import atomic_write, Registry
+from .core import atomic_write, Registry, StageDir
 from .embed import add_prefix, MATRYOSHKA_DIMS
 from .data import read_records, row_generators, TokenStore
 from .train import TrainConfig, rank0_result
@@ -394,7 +394,7 @@ def _mine_missing(
     `out/mined-<source>.jsonl.gz` is missing (rank 0's job under torchrun)."""
     miner, d, seed = None, preset.data, preset.train.seed
     for src in d.sources:
-        cache = out / f"mined-{src.name}.jsonl.gz"
+        cache = StageDir(out).mined(src.name)
         if cache.exists():
             continue
         rows, stats = read_records(
@@ -425,7 +425,7 @@ def build_triplets(
     rank0_result(_mine_missing, preset, out, data_root, device, load_encoder)
     sources = {}
     for src in preset.data.sources:
-        with gzip.open(out / f"mined-{src.name}.jsonl.gz", "rt") as f:
+        with gzip.open(StageDir(out).mined(src.name), "rt") as f:
             sources[src.name] = (
                 src,
                 [(r["query"], r["document"], r["negatives"]) for r in map(json.loads, f)],

@@ -642,9 +642,8 @@ def run_contrastive(
     seed_everything(preset.train.seed)
     enc = _init_encoder(preset, folder, device)
     model = wrap_ddp(BiEncoder(enc, layer_norm=preset.layer_norm), device)
-    t0 = time.time()
+    t0, scores = time.time(), {}
     res = train(model, task, preset.train, out, stop_at=max_steps, progress=progress, desc=desc)
-    scores = {}
     if rank == 0:
         save_encoder(enc, d.model, tok, preset.layer_norm)
         d.data_report.write_text(json.dumps(report, indent=2))

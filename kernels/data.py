@@ -27,7 +27,7 @@ rank 1. ratio = workers' seconds per step / GPU step; the goal is <= 0.2. Writes
 kernels/results/data-<device>.csv (device: cpu-<cores>cores, the cores this process may use).
 """
 
-import argparse, csv, os, statistics, sys, time
+import argparse, os, statistics, sys, time
 from dataclasses import replace
 from pathlib import Path
 import torch
@@ -37,6 +37,7 @@ from nomic_repro.pipeline import get_pipeline_preset
 from nomic_repro.checkpoint import load_tokenizer
 from nomic_repro.data import read_records, tokenize_documents, SequenceDataset
 from nomic_repro.train import step_batches
+from nomic_repro.report import write_results
 from nomic_repro.stage1 import get_mlm_preset, MLMTask
 from nomic_repro.stage2 import STAGE2_PRESETS, DEMO_PAIR_SOURCES, PairDataset, ContrastiveTask
 from nomic_repro.stage3 import STAGE3_PRESETS, TripletDataset, SupervisedTask
@@ -229,15 +230,8 @@ def main(argv=None):
             f" / {row['ratio_real_lengths']:.3f} ({verdict})",
             flush=True,
         )
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"data-{rows[0]['device']}.csv"
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        for row in rows:
-            w.writerow({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()})
-    print(f"wrote {path}")
+    stem = f"data-{rows[0]['device']}"
+    print(f"wrote {write_results(rows, a.out, stem, digits=4)}")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ kernels/results/encoder-<device>.csv. Default size is a 4-layer NomicBERT (768 w
 finishes in about a minute; --full uses all 12.
 """
 
-import argparse, csv, os, platform, statistics, sys, time
+import argparse, csv, os, statistics, time
 from dataclasses import replace
 from pathlib import Path
 import torch

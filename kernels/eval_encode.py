@@ -15,12 +15,13 @@ cap, so batches are full-length either way and sorting gains little; at 512 only
 saves the padding.
 """
 
-import argparse, csv, os, statistics, sys, time
+import argparse, os, statistics, sys
 from pathlib import Path
 import torch
 import nomic_repro  # noqa: F401  (before transformers: sets the Triton interpreter on CPU)
 from nomic_repro import eval as ev
 from nomic_repro.core import assert_close
+from nomic_repro.report import write_results
 
 
 def device_name():
@@ -68,15 +69,8 @@ def main(argv=None):
             f" {row['unsorted_docs_per_s']:.1f} docs/s, ratio {row['ratio']:.2f}x",
             flush=True,
         )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"eval-encode-{rows[0]['device']}.csv"
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        for row in rows:
-            w.writerow({k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()})
-    print(f"wrote {path}")
+    stem = f"eval-encode-{rows[0]['device']}"
+    print(f"wrote {write_results(rows, args.out, stem, digits=3)}")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ On a GPU: timings with triton.testing.do_bench (median), printed with ratios to 
 lengths) or sdpa_mask (mixed), and written to kernels/results/flash_attn-<gpu name>.csv.
 """
 
-import argparse, csv, math, os, sys, warnings
+import argparse, os, sys, warnings
 from pathlib import Path
 
 # compile for a GPU we do not have: keep triton out of the interpreter
@@ -43,8 +43,8 @@ if "--compile-sm90" in sys.argv:
     import triton
 
     warnings.filterwarnings("ignore", message="triton was imported before nomic_repro")
-# noqa: F401  (first: sets TRITON_INTERPRET=1 when there is no GPU, before triton loads)
-import nomic_repro
+# first: sets TRITON_INTERPRET=1 when there is no GPU, before triton loads
+import nomic_repro  # noqa: F401
 import torch
 import torch.nn.functional as F
 from nomic_repro.core import assert_close, seed_everything
@@ -54,10 +54,10 @@ from nomic_repro.attention import (
     attention_varlen_ref,
     cu_seqlens_from_lengths,
     unpad,
-    pad,
 )
 from nomic_repro.kernels.flash_attn import flash_attn_varlen, flash_attn
 from nomic_repro.rope import apply_rotary, rotary_inv_freq
+from nomic_repro.report import write_results
 import triton
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -230,19 +230,13 @@ def sweep(args, device, dtype):
                     f"{kind:5s} S={max(lengths):5d} n={len(lengths):3d} {pas:8s} {name:14s}"
                     f" {ms:8.3f} ms {tf:7.1f} TFLOP/s  x{base / ms:.2f}"
                 )
-    out = Path(args.out) / f"flash_attn-{gpu.replace(' ', '-')}.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    print(f"wrote {out}")
+    stem = "flash_attn-" + gpu.replace(" ", "-")
+    print(f"wrote {write_results(rows, args.out, stem)}")
 
 
 def compile_sm90(dtypes, head_dims):
     """Compile every GPU autotune config of fwd, dK/dV and dQ for sm_90 (no launch); return the
     failures."""
-    import triton
     from triton.compiler import ASTSource
     from triton.backends.compiler import GPUTarget
     import nomic_repro.kernels.flash_attn as fa

@@ -13,7 +13,7 @@ every GradCache run reproduces the plain loss and gradient, then prints the rati
 kernels/results/gradcache-<device>.csv.
 """
 
-import argparse, csv, json, os, resource, subprocess, sys, time
+import argparse, csv, os, resource, subprocess, sys, time
 from pathlib import Path
 
 

@@ -21,12 +21,13 @@ in the interpreter), then the sweep: on CUDA with triton.testing.do_bench (media
 kernels/results/moe-<device>.csv.
 """
 
-import argparse, csv, os, statistics, sys, time
+import argparse, os, statistics, sys, time
 from pathlib import Path
 import torch
 import nomic_repro  # noqa: F401  (first: sets TRITON_INTERPRET=1 on a machine without CUDA)
 from nomic_repro.core import assert_close, seed_everything, get_device
 from nomic_repro.moe import moe_mlp_reference, route
+from nomic_repro.report import write_results
 from nomic_repro.kernels.moe import moe_mlp, moe_mlp_grouped_mm
 
 IMPLS = {"loop": moe_mlp_reference, "grouped_mm": moe_mlp_grouped_mm, "triton": moe_mlp}
@@ -146,14 +147,7 @@ def main(argv=None):
                     f"{i}: {t:9.2f} ms ({ms['loop'] / t:4.2f}x loop)" for i, t in ms.items()
                 )
             )
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    f = out / f"moe-{name}.csv"
-    with open(f, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    print(f"wrote {f}")
+    print(f"wrote {write_results(rows, args.out, f'moe-{name}')}")
     if dev.type != "cuda":
         print(
             "no CUDA device: the Triton kernels were only checked for correctness (interpreter);"

@@ -12,7 +12,6 @@ Writes kernels/results/train-<device>.csv.
 """
 
 import argparse, csv, json, os, tempfile, time
-from dataclasses import replace
 from pathlib import Path
 import torch
 import nomic_repro  # noqa: F401

@@ -253,6 +253,21 @@ def eval_command(args):
     print(f"wrote {out}", file=sys.stderr)
 
 # %% ../nbs/22_cli.ipynb #e5f7c189
+def _settings(config_help: str, set_help: str) -> tuple:
+    "`--config FILE` and the repeatable `--set KEY=VALUE` (which wins over the file)."
+    return (
+        arg("--config", default=None, metavar="FILE", help=config_help),
+        arg(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help=set_help,
+        ),
+    )
+
+
 _STAGE_ARGS = (
     arg("--preset", default="tiny", help=registered("nomic_repro.pipeline", "PIPELINE_PRESETS")),
     arg("--output-dir", required=True, help="run folder; running the command again on it resumes"),
@@ -268,19 +283,9 @@ _STAGE_ARGS = (
         help="stop after this step; the LR schedule is unchanged",
     ),
     arg("--save-every", type=int, default=None, help="write a checkpoint every N steps"),
-    arg(
-        "--config",
-        default=None,
-        metavar="FILE",
-        help="YAML/JSON file of preset settings (nested like the preset; --set wins)",
-    ),
-    arg(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a preset setting, e.g. train.lr=1e-3",
+    *_settings(
+        "YAML/JSON file of preset settings (nested like the preset; --set wins)",
+        "override a preset setting, e.g. train.lr=1e-3",
     ),
 )
 _INIT = arg(
@@ -420,19 +425,9 @@ def finetune_command(args):
         default=None,
         help="folder the data sources are relative to (default: the vendored data/)",
     ),
-    arg(
-        "--config",
-        default=None,
-        metavar="FILE",
-        help="YAML/JSON file of settings, e.g. {contrastive: {train: {lr: 1e-4}}}",
-    ),
-    arg(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="e.g. stage2.lr=1e-4 or mlm.train.max_steps=100 "
+    *_settings(
+        "YAML/JSON file of settings, e.g. {contrastive: {train: {lr: 1e-4}}}",
+        "e.g. stage2.lr=1e-4 or mlm.train.max_steps=100 "
         f"({'/'.join(RunDir.FOLDERS)} = {'/'.join(RunDir.STAGES)}; wins over --config)",
     ),
 )
@@ -635,14 +630,8 @@ def bench_command(args):
         help="price per GPU-hour (default: the table's assumed price)",
     ),
     arg("--mfu", type=float, default=0.4, help="assumed model-FLOPs utilisation, in (0, 1]"),
-    arg("--config", default=None, metavar="FILE", help="YAML/JSON file of settings, as for `run`"),
-    arg(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="as for `run`, e.g. mlm.train.grad_accum=16",
+    *_settings(
+        "YAML/JSON file of settings, as for `run`", "as for `run`, e.g. mlm.train.grad_accum=16"
     ),
     arg("--json", action="store_true", help="print the plan as JSON instead of a table"),
 )

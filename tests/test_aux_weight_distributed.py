@@ -3,23 +3,16 @@
 query forward + aux of its document forward) and DDP averages the gradients. Checked at W = 1 (one process) and W = 2
 (two gloo processes, DDP), plainly and through GradCache, against that formula written out here from scratch."""
 
-import os, socket, subprocess, sys
+import subprocess, sys
 from pathlib import Path
-import pytest, torch
+import torch
 import torch.nn.functional as F
 from nomic_repro.core import assert_close
 from nomic_repro.moe import moe_layers, expert_load
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _aux_worker import B, TAU, COEF, model, batch, shard, step  # noqa: E402
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+from _launch import launch_env, launcher  # noqa: E402
 
 
 def megablocks_aux(m):
@@ -111,24 +104,8 @@ def test_w1_one_process_is_infonce_plus_both_sides_aux():
 
 
 def test_w2_ddp_gradient_is_contrastors(tmp_path):
-    env = {
-        **{k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK")},
-        "OMP_NUM_THREADS": "1",
-    }
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(free_port()),
-        str(Path(__file__).parent / "_aux_worker.py"),
-        str(tmp_path),
-    ]
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    cmd = [*launcher(2), str(Path(__file__).parent / "_aux_worker.py"), str(tmp_path)]
+    r = subprocess.run(cmd, env=launch_env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     results = [torch.load(tmp_path / f"rank{i}.pt", weights_only=True) for i in range(2)]
     obj, nce, aux, g_ref, tol = check(2, results)

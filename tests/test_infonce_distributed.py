@@ -1,6 +1,6 @@
 """With two gloo processes, the gathered InfoNCE loss and every gradient equal one process on the whole batch."""
 
-import os, socket, subprocess, sys
+import subprocess, sys
 from pathlib import Path
 import pytest, torch
 from nomic_repro.core import assert_close
@@ -8,37 +8,13 @@ from nomic_repro.losses import info_nce
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _infonce_worker import batch  # noqa: E402
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+from _launch import launch_env, launcher  # noqa: E402
 
 
 @pytest.mark.parametrize("mode", ["negatives", "sym"])
 def test_gathered_infonce_equals_single_process(tmp_path, mode):
-    env = {
-        **{k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK")},
-        "OMP_NUM_THREADS": "1",
-    }
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc_per_node",
-        "2",
-        "--master_addr",
-        "127.0.0.1",
-        "--master_port",
-        str(free_port()),
-        str(Path(__file__).parent / "_infonce_worker.py"),
-        str(tmp_path),
-        mode,
-    ]
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    cmd = [*launcher(2), str(Path(__file__).parent / "_infonce_worker.py"), str(tmp_path), mode]
+    r = subprocess.run(cmd, env=launch_env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     parts = [torch.load(tmp_path / f"rank{i}.pt", weights_only=True) for i in range(2)]
     q, d, neg = (x.clone().requires_grad_() for x in batch())

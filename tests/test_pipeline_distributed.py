@@ -3,8 +3,11 @@ trains under DDP, rank 0 alone evaluates and writes the report, and the stages a
 same global batches (same data, same losses to float tolerance; stages 2 and 3 of that run with InfoNCE × 2, the factor
 contrastors' `clip_loss` gives two processes: `infonce_scale`, notebook 15)."""
 
-import json, os, socket, subprocess, sys
+import json, subprocess, sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _launch import launch_env, launcher  # noqa: E402
 
 MINI = [
     "mlm.train.max_steps=3",
@@ -25,40 +28,12 @@ MINI = [
 ]
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
-
-
 def run(out: Path, nproc: int):
     # one process takes the two-process steps when its InfoNCE carries their factor W = 2
     same_as_two = ["contrastive.infonce_scale=2", "finetune.infonce_scale=2"] if nproc == 1 else []
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-    }
-    env.update(OMP_NUM_THREADS="1", PYTHONHASHSEED="0")
-    launch = (
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            str(nproc),
-            "--master_addr",
-            "127.0.0.1",
-            "--master_port",
-            str(free_port()),
-        ]
-        if nproc > 1
-        else [sys.executable]
-    )
+    env = launch_env(PYTHONHASHSEED="0")
     cmd = [
-        *launch,
+        *launcher(nproc),
         "-m",
         "nomic_repro.cli",
         "run",
@@ -112,32 +87,12 @@ def test_resume_on_a_different_number_of_processes(tmp_path):
         ]
         for a in ("--set", s)
     ]
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-    }
-    env.update(OMP_NUM_THREADS="1", PYTHONHASHSEED="0")
+    env = launch_env(PYTHONHASHSEED="0")
 
     def mlm(out, nproc, *extra):
-        launch = (
-            [
-                sys.executable,
-                "-m",
-                "torch.distributed.run",
-                "--nproc_per_node",
-                str(nproc),
-                "--master_addr",
-                "127.0.0.1",
-                "--master_port",
-                str(free_port()),
-            ]
-            if nproc > 1
-            else [sys.executable]
-        )
         r = subprocess.run(
             [
-                *launch,
+                *launcher(nproc),
                 "-m",
                 "nomic_repro.cli",
                 "mlm",

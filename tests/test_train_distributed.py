@@ -1,7 +1,7 @@
 """Two gloo processes (spawned here with torchrun) take exactly the gradient steps one process takes on the
 combined batch: same losses, same final weights. Also gradient accumulation, and exact resume of stage 1."""
 
-import json, os, socket, subprocess, sys
+import json, subprocess, sys
 from pathlib import Path
 import pytest, torch
 from safetensors.torch import load_file
@@ -9,43 +9,13 @@ from nomic_repro.core import assert_close
 
 HERE = Path(__file__).parent
 WORKER = HERE / "_dist_worker.py"
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+sys.path.insert(0, str(HERE))
+from _launch import launch_env, launcher  # noqa: E402
 
 
 def run(out, task, nproc=1, grad_accum=1):
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-    }
-    env["OMP_NUM_THREADS"] = "1"
-    if nproc == 1:
-        cmd = [sys.executable, str(WORKER), str(out), task, "--grad-accum", str(grad_accum)]
-    else:
-        cmd = [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--nproc_per_node",
-            str(nproc),
-            "--master_addr",
-            "127.0.0.1",
-            "--master_port",
-            str(free_port()),
-            str(WORKER),
-            str(out),
-            task,
-            "--grad-accum",
-            str(grad_accum),
-        ]
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    cmd = [*launcher(nproc), str(WORKER), str(out), task, "--grad-accum", str(grad_accum)]
+    r = subprocess.run(cmd, env=launch_env(), capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-4000:]
     return [json.loads(l) for l in (Path(out) / "metrics.jsonl").read_text().splitlines()]
 

@@ -9,7 +9,7 @@ __all__ = ['LAYOUTS', 'MODEL_TYPES', 'NOMIC_REPRO_KEY', 'CheckpointError', 'dete
            'fits_transformers_layout', 'export_state_dict', 'save_pretrained', 'saved_layer_norm']
 
 # %% ../nbs/06_checkpoints.ipynb #7651f936
-import json, os, re, warnings
+import copy, json, os, re, warnings
 from dataclasses import replace
 from pathlib import Path
 import torch
@@ -724,6 +724,16 @@ def _hf_config_dict(cfg: NomicBertConfig, mlm: bool = False) -> dict:
 NOMIC_REPRO_KEY = "nomic_repro"  # our settings in config.json, beside the layout's own keys
 
 
+def _save_tokenizer(tokenizer, save_dir: Path):
+    """Save a copy without the truncation or padding that earlier calls left on a fast tokenizer's
+    backend: the files depend on the tokenizer only, not on what it last tokenized."""
+    tok = copy.deepcopy(tokenizer)
+    if getattr(tok, "_tokenizer", None) is not None:
+        tok._tokenizer.no_truncation()
+        tok._tokenizer.no_padding()
+    tok.save_pretrained(str(save_dir))
+
+
 def save_pretrained(
     model: NomicBert | NomicBertForMaskedLM,
     save_dir,
@@ -749,7 +759,7 @@ def save_pretrained(
     _write_json(save_dir / "config.json", config)
     if layout == "transformers":
         _st_files(save_dir, cfg, max_seq_length, bool(layer_norm))
-    (tokenizer or load_tokenizer()).save_pretrained(str(save_dir))
+    _save_tokenizer(tokenizer or load_tokenizer(), save_dir)
     return save_dir
 
 # %% ../nbs/06_checkpoints.ipynb #324a6df6

@@ -249,12 +249,27 @@ def umask_mode(mode: int = 0o666) -> int:
     return mode & ~m
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
 def atomic_write(path, write) -> Path:
     """Write `path` through `write(tmp_path)`, then rename the temporary file onto it: a kill leaves
-    the old file or the new one."""
+    the old file or the new one (and its temporary, removed by the next write of `path`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # named .<name>.<pid>.<random>.tmp
+        pid = stale.name[len(path.name) + 2 :].split(".")[0]
+        if not (pid.isdigit() and _alive(int(pid))):  # its writer was killed
+            stale.unlink(missing_ok=True)
+    prefix = f".{path.name}.{os.getpid()}."
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
     os.close(fd)
     try:
         write(Path(tmp))

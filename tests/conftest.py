@@ -41,3 +41,13 @@ def browser():
         b = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         yield b
         b.close()
+
+
+def pytest_terminal_summary(terminalreporter):
+    "#27: how many faults tests/test_fault_injection.py injected and how many runs recovered from them."
+    mod = sys.modules.get("test_fault_injection")
+    if mod is not None and mod.TALLY["injected"]:
+        t = mod.TALLY
+        terminalreporter.write_line(
+            f"fault injection: {t['injected']} injected, {t['survived']} survived"
+        )

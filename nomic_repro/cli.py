@@ -112,6 +112,13 @@ def _one_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {msg} (a bug? `nomic-repro --debug ...` shows the traceback)"
 
 # %% ../nbs/22_cli.ipynb #72c979a9
+def _end_progress_bars():
+    "Close the progress bars still drawing (a stage stopped mid-way), ending their line."
+    std = sys.modules.get("tqdm.std")
+    for bar in list(getattr(getattr(std, "tqdm", None), "_instances", ())):
+        bar.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `nomic-repro` console script; returns the exit code."
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -131,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:
         if debug:
             raise
+        _end_progress_bars()  # the error starts its own line
         print(f"{prog}: error: {_one_line(e)}", file=sys.stderr)
         return 2 if _is_user_error(e) else 1
 

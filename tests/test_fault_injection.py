@@ -84,6 +84,34 @@ def test_stage_1_survives_a_kill_at_every_write(tmp_path):
     kill_everywhere(tmp_path, lambda d: [*MLM, "--output-dir", d], state)
 
 
+def test_stage_1_survives_a_full_disk_at_every_write(tmp_path):
+    "A write that fails as a full disk does: one line, exit code 1 (the environment), and a rerun completes."
+    args = lambda d: [*MLM, "--output-dir", d]
+    _, renames = cli(tmp_path, "full", 0, args(tmp_path / "ref"))
+    expected = state(tmp_path / "ref")
+    for n in range(1, renames + 1):
+        out, count = tmp_path / f"full-{n}", tmp_path / "renames.txt"
+        cmd = [
+            sys.executable,
+            str(HERE / "_faulty.py"),
+            "full",
+            str(n),
+            str(count),
+            "--",
+            *map(str, args(out)),
+        ]
+        r = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=600)
+        TALLY["injected"] += 1
+        assert r.returncode == 1 and "Traceback" not in r.stderr, (n, r.stderr[-2000:])
+        (line,) = [l for l in r.stderr.splitlines() if "error:" in l]
+        assert line.startswith("nomic-repro mlm: error:") and "No space left on device" in line, (
+            line
+        )
+        cli(tmp_path, "full", 0, args(out))
+        assert state(out) == expected and not temporaries(out), n
+        TALLY["survived"] += 1
+
+
 @pytest.fixture(scope="module")
 def stage1(tmp_path_factory):
     d = tmp_path_factory.mktemp("s1")

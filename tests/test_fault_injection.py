@@ -61,15 +61,17 @@ def temporaries(folder: Path) -> list[str]:
     return [str(p.relative_to(folder)) for p in folder.rglob("*") if ".tmp" in p.name]
 
 
-def kill_everywhere(tmp: Path, args_for, result):
+def kill_everywhere(tmp: Path, args_for, result, modes=("before", "after"), prepare=None):
     "For every rename of the run, kill before and after it, rerun, and compare with the uninterrupted result."
     ref_dir = tmp / "ref"
+    prepare and prepare(ref_dir)
     _, renames = cli(tmp, "before", 0, args_for(ref_dir))
     expected = result(ref_dir)
     assert renames >= 1, renames
-    for mode in ("before", "after"):
+    for mode in modes:
         for n in range(1, renames + 1):
             out = tmp / f"{mode}-{n}"
+            prepare and prepare(out)
             rc, _ = cli(tmp, mode, n, args_for(out))
             assert rc == -signal.SIGKILL, (mode, n, rc)
             TALLY["injected"] += 1
@@ -142,3 +144,29 @@ def test_eval_and_embed_outputs_survive_a_kill_at_every_write(tmp_path, stage1):
                     "--output", d / "r.json"]  # fmt: skip
     scores = lambda d: [r["metrics"] for r in json.loads((d / "r.json").read_text())]
     kill_everywhere(tmp_path / "eval", ev, scores)
+
+
+def test_stage_3_survives_a_kill_before_every_write(tmp_path, stage1):
+    "Mined negatives, checkpoints and the model folder (each kill before its rename: ~4 minutes on 2 cores)."
+    s2 = tmp_path / "s2"
+    cli(
+        tmp_path,
+        "before",
+        0,
+        ["contrastive", "--preset", "tiny", "--init", stage1, *PAIRS, "--output-dir", s2],
+    )
+    args = lambda d: ["finetune", "--preset", "tiny", "--init", s2 / "model", *SMALL,
+                      "--set", "data.limit=32", "--set", "eval_tasks=[]", "--output-dir", d]  # fmt: skip
+    kill_everywhere(tmp_path / "s3", args, state, modes=("before",))
+
+
+def test_report_survives_a_kill_at_every_write(tmp_path, tiny_run):
+    "`nomic-repro report` rewrites report.html of a finished run (plotly's random element ids aside)."
+    import re, shutil
+
+    copy = lambda d: (
+        d.exists() or shutil.copytree(tiny_run.out, d, ignore=shutil.ignore_patterns("checkpoints"))
+    )
+    ids = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+    page = lambda d: ids.sub("ID", (d / "report.html").read_text())
+    kill_everywhere(tmp_path, lambda d: ["report", "--output-dir", d], page, prepare=copy)

@@ -1,5 +1,6 @@
 """#27's fault-injection suite: SIGKILL at every completed write of a run (each `os.replace`: checkpoints, the
-model folder, preset and data records, eval JSON, embeddings), just before the rename and just after it; then the
+model folder, preset and data records, mined negatives, eval JSON, embeddings, report.html), just before the rename
+(and for stage 1, embed, eval and the report just after it too, which stages 2 and 3 would repeat); then the
 same command again, which must finish with exactly the uninterrupted run's result (the same loss at every step,
 the same weights, the same scores) and leave no temporary behind. The counts are printed at the end of the
 pytest run ("fault injection: N injected, N survived")."""
@@ -121,7 +122,7 @@ def stage1(tmp_path_factory):
     return d / "run" / "model"
 
 
-def test_stage_2_survives_a_kill_at_every_write(tmp_path, stage1):
+def test_stage_2_survives_a_kill_before_every_write(tmp_path, stage1):
     args = lambda d: [
         "contrastive",
         "--preset",
@@ -132,7 +133,7 @@ def test_stage_2_survives_a_kill_at_every_write(tmp_path, stage1):
         "--output-dir",
         d,
     ]
-    kill_everywhere(tmp_path, args, state)
+    kill_everywhere(tmp_path, args, state, modes=("before",))  # stage 1 tests after-kills too
 
 
 def test_eval_and_embed_outputs_survive_a_kill_at_every_write(tmp_path, stage1):

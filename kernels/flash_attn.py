@@ -230,7 +230,7 @@ def sweep(args, device, dtype):
                     f"{kind:5s} S={max(lengths):5d} n={len(lengths):3d} {pas:8s} {name:14s}"
                     f" {ms:8.3f} ms {tf:7.1f} TFLOP/s  x{base / ms:.2f}"
                 )
-    stem = "flash_attn-" + gpu.replace(" ", "-")
+    stem = f"flash_attn-{gpu.replace(' ', '-')}"
     print(f"wrote {write_results(rows, args.out, stem)}")
 
 

@@ -12,6 +12,7 @@ import argparse, json, re, sys
 from pathlib import Path
 import nomic_repro
 from .core import package_dir, RunDir
+from .model import ATTN_IMPLS
 from .report import BENCHMARKS
 
 # %% ../nbs/22_cli.ipynb #4d2e61c3
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
 
 # %% ../nbs/22_cli.ipynb #d1476f06
 # "auto" (the default wherever a model is built): the Triton kernel on a GPU, PyTorch's on a CPU
-_ATTN_ARG = arg("--attn-impl", default="auto", choices=("auto", "torch", "triton"))
+_ATTN_ARG = arg("--attn-impl", default="auto", choices=ATTN_IMPLS)
 
 
 def _split_help() -> str:
@@ -227,11 +228,8 @@ def check_output(path, flag: str = "--output") -> Path:
 def eval_command(args):
     from nomic_repro import eval as ev
 
-    for t in args.task:
-        if t in ev.TASKS:
-            ev.task_folder(t, args.data_root)
-        elif not Path(t).is_dir():
-            raise CLIError(str(ev.unknown_task(t)))
+    for t in args.task:  # before any model is loaded
+        ev.task_kind(t, args.data_root)
     for name in ("max_length", "limit_docs", "batch_size"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise CLIError(f"--{name.replace('_', '-')} must be >= 1")

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['SIZES', 'CELL_GUARD', 'use_triton_interpreter', 'seed_everything', 'get_device', 'get_dtype', 'in_test', 'Sizes',
            'sizes', 'CloseReport', 'assert_close', 'pad_right', 'progress_bar', 'umask_mode', 'atomic_write',
-           'atomic_folder', 'package_dir', 'show', 'cell_flags', 'flagged_cell_skip', 'install_cell_guard', 'StageDir',
+           'atomic_folder', 'show', 'package_dir', 'cell_flags', 'flagged_cell_skip', 'install_cell_guard', 'StageDir',
            'RunDir', 'Registry', 'Verdict', 'exercise']
 
 # %% ../nbs/00_core.ipynb #9ed9ebde
@@ -305,13 +305,6 @@ def atomic_folder(path, write) -> Path:
             shutil.rmtree(tmp, ignore_errors=True)
     return path
 
-# %% ../nbs/00_core.ipynb #79f1bc72
-def package_dir() -> Path:
-    "This package's folder, where `import nomic_repro` found it (not the working directory)."
-    import nomic_repro
-
-    return Path(nomic_repro.__file__).resolve().parent
-
 # %% ../nbs/00_core.ipynb #3e4e9742
 _TRACE_ARRAYS = ("x", "y", "z", "text", "customdata")
 
@@ -485,9 +478,11 @@ class StageDir(_Folder):
     data_report = _file("data_report.json", "what the contrastive stage read and filtered")
     lock = _file(".lock", "locked by the process that uses the folder")
 
+    MINED = "mined-{}.jsonl.gz"
+
     def mined(self, source: str) -> Path:
         "The finetune stage's cache of mined hard negatives for data source `source`."
-        return self.path / f"mined-{source}.jsonl.gz"
+        return self.path / self.MINED.format(source)
 
 # %% ../nbs/00_core.ipynb #a38d479d
 class RunDir(_Folder):

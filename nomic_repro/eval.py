@@ -8,9 +8,9 @@ __all__ = ['TASKS', 'METRICS', 'ENCODE_TASKS', 'MEAN_POOL_MODELS', 'BASELINES', 
            'task_folder', 'RetrievalData', 'beir_files', 'load_beir', 'subsample', 'dense_topk', 'retrieval_metrics',
            'minilm_path', 'MeanPoolEncoder', 'MiniLMEncoder', 'EmbedderEncoder', 'Baseline', 'register_baseline',
            'load_encoder', 'BM25Retriever', 'evaluate_retrieval', 'STSData', 'load_stsb', 'load_sick', 'evaluate_sts',
-           'load_qmsum', 'context_length_sweep', 'load_task', 'eval_max_length', 'run_eval', 'results_table',
-           'save_results', 'evaluate_stage', 'import_mteb_offline', 'local_retrieval_task', 'MTEBEncoder',
-           'encode_throughput', 'load_ag_news', 'pca_2d']
+           'load_qmsum', 'context_length_sweep', 'task_kind', 'load_task', 'eval_max_length', 'run_eval',
+           'results_table', 'save_results', 'evaluate_stage', 'import_mteb_offline', 'local_retrieval_task',
+           'MTEBEncoder', 'encode_throughput', 'load_ag_news', 'pca_2d']
 
 # %% ../nbs/17_eval.ipynb #b37f1b02
 import csv, datetime, gzip, json, os, random, time
@@ -793,6 +793,17 @@ READERS = {
     "sick": lambda folder, split, name: load_sick(folder, split),
     "qmsum": lambda folder, split, name: load_qmsum(folder, split),
 }
+
+
+def task_kind(task, data_root=None) -> str:
+    """The kind of `task` ("retrieval", "sts" or "qmsum"), checked before any work: a registered
+    task whose folder exists under `data_root`, or a BEIR folder path (retrieval)."""
+    if task in TASKS:
+        task_folder(task, data_root)
+        return TASKS[task].kind
+    if Path(task).is_dir():
+        return "retrieval"
+    raise unknown_task(task)
 
 
 def load_task(task, split: str | None = None, data_root=None):

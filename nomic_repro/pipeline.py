@@ -199,15 +199,6 @@ def _train_stages(p: PipelinePreset, run: RunDir, data_root, progress) -> list[s
     return ran
 
 # %% ../nbs/19_pipeline.ipynb #33b89932
-def _task_kind(task) -> str:
-    "The kind of an evaluation task: a registered one's, or retrieval for a BEIR folder path."
-    if task in ev.TASKS:
-        return ev.TASKS[task].kind
-    if Path(task).is_dir():
-        return "retrieval"
-    raise ev.unknown_task(task)
-
-
 def _evaluate_run(p: PipelinePreset, run: RunDir) -> tuple[dict, list]:
     """The evaluation table (every stage, the baselines, the published rows) and the long-context
     curve."""
@@ -217,7 +208,7 @@ def _evaluate_run(p: PipelinePreset, run: RunDir) -> tuple[dict, list]:
     )
     for b in p.baselines:
         # each baseline scores the kinds of task it can (BM25: retrieval)
-        tasks = [t for t in p.eval_tasks if _task_kind(t) in ev.BASELINES[b].kinds]
+        tasks = [t for t in p.eval_tasks if ev.task_kind(t) in ev.BASELINES[b].kinds]
         table[b] = _scores(b, tasks, run.baseline(b))
     for k, row in PUBLISHED.items():
         table[k] = {t: v for t, v in row.items() if t in p.eval_tasks}
@@ -242,7 +233,7 @@ def run_pipeline(
     # settings checked before anything is written
     p = get_pipeline_preset(preset, overrides)
     for t in p.eval_tasks:  # an unknown task or baseline fails now, not after training
-        _task_kind(t)
+        ev.task_kind(t)
     for b in p.baselines:
         ev.BASELINES[b]
     run = RunDir(output_dir)

@@ -17,7 +17,8 @@ import torch
 import torch.distributed as dist
 from torch import nn, Tensor
 from safetensors.torch import save_model, load_model
-from .core import get_device, in_test, progress_bar, atomic_write, umask_mode, StageDir
+from .core import get_device, in_test, progress_bar, atomic_write, umask_mode
+from .core import StageDir, Registry
 
 # %% ../nbs/12_train_loop.ipynb #10630cbf
 @dataclass(frozen=True)
@@ -383,7 +384,7 @@ import fcntl
 
 
 # caches a stage reads if present, which a user may build ahead (mined-*.jsonl.gz)
-RUN_INPUTS = (StageDir("").mined("*").name,)
+RUN_INPUTS = (StageDir.MINED.format("*"),)
 
 
 _LOCKS: dict = {}  # run folder -> the open lock file this process holds
@@ -603,13 +604,10 @@ def apply_overrides(obj, overrides: list[str] | dict):
     return obj
 
 # %% ../nbs/12_train_loop.ipynb #eeaf3728
-def resolve_preset(preset, registry: dict, overrides=()):
+def resolve_preset(preset, registry: Registry, overrides=()):
     """`preset` (a name in `registry`, or a preset object) with `key=value` `overrides` applied;
-    an unknown name is a one-line error naming the choices."""
-    if isinstance(preset, str):
-        if preset not in registry:
-            raise ValueError(f"unknown preset {preset!r}; choose one of {sorted(registry)}")
-        preset = registry[preset]
+    an unknown name is the registry's one-line error naming the choices."""
+    preset = registry[preset] if isinstance(preset, str) else preset
     return apply_overrides(preset, list(overrides))
 
 # %% ../nbs/12_train_loop.ipynb #29bf5e21

@@ -552,13 +552,26 @@ def rank0_result(fn, *args, **kwargs):
 import dataclasses
 
 
+def _items_like(v: tuple, current: tuple) -> tuple:
+    """Items of a list setting given as text or mappings, made the dataclass of `current`'s items
+    (through its `from_spec`, if it has one): e.g. a stage's data sources from a config file."""
+    cls = type(current[0]) if current and dataclasses.is_dataclass(current[0]) else None
+    if cls is None:
+        return v
+    make = getattr(cls, "from_spec", None) or (lambda x: cls(**x) if isinstance(x, dict) else x)
+    out = tuple(make(x) if isinstance(x, (str, dict)) else x for x in v)
+    if bad := [x for x in out if not isinstance(x, cls)]:
+        raise ValueError(f"cannot make a {cls.__name__} of {bad[0]!r}")
+    return out
+
+
 def _parse_value(text: str, current):
     try:
         v = json.loads(text)
     except json.JSONDecodeError:
         v = text
     if isinstance(current, tuple) and isinstance(v, list):
-        v = tuple(v)
+        v = _items_like(tuple(v), current)
     if isinstance(current, float) and isinstance(v, int) and not isinstance(v, bool):
         v = float(v)
     if (
@@ -619,10 +632,21 @@ NOT_PART_OF_THE_RUN = (
     "num_workers",
     "prefetch_factor",
     "attn_impl",  # which kernel computes attention, not what is computed
+    "max_bad_rows",  # how many bad rows refuse a source; the rows kept do not depend on it
 )
 # settings added after run folders were written, with the value that trained those folders: a
-# folder that does not record one resumes as it was trained
-ADDED_SETTINGS = {"loss": "infonce"}
+# folder that does not record one resumes as it was trained (at any depth, also in a list's items)
+ADDED_SETTINGS = {"loss": "infonce", "columns": None}
+
+
+def _with_added(old, cur):
+    "The recorded tree `old` with the `ADDED_SETTINGS` that `cur` has and `old` lacks."
+    if isinstance(old, dict) and isinstance(cur, dict):
+        new = {k: v for k, v in ADDED_SETTINGS.items() if k in cur and k not in old}
+        return {**{k: _with_added(v, cur.get(k)) for k, v in old.items()}, **new}
+    if isinstance(old, list) and isinstance(cur, list):
+        return [_with_added(o, c) for o, c in zip(old, cur)] + old[len(cur) :]
+    return old
 
 
 def flatten_dict(d: dict, prefix="") -> dict:
@@ -649,8 +673,7 @@ def check_same_preset(out, preset) -> None:
     ):  # no work done yet
         atomic_write(f, lambda t: t.write_text(json.dumps(tree, indent=2)))
         return
-    cur, old = flatten_dict(tree), flatten_dict(json.loads(f.read_text()))
-    old = {**{k: v for k, v in ADDED_SETTINGS.items() if k in cur}, **old}
+    cur, old = flatten_dict(tree), flatten_dict(_with_added(json.loads(f.read_text()), tree))
     diff = sorted(
         k
         for k in cur.keys() | old.keys()

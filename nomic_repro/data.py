@@ -4,11 +4,11 @@
 
 # %% auto #0
 __all__ = ['DATA_SUFFIXES', 'default_data_root', 'resolve_source', 'data_identity', 'ReadStats', 'clean_text', 'read_records',
-           'Shape', 'detect_shape', 'source_columns', 'read_source', 'tokenize_documents', 'SequenceDataset',
+           'Shape', 'detect_shape', 'say', 'source_columns', 'read_source', 'tokenize_documents', 'SequenceDataset',
            'TokenStore', 'language_weights', 'LanguageMixture', 'mask_tokens', 'row_generators']
 
 # %% ../nbs/11_data.ipynb #564c7761
-import gzip, json, os, re
+import gzip, json, os, re, sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -277,6 +277,12 @@ def detect_shape(columns, kind: str = "pairs", names=None) -> Shape:
     )
 
 # %% ../nbs/11_data.ipynb #beab4a75
+def say(line: str):
+    "Print one line about the data to stderr (rank 0 of a torchrun job only)."
+    if os.environ.get("RANK", "0") == "0":
+        print(line, file=sys.stderr, flush=True)
+
+
 def source_columns(source, data_root=None) -> list[str]:
     "The column names of `source`: the keys of its first readable record (a .txt file: 'text')."
     for where, r in _raw_records(resolve_source(source, data_root)):

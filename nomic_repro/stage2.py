@@ -9,14 +9,14 @@ __all__ = ['DEMO_PAIR_SOURCES', 'STAGE2_PRESETS', 'STAGE2_DEPARTURES', 'PairSour
            'run_contrastive']
 
 # %% ../nbs/15_stage2_contrastive.ipynb #87b3a65e
-import json, time, warnings
-from dataclasses import dataclass, replace
+import json, re, time, warnings
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 import torch
 import torch.distributed as dist
 from torch import Tensor
 from .core import seed_everything, pad_right, atomic_folder, Registry, StageDir
-from .embed import add_prefix
+from .embed import add_prefix, TASK_PREFIXES
 from nomic_repro.checkpoint import (
     load_pretrained,
     load_tokenizer,
@@ -27,7 +27,7 @@ from nomic_repro.checkpoint import (
     config_from_dict,
 )
 from .model_moe import NomicBertMoE
-from .data import read_records
+from .data import read_source, say
 from nomic_repro.losses import (
     CONTRASTIVE_LOSSES,
     matryoshka_info_nce,
@@ -51,14 +51,49 @@ from nomic_repro.train import (
 # %% ../nbs/15_stage2_contrastive.ipynb #33f8d762
 @dataclass(frozen=True)
 class PairSource:
-    "A file of (query, document) pairs and the task prefix each side gets (None: no prefix)."
+    """A file of (query, document) pairs and the task prefix each side gets (None: no prefix);
+    `columns` names the query and document columns when the file's shape is not recognised."""
 
     name: str
     path: str
     query_task: str | None = "classification"
     doc_task: str | None = "classification"
+    columns: tuple | None = None
+
+    SPEC_DEFAULTS = {}  # what a user's source of this class gets unless it says
+
+    @classmethod
+    def from_spec(cls, spec: str | dict):
+        """A user's source: `NAME=SOURCE[:QUERY_TASK,DOC_TASK]` (or a mapping of the fields);
+        the prefixes default to search_query, search_document ('none' or empty: no prefix)."""
+        d = dict(spec) if isinstance(spec, dict) else _parse_spec(spec)
+        d = {"query_task": "search_query", "doc_task": "search_document", **cls.SPEC_DEFAULTS, **d}
+        if unknown := sorted(set(d) - {f.name for f in fields(cls)}):
+            raise ValueError(f"data source {d.get('name')!r}: unknown fields {unknown}")
+        for k in ("query_task", "doc_task"):
+            d[k] = None if d[k] in ("", "none", None) else d[k]
+            if d[k] is not None and d[k] not in TASK_PREFIXES:
+                raise ValueError(f"{k} {d[k]!r}: use one of {sorted(TASK_PREFIXES)} or none")
+        if isinstance(d.get("columns"), (str, list)):
+            d["columns"] = tuple(
+                d["columns"].split(",") if isinstance(d["columns"], str) else d["columns"]
+            )
+        return cls(**d)
 
 
+def _parse_spec(spec: str) -> dict:
+    "`NAME=SOURCE[:QUERY_TASK,DOC_TASK]` as the fields of a source."
+    name, _, rest = spec.partition("=")
+    if not re.fullmatch(r"[\w.-]+", name) or not rest:
+        raise ValueError(
+            f"data source {spec!r} must look like NAME=SOURCE[:QUERY_TASK,DOC_TASK] (NAME: letters,"
+            " digits, '.', '-', '_')"
+        )
+    if m := re.fullmatch(r"(.+):(\w*),(\w*)", rest):
+        return {"name": name, "path": m[1], "query_task": m[2], "doc_task": m[3]}
+    return {"name": name, "path": rest}
+
+# %% ../nbs/15_stage2_contrastive.ipynb #4689d49d
 DEMO_PAIR_SOURCES = (
     PairSource("wikipedia", "pairs/wikipedia.jsonl.gz"),
     PairSource("agnews", "pairs/agnews.jsonl.gz"),
@@ -67,13 +102,22 @@ DEMO_PAIR_SOURCES = (
 )
 
 
-def load_pair_sources(sources=DEMO_PAIR_SOURCES, data_root=None, limit: int | None = None) -> dict:
-    """Read each `PairSource`; returns `{name: (source, pairs)}` and skips nothing silently
-    (ReadStats in the report)."""
+def load_pair_sources(
+    sources=DEMO_PAIR_SOURCES,
+    data_root=None,
+    limit: int | None = None,
+    max_bad_rows: float | None = 0.001,
+    report: dict | None = None,
+) -> dict:
+    """Read each `PairSource` in the shape its columns show, saying it in one line; returns
+    `{name: (source, pairs)}` and skips nothing silently (shape and counts in `report`)."""
     out = {}
     for s in sources:
-        rows, stats = read_records(s.path, ("query", "document"), data_root=data_root, limit=limit)
+        rows, stats, shape = read_source(s.path, "pairs", s.columns, data_root, limit, max_bad_rows)
+        say(f"{s.name}: {s.path}: {shape}; {stats!r}")
         out[s.name] = (s, rows)
+        if report is not None:
+            report[s.name] = {"shape": str(shape), "read": repr(stats)}
     return out
 
 # %% ../nbs/15_stage2_contrastive.ipynb #5e1d7a2c
@@ -369,6 +413,8 @@ class ContrastiveData:
     query_max_length: int = 64
     doc_max_length: int = 256
     limit_per_source: int | None = None
+    # a source with more bad rows than this fraction is refused (11_data's read_records)
+    max_bad_rows: float = 0.001
     filter_model: str | None = "minilm"  # None: no consistency filtering
     filter_sample_size: int = 10_000
     filter_top_k: int = 2
@@ -535,7 +581,8 @@ def build_pairs(
 ) -> PairDataset:
     """Read the preset's sources and apply consistency filtering (the filter model loaded by
     `load_encoder`); `report` receives kept/total per source."""
-    srcs = load_pair_sources(preset.data.sources, data_root, preset.data.limit_per_source)
+    d, read = preset.data, {}
+    srcs = load_pair_sources(d.sources, data_root, d.limit_per_source, d.max_bad_rows, read)
     keeps = (
         rank0_result(_filter_masks, preset, srcs, device, load_encoder)
         if preset.data.filter_model
@@ -544,7 +591,7 @@ def build_pairs(
     for name, (s, rows) in list(srcs.items()):
         srcs[name] = (s, [r for r, k in zip(rows, keeps[name]) if k])
         if report is not None:
-            report[name] = {"pairs": len(rows), "kept": len(srcs[name][1])}
+            report[name] = {**read[name], "pairs": len(rows), "kept": len(srcs[name][1])}
     return PairDataset(srcs, seed=preset.train.seed)
 
 # %% ../nbs/15_stage2_contrastive.ipynb #6948f649

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from .core import atomic_write, Registry, StageDir
 from .embed import add_prefix, MATRYOSHKA_DIMS
-from .data import read_records, row_generators, TokenStore
+from .data import read_source, say, row_generators, TokenStore
 from .train import TrainConfig, rank0_result
 from nomic_repro.stage2 import (
     PairSource,
@@ -107,15 +107,19 @@ def random_negatives(pairs: list[tuple[str, str]], n: int, seed: int = 0) -> lis
 
 @dataclass(frozen=True)
 class SupervisedSource(PairSource):
-    "A supervised `PairSource` and where its negatives come from: 'mined' or 'random'."
+    """A supervised `PairSource` and where its negatives come from: 'mined', 'random', 'given' (the
+    file's own, topped up with random documents where a row has too few), or 'auto' (given when the
+    file has negatives, else mined; a user's source from `--data`)."""
 
     negatives: str = "mined"
 
+    SPEC_DEFAULTS = {"negatives": "auto"}
+
     def __post_init__(self):
-        if self.negatives not in ("mined", "random"):
+        if self.negatives not in ("mined", "random", "given", "auto"):
             raise ValueError(
-                f"source {self.name!r}: negatives must be 'mined' or 'random', got"
-                f" {self.negatives!r}"
+                f"source {self.name!r}: negatives must be 'mined', 'random', 'given' or 'auto',"
+                f" got {self.negatives!r}"
             )
 
 # %% ../nbs/16_stage3_finetune.ipynb #cf371007
@@ -266,6 +270,8 @@ class FinetuneData:
     n_negatives: int = 7
     # True: a fresh sample of n_negatives per step (v1); False: the first n_negatives (v2)
     sample_negatives: bool = True
+    # a source with more bad rows than this fraction is refused (11_data's read_records)
+    max_bad_rows: float = 0.001
 
 
 @dataclass(frozen=True)
@@ -387,20 +393,34 @@ def _write_mined(path: Path, triplets):
     atomic_write(path, write)
 
 
+def _negatives_from(src, shape) -> str:
+    "How `src`'s negatives are made: its `negatives` setting, with 'auto' decided by the file."
+    how, has = getattr(src, "negatives", "mined"), bool(shape.negatives or shape.negatives_list)
+    if how == "given" and not has:
+        raise ValueError(
+            f"source {src.name!r}: negatives='given', but {src.path} has none ({shape})"
+        )
+    return ("given" if has else "mined") if how == "auto" else how
+
+# %% ../nbs/16_stage3_finetune.ipynb #74a861c4
 def _mine_missing(
     preset: FinetunePreset, out: Path, data_root=None, device=None, load_encoder=None
 ):
-    """Mine (or draw at random) and cache the negatives of every source whose
-    `out/mined-<source>.jsonl.gz` is missing (rank 0's job under torchrun)."""
+    """Mine (or draw at random, or take the file's own) and cache the negatives of every source
+    whose `out/mined-<source>.jsonl.gz` is missing (rank 0's job under torchrun)."""
     miner, d, seed = None, preset.data, preset.train.seed
     for src in d.sources:
         cache = StageDir(out).mined(src.name)
         if cache.exists():
             continue
-        rows, stats = read_records(
-            src.path, ("query", "document"), data_root=data_root, limit=d.limit
+        trip, stats, shape = read_source(
+            src.path, "triplets", src.columns, data_root, d.limit, d.max_bad_rows
         )
-        if getattr(src, "negatives", "mined") == "random":  # no retrieval structure
+        how, rows = _negatives_from(src, shape), [(q, doc) for q, doc, _ in trip]
+        say(f"{src.name}: {src.path}: {shape}; {stats!r}; negatives: {how}")
+        if how == "given":  # rows with too few are topped up at random
+            negs = fill_negatives(rows, [n for *_, n in trip], d.n_negatives, seed=seed)
+        elif how == "random":  # no retrieval structure
             negs = random_negatives(rows, max(d.mine_top_k, d.n_negatives), seed=seed)
         else:
             miner = miner or load_filter_encoder(d.miner, device, load_encoder)

@@ -17,7 +17,8 @@ from .model import NomicBertConfig, NomicBertForMaskedLM
 from .model_moe import V2_MOE_CONFIG
 from .checkpoint import load_tokenizer, save_pretrained, load_xlm_roberta
 from nomic_repro.data import (
-    read_records,
+    read_source,
+    say,
     tokenize_documents,
     SequenceDataset,
     LanguageMixture,
@@ -54,6 +55,10 @@ class MLMData:
     limit_docs: int | None = None  # read at most this many documents per source
     # v2: each source is a language, one per global batch, drawn ∝ p^alpha
     language_alpha: float | None = None
+    # the text column when it is not `text` (e.g. ["body"]); a .txt file is one document a line
+    columns: tuple | None = None
+    # a source with more bad rows than this fraction is refused (11_data's read_records)
+    max_bad_rows: float = 0.001
 
 
 @dataclass(frozen=True)
@@ -322,7 +327,10 @@ def build_mlm_dataset(
     `data.language_alpha`, one language per source and per batch."""
     d, texts, report = preset.data, {}, {}
     for src in d.sources:
-        rows, stats = read_records(src, ("text",), data_root=data_root, limit=d.limit_docs)
+        rows, stats, shape = read_source(
+            src, "text", d.columns, data_root, d.limit_docs, d.max_bad_rows
+        )
+        say(f"{src}: {shape}; {stats!r}")
         texts[src] = [t for (t,) in rows]
         report[src] = repr(stats)
     cut = lambda ts: tokenize_documents(ts, tokenizer, d.seq_len, d.packing)

@@ -4,8 +4,9 @@
 
 # %% auto #0
 __all__ = ['COMMANDS', 'CLIError', 'arg', 'registered', 'subcommand', 'build_parser', 'main', 'check_output', 'eval_command',
-           'config_overrides', 'mlm_command', 'contrastive_command', 'finetune_command', 'run_command', 'read_texts',
-           'write_embeddings', 'embed_command', 'kernels_dir', 'bench_command', 'plan_command', 'report_command']
+           'config_overrides', 'data_overrides', 'data_flags', 'mlm_command', 'contrastive_command', 'finetune_command',
+           'run_command', 'read_texts', 'write_embeddings', 'embed_command', 'kernels_dir', 'bench_command',
+           'plan_command', 'report_command']
 
 # %% ../nbs/22_cli.ipynb #08ca6cd2
 import argparse, json, re, sys
@@ -343,11 +344,114 @@ def config_overrides(path) -> list[str]:
 
     return [f"{k}={json.dumps(v)}" for k, v in flatten_dict(tree).items()]
 
+# %% ../nbs/22_cli.ipynb #05e5b47e
+def _max_bad_rows(text: str) -> float:
+    "`--max-bad-rows`: '0.1%' or a fraction such as '0.001', in [0, 1]."
+    t = text.strip()
+    try:
+        v = float(t[:-1]) / 100 if t.endswith("%") else float(t)
+    except ValueError:
+        v = -1.0
+    if not 0 <= v <= 1:
+        raise argparse.ArgumentTypeError(
+            f"must be a percentage or a fraction in [0, 1], got {text!r}"
+        )
+    return v
+
+
+def _data_args(what: str, columns: str | None) -> tuple:
+    "`--data` (repeatable) and its companions for a stage command."
+    bad = "a source with more bad rows than this is refused, e.g. 0.5%% (default 0.1%%)"
+    cols = [arg("--columns", default=None, metavar="COLS", help=columns)] if columns else []
+    return (
+        arg("--data", action="append", default=[], metavar=what.split()[0], help=what),
+        *cols,
+        arg("--max-bad-rows", type=_max_bad_rows, default=None, metavar="FRACTION", help=bad),
+    )
+
+
+_SOURCE_HELP = (
+    "a .jsonl/.jsonl.gz/.json/.parquet/.csv file or folder (absolute, or under --data-root or the"
+    " working folder) or a hub dataset id"
+)
+_MLM_DATA = _data_args(
+    f"SOURCE: your corpus in place of the preset's (repeatable): a .txt file (a document a line) or"
+    f" {_SOURCE_HELP} with a text column",
+    "the column holding the text, if not `text`",
+)
+_PAIR_DATA = _data_args(
+    f"NAME=SOURCE[:QUERY_TASK,DOC_TASK]: your pairs in place of the preset's sources (repeatable;"
+    f" one source per batch): {_SOURCE_HELP}; contrastors (query, document[, negatives]) or"
+    " sentence-transformers (anchor, positive[, negative...]) columns; prefixes default to"
+    " search_query,search_document",
+    "Q,D[,N1,...]: the query, document (and negative) columns of --data sources in another shape",
+)
+
+# %% ../nbs/22_cli.ipynb #3f11b5ae
+def _local(path: str) -> str:
+    "`path` made absolute when it names a file or folder in the working folder."
+    p = Path(path).expanduser()
+    return str(p.resolve()) if not path.startswith("hf:") and p.exists() else path
+
+
+def data_overrides(stage: str, specs, columns: str | None = None, prefix: str = "") -> list[str]:
+    """`--data` flags as overrides of `stage`'s `data.sources` (`prefix`: `run`'s stage prefix);
+    a bad spec is a one-line error before anything is read."""
+    if stage == "mlm":
+        out = [f"{prefix}data.sources={json.dumps([_local(s) for s in specs])}"]
+        return out + ([f"{prefix}data.columns={json.dumps(columns.split(','))}"] if columns else [])
+    from nomic_repro.stage3 import SupervisedSource
+    from nomic_repro.stage2 import PairSource
+    import dataclasses
+
+    srcs = []
+    for s in specs:  # validated here: a typo fails before any model is loaded
+        src = (PairSource if stage == "contrastive" else SupervisedSource).from_spec(s)
+        d = {**dataclasses.asdict(src), "path": _local(src.path)}
+        srcs.append({**d, "columns": columns.split(",")} if columns else d)
+    names = [d["name"] for d in srcs]
+    if dup := sorted({n for n in names if names.count(n) > 1}):
+        raise CLIError(f"--data names {dup} more than once; give each source its own NAME")
+    return [f"{prefix}data.sources={json.dumps(srcs)}"]
+
+# %% ../nbs/22_cli.ipynb #1fd04cfc
+def _run_data(specs) -> dict:
+    "`run --data STAGE.NAME=SOURCE` (mlm: `mlm=SOURCE`) grouped by stage name."
+    stages = {**{s: s for s in RunDir.STAGES}, **{f: s for s, (f, _) in RunDir.LAYOUT.items()}}
+    out = {}
+    for spec in specs:
+        key, _, rest = spec.partition("=")
+        stage, _, name = key.partition(".")
+        if stage not in stages or not rest or (stages[stage] == "mlm") != (not name):
+            raise CLIError(
+                f"--data {spec!r} must look like mlm=SOURCE or STAGE.NAME=SOURCE[:Q,D] (STAGE:"
+                f" {', '.join(k for k, s in stages.items() if s != 'mlm')})"
+            )
+        out.setdefault(stages[stage], []).append(rest if not name else f"{name}={rest}")
+    return out
+
+
+def data_flags(args) -> list[str]:
+    "The overrides of a command's `--data`, `--columns` and `--max-bad-rows` flags."
+    specs, cols, bad = (getattr(args, k, None) for k in ("data", "columns", "max_bad_rows"))
+    if not specs and not cols and bad is None:
+        return []
+    if cols and not specs:
+        raise CLIError("--columns names the columns of --data sources; give --data too")
+    stage = args.command if args.command in RunDir.STAGES else None
+    by_stage = {stage: specs} if stage else _run_data(specs or [])
+    prefix = {st: "" if stage else f"{st}." for st in RunDir.STAGES}
+    out = [o for st, ss in by_stage.items() if ss for o in data_overrides(st, ss, cols, prefix[st])]
+    if bad is not None:  # `run`: every stage
+        out += [f"{prefix[s]}data.max_bad_rows={bad}" for s in ([stage] if stage else prefix)]
+    return out
+
 # %% ../nbs/22_cli.ipynb #58e6ed65
 def _overrides(args) -> list[str]:
-    """The settings of `--config FILE` (if given) followed by the `--set` flags, so the command line
-    wins."""
-    return (config_overrides(args.config) if args.config else []) + list(args.overrides)
+    """The settings of `--config FILE` (if given), then the `--set` flags, then `--data` and its
+    companions, so the command line wins."""
+    conf = config_overrides(args.config) if args.config else []
+    return conf + list(args.overrides) + data_flags(args)
 
 
 def _run_stage(fn, args, *pre, **kw):
@@ -377,7 +481,9 @@ def _run_stage(fn, args, *pre, **kw):
         print(json.dumps({k: res[k] for k in keep if k in res}))
 
 # %% ../nbs/22_cli.ipynb #3cdb9f3d
-@subcommand("mlm", "Stage 1: masked-language-model pretraining of NomicBERT.", *_STAGE_ARGS)
+@subcommand(
+    "mlm", "Stage 1: masked-language-model pretraining of NomicBERT.", *_STAGE_ARGS, *_MLM_DATA
+)
 def mlm_command(args):
     from nomic_repro.stage1 import run_mlm
 
@@ -398,6 +504,7 @@ def _run_from_init(fn, args):
     "Stage 2: weakly-supervised contrastive pretraining from a stage-1 model.",
     *_STAGE_ARGS,
     _INIT,
+    *_PAIR_DATA,
 )
 def contrastive_command(args):
     from nomic_repro.stage2 import run_contrastive
@@ -410,6 +517,7 @@ def contrastive_command(args):
     "Stage 3: supervised contrastive fine-tuning with mined hard negatives.",
     *_STAGE_ARGS,
     _INIT,
+    *_PAIR_DATA,
 )
 def finetune_command(args):
     from nomic_repro.stage3 import run_finetune
@@ -435,6 +543,11 @@ def finetune_command(args):
         "YAML/JSON file of settings, e.g. {contrastive: {train: {lr: 1e-4}}}",
         "e.g. stage2.lr=1e-4 or mlm.train.max_steps=100 "
         f"({'/'.join(RunDir.FOLDERS)} = {'/'.join(RunDir.STAGES)}; wins over --config)",
+    ),
+    *_data_args(
+        "STAGE.NAME=SOURCE[:Q,D] (mlm: mlm=SOURCE): a stage's data in place of the preset's, as"
+        " that stage command's --data takes it, e.g. finetune.qa=pairs.jsonl (repeatable)",
+        None,
     ),
 )
 def run_command(args):

@@ -160,6 +160,15 @@ def test_finetune_trains_on_given_negatives_and_mines_the_rest(init_model, tmp_p
     with gzip.open(out / "mined-plain.jsonl.gz", "rt") as f:
         mined = [json.loads(line) for line in f]
     assert all(len(m["negatives"]) >= 2 and m["document"] not in m["negatives"] for m in mined)
+    # the result is served by `embed` and loaded by sentence-transformers, as every stage's model/
+    from sentence_transformers import SentenceTransformer
+
+    rc, _, err = cli(
+        "embed", "--model", out / "model", "--text", ROWS[0][0], "--output", out / "q.npy"
+    )
+    assert rc == 0, err
+    st = SentenceTransformer(str(out / "model"), device="cpu")
+    assert st.encode([ROWS[0][0]]).shape == (1, st.get_sentence_embedding_dimension())
 
 
 @pytest.mark.parametrize(

@@ -168,7 +168,7 @@ def test_finetune_trains_on_given_negatives_and_mines_the_rest(init_model, tmp_p
     )
     assert rc == 0, err
     st = SentenceTransformer(str(out / "model"), device="cpu")
-    assert st.encode([ROWS[0][0]]).shape == (1, st.get_sentence_embedding_dimension())
+    assert st.encode([ROWS[0][0]]).shape == (1, st.get_embedding_dimension())
 
 
 @pytest.mark.parametrize(

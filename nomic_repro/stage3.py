@@ -239,7 +239,8 @@ class SupervisedTask(ContrastiveTask):
 
     def _loss(self, q, d):
         B = len(q)
-        pos, neg = d[:B], d[B:].reshape(B, -1, d.shape[-1])
+        # n_negatives=0 (an ablation): in-batch negatives only, as stage 2
+        pos, neg = d[:B], d[B:].reshape(B, -1, d.shape[-1]) if len(d) > B else None
         loss = self._nce(q, pos, negatives=neg)
         hits = (q @ pos.T).argmax(-1).eq(torch.arange(B, device=q.device)).sum()
         return loss, {"accuracy": float(hits)}

@@ -4,9 +4,9 @@
 
 # %% auto #0
 __all__ = ['COMMANDS', 'CLIError', 'arg', 'registered', 'subcommand', 'build_parser', 'main', 'check_output', 'eval_command',
-           'config_overrides', 'data_overrides', 'data_flags', 'mlm_command', 'contrastive_command', 'finetune_command',
-           'run_command', 'read_texts', 'write_embeddings', 'embed_command', 'kernels_dir', 'bench_command',
-           'plan_command', 'report_command']
+           'config_overrides', 'data_overrides', 'data_flags', 'register_eval_folders', 'with_dev_eval', 'mlm_command',
+           'contrastive_command', 'finetune_command', 'run_command', 'read_texts', 'write_embeddings', 'embed_command',
+           'kernels_dir', 'bench_command', 'plan_command', 'report_command']
 
 # %% ../nbs/22_cli.ipynb #08ca6cd2
 import argparse, json, re, sys
@@ -480,6 +480,65 @@ def _run_stage(fn, args, *pre, **kw):
     if rank_world()[0] == 0:
         print(json.dumps({k: res[k] for k in keep if k in res}))
 
+# %% ../nbs/22_cli.ipynb #141ec1f0
+_EVAL_ARG = arg(
+    "--eval",
+    action="append",
+    default=[],
+    metavar="NAME=BEIR_FOLDER",
+    help="also score this BEIR folder as task NAME, before and after training (repeatable)",
+)
+
+
+def _task_folder_or_none(ev, name) -> Path | None:
+    try:
+        return ev.task_folder(name).resolve()
+    except ev.EvalError:  # a registered task whose folder is missing
+        return None
+
+
+def register_eval_folders(specs) -> tuple:
+    """Register each `NAME=BEIR_FOLDER` of `--eval` as evaluation task NAME (in this process); their
+    names. A malformed spec, a folder that is not BEIR, or a NAME that is another folder's task is
+    a `CLIError`."""
+    from nomic_repro import eval as ev
+
+    names = []
+    for spec in specs:
+        name, eq, folder = (s.strip() for s in spec.partition("="))
+        if not (eq and folder and re.fullmatch(r"[\w.-]+", name)):
+            raise CLIError(f"--eval {spec!r}: give NAME=BEIR_FOLDER (NAME: letters, digits, _ . -)")
+        path = Path(folder).expanduser().resolve()
+        try:
+            ev.beir_files(path)  # corpus, queries and qrels/test.tsv, or what is missing
+        except ev.EvalError as e:
+            raise CLIError(f"--eval {name}: {e}") from None
+        if name not in ev.TASKS:
+            ev.register_task(name, path)
+        elif _task_folder_or_none(ev, name) != path:
+            raise CLIError(f"--eval {name}: task {name!r} exists with another folder; rename yours")
+        names.append(name)
+    return tuple(dict.fromkeys(names))
+
+# %% ../nbs/22_cli.ipynb #5cd972a3
+def with_dev_eval(fn, args):
+    """Stage function `fn`, given `--eval`'s tasks as `dev_tasks`; after it, rank 0 prints their
+    before/after table."""
+    names = register_eval_folders(args.eval)
+    if not names:
+        return fn
+
+    def run(*a, **kw):
+        from nomic_repro import eval as ev
+        from nomic_repro.train import rank_world
+
+        res = fn(*a, dev_tasks=names, **kw)
+        if rank_world()[0] == 0:
+            print(ev.before_after_table(ev.before_after(args.output_dir)))
+        return res
+
+    return run
+
 # %% ../nbs/22_cli.ipynb #3cdb9f3d
 @subcommand(
     "mlm", "Stage 1: masked-language-model pretraining of NomicBERT.", *_STAGE_ARGS, *_MLM_DATA
@@ -505,11 +564,12 @@ def _run_from_init(fn, args):
     *_STAGE_ARGS,
     _INIT,
     *_PAIR_DATA,
+    _EVAL_ARG,
 )
 def contrastive_command(args):
     from nomic_repro.stage2 import run_contrastive
 
-    _run_from_init(run_contrastive, args)
+    _run_from_init(with_dev_eval(run_contrastive, args), args)
 
 
 @subcommand(
@@ -518,11 +578,12 @@ def contrastive_command(args):
     *_STAGE_ARGS,
     _INIT,
     *_PAIR_DATA,
+    _EVAL_ARG,
 )
 def finetune_command(args):
     from nomic_repro.stage3 import run_finetune
 
-    _run_from_init(run_finetune, args)
+    _run_from_init(with_dev_eval(run_finetune, args), args)
 
 # %% ../nbs/22_cli.ipynb #e5ce52ff
 @subcommand(
@@ -549,6 +610,7 @@ def finetune_command(args):
         " that stage command's --data takes it, e.g. finetune.qa=pairs.jsonl (repeatable)",
         None,
     ),
+    _EVAL_ARG,
 )
 def run_command(args):
     from nomic_repro.pipeline import run_pipeline
@@ -556,7 +618,11 @@ def run_command(args):
 
     try:
         report = run_pipeline(
-            args.preset, args.output_dir, data_root=args.data_root, overrides=_overrides(args)
+            args.preset,
+            args.output_dir,
+            data_root=args.data_root,
+            overrides=_overrides(args),
+            dev_tasks=register_eval_folders(args.eval),
         )
     except ValueError as e:
         raise CLIError(str(e)) from None

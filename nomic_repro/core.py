@@ -474,6 +474,7 @@ class StageDir(_Folder):
     checkpoints = _file("checkpoints", "the folder of `step-NNNNNNN` checkpoints")
     model = _file("model", "the finished model, written whole")
     eval = _file("eval.json", "every metric of the model's evaluation")
+    eval_before = _file("eval-before.json", "the init model's scores, before training")
     scores = _file("scores.json", "the main score per task, cached against the model file")
     data_report = _file("data_report.json", "what the contrastive stage read and filtered")
     lock = _file(".lock", "locked by the process that uses the folder")

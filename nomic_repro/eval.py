@@ -9,8 +9,8 @@ __all__ = ['TASKS', 'METRICS', 'ENCODE_TASKS', 'MEAN_POOL_MODELS', 'BASELINES', 
            'minilm_path', 'MeanPoolEncoder', 'MiniLMEncoder', 'EmbedderEncoder', 'Baseline', 'register_baseline',
            'load_encoder', 'BM25Retriever', 'evaluate_retrieval', 'STSData', 'load_stsb', 'load_sick', 'evaluate_sts',
            'load_qmsum', 'context_length_sweep', 'task_kind', 'load_task', 'eval_max_length', 'run_eval',
-           'results_table', 'save_results', 'evaluate_stage', 'import_mteb_offline', 'local_retrieval_task',
-           'MTEBEncoder', 'encode_throughput', 'load_ag_news', 'pca_2d']
+           'results_table', 'save_results', 'evaluate_stage', 'before_after', 'before_after_table',
+           'import_mteb_offline', 'local_retrieval_task', 'MTEBEncoder', 'encode_throughput', 'load_ag_news', 'pca_2d']
 
 # %% ../nbs/17_eval.ipynb #b37f1b02
 import csv, datetime, gzip, json, os, random, time
@@ -916,15 +916,55 @@ def save_results(results: list[dict], path) -> Path:
     return atomic_write(path, lambda t: t.write_text(json.dumps(results, indent=2) + "\n"))
 
 # %% ../nbs/17_eval.ipynb #7679eaeb
-def evaluate_stage(model_dir, tasks, out: Path, data_root=None) -> dict:
+def _with_before(results: list[dict], before_file: Path) -> list[dict]:
+    "Each result, with `before`: the metrics of its task and split in `before_file` (if there)."
+    old = json.loads(before_file.read_text()) if before_file.exists() else []
+    old = {(r["task"], r["split"]): r["metrics"] for r in old}
+    key = lambda r: (r["task"], r["split"])
+    return [{**r, "before": old[key(r)]} if key(r) in old else r for r in results]
+
+
+def evaluate_stage(model_dir, tasks, out: Path, data_root=None, *, before: bool = False) -> dict:
     """Score the model in `model_dir` on `tasks` (read under `data_root`); results in
-    `out/eval.json`, `{task: {"metric", "score"}}` returned."""
+    `out/eval.json`, `{task: {"metric", "score"}}` returned. `before=True`: the init model, into
+    `out/eval-before.json`, whose metrics `eval.json` then repeats as each task's `before`."""
+    d = StageDir(out)
     results = [run_eval(str(model_dir), t, data_root=data_root) for t in tasks]
-    save_results(results, StageDir(out).eval)
+    if before:
+        save_results(results, d.eval_before)
+    else:
+        save_results(_with_before(results, d.eval_before), d.eval)
     return {
         t: {"metric": r["main_score"], "score": r["metrics"][r["main_score"]]}
         for t, r in zip(tasks, results)
     }
+
+# %% ../nbs/17_eval.ipynb #96bafb7a
+def before_after(out) -> list[dict]:
+    """One row per task and metric of `out/eval-before.json`: the score `before` training, `after`
+    it (from `out/eval.json`; None until the stage has finished) and the `change`."""
+    d = StageDir(out)
+    read = lambda f: json.loads(f.read_text()) if f.exists() else []
+    after = {(r["task"], r["split"]): r["metrics"] for r in read(d.eval)}
+    rows = []
+    for r in read(d.eval_before):
+        a = after.get((r["task"], r["split"]), {})
+        for m, v in r["metrics"].items():
+            change = a[m] - v if m in a else None
+            rows.append(dict(task=r["task"], metric=m, before=v, after=a.get(m), change=change))
+    return rows
+
+
+def before_after_table(rows: list[dict]) -> str:
+    "`before_after`'s rows as a markdown table, ×100 ('–': the stage has not finished)."
+    num = lambda v, sign="": "–" if v is None else f"{100 * v:{sign}.2f}"
+    lines = ["| task | metric | before | after | change |", "|---|---|---|---|---|"]
+    lines += [
+        f"| {r['task']} | {r['metric']} | {num(r['before'])} | {num(r['after'])}"
+        f" | {num(r['change'], '+')} |"
+        for r in rows
+    ]
+    return "\n".join(lines)
 
 # %% ../nbs/17_eval.ipynb #e6abb84f
 def import_mteb_offline(cache_dir=None):

@@ -226,12 +226,20 @@ def _evaluate_run(p: PipelinePreset, run: RunDir) -> tuple[dict, list]:
 
 # %% ../nbs/19_pipeline.ipynb #91a6ccea
 def run_pipeline(
-    preset: PipelinePreset | str, output_dir, *, data_root=None, overrides=(), progress=None
+    preset: PipelinePreset | str,
+    output_dir,
+    *,
+    data_root=None,
+    overrides=(),
+    progress=None,
+    dev_tasks=(),
 ) -> dict | None:
     """Stage 1 → 2 → 3 → evaluation → report under `output_dir`; finished stages are skipped, an
-    interrupted one resumes."""
+    interrupted one resumes. `dev_tasks` (`--eval`) join `eval_tasks`: every stage is scored
+    on them."""
     # settings checked before anything is written
     p = get_pipeline_preset(preset, overrides)
+    p = replace(p, eval_tasks=tuple(dict.fromkeys((*p.eval_tasks, *dev_tasks))))
     for t in p.eval_tasks:  # an unknown task or baseline fails now, not after training
         ev.task_kind(t)
     for b in p.baselines:

@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['DEMO_PAIR_SOURCES', 'STAGE2_PRESETS', 'STAGE2_DEPARTURES', 'PairSource', 'load_pair_sources', 'EpochPlan',
            'PairDataset', 'tokenize_side', 'with_aux_metrics', 'ContrastiveTask', 'consistency_filter',
-           'load_filter_encoder', 'ContrastiveData', 'ContrastivePreset', 'build_pairs', 'save_encoder',
+           'load_filter_encoder', 'ContrastiveData', 'ContrastivePreset', 'build_pairs', 'save_encoder', 'score_before',
            'run_contrastive']
 
 # %% ../nbs/15_stage2_contrastive.ipynb #87b3a65e
@@ -658,6 +658,19 @@ def save_encoder(enc, folder, tokenizer, layer_norm: bool) -> Path:
         ),
     )
 
+# %% ../nbs/15_stage2_contrastive.ipynb #c3975bc8
+def _score_init(evaluate, init_folder, tasks, d: StageDir) -> None:
+    if not d.eval_before.exists():  # a resumed run reuses it
+        evaluate(init_folder, tasks, d.path, before=True)
+
+
+def score_before(preset, d: StageDir, init_folder, dev_tasks, evaluate):
+    """Score the init model at `init_folder` on `dev_tasks` into `d`'s `eval-before.json` (rank 0,
+    once); `preset` with those tasks added to its `eval_tasks`, to be scored after training too."""
+    if dev_tasks and evaluate is not None:
+        rank0_result(_score_init, evaluate, init_folder, tuple(dev_tasks), d)
+    return replace(preset, eval_tasks=tuple(dict.fromkeys((*preset.eval_tasks, *dev_tasks))))
+
 # %% ../nbs/15_stage2_contrastive.ipynb #565caed4
 def run_contrastive(
     preset: ContrastivePreset | str,
@@ -673,16 +686,17 @@ def run_contrastive(
     desc="stage 2 (contrastive)",
     load_encoder=None,
     evaluate=None,
+    dev_tasks=(),
 ) -> dict:
     """Contrastive training of the encoder at `init_from` (a checkpoint folder, with its tokenizer)
-    into `output_dir`, resumable; `load_encoder` loads the filter model and `evaluate(model_dir,
-    tasks, out)` scores the finished model on the harness's own data (`17_eval`; None: not
-    scored), as `run` does."""
+    into `output_dir`, resumable; `load_encoder` loads the filter model, `evaluate(model_dir, tasks,
+    out)` scores the final model (`17_eval`; None: unscored), and the init one on `dev_tasks`."""
     preset = resolve_preset(preset, presets or STAGE2_PRESETS, overrides)
     rank, world, device = setup_distributed()
     report, folder = {}, resolve_folder(init_from)
     out = _open_run_folder(preset, folder, output_dir, data_root)
     d = StageDir(out)  # the names of its files
+    preset = score_before(preset, d, folder, dev_tasks, evaluate)  # once, on rank 0
     tok = load_tokenizer(folder)  # the init model's own (stage 1 saved its preset's)
     task = make_task(preset, data_root, device, report, tok, load_encoder)
     task.infonce_scale = preset.infonce_scale  # the run's weighting, whatever built the task
@@ -694,8 +708,7 @@ def run_contrastive(
     if rank == 0:
         save_encoder(enc, d.model, tok, preset.layer_norm)
         d.data_report.write_text(json.dumps(report, indent=2))
-        done = res["end_step"] == preset.train.max_steps
-        if done and preset.eval_tasks and evaluate is not None:
+        if res["end_step"] == preset.train.max_steps and preset.eval_tasks and evaluate:
             scores = evaluate(d.model, preset.eval_tasks, out)
     spe = task.pairs.plan(preset.train.batch_size).steps_per_epoch  # > 1 epoch: warned
     return {

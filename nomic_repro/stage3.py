@@ -476,9 +476,11 @@ def run_finetune(
     progress=None,
     load_encoder=None,
     evaluate=None,
+    dev_tasks=(),
 ) -> dict:
     """Stage 3: fine-tune the stage-2 encoder at `init_from` (with its tokenizer) with mined hard
-    negatives into `output_dir`, resumable (`load_encoder`, `evaluate`: see `run_contrastive`)."""
+    negatives into `output_dir`, resumable (`load_encoder`, `evaluate`, `dev_tasks`: see
+    `run_contrastive`)."""
     out = Path(output_dir)
 
     def make_task(p, data_root, device, report, tokenizer, load_encoder):
@@ -508,4 +510,5 @@ def run_finetune(
         desc="stage 3 (fine-tune)",
         load_encoder=load_encoder,
         evaluate=evaluate,
+        dev_tasks=dev_tasks,
     )

@@ -1,0 +1,50 @@
+"""`nomic-repro ablate` end to end at a few steps (#29): one study, one seed, its variants sharing
+stage 1, one CSV row per variant, and a rerun that trains nothing and writes the same CSV."""
+
+import contextlib, csv, io
+import nomic_repro  # noqa: F401  (first: Triton's CPU interpreter before triton is imported)
+from nomic_repro.cli import main
+
+FEW = [
+    "mlm.train.max_steps=3", "mlm.train.batch_size=8", "mlm.data.limit_docs=64",
+    "contrastive.train.max_steps=3", "contrastive.train.batch_size=8",
+    "contrastive.data.limit_per_source=48", "contrastive.data.filter_model=null",
+    "finetune.train.max_steps=3", "finetune.train.batch_size=8", "finetune.data.limit=40",
+    "finetune.data.mine_max_length=32",
+]  # fmt: skip
+
+
+def cli(*argv):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = main([str(a) for a in argv])
+    return rc, out.getvalue(), err.getvalue()
+
+
+def test_a_study_end_to_end(tmp_path):
+    argv = ["ablate", "--study", "temperature", "--seeds", "1", "--task", "stsb"]
+    argv += ["--output-dir", tmp_path / "lab", "--results-dir", tmp_path / "res"]
+    argv += [x for s in FEW for x in ("--set", s)]
+    rc, out, err = cli(*argv)
+    assert rc == 0, err
+    assert out.startswith("temperature: 3 runs in ") and "stsb:cosine_spearman: 0.01 " in out
+    assert out.rstrip().endswith("one seed")  # one seed: no noise floor, no verdict
+    with open(tmp_path / "res" / "temperature.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["variant"] for r in rows] == ["0.01", "0.02", "0.05"]
+    assert len({r["stsb:cosine_spearman"] for r in rows}) == 3  # three models
+    stages = sorted(p.name.split("-")[0] for p in (tmp_path / "lab" / "stages").iterdir())
+    assert stages == ["contrastive"] * 3 + ["finetune"] * 3 + ["mlm"]  # one stage 1, shared
+    before = (tmp_path / "res" / "temperature.csv").read_bytes()
+    rc, out2, err = cli(*argv)  # everything reused: the same CSV, byte for byte
+    assert rc == 0 and (tmp_path / "res" / "temperature.csv").read_bytes() == before, err
+
+
+def test_mistakes_are_one_line(tmp_path):
+    for extra, says in [
+        (["--study", "nope"], "unknown study 'nope'; choose one of"),
+        (["--study", "mlm", "--seeds", "0"], "--seeds must be >= 1"),
+        (["--study", "mlm", "--set", "mlm.train.nope=1"], "unknown setting 'mlm.train.nope'"),
+    ]:
+        rc, _, err = cli("ablate", "--output-dir", tmp_path, *extra)
+        assert rc == 2 and len(err.strip().splitlines()) == 1 and says in err, (extra, err)

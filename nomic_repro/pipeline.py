@@ -23,7 +23,7 @@ from nomic_repro.train import (
     rank_world,
 )
 from .stage1 import MLMPreset, MLM_PRESETS, run_mlm
-from .stage2 import ContrastivePreset, STAGE2_PRESETS, run_contrastive
+from .stage2 import ContrastivePreset, STAGE2_PRESETS, follow_init, run_contrastive
 from .stage3 import FinetunePreset, STAGE3_PRESETS, run_finetune
 from .report import environment, write_html_report
 
@@ -176,9 +176,11 @@ def _train_stages(p: PipelinePreset, run: RunDir, data_root, progress) -> list[s
     """Stage 1 → 2 → 3, each from the previous stage's `model/`; a finished stage is skipped.
     Returns the folders of the stages it ran."""
     s1, s2, s3 = (run.stage(s) for s in RunDir.STAGES)
-    # a finished stage trained otherwise is refused too
-    for d, sp in ((s1, p.mlm), (s2, p.contrastive), (s3, p.finetune)):
-        if d.preset.exists():
+    # a finished stage trained otherwise is refused too; stages 2 and 3 compared with their
+    # settings resolved from their init model, as `run_contrastive` resolves them (`follow_init`)
+    for d, sp, init in ((s1, p.mlm, None), (s2, p.contrastive, s1), (s3, p.finetune, s2)):
+        if d.preset.exists() and (init is None or init.model.exists()):
+            sp = sp if init is None else follow_init(sp, init.model)
             rank0_result(check_same_preset, d, sp)
     _barrier()
     ran, harness = [], dict(load_encoder=load_encoder, evaluate=evaluate_stage)  # 17_eval's

@@ -6,7 +6,8 @@
 __all__ = ['LAYOUTS', 'MODEL_TYPES', 'NOMIC_REPRO_KEY', 'CheckpointError', 'detect_layout', 'load_state_dict_strict',
            'config_from_dict', 'config_to_nomic_dict', 'resolve_folder', 'read_state_dict', 'read_config',
            'register_model_type', 'load_pretrained', 'from_xlm_roberta', 'load_xlm_roberta', 'load_tokenizer',
-           'fits_transformers_layout', 'export_state_dict', 'save_pretrained', 'saved_layer_norm']
+           'fits_transformers_layout', 'export_state_dict', 'save_pretrained', 'saved_layer_norm',
+           'saved_matryoshka_dims']
 
 # %% ../nbs/06_checkpoints.ipynb #7651f936
 import copy, json, os, re, warnings
@@ -724,6 +725,18 @@ def _hf_config_dict(cfg: NomicBertConfig, mlm: bool = False) -> dict:
 NOMIC_REPRO_KEY = "nomic_repro"  # our settings in config.json, beside the layout's own keys
 
 
+def _dims_or_none(dims, error=CheckpointError, where="matryoshka_dims") -> list | None:
+    "Matryoshka widths as a list of positive ints (`[]`: none), or None; else `error`."
+    if dims is None:
+        return None
+    ok = isinstance(dims, (list, tuple)) and all(
+        isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in dims
+    )
+    if not ok:
+        raise error(f"{where} must be a list of positive ints or None, got {dims!r}")
+    return list(dims)
+
+
 def _save_tokenizer(tokenizer, save_dir: Path):
     """Save a copy without the truncation or padding that earlier calls left on a fast tokenizer's
     backend: the files depend on the tokenizer only, not on what it last tokenized."""
@@ -733,7 +746,7 @@ def _save_tokenizer(tokenizer, save_dir: Path):
         tok._tokenizer.no_padding()
     tok.save_pretrained(str(save_dir))
 
-
+# %% ../nbs/06_checkpoints.ipynb #6cb99404
 def save_pretrained(
     model: NomicBert | NomicBertForMaskedLM,
     save_dir,
@@ -742,11 +755,14 @@ def save_pretrained(
     tokenizer=None,
     max_seq_length: int = 8192,
     layer_norm: bool | None = None,
+    matryoshka_dims: tuple | None = None,
 ) -> Path:
     """Write `model` (weights, config.json, tokenizer; sentence-transformers files for
-    `layout='transformers'`) to `save_dir`; `layer_norm` (v1.5) is recorded unless None."""
+    `layout='transformers'`) to `save_dir`; `layer_norm` (v1.5) and the `matryoshka_dims` it was
+    trained at (`()`: none) are recorded unless None."""
     if layer_norm is not None and not isinstance(layer_norm, bool):
         raise TypeError(f"layer_norm must be True, False or None, got {layer_norm!r}")
+    ours = {"layer_norm": layer_norm, "matryoshka_dims": _dims_or_none(matryoshka_dims, TypeError)}
     save_dir, cfg, mlm = Path(save_dir), model.config, isinstance(model, NomicBertForMaskedLM)
     sd = export_state_dict(model, layout)
     save_dir.mkdir(parents=True, exist_ok=True)
@@ -754,8 +770,8 @@ def save_pretrained(
         save_dir / "model.safetensors", lambda t: save_file(sd, str(t), metadata={"format": "pt"})
     )
     config = config_to_nomic_dict(cfg, mlm) if layout == "nomic" else _hf_config_dict(cfg, mlm)
-    if layer_norm is not None:
-        config[NOMIC_REPRO_KEY] = {"layer_norm": layer_norm}
+    if ours := {k: v for k, v in ours.items() if v is not None}:
+        config[NOMIC_REPRO_KEY] = ours
     _write_json(save_dir / "config.json", config)
     if layout == "transformers":
         _st_files(save_dir, cfg, max_seq_length, bool(layer_norm))
@@ -774,6 +790,16 @@ def saved_layer_norm(folder) -> bool | None:
             f" false, got {flag!r}"
         )
     return flag
+
+# %% ../nbs/06_checkpoints.ipynb #91d4b8c4
+def saved_matryoshka_dims(folder) -> tuple | None:
+    """The Matryoshka widths `save_pretrained` recorded in `folder`'s `config.json` (`()`: none);
+    None when the folder does not say."""
+    ours = read_config(Path(folder)).get(NOMIC_REPRO_KEY)
+    dims = ours.get("matryoshka_dims") if isinstance(ours, dict) else None
+    where = f"{folder}/config.json: {NOMIC_REPRO_KEY}.matryoshka_dims"
+    dims = _dims_or_none(dims, CheckpointError, where)
+    return None if dims is None else tuple(dims)
 
 # %% ../nbs/06_checkpoints.ipynb #b1605fce
 @patch(cls_method=True)

@@ -296,7 +296,11 @@ _STAGE_ARGS = (
     ),
 )
 _INIT = arg(
-    "--init", required=True, help="checkpoint folder to start from (the previous stage's model/)"
+    "--init",
+    required=True,
+    help="model to start from: a checkpoint folder (the previous stage's model/, or a published"
+    " model's in Nomic's, transformers' or our layout) or a hub id, e.g."
+    " nomic-ai/nomic-embed-text-v1.5; v1.5's LayerNorm and Matryoshka dims follow it unless set",
 )
 
 # %% ../nbs/22_cli.ipynb #b93ec9e6
@@ -550,14 +554,20 @@ def mlm_command(args):
 
 
 def _run_from_init(fn, args):
-    "Stage 2 or 3 from the `--init` model, with 17_eval's filter/miner loader and stage scorer."
+    """Stage 2 or 3 from the `--init` model (a folder, or a hub id fetched first), with 17_eval's
+    filter/miner loader and stage scorer."""
     from nomic_repro import eval as ev
+    from nomic_repro.checkpoint import resolve_folder
 
-    if not Path(args.init).is_dir():
-        raise CLIError(f"--init {args.init!r} is not a checkpoint folder")
+    try:
+        resolve_folder(args.init)  # a hub id is downloaded now: failing, it is one line
+    except FileNotFoundError as e:
+        if e.__cause__ is not None:  # a hub id the hub did not give
+            raise CLIError(f"--init {e}") from None
+        raise CLIError(f"--init {args.init!r} is not a checkpoint folder nor a hub id") from None
     _run_stage(fn, args, args.init, load_encoder=ev.load_encoder, evaluate=ev.evaluate_stage)
 
-
+# %% ../nbs/22_cli.ipynb #76fb1be3
 @subcommand(
     "contrastive",
     "Stage 2: weakly-supervised contrastive pretraining from a stage-1 model.",
@@ -873,7 +883,7 @@ def _study_line(name: str, v: dict, n_rows: int, seconds: float) -> str:
     )
     return f"{name}: {n_rows} runs in {seconds:.0f} s; {v['metric']}: {arms}; {v['verdict']}"
 
-
+# %% ../nbs/22_cli.ipynb #8b07f48c
 @subcommand(
     "ablate",
     "Ablation studies (21_ablations): one design choice changed, several seeds, one CSV per study.",

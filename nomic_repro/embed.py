@@ -4,10 +4,10 @@
 
 # %% auto #0
 __all__ = ['TASK_PREFIXES', 'TASK_ALIASES', 'MATRYOSHKA_DIMS', 'mean_pool', 'postprocess', 'resolve_task', 'add_prefix',
-           'Embedder', 'length_batches']
+           'Embedder', 'trained_settings', 'length_batches']
 
 # %% ../nbs/07_embed.ipynb #ff999b74
-import warnings
+import json, warnings
 from pathlib import Path
 from fastcore.basics import patch
 import torch
@@ -17,9 +17,13 @@ from .core import get_device, in_test, pad_right, progress_bar
 from nomic_repro.checkpoint import (
     load_pretrained,
     load_tokenizer,
+    CheckpointError,
+    config_from_dict,
+    read_config,
     resolve_folder,
     save_pretrained,
     saved_layer_norm,
+    saved_matryoshka_dims,
 )
 
 # %% ../nbs/07_embed.ipynb #f3e9a561
@@ -118,6 +122,41 @@ class Embedder:
             f" max_length={self.max_length}, device={self.device})"
         )
 
+# %% ../nbs/07_embed.ipynb #b84f531f
+def _published_name(path_or_id) -> str:
+    "A hub id's or folder's last part; a hub cache snapshot's (`models--o--n/snapshots/<rev>`): n."
+    p = Path(str(path_or_id))
+    return p.parent.parent.name if p.parent.name == "snapshots" else p.name
+
+
+def _st_layer_norm(folder: Path) -> bool:
+    "Whether `folder`'s sentence-transformers `modules.json` lists a `LayerNorm` module."
+    f = Path(folder) / "modules.json"
+    try:
+        mods = json.loads(f.read_text()) if f.exists() else []
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{f} is not JSON ({e})") from None
+    return any(isinstance(m, dict) and str(m.get("type")).endswith("LayerNorm") for m in mods)
+
+
+def trained_settings(path_or_id, folder=None) -> dict:
+    """`layer_norm` (v1.5's) and `matryoshka_dims` (None: none) the checkpoint was trained with:
+    what our save recorded, else a sentence-transformers LayerNorm module (LayerNorm only), else
+    the published names (nomic-embed-text-v1.5: both, its widths up to the model's)."""
+    folder = resolve_folder(path_or_id) if folder is None else Path(folder)
+    name = _published_name(path_or_id).lower()
+    v15 = "v1.5" in name or "v1_5" in name
+    ln = saved_layer_norm(folder)
+    if ln is None:
+        ln = _st_layer_norm(folder) or v15
+    dims = saved_matryoshka_dims(folder)
+    if dims is None:
+        dims = MATRYOSHKA_DIMS if v15 else ()
+    if dims:
+        width = config_from_dict(read_config(folder)).hidden_size
+        dims = tuple(k for k in dims if k <= width)
+    return {"layer_norm": ln, "matryoshka_dims": tuple(dims) or None}
+
 # %% ../nbs/07_embed.ipynb #b8b35cff
 @patch(cls_method=True)
 def from_pretrained(
@@ -131,17 +170,14 @@ def from_pretrained(
     device=None,
     dtype=None,
 ) -> Embedder:
-    """Load a checkpoint folder or hub id; v1.5's LayerNorm: `layer_norm` if given, else the
-    folder's saved flag, else on for nomic-embed-text-v1.5 names."""
+    """Load a checkpoint folder or hub id; v1.5's LayerNorm: `layer_norm` if given, else as the
+    checkpoint was trained (`trained_settings`)."""
     folder = resolve_folder(path_or_id)
     model = load_pretrained(
         folder, attn_impl=attn_impl, rotary_scaling_factor=rotary_scaling_factor
     )
-    if layer_norm is None:
-        layer_norm = saved_layer_norm(folder)
-    if layer_norm is None:  # a folder that does not say: the published names
-        name = str(path_or_id).lower()
-        layer_norm = "v1.5" in name or "v1_5" in name
+    if layer_norm is None:  # the saved flag, a sentence-transformers module, the published name
+        layer_norm = trained_settings(path_or_id, folder)["layer_norm"]
     return cls(
         model,
         load_tokenizer(folder),

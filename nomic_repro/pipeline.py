@@ -23,7 +23,7 @@ from nomic_repro.train import (
     rank_world,
 )
 from .stage1 import MLMPreset, MLM_PRESETS, run_mlm
-from .stage2 import ContrastivePreset, STAGE2_PRESETS, run_contrastive
+from .stage2 import ContrastivePreset, STAGE2_PRESETS, follow_init, run_contrastive
 from .stage3 import FinetunePreset, STAGE3_PRESETS, run_finetune
 from .report import environment, write_html_report
 
@@ -171,15 +171,29 @@ def long_context_curve(model_dir, lengths, batch_size: int = 4) -> list[dict]:
         for r in rows
     ]
 
+# %% ../nbs/19_pipeline.ipynb #b8a7fef1
+_FOLLOWED = ("layer_norm", "matryoshka_dims")  # stage 2/3 settings that follow the init model
+
+
+def _as_run(sp, d: StageDir, init: StageDir | None):
+    """Stage preset `sp` as `run_contrastive` records it (`follow_init`: from `init`'s model);
+    before that model exists, its followed settings as `d` recorded them (the stage checks)."""
+    if init is None:
+        return sp
+    if init.model.exists():
+        return follow_init(sp, init.model)
+    rec = json.loads(d.preset.read_text())
+    return replace(sp, **{k: rec.get(k) for k in _FOLLOWED if getattr(sp, k) is None})
+
 # %% ../nbs/19_pipeline.ipynb #bab4a5d0
 def _train_stages(p: PipelinePreset, run: RunDir, data_root, progress) -> list[str]:
     """Stage 1 → 2 → 3, each from the previous stage's `model/`; a finished stage is skipped.
     Returns the folders of the stages it ran."""
     s1, s2, s3 = (run.stage(s) for s in RunDir.STAGES)
     # a finished stage trained otherwise is refused too
-    for d, sp in ((s1, p.mlm), (s2, p.contrastive), (s3, p.finetune)):
+    for d, sp, init in ((s1, p.mlm, None), (s2, p.contrastive, s1), (s3, p.finetune, s2)):
         if d.preset.exists():
-            rank0_result(check_same_preset, d, sp)
+            rank0_result(check_same_preset, d, _as_run(sp, d, init))
     _barrier()
     ran, harness = [], dict(load_encoder=load_encoder, evaluate=evaluate_stage)  # 17_eval's
     if not _finished(s1, p.mlm.train.max_steps):

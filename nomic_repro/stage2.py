@@ -5,8 +5,8 @@
 # %% auto #0
 __all__ = ['DEMO_PAIR_SOURCES', 'STAGE2_PRESETS', 'STAGE2_DEPARTURES', 'PairSource', 'load_pair_sources', 'EpochPlan',
            'PairDataset', 'tokenize_side', 'with_aux_metrics', 'ContrastiveTask', 'consistency_filter',
-           'load_filter_encoder', 'ContrastiveData', 'ContrastivePreset', 'build_pairs', 'save_encoder', 'score_before',
-           'run_contrastive']
+           'load_filter_encoder', 'ContrastiveData', 'ContrastivePreset', 'build_pairs', 'follow_init', 'save_encoder',
+           'score_before', 'run_contrastive']
 
 # %% ../nbs/15_stage2_contrastive.ipynb #87b3a65e
 import json, re, time, warnings
@@ -16,7 +16,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 from .core import seed_everything, pad_right, atomic_folder, Registry, StageDir
-from .embed import add_prefix, TASK_PREFIXES
+from .embed import add_prefix, TASK_PREFIXES, trained_settings
 from nomic_repro.checkpoint import (
     load_pretrained,
     load_tokenizer,
@@ -428,15 +428,15 @@ class ContrastivePreset:
     train: TrainConfig
     temperature: float = 0.02
     grad_cache_chunk: int | None = None
-    # v1.5's non-affine LayerNorm after pooling (Matryoshka runs)
-    layer_norm: bool = False
+    # v1.5's non-affine LayerNorm after pooling (Matryoshka runs); None: as the init model
+    layer_norm: bool | None = None
     # scored with nomic_repro.eval when the stage ends; () to skip
     eval_tasks: tuple = ("scifact", "stsb")
     # MoE encoders: router aux-loss coefficient (None: the checkpoint's, 1.0 in v2)
     aux_loss_coef: float | None = None
     # (num_experts, top_k, every_n): a dense init becomes an MoE (v2: (8, 2, 2))
     upcycle: tuple | None = None
-    # v1.5/v2: InfoNCE summed over these leading dims, e.g. (768, 256)
+    # v1.5/v2: InfoNCE summed over these leading dims, e.g. (768, 256); () none; None: as the init
     matryoshka_dims: tuple | None = None
     # InfoNCE × this; None: × the world size W, as contrastors' clip_loss
     infonce_scale: float | None = None
@@ -623,6 +623,21 @@ def _open_run_folder(preset: ContrastivePreset, folder, output_dir, data_root) -
     rank0_result(check_same_data, out, [s.path for s in preset.data.sources], data_root)
     return out
 
+# %% ../nbs/15_stage2_contrastive.ipynb #57897e6f
+def follow_init(preset: ContrastivePreset, init_from, folder=None) -> ContrastivePreset:
+    """`preset` with `layer_norm` and `matryoshka_dims` that are None set as the model at
+    `init_from` was trained (`trained_settings`); a setting given wins, `[]` turning Matryoshka
+    off. Off is False and None."""
+    got = trained_settings(init_from, folder)
+    ln = got["layer_norm"] if preset.layer_norm is None else preset.layer_norm
+    dims = got["matryoshka_dims"] if preset.matryoshka_dims is None else preset.matryoshka_dims
+    if not isinstance(ln, bool):
+        raise ValueError(f"layer_norm must be true, false or null (as the init model), got {ln!r}")
+    dims = tuple(dims or ())
+    if not all(isinstance(k, int) and not isinstance(k, bool) for k in dims):
+        raise ValueError(f"matryoshka_dims must be a list of ints, got {list(dims)!r}")
+    return replace(preset, layer_norm=ln, matryoshka_dims=dims or None)
+
 # %% ../nbs/15_stage2_contrastive.ipynb #1044150e
 def _contrastive_task(
     preset: ContrastivePreset, data_root, device, report: dict, tokenizer, load_encoder=None
@@ -641,11 +656,11 @@ def _contrastive_task(
     )
 
 
-def save_encoder(enc, folder, tokenizer, layer_norm: bool) -> Path:
-    """Save a trained encoder whole or not at all (`atomic_folder`), with v1.5's LayerNorm flag, so
-    eval and serving use it too. A dense encoder that transformers' nomic_bert can hold goes in
-    that layout with sentence-transformers modules (`SentenceTransformer(dir)` loads it); else
-    Nomic's layout."""
+def save_encoder(enc, folder, tokenizer, layer_norm: bool, matryoshka_dims=None) -> Path:
+    """Save a trained encoder whole or not at all (`atomic_folder`), with v1.5's LayerNorm flag (so
+    eval and serving use it too) and its Matryoshka widths (None: none). A dense encoder that
+    transformers' nomic_bert can hold goes in that layout with sentence-transformers modules
+    (`SentenceTransformer(dir)` loads it); else Nomic's layout."""
     hf = not _is_moe(enc) and fits_transformers_layout(enc.config)
     return atomic_folder(
         folder,
@@ -655,6 +670,7 @@ def save_encoder(enc, folder, tokenizer, layer_norm: bool) -> Path:
             layout="transformers" if hf else "nomic",
             tokenizer=tokenizer,
             layer_norm=layer_norm,
+            matryoshka_dims=tuple(matryoshka_dims or ()),
         ),
     )
 
@@ -670,6 +686,21 @@ def score_before(preset, d: StageDir, init_folder, dev_tasks, evaluate):
     if dev_tasks and evaluate is not None:
         rank0_result(_score_init, evaluate, init_folder, tuple(dev_tasks), d)
     return replace(preset, eval_tasks=tuple(dict.fromkeys((*preset.eval_tasks, *dev_tasks))))
+
+# %% ../nbs/15_stage2_contrastive.ipynb #7d7c72a2
+def _stage_result(preset, report: dict, res: dict, t0: float, model_dir, scores, pairs) -> dict:
+    "What stages 2 and 3 return: preset, data report, training result, time, model, scores, epochs."
+    spe = pairs.plan(preset.train.batch_size).steps_per_epoch  # > 1 epoch: warned
+    return {
+        "preset": preset.name,
+        "data": report,
+        **res,
+        "seconds": round(time.time() - t0, 1),
+        "model_dir": str(model_dir),
+        "eval": scores,
+        "steps_per_epoch": spe,
+        "epochs": round(res["end_step"] / spe, 2),
+    }
 
 # %% ../nbs/15_stage2_contrastive.ipynb #565caed4
 def run_contrastive(
@@ -688,13 +719,15 @@ def run_contrastive(
     evaluate=None,
     dev_tasks=(),
 ) -> dict:
-    """Contrastive training of the encoder at `init_from` (a checkpoint folder, with its tokenizer)
-    into `output_dir`, resumable; `load_encoder` loads the filter model, `evaluate(model_dir, tasks,
-    out)` scores the final model (`17_eval`; None: unscored), and the init one on `dev_tasks`."""
+    """Contrastive training of the encoder at `init_from` (a checkpoint folder or hub id, with its
+    tokenizer) into `output_dir`, resumable; `load_encoder` loads the filter model, `evaluate(dir,
+    tasks, out)` scores the finished model (`17_eval`; None: unscored), and the init one on
+    `dev_tasks`."""
+    folder = resolve_folder(init_from)
     preset = resolve_preset(preset, presets or STAGE2_PRESETS, overrides)
+    preset = follow_init(preset, init_from, folder)  # before the run folder records it
     rank, world, device = setup_distributed()
-    report, folder = {}, resolve_folder(init_from)
-    out = _open_run_folder(preset, folder, output_dir, data_root)
+    report, out = {}, _open_run_folder(preset, folder, output_dir, data_root)
     d = StageDir(out)  # the names of its files
     preset = score_before(preset, d, folder, dev_tasks, evaluate)  # once, on rank 0
     tok = load_tokenizer(folder)  # the init model's own (stage 1 saved its preset's)
@@ -706,18 +739,8 @@ def run_contrastive(
     t0, scores = time.time(), {}
     res = train(model, task, preset.train, out, stop_at=max_steps, progress=progress, desc=desc)
     if rank == 0:
-        save_encoder(enc, d.model, tok, preset.layer_norm)
+        save_encoder(enc, d.model, tok, preset.layer_norm, preset.matryoshka_dims)
         d.data_report.write_text(json.dumps(report, indent=2))
         if res["end_step"] == preset.train.max_steps and preset.eval_tasks and evaluate:
             scores = evaluate(d.model, preset.eval_tasks, out)
-    spe = task.pairs.plan(preset.train.batch_size).steps_per_epoch  # > 1 epoch: warned
-    return {
-        "preset": preset.name,
-        "data": report,
-        **res,
-        "seconds": round(time.time() - t0, 1),
-        "model_dir": str(d.model),
-        "eval": scores,
-        "steps_per_epoch": spe,
-        "epochs": round(res["end_step"] / spe, 2),
-    }
+    return _stage_result(preset, report, res, t0, d.model, scores, task.pairs)

@@ -152,7 +152,8 @@ def test_v15_presets_follow_contrastive_matryoshka_yaml():
         v15.data.doc_max_length,
         v15.temperature,
     ) == (7, 512, 512, 0.02)
-    assert replace(v15, name="base", matryoshka_dims=None, layer_norm=False) == base
+    # base leaves both to the init model (stage 2's, which trains neither)
+    assert replace(v15, name="base", matryoshka_dims=None, layer_norm=None) == base
     p = get_pipeline_preset("v1.5")
     b = PIPELINE_PRESETS["base"]
     assert p.finetune == v15 and (p.mlm, p.contrastive) == (b.mlm, b.contrastive)

@@ -1,9 +1,9 @@
 """`nomic-repro ablate` end to end at a few steps (#29): one study, one seed, its variants sharing
 stage 1, one CSV row per variant, and a rerun that trains nothing and writes the same CSV."""
 
-import contextlib, csv, io
+import csv
 import nomic_repro  # noqa: F401  (first: Triton's CPU interpreter before triton is imported)
-from nomic_repro.cli import main
+from _cli import cli
 
 FEW = [
     "mlm.train.max_steps=3", "mlm.train.batch_size=8", "mlm.data.limit_docs=64",
@@ -12,13 +12,6 @@ FEW = [
     "finetune.train.max_steps=3", "finetune.train.batch_size=8", "finetune.data.limit=40",
     "finetune.data.mine_max_length=32",
 ]  # fmt: skip
-
-
-def cli(*argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main([str(a) for a in argv])
-    return rc, out.getvalue(), err.getvalue()
 
 
 def test_a_study_end_to_end(tmp_path):

@@ -4,51 +4,17 @@ trained model after it (`eval.json`, which keeps both), and print before, after 
 scores every stage on it, so the report's table has the task for stage 1, 2 and 3. Through the real
 command line (`nomic_repro.cli.main`)."""
 
-import io, json, contextlib
+import json
 import pytest
 import nomic_repro  # noqa: F401  (first: Triton's CPU interpreter before triton is imported)
 from nomic_repro import eval as ev
-from nomic_repro.cli import main
+from _cli import cli, write_beir
 from nomic_repro.core import StageDir
 
-TOPICS = [
-    "volcano lava eruption magma",
-    "violin orchestra concerto strings",
-    "glacier ice melting arctic",
-    "bakery sourdough bread yeast",
-    "satellite orbit rocket launch",
-    "honeybee hive pollen colony",
-    "chess opening gambit endgame",
-    "coral reef ocean fish",
-]
 STAGE2 = [  # a few fast steps that move the model: no filter model, little data, a large step
     "train.max_steps=3", "train.batch_size=16", "train.lr=1e-3", "train.warmup_steps=1",
     "data.filter_model=null", "data.limit_per_source=48", "eval_tasks=[]",
 ]  # fmt: skip
-
-
-def write_beir(folder):
-    """A small BEIR folder: 8 topics x 4 documents sharing the topic's words, one query per topic
-    (its first word), relevant: the topic's first document. Hard enough for a tiny model."""
-    (folder / "qrels").mkdir(parents=True)
-    docs = [
-        {"_id": f"d{t}-{k}", "title": "", "text": f"{w} note {k}: " + " ".join(w.split()[k:][::-1])}
-        for t, w in enumerate(TOPICS)
-        for k in range(4)
-    ]
-    (folder / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
-    queries = [{"_id": f"q{t}", "text": w.split()[0] + " facts"} for t, w in enumerate(TOPICS)]
-    (folder / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in queries))
-    rows = "".join(f"q{t}\td{t}-0\t1\n" for t in range(len(TOPICS)))
-    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + rows)
-    return folder
-
-
-def cli(*argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main([str(a) for a in argv])
-    return rc, out.getvalue(), err.getvalue()
 
 
 def sets(overrides):

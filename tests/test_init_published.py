@@ -5,10 +5,10 @@ step, and the run records v1.5's LayerNorm and the Matryoshka dims the init mode
 contrastors `src/contrastors/configs/train/contrastive_matryoshka.yaml`, matryoshka_dims [64, 128, 256, 512, 768]),
 saves them with the model, and the model loads in sentence-transformers and in `nomic-repro embed`."""
 
-import contextlib, gzip, io, json, subprocess, sys
+import gzip, json, subprocess, sys
 import numpy as np
 import pytest
-from nomic_repro.cli import main
+from _cli import cli as run_main
 from nomic_repro.checkpoint import (
     read_config,
     save_pretrained,
@@ -31,13 +31,6 @@ PUBLISHED_MODULES = [
     )
 ]
 FAST = ["train.batch_size=4", "data.query_max_length=32", "data.doc_max_length=32", "eval_tasks=[]"]
-
-
-def run_main(*argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main([str(a) for a in argv])
-    return rc, out.getvalue(), err.getvalue()
 
 
 def published_nomic(folder):

@@ -3,12 +3,12 @@
 tiny stage-1 model; bad rows counted and the threshold enforced; sources from a config file; a
 folder read through `datasets.load_dataset` as a hub id is (no network)."""
 
-import contextlib, gzip, io, json, os, subprocess, sys
+import gzip, json, os, subprocess, sys
 from pathlib import Path
 import pytest
 import nomic_repro  # noqa: F401  (first: Triton's CPU interpreter before triton is imported)
 import pandas as pd
-from nomic_repro.cli import main
+from _cli import cli
 from nomic_repro.data import read_source
 
 N = 48
@@ -22,13 +22,6 @@ ROWS = [
     for i in range(N)
 ]
 FAST = ["--set", "train.max_steps=2", "--set", "train.batch_size=8", "--set", "eval_tasks=[]"]
-
-
-def cli(*argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main([str(a) for a in argv])
-    return rc, out.getvalue(), err.getvalue()
 
 
 def contrastors(negs=True):

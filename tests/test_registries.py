@@ -3,52 +3,16 @@ preset with `register_preset` and a new BEIR-folder evaluation task with `regist
 call, after which the real command line (`nomic_repro.cli.main`, what the `nomic-repro` script
 runs) trains, plans and evaluates with them."""
 
-import io, json, contextlib
+import json
 from dataclasses import replace
 import pytest
 import nomic_repro  # noqa: F401  (first: Triton's CPU interpreter before triton is imported)
 from nomic_repro import eval as ev
-from nomic_repro.cli import main
+from _cli import TOPICS, cli, write_beir
 from nomic_repro.pipeline import PIPELINE_PRESETS, register_preset, get_pipeline_preset
 from nomic_repro.stage1 import MLM_PRESETS
 from nomic_repro.stage2 import STAGE2_PRESETS
 from nomic_repro.stage3 import STAGE3_PRESETS
-
-TOPICS = [
-    "volcano lava eruption magma",
-    "violin orchestra concerto strings",
-    "glacier ice melting arctic",
-    "bakery sourdough bread yeast",
-    "satellite orbit rocket launch",
-    "honeybee hive pollen colony",
-    "chess opening gambit endgame",
-    "coral reef ocean fish",
-]
-
-
-def write_beir(folder):
-    "A small BEIR folder: 8 topics x 4 documents, one query per topic, relevant: its first."
-    (folder / "qrels").mkdir(parents=True)
-    with open(folder / "corpus.jsonl", "w") as f:
-        for t, words in enumerate(TOPICS):
-            for k in range(4):
-                text = f"{words} note {k}: " + " ".join(reversed(words.split()[k:]))
-                f.write(json.dumps({"_id": f"d{t}-{k}", "title": "", "text": text}) + "\n")
-    with open(folder / "queries.jsonl", "w") as f:
-        for t, words in enumerate(TOPICS):
-            f.write(json.dumps({"_id": f"q{t}", "text": words.split()[0] + " facts"}) + "\n")
-    rows = [f"q{t}\td{t}-0\t1" for t in range(len(TOPICS))]
-    (folder / "qrels" / "test.tsv").write_text(
-        "query-id\tcorpus-id\tscore\n" + "\n".join(rows) + "\n"
-    )
-    return folder
-
-
-def cli(*argv):
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        rc = main([str(a) for a in argv])
-    return rc, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture

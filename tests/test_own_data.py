@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import nomic_repro  # noqa: F401  (first: Triton's CPU interpreter before triton is imported)
 import pandas as pd
-from _cli import cli
+from _cli import cli, write_beir
 from nomic_repro.data import read_source
 
 N = 48
@@ -260,3 +260,38 @@ def test_an_unreachable_hub_id_is_one_line(init_model, tmp_path):
     assert (
         "cannot read data source 'hf:someone/no-such-dataset'" in p.stderr.strip().splitlines()[-1]
     )
+
+
+def test_the_one_documented_command(tmp_path):
+    """#28's "done when": a jsonl of (query, document, negatives), a published-layout model (Nomic's
+    layout, named like nomic-embed-text-v1.5) and a BEIR dev folder: one `finetune` command fine-tunes
+    it on the file's own negatives and scores the dev set before and after."""
+    from nomic_repro import eval as ev
+    from nomic_repro.checkpoint import save_pretrained
+    from nomic_repro.core import seed_everything
+    from nomic_repro.model import NomicBert, NomicBertConfig
+
+    seed_everything(0)
+    cfg = NomicBertConfig(hidden_size=128, num_layers=1, num_heads=2, intermediate_size=128)
+    init = save_pretrained(NomicBert(cfg), tmp_path / "nomic-embed-text-v1.5", layout="nomic")
+    pairs, dev, out = (
+        write(tmp_path / "pairs.jsonl", contrastors()),
+        tmp_path / "dev",
+        tmp_path / "ft",
+    )
+    write_beir(dev)
+    try:
+        rc, stdout, err = cli(
+            "finetune", "--init", init, "--output-dir", out, "--data", f"qa={pairs}",
+            "--eval", f"mydev={dev}", *FAST, "--set", "data.n_negatives=2",
+        )  # fmt: skip
+    finally:
+        ev.TASKS.pop("mydev", None)
+    assert rc == 0, err
+    assert "negatives: given" in err
+    assert "| mydev | ndcg@10 |" in stdout  # before, after, change
+    preset = json.loads((out / "preset.json").read_text())
+    assert (preset["layer_norm"], preset["matryoshka_dims"]) == (True, [128, 64])  # as v1.5
+    before = json.loads((out / "eval-before.json").read_text())
+    after = json.loads((out / "eval.json").read_text())
+    assert [r["task"] for r in before] == ["mydev"] and "mydev" in [r["task"] for r in after]

@@ -180,7 +180,7 @@ def _as_run(sp, d: StageDir, init: StageDir | None):
     before that model exists, its followed settings as `d` recorded them (the stage checks)."""
     if init is None:
         return sp
-    if init.model.exists():
+    if (init.model / "config.json").exists():  # a whole model (a killed save may leave less)
         return follow_init(sp, init.model)
     rec = json.loads(d.preset.read_text())
     return replace(sp, **{k: rec.get(k) for k in _FOLLOWED if getattr(sp, k) is None})

@@ -13,7 +13,13 @@ from pathlib import Path
 from .core import Registry, StageDir, atomic_folder, seed_everything
 from .data import data_identity
 from .train import NOT_PART_OF_THE_RUN, flatten_dict
-from .pipeline import PipelinePreset, get_pipeline_preset
+from nomic_repro.pipeline import (
+    PipelinePreset,
+    get_pipeline_preset,
+    stage_finished,
+    cached_result,
+    model_stamp,
+)
 
 # %% ../nbs/21_ablations.ipynb #d8517e60
 @dataclass(frozen=True)
@@ -93,15 +99,6 @@ def _random_init(preset, seed: int, folder: Path) -> Path:
         atomic_folder(model, lambda t: save_pretrained(mlm, t, layout="nomic", tokenizer=tok))
     return model
 
-
-def _done(folder: Path, max_steps: int) -> bool:
-    "A stage folder whose model is saved and whose log reached `max_steps`."
-    d = StageDir(folder)
-    if not (d.model / "config.json").exists() or not d.metrics.exists():
-        return False
-    lines = [l for l in d.metrics.read_text().splitlines() if l.strip()]
-    return bool(lines) and json.loads(lines[-1])["step"] >= max_steps
-
 # %% ../nbs/21_ablations.ipynb #b04add7f
 def _random_key(mlm_preset, seed: int) -> str:
     "The key of an untrained stage-1 model: its architecture, tokenizer and seed."
@@ -133,7 +130,7 @@ def train_variant(
         sp, skipped = getattr(p, name), name in variant.skip
         key = _random_key(p.mlm, seed) if skipped else stage_key(name, sp, init, data_root)
         out = Path(root) / "stages" / (key if skipped else f"{name}-{key}")
-        fresh = not skipped and not _done(out, sp.train.max_steps)
+        fresh = not skipped and not stage_finished(out, sp.train.max_steps)
         if skipped:
             _random_init(p.mlm, seed, out)
         elif fresh:
@@ -147,21 +144,18 @@ MAX_LENGTH = {"qmsum": 512}  # tokens per text; the tiny models train at 128
 
 def score_model(model_dir, tasks) -> dict:
     """`{task:metric: score}` of the model in `model_dir` on `tasks` (the main score of each),
-    stored beside the model and reused while the task list is the same."""
+    stored beside the model and reused while the model file and the task list are the same."""
     from nomic_repro.eval import run_eval
-    from nomic_repro.core import atomic_write
 
-    f = Path(model_dir).parent / "ablation-scores.json"
-    old = json.loads(f.read_text()) if f.exists() else {}
-    if old.get("tasks") == list(tasks):
-        return old["scores"]
-    scores = {}
-    for t in tasks:
-        r = run_eval(str(model_dir), t, max_length=MAX_LENGTH.get(t))
-        scores[f"{t}:{r['main_score']}"] = round(float(r["metrics"][r["main_score"]]), 6)
-    rec = {"tasks": list(tasks), "scores": scores}
-    atomic_write(f, lambda t: t.write_text(json.dumps(rec, indent=1)))
-    return scores
+    def scores() -> dict:
+        rs = {t: run_eval(str(model_dir), t, max_length=MAX_LENGTH.get(t)) for t in tasks}
+        return {
+            f"{t}:{r['main_score']}": round(float(r["metrics"][r["main_score"]]), 6)
+            for t, r in rs.items()
+        }
+
+    f = Path(model_dir).parent / "ablation-scores.json"  # 19_pipeline's cache: model file, tasks
+    return cached_result(f, [model_stamp(model_dir), list(tasks)], scores)
 
 
 def _kept_fraction(stage2: Path) -> float:

@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['PUBLISHED', 'PIPELINE_PRESETS', 'STAGE_NAMES', 'PipelinePreset', 'register_preset', 'stage_keys',
-           'get_pipeline_preset', 'long_context_curve', 'run_pipeline']
+           'get_pipeline_preset', 'stage_finished', 'model_stamp', 'cached_result', 'long_context_curve',
+           'run_pipeline']
 
 # %% ../nbs/19_pipeline.ipynb #fe605afa
 import json, time
@@ -108,7 +109,7 @@ def get_pipeline_preset(preset: PipelinePreset | str, overrides=()) -> PipelineP
     return resolve_preset(preset, PIPELINE_PRESETS, stage_keys(overrides))
 
 # %% ../nbs/19_pipeline.ipynb #9f51fa26
-def _finished(d: StageDir, max_steps: int) -> bool:
+def stage_finished(d: StageDir, max_steps: int) -> bool:
     d = StageDir(d)  # or its path
     log = d.metrics
     # a model folder is written whole (`atomic_folder`); config.json also catches older half-writes
@@ -124,12 +125,12 @@ def _barrier():
         dist.barrier()
 
 
-def _stamp(model) -> str:
+def model_stamp(model) -> str:
     f = Path(model) / "model.safetensors"
     return f"{f.stat().st_size}-{f.stat().st_mtime_ns}" if f.exists() else str(model)
 
 
-def _cached(f: Path, key, compute):
+def cached_result(f: Path, key, compute):
     """`compute()`, or its earlier result stored in `f` under the same `key` (e.g. the model file's
     size and mtime)."""
     try:
@@ -146,9 +147,9 @@ def _cached(f: Path, key, compute):
 def _scores(model, tasks, out: StageDir) -> dict:
     """Main score of `model` per task (via `evaluate_stage`, into folder `out`); reused on a rerun
     while the model file is unchanged."""
-    return _cached(
+    return cached_result(
         out.scores,
-        [_stamp(model), list(tasks)],
+        [model_stamp(model), list(tasks)],
         lambda: {t: r["score"] for t, r in evaluate_stage(model, tasks, out).items()},
     )
 
@@ -196,17 +197,17 @@ def _train_stages(p: PipelinePreset, run: RunDir, data_root, progress) -> list[s
             rank0_result(check_same_preset, d, _as_run(sp, d, init))
     _barrier()
     ran, harness = [], dict(load_encoder=load_encoder, evaluate=evaluate_stage)  # 17_eval's
-    if not _finished(s1, p.mlm.train.max_steps):
+    if not stage_finished(s1, p.mlm.train.max_steps):
         run_mlm(p.mlm, s1, data_root=data_root, progress=progress)
         ran.append(s1.name)
     _barrier()
-    if not _finished(s2, p.contrastive.train.max_steps):
+    if not stage_finished(s2, p.contrastive.train.max_steps):
         run_contrastive(
             p.contrastive, s1.model, s2, data_root=data_root, progress=progress, **harness
         )
         ran.append(s2.name)
     _barrier()
-    if not _finished(s3, p.finetune.train.max_steps):
+    if not stage_finished(s3, p.finetune.train.max_steps):
         run_finetune(p.finetune, s2.model, s3, data_root=data_root, progress=progress, **harness)
         ran.append(s3.name)
     _barrier()
@@ -228,9 +229,9 @@ def _evaluate_run(p: PipelinePreset, run: RunDir) -> tuple[dict, list]:
         table[k] = {t: v for t, v in row.items() if t in p.eval_tasks}
     final = run.stage("finetune").model
     curve = (
-        _cached(
+        cached_result(
             run.long_context,
-            [_stamp(final), list(p.long_context)],
+            [model_stamp(final), list(p.long_context)],
             lambda: long_context_curve(final, p.long_context),
         )
         if p.long_context

@@ -876,12 +876,15 @@ def report_command(args):
     print(f"report: {page}")
 
 # %% ../nbs/22_cli.ipynb #a3cf493d
-def _study_line(name: str, v: dict, n_rows: int, seconds: float) -> str:
-    "One line per study: its runs, time, each variant's mean ± spread (× 100), and the verdict."
+def _study_line(name: str, vs: list, n_rows: int, seconds: float) -> str:
+    """One line per study: its runs, time, each variant's mean ± spread (× 100), and the verdict
+    on each of the papers' directions."""
+    v = vs[0]
     arms = ", ".join(
         f"{k} {100 * m:.2f} ± {100 * sd:.2f}" for k, (m, sd, _) in v["summary"].items()
     )
-    return f"{name}: {n_rows} runs in {seconds:.0f} s; {v['metric']}: {arms}; {v['verdict']}"
+    says = "; ".join(f"{x['better']} > {x['worse']}: {x['verdict']}" for x in vs)
+    return f"{name}: {n_rows} runs in {seconds:.0f} s; {v['metric']}: {arms}; {says}"
 
 # %% ../nbs/22_cli.ipynb #8b07f48c
 @subcommand(
@@ -923,7 +926,9 @@ def ablate_command(args):
             )
         except ValueError as e:
             raise CLIError(str(e)) from None
-        print(_study_line(s.name, ablate.verdict(s, rows), len(rows), time.time() - t0), flush=True)
+        print(
+            _study_line(s.name, ablate.verdicts(s, rows), len(rows), time.time() - t0), flush=True
+        )
     print(f"ablate: {time.time() - t_all:.0f} s; CSVs in {results}", file=sys.stderr)
 
 # %% ../nbs/22_cli.ipynb #826a106d

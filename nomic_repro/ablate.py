@@ -144,11 +144,41 @@ def _share_mined(preset, a: Path, b: Path):
         if f.exists() and not to.exists():
             atomic_write(to, lambda t: shutil.copyfile(f, t))
 
+# %% ../nbs/21_ablations.ipynb #4b169127
+class _Remembering:
+    "An encoder whose `encode` results are kept for the process's life (same call, same result)."
+
+    def __init__(self, encoder):
+        self.encoder, self.seen = encoder, {}
+
+    def encode(self, texts, **kw):
+        blob = json.dumps([list(texts), sorted(kw.items())], default=str).encode()
+        key = hashlib.sha256(blob).hexdigest()
+        if key not in self.seen:
+            self.seen[key] = self.encoder.encode(texts, **kw)
+        return self.seen[key]
+
+    def __getattr__(self, name):  # everything else: the encoder's
+        return getattr(self.encoder, name)
+
+
+_HELPERS: dict = {}
+
+
+def _helper_encoder(spec, **kw):
+    """`17_eval`'s `load_encoder`, loaded once per process and remembering its embeddings: the
+    filter model of stage 2 and the miner of stage 3 embed the same texts for every variant."""
+    from nomic_repro.eval import load_encoder
+
+    key = json.dumps([str(spec), kw], sort_keys=True, default=str)
+    if key not in _HELPERS:
+        _HELPERS[key] = _Remembering(load_encoder(spec, **kw))
+    return _HELPERS[key]
+
 # %% ../nbs/21_ablations.ipynb #acdc07d5
 def _run_stage(name: str, p: PipelinePreset, out: Path, init_dir, data_root, progress, root):
     """Train stage `name` of pipeline preset `p` into `out` from `init_dir`; it scores nothing.
     Stage 3's mined negatives are shared through `root/mined/<key>` (mining takes minutes)."""
-    from nomic_repro.eval import load_encoder
     from nomic_repro.stage1 import run_mlm
     from nomic_repro.stage2 import run_contrastive
     from nomic_repro.stage3 import run_finetune
@@ -156,7 +186,7 @@ def _run_stage(name: str, p: PipelinePreset, out: Path, init_dir, data_root, pro
     if name == "mlm":
         return run_mlm(p.mlm, out, data_root=data_root, progress=progress)
     fn = run_contrastive if name == "contrastive" else run_finetune
-    kw = dict(data_root=data_root, load_encoder=load_encoder, evaluate=None, progress=progress)
+    kw = dict(data_root=data_root, load_encoder=_helper_encoder, evaluate=None, progress=progress)
     if name == "contrastive":
         return fn(p.contrastive, init_dir, out, **kw)
     mined = Path(root) / "mined" / _mine_key(p.finetune, data_root)

@@ -890,7 +890,12 @@ def _study_line(name: str, vs: list, n_rows: int, seconds: float) -> str:
 @subcommand(
     "ablate",
     "Ablation studies (21_ablations): one design choice changed, several seeds, one CSV per study.",
-    arg("--study", required=True, help=registered("nomic_repro.ablate", "STUDIES", "{} | all")),
+    arg(
+        "--study",
+        required=True,
+        nargs="+",
+        help=registered("nomic_repro.ablate", "STUDIES", "{} | all (one or several, in order)"),
+    ),
     arg("--seeds", type=int, default=3, help="seeds per variant (default 3)"),
     arg("--output-dir", default="runs/ablations", help="the shared stage folders (resumable)"),
     arg(
@@ -909,14 +914,14 @@ def ablate_command(args):
 
     if args.seeds < 1:
         raise CLIError("--seeds must be >= 1")
-    names = list(ablate.STUDIES) if args.study == "all" else [args.study]
-    try:  # an unknown study or setting: one line, before any work
+    names = list(ablate.STUDIES) if "all" in args.study else list(dict.fromkeys(args.study))
+    try:  # an unknown study, setting or task: one line, before any work
         studies = [ablate.STUDIES[n] for n in names]
         ablate.get_pipeline_preset(studies[0].base, _overrides(args))
+        if args.task:
+            studies = [replace(s, tasks=tuple(args.task), metric=args.task[0]) for s in studies]
     except ValueError as e:
         raise CLIError(str(e)) from None
-    if args.task:
-        studies = [replace(s, tasks=tuple(args.task), metric=args.task[0]) for s in studies]
     results, t_all = Path(args.results_dir or ablate.results_dir()), time.time()
     for s in studies:
         t0 = time.time()

@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['STUDIES', 'MAX_LENGTH', 'Variant', 'parse_task', 'Study', 'register_study', 'stage_key', 'train_variant',
-           'score_model', 'run_study', 'summarize', 'verdict', 'verdicts', 'matched_width', 'results_dir', 'load_rows']
+           'score_model', 'run_study', 'summarize', 'verdict', 'verdicts', 'arms_text', 'verdicts_text',
+           'matched_width', 'results_dir', 'load_rows', 'results_table']
 
 # %% ../nbs/21_ablations.ipynb #722eccd5
 import hashlib, json, math
@@ -307,6 +308,18 @@ def verdicts(study: Study, rows: list[dict]) -> list[dict]:
     "`verdict` for each of the study's expected pairs."
     return [verdict(study, rows, pair) for pair in study.expect]
 
+
+def arms_text(v: dict) -> str:
+    "Each variant's mean ± spread × 100 of a `verdict`: 'a 31.00 ± 1.00, b 21.00 ± 1.00'."
+    return ", ".join(
+        f"{k} {100 * m:.2f} ± {100 * sd:.2f}" for k, (m, sd, _) in v["summary"].items()
+    )
+
+
+def verdicts_text(vs: list[dict]) -> str:
+    "'better > worse: verdict' for each of `verdicts`, joined by '; '."
+    return "; ".join(f"{v['better']} > {v['worse']}: {v['verdict']}" for v in vs)
+
 # %% ../nbs/21_ablations.ipynb #7fb27b941602401d91542211134fc71a
 def matched_width(cfg, upcycle: tuple, count: str) -> int:
     """The MLP width at which the dense encoder of config `cfg` has as many parameters as its MoE
@@ -414,3 +427,24 @@ def load_rows(study: str, folder=None) -> list[dict]:
         return []
     with open(f, newline="") as fh:
         return list(csv.DictReader(fh))
+
+# %% ../nbs/21_ablations.ipynb #8edb47106e1a46a883d545849b8ab81b
+def results_table(folder=None) -> str:
+    """A markdown table of every registered study: the papers' claim, each variant's mean ±
+    spread (× 100) of the study's metric over seeds, and the verdict on each expected direction."""
+    lines = [
+        "| study | the papers' claim | metric | mean ± spread over seeds (× 100) | verdict |",
+        "|---|---|---|---|---|",
+    ]
+    for name, st in STUDIES.items():
+        rows = load_rows(name, folder)
+        if not rows:
+            lines.append(f"| `{name}` | {st.claim} | {st.metric} | not run yet | |")
+            continue
+        vs = verdicts(st, rows)
+        n = max(x[2] for x in vs[0]["summary"].values())
+        arms = f"{arms_text(vs[0])} ({n} seed{'s' * (n > 1)})"
+        lines.append(
+            f"| `{name}` | {st.claim} | {vs[0]['metric']} | {arms} | {verdicts_text(vs)} |"
+        )
+    return "\n".join(lines)

@@ -879,12 +879,11 @@ def report_command(args):
 def _study_line(name: str, vs: list, n_rows: int, seconds: float) -> str:
     """One line per study: its runs, time, each variant's mean ± spread (× 100), and the verdict
     on each of the papers' directions."""
-    v = vs[0]
-    arms = ", ".join(
-        f"{k} {100 * m:.2f} ± {100 * sd:.2f}" for k, (m, sd, _) in v["summary"].items()
+    from nomic_repro.ablate import arms_text, verdicts_text
+
+    return f"{name}: {n_rows} runs in {seconds:.0f} s; {vs[0]['metric']}: {arms_text(vs[0])}; " + (
+        verdicts_text(vs)
     )
-    says = "; ".join(f"{x['better']} > {x['worse']}: {x['verdict']}" for x in vs)
-    return f"{name}: {n_rows} runs in {seconds:.0f} s; {v['metric']}: {arms}; {says}"
 
 # %% ../nbs/22_cli.ipynb #8b07f48c
 @subcommand(

@@ -38,6 +38,8 @@ def test_mistakes_are_one_line(tmp_path):
         (["--study", "nope"], "unknown study 'nope'; choose one of"),
         (["--study", "mlm", "--seeds", "0"], "--seeds must be >= 1"),
         (["--study", "mlm", "--set", "mlm.train.nope=1"], "unknown setting 'mlm.train.nope'"),
+        (["--study", "mlm", "moe", "--task", "qmsum@x"], "write TASK, TASK@TOKENS or TASK@DIMSd"),
+        (["--study", "moe", "nope"], "unknown study 'nope'"),
     ]:
         rc, _, err = cli("ablate", "--output-dir", tmp_path, *extra)
         assert rc == 2 and len(err.strip().splitlines()) == 1 and says in err, (extra, err)

@@ -1,5 +1,6 @@
 """`nomic-repro ablate` end to end at a few steps (#29): one study, one seed, its variants sharing
-stage 1, one CSV row per variant, and a rerun that trains nothing and writes the same CSV."""
+stage 1, one CSV row per variant, and a rerun from scratch in a fresh folder that writes the same CSV
+byte for byte (a rerun in the same folder reuses everything: `21_ablations`)."""
 
 import csv
 import nomic_repro  # noqa: F401  (first: Triton's CPU interpreter before triton is imported)
@@ -14,23 +15,27 @@ FEW = [
 ]  # fmt: skip
 
 
-def test_a_study_end_to_end(tmp_path):
+def _ablate(tmp_path, lab: str):
     argv = ["ablate", "--study", "temperature", "--seeds", "1", "--task", "stsb"]
-    argv += ["--output-dir", tmp_path / "lab", "--results-dir", tmp_path / "res"]
-    argv += [x for s in FEW for x in ("--set", s)]
-    rc, out, err = cli(*argv)
+    argv += ["--output-dir", tmp_path / lab, "--results-dir", tmp_path / lab / "res"]
+    return cli(*argv, *[x for s in FEW for x in ("--set", s)])
+
+
+def test_a_study_end_to_end(tmp_path):
+    rc, out, err = _ablate(tmp_path, "lab")
     assert rc == 0, err
     assert out.startswith("temperature: 3 runs in ") and "stsb:cosine_spearman: 0.01 " in out
     assert out.rstrip().endswith("one seed")  # one seed: no noise floor, no verdict
-    with open(tmp_path / "res" / "temperature.csv", newline="") as f:
+    with open(tmp_path / "lab" / "res" / "temperature.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert [r["variant"] for r in rows] == ["0.01", "0.02", "0.05"]
     assert len({r["stsb:cosine_spearman"] for r in rows}) == 3  # three models
     stages = sorted(p.name.split("-")[0] for p in (tmp_path / "lab" / "stages").iterdir())
     assert stages == ["contrastive"] * 3 + ["finetune"] * 3 + ["mlm"]  # one stage 1, shared
-    before = (tmp_path / "res" / "temperature.csv").read_bytes()
-    rc, out2, err = cli(*argv)  # everything reused: the same CSV, byte for byte
-    assert rc == 0 and (tmp_path / "res" / "temperature.csv").read_bytes() == before, err
+    rc, _, err = _ablate(tmp_path, "again")  # trained again from scratch: the same CSV
+    assert rc == 0, err
+    csvs = [(tmp_path / lab / "res" / "temperature.csv").read_bytes() for lab in ("lab", "again")]
+    assert csvs[0] == csvs[1], csvs
 
 
 def test_mistakes_are_one_line(tmp_path):

@@ -4,7 +4,7 @@
 
 # %% auto #0
 __all__ = ['STUDIES', 'MAX_LENGTH', 'Variant', 'parse_task', 'Study', 'register_study', 'stage_key', 'train_variant',
-           'score_model', 'run_study', 'summarize', 'verdict', 'verdicts', 'arms_text', 'verdicts_text',
+           'score_model', 'run_study', 'summarize', 'paired', 'verdict', 'verdicts', 'arms_text', 'verdicts_text',
            'matched_width', 'results_dir', 'load_rows', 'results_table']
 
 # %% ../nbs/21_ablations.ipynb #722eccd5
@@ -278,15 +278,24 @@ def run_study(
     return rows
 
 # %% ../nbs/21_ablations.ipynb #f486a6f9
+def _mean_std(xs: list) -> tuple:
+    "`(mean, sample std, n)` of `xs` (std 0 for one value)."
+    m = sum(xs) / len(xs)
+    sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0
+    return m, sd, len(xs)
+
+
 def summarize(rows: list[dict], column: str) -> dict:
     "`{variant: (mean, std, n)}` of `column` over seeds (std: the sample std; 0 for one seed)."
-    out = {}
-    for v in dict.fromkeys(r["variant"] for r in rows):
-        xs = [float(r[column]) for r in rows if r["variant"] == v]
-        m = sum(xs) / len(xs)
-        sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else 0.0
-        out[v] = (m, sd, len(xs))
-    return out
+    variants = dict.fromkeys(r["variant"] for r in rows)
+    return {v: _mean_std([float(r[column]) for r in rows if r["variant"] == v]) for v in variants}
+
+
+def paired(rows: list[dict], column: str, a: str, b: str) -> tuple:
+    """`(mean, std, n)` over seeds of the per-seed difference a − b: the variants of one seed share
+    what they do not change (stages, data order), so this spread is free of the seed's own."""
+    by = {(r["variant"], str(r["seed"])): float(r[column]) for r in rows}
+    return _mean_std([by[(a, s)] - by[(b, s)] for v, s in by if v == a and (b, s) in by])
 
 
 def verdict(study: Study, rows: list[dict], pair: tuple | None = None) -> dict:
@@ -301,14 +310,15 @@ def verdict(study: Study, rows: list[dict], pair: tuple | None = None) -> dict:
     word = "one seed" if n < 2 else "within noise" if abs(diff) <= 2 * noise else None
     word = word or ("reproduced" if diff > 0 else "reversed")
     return {"better": better, "worse": worse, "metric": column, "difference": diff,
-            "noise": noise, "verdict": word, "summary": s}  # fmt: skip
+            "noise": noise, "verdict": word, "summary": s,
+            "paired": paired(rows, column, better, worse)}  # fmt: skip
 
 
 def verdicts(study: Study, rows: list[dict]) -> list[dict]:
     "`verdict` for each of the study's expected pairs."
     return [verdict(study, rows, pair) for pair in study.expect]
 
-
+# %% ../nbs/21_ablations.ipynb #b8c62607
 def arms_text(v: dict) -> str:
     "Each variant's mean ± spread × 100 of a `verdict`: 'a 31.00 ± 1.00, b 21.00 ± 1.00'."
     return ", ".join(

@@ -318,7 +318,7 @@ def verdicts(study: Study, rows: list[dict]) -> list[dict]:
     "`verdict` for each of the study's expected pairs."
     return [verdict(study, rows, pair) for pair in study.expect]
 
-# %% ../nbs/21_ablations.ipynb #b8c62607
+# %% ../nbs/21_ablations.ipynb #8d7e7411
 def arms_text(v: dict) -> str:
     "Each variant's mean ± spread × 100 of a `verdict`: 'a 31.00 ± 1.00, b 21.00 ± 1.00'."
     return ", ".join(

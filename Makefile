@@ -84,7 +84,7 @@ test-course:
 
 test-py:
 	@rm -rf $(SCRATCH)/py && mkdir -p $(SCRATCH)/py
-	@TMPDIR=$(SCRATCH)/py $(NB_ENV) $(BIN)/python -m pytest tests -q; \
+	@TMPDIR=$(SCRATCH)/py $(NB_ENV) $(BIN)/python -m pytest tests -q --durations=15; \
 	  rc=$$?; rm -rf $(SCRATCH)/py; exit $$rc
 
 # On a machine with a GPU: the `#| gpu` cells too (one worker: one device).

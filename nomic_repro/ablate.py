@@ -8,7 +8,7 @@ __all__ = ['STUDIES', 'MAX_LENGTH', 'Variant', 'parse_task', 'Study', 'register_
            'matched_width', 'results_dir', 'load_rows', 'results_table']
 
 # %% ../nbs/21_ablations.ipynb #722eccd5
-import hashlib, json, math
+import hashlib, json, math, shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from .core import Registry, StageDir, atomic_folder, atomic_write, seed_everything
@@ -102,10 +102,14 @@ def stage_key(stage: str, preset, init: str, data_root=None) -> str:
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+_DATA_IDS: dict = {}  # what data_identity hashed so far: a file is hashed again only if it changed
+
+
 def _data_ids(preset, data_root) -> dict:
     "`{source: SHA-256 (or hub id)}` of a stage preset's data sources."
     sources = [getattr(s, "path", s) for s in preset.data.sources]
-    ids = data_identity(sources, data_root)
+    ids = data_identity(sources, data_root, known=_DATA_IDS)  # same path, size and mtime: reused
+    _DATA_IDS.update(ids)
     return {s: v.get("sha256") or v.get("hub") for s, v in ids.items()}
 
 # %% ../nbs/21_ablations.ipynb #0733cccd
@@ -138,8 +142,6 @@ def _mine_key(preset, data_root) -> str:
 
 def _share_mined(preset, a: Path, b: Path):
     "Copy each source's mined negatives from stage folder `a` to `b` where `b` has none."
-    import shutil
-
     for src in preset.data.sources:
         f, to = StageDir(a).mined(src.name), StageDir(b).mined(src.name)
         if f.exists() and not to.exists():
@@ -212,6 +214,8 @@ def train_variant(
             _random_init(p.mlm, seed, out)
         elif fresh:
             _run_stage(name, p, out, init_dir, data_root, progress, root)
+        if not skipped and stage_finished(out, sp.train.max_steps):  # (not a stopped stage)
+            shutil.rmtree(StageDir(out).checkpoints, ignore_errors=True)  # the model is what's used
         stages[name], init, init_dir = (key, out, fresh), key, StageDir(out).model
     return stages
 
@@ -219,27 +223,57 @@ def train_variant(
 MAX_LENGTH = {"qmsum": 512}  # tokens per text; the tiny models train at 128
 
 
-def _encoder(model_dir, max_length, dim, rotary: str):
+def _encoder(model_dir, max_length, rotary: str):
     "The final model as `17_eval`'s encoder, served past its trained length with `rotary`."
     from nomic_repro.eval import load_encoder
     from nomic_repro.ntk import serve_rotary
 
     # loaded as served by default (Dynamic NTK: up to 8192 tokens), then its rotary swapped
-    enc = load_encoder(str(model_dir), max_length=max_length, dim=dim)
+    enc = load_encoder(str(model_dir), max_length=max_length)
     serve_rotary(enc.embedder.model, rotary)
     return enc
 
 
+class _Truncating:
+    """Full-width encoder `enc` (an `EmbedderEncoder`) served at width `dim`; each text list is
+    embedded once, unnormalised, into `seen`, which every width shares; `07_embed`'s `postprocess`
+    then truncates and L2-normalises, as the embedder itself does for `dim`."""
+
+    def __init__(self, enc, dim: int, seen: dict):
+        self.enc, self.dim, self.seen = enc, dim, seen
+        self.name, self.max_length = enc.name, enc.max_length
+
+    def encode(self, texts, *, task="document", batch_size=32, max_length=None):
+        from nomic_repro.embed import postprocess
+
+        texts, max_length = list(texts), max_length or self.max_length
+        key = hashlib.sha256(json.dumps([texts, task, batch_size, max_length]).encode()).digest()
+        if key not in self.seen:
+            self.seen[key] = self.enc.embedder.encode(
+                texts, task=self.enc.PREFIX_TASKS[task], batch_size=batch_size,
+                max_length=max_length, normalize=False, convert_to_tensor=True,
+            )  # fmt: skip
+        return postprocess(self.seen[key], dim=self.dim)
+
+    def __repr__(self):
+        return f"{self.enc!r} at {self.dim} dims"
+
+# %% ../nbs/21_ablations.ipynb #7cdc8c89c7104fffa095e18ddfef8986
 def score_model(model_dir, tasks, rotary: str = "ntk") -> dict:
     """`{task:metric: score}` of the model in `model_dir` on `tasks` (`parse_task`'s specs),
     served with `rotary`; each score is kept beside the model, reused while the model file is
     unchanged."""
     from nomic_repro.eval import run_eval
 
+    loaded, seen = {}, {}  # the model once per length; the widths of a task share one encoding
+
     def one(spec: str) -> dict:
         task, length, dim = parse_task(spec)
         length = length or MAX_LENGTH.get(task)
-        r = run_eval(_encoder(model_dir, length, dim, rotary), task, max_length=length)
+        if length not in loaded:
+            loaded[length] = _encoder(model_dir, length, rotary)
+        enc = loaded[length] if dim is None else _Truncating(loaded[length], dim, seen)
+        r = run_eval(enc, task, max_length=length)
         return {r["main_score"]: round(float(r["metrics"][r["main_score"]]), 6)}
 
     out = {}
@@ -383,7 +417,8 @@ for _s in (
 _UPCYCLE = (8, 2, 2)  # v2: 8 experts, top 2, on every second layer (arXiv 2502.07972)
 _WIDTH = "mlm.model.intermediate_size="
 _GELU = ("mlm.model.activation=gelu",)  # v2's experts are GELU MLPs (XLM-R's); tiny is SwiGLU
-_GELU_TINY = get_pipeline_preset("tiny", _GELU).mlm.model
+# matched_width(tiny with _GELU, _UPCYCLE, count): solved once, checked by the cell below
+_MATCHED = {"active": 386, "total": 1154}
 for _s in (
     Study(
         "moe",
@@ -391,10 +426,7 @@ for _s in (
         " (arXiv 2502.07972: XLM-R base < its MoE < XLM-R large)",
         (
             Variant("moe", (f"contrastive.upcycle={list(_UPCYCLE)}",)),
-            *(
-                Variant(f"dense-{c}", (_WIDTH + str(matched_width(_GELU_TINY, _UPCYCLE, c)),))
-                for c in ("active", "total")
-            ),
+            *(Variant(f"dense-{c}", (_WIDTH + str(w),)) for c, w in _MATCHED.items()),
         ),
         expect=(("moe", "dense-active"), ("dense-total", "moe")),
         scale=_GELU,
